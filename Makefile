@@ -1,0 +1,40 @@
+# Every install step lives here: a fresh machine needs only python3.11, node/npm and this file.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install test demo bench lint contracts node-deps clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) node-deps
+
+node_modules/.installed: package.json
+	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi
+	touch node_modules/.installed
+
+node-deps: $(if $(wildcard package.json),node_modules/.installed,)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/flockchain demo $(DEMO_ARGS)
+
+bench: install
+	$(BIN)/python bench/krum.py
+
+lint: install
+	$(BIN)/ruff check .
+
+contracts: node-deps
+	node contracts/build.mjs
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
