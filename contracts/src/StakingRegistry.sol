@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.28;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+
+/// @title StakingRegistry
+/// @notice Clients stake exactly `stakeAmount` wei on L1, binding an ed25519 public key used
+///         on the rollup. Unbonding starts a timelock of `unbondPeriod` seconds; the remaining
+///         (post-slash) stake can be withdrawn only after it. Only the SlashingManager can
+///         reduce a stake.
+/// @dev Binding rule: the first stake permanently binds `account <-> pubkey` one-to-one. A
+///      pubkey can never be used by a second address, and an address that withdrew can stake
+///      again only with the same pubkey. This keeps the rollup's per-account cumulative
+///      counters (`cumulativeSlashed`, `cumulativeReward`) and the L1 managers' per-address
+///      "already settled" counters referring to the same identity forever.
+contract StakingRegistry is Ownable, ReentrancyGuard {
+    /// @notice Lifecycle of an address' stake.
+    enum Status {
+        None, // never staked, or withdrawn
+        Active, // staked, counts on the rollup
+        Unbonding // unbond() called, waiting for unlockTime
+    }
+
+    /// @notice Per-address stake record.
+    struct StakeInfo {
+        uint256 amount; // remaining stake in wei (after slashes)
+        uint256 unlockTime; // set by unbond()
+        Status status;
+    }
+
+    /// @notice The exact amount (wei) `stake` requires.
+    uint256 public immutable stakeAmount;
+    /// @notice Seconds between `unbond()` and the earliest `withdraw()`.
+    uint256 public immutable unbondPeriod;
+    /// @notice The only address allowed to call `reduceStake`; set once by the owner.
+    address public slashingManager;
+
+    mapping(address account => StakeInfo) private _stakes;
+    mapping(address account => bytes32 pubkey) private _pubkeyOf;
+    mapping(bytes32 pubkey => address account) private _accountOf;
+
+    /// @notice A stake of `amount` wei was deposited by `account` for `pubkey`.
+    event Staked(address indexed account, bytes32 indexed pubkey, uint256 amount);
+    /// @notice `account` started unbonding; it can withdraw at `unlockTime`.
+    event Unbonded(address indexed account, bytes32 indexed pubkey, uint256 unlockTime);
+    /// @notice `account` withdrew its remaining stake of `amount` wei.
+    event Withdrawn(address indexed account, bytes32 indexed pubkey, uint256 amount);
+    /// @notice The SlashingManager took `amount` wei from `account`'s stake; `remaining` is left.
+    event StakeReduced(address indexed account, bytes32 indexed pubkey, uint256 amount, uint256 remaining);
+    /// @notice The SlashingManager address was set.
+    event SlashingManagerSet(address indexed slashingManager);
+
+    /// @notice `msg.value` was not exactly `stakeAmount`.
+    error WrongStakeAmount(uint256 sent, uint256 required);
+    /// @notice The pubkey is the zero word.
+    error InvalidPubkey();
+    /// @notice The address already has an active or unbonding stake.
+    error AlreadyStaked(address account);
+    /// @notice The pubkey is bound to another address.
+    error PubkeyBoundToOtherAccount(bytes32 pubkey, address boundAccount);
+    /// @notice The address is bound to another pubkey.
+    error AccountBoundToOtherPubkey(address account, bytes32 boundPubkey);
+    /// @notice The address has no active stake.
+    error NotActive(address account);
+    /// @notice The address is not unbonding.
+    error NotUnbonding(address account);
+    /// @notice The unbonding timelock has not elapsed.
+    error StillLocked(uint256 unlockTime, uint256 nowTime);
+    /// @notice The caller is not the SlashingManager.
+    error NotSlashingManager(address caller);
+    /// @notice The SlashingManager was already set.
+    error SlashingManagerAlreadySet();
+    /// @notice A zero address was given.
+    error ZeroAddress();
+    /// @notice A zero amount was given.
+    error ZeroAmount();
+    /// @notice The stake is smaller than the requested reduction.
+    error InsufficientStake(uint256 available, uint256 requested);
+    /// @notice An ETH transfer failed.
+    error TransferFailed(address to, uint256 amount);
+
+    /// @param stakeAmount_ Exact stake in wei (must be > 0).
+    /// @param unbondPeriod_ Unbonding timelock in seconds.
+    constructor(uint256 stakeAmount_, uint256 unbondPeriod_) Ownable(msg.sender) {
+        if (stakeAmount_ == 0) revert ZeroAmount();
+        stakeAmount = stakeAmount_;
+        unbondPeriod = unbondPeriod_;
+    }
+
+    modifier onlySlashingManager() {
+        if (msg.sender != slashingManager || msg.sender == address(0)) revert NotSlashingManager(msg.sender);
+        _;
+    }
+
+    /// @notice Set the SlashingManager, once.
+    /// @param manager The SlashingManager contract.
+    function setSlashingManager(address manager) external onlyOwner {
+        if (manager == address(0)) revert ZeroAddress();
+        if (slashingManager != address(0)) revert SlashingManagerAlreadySet();
+        slashingManager = manager;
+        emit SlashingManagerSet(manager);
+    }
+
+    /// @notice Stake exactly `stakeAmount` wei, binding `pubkey` to the caller.
+    /// @param pubkey The caller's ed25519 public key on the rollup.
+    function stake(bytes32 pubkey) external payable {
+        if (msg.value != stakeAmount) revert WrongStakeAmount(msg.value, stakeAmount);
+        if (pubkey == bytes32(0)) revert InvalidPubkey();
+        StakeInfo storage s = _stakes[msg.sender];
+        if (s.status != Status.None) revert AlreadyStaked(msg.sender);
+        address bound = _accountOf[pubkey];
+        if (bound != address(0) && bound != msg.sender) revert PubkeyBoundToOtherAccount(pubkey, bound);
+        bytes32 boundKey = _pubkeyOf[msg.sender];
+        if (boundKey != bytes32(0) && boundKey != pubkey) revert AccountBoundToOtherPubkey(msg.sender, boundKey);
+
+        _accountOf[pubkey] = msg.sender;
+        _pubkeyOf[msg.sender] = pubkey;
+        s.amount = msg.value;
+        s.unlockTime = 0;
+        s.status = Status.Active;
+        emit Staked(msg.sender, pubkey, msg.value);
+    }
+
+    /// @notice Start the unbonding timelock; the stake stays slashable until withdrawn.
+    function unbond() external {
+        StakeInfo storage s = _stakes[msg.sender];
+        if (s.status != Status.Active) revert NotActive(msg.sender);
+        uint256 unlock = block.timestamp + unbondPeriod;
+        s.unlockTime = unlock;
+        s.status = Status.Unbonding;
+        emit Unbonded(msg.sender, _pubkeyOf[msg.sender], unlock);
+    }
+
+    /// @notice Withdraw the remaining (post-slash) stake once the timelock has elapsed.
+    function withdraw() external nonReentrant {
+        StakeInfo storage s = _stakes[msg.sender];
+        if (s.status != Status.Unbonding) revert NotUnbonding(msg.sender);
+        if (block.timestamp < s.unlockTime) revert StillLocked(s.unlockTime, block.timestamp);
+        uint256 amount = s.amount;
+        // Effects before the interaction.
+        delete _stakes[msg.sender];
+        emit Withdrawn(msg.sender, _pubkeyOf[msg.sender], amount);
+        if (amount > 0) {
+            (bool ok,) = payable(msg.sender).call{value: amount}("");
+            if (!ok) revert TransferFailed(msg.sender, amount);
+        }
+    }
+
+    /// @notice Take `amount` wei out of `account`'s stake and send it to the SlashingManager.
+    /// @param account The slashed address.
+    /// @param amount Wei to take; must be > 0 and at most the remaining stake.
+    /// @return The amount sent to the caller.
+    function reduceStake(address account, uint256 amount) external onlySlashingManager nonReentrant returns (uint256) {
+        if (amount == 0) revert ZeroAmount();
+        StakeInfo storage s = _stakes[account];
+        uint256 available = s.amount;
+        if (amount > available) revert InsufficientStake(available, amount);
+        uint256 remaining = available - amount;
+        s.amount = remaining;
+        emit StakeReduced(account, _pubkeyOf[account], amount, remaining);
+        (bool ok,) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed(msg.sender, amount);
+        return amount;
+    }
+
+    /// @notice Remaining stake of `account` in wei (0 once withdrawn).
+    function stakeOf(address account) external view returns (uint256) {
+        return _stakes[account].amount;
+    }
+
+    /// @notice The pubkey bound to `account` (zero if it never staked). The binding is permanent.
+    function pubkeyOf(address account) external view returns (bytes32) {
+        return _pubkeyOf[account];
+    }
+
+    /// @notice The address bound to `pubkey` (zero if unused). The binding is permanent.
+    function accountOf(bytes32 pubkey) external view returns (address) {
+        return _accountOf[pubkey];
+    }
+
+    /// @notice Full stake record of `account`.
+    function stakeInfo(address account) external view returns (StakeInfo memory) {
+        return _stakes[account];
+    }
+}
