@@ -1,0 +1,83 @@
+"""Canonical msgpack (SPEC §2): sorted string keys, shortest ints, no floats, bin bytes.
+
+Why strict decoding: the action hash and signatures are taken over bytes, so two
+encodings of the same value must not both be accepted. We decode, re-encode canonically
+and demand byte equality; this rejects unsorted or duplicate keys, long integer forms,
+``str`` where ``bin`` is required, and anything else that is not the unique encoding.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+MAX_DEPTH = 16
+
+
+class CodecError(ValueError):
+    """Input is not canonical msgpack of the allowed types."""
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    if depth > MAX_DEPTH:
+        raise CodecError("nesting too deep")
+    if isinstance(value, bool) or value is None or isinstance(value, (bytes, str)):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise CodecError("integer out of msgpack range")
+        return
+    if isinstance(value, float):
+        raise CodecError("floats are not allowed")
+    if isinstance(value, (list, tuple)):
+        for v in value:
+            _check(v, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise CodecError("map keys must be strings")
+            _check(v, depth + 1)
+        return
+    raise CodecError(f"type not allowed: {type(value).__name__}")
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(value[k]) for k in sorted(value, key=lambda s: s.encode())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """Canonical msgpack bytes of ``value`` (dict keys sorted bytewise)."""
+    _check(value)
+    return msgpack.packb(_canonical(value), use_bin_type=True)
+
+
+def _no_ext(code: int, data: bytes) -> Any:
+    raise CodecError("extension types are not allowed")
+
+
+def decode(data: bytes) -> Any:
+    """Decode canonical msgpack; raises CodecError on any non-canonical input."""
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            use_list=True,
+            strict_map_key=True,
+            ext_hook=_no_ext,
+            max_bin_len=len(data),
+            max_str_len=len(data),
+        )
+    except CodecError:
+        raise
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise CodecError(f"malformed msgpack: {exc}") from exc
+    _check(value)
+    if encode(value) != bytes(data):
+        raise CodecError("non-canonical encoding")
+    return value

@@ -1,0 +1,51 @@
+"""Every protocol constant, named (SPEC §3-§8). Rationals are (numerator, denominator).
+
+Why one module: like ethereum/consensus-specs, a reader should find every number the
+STF decides with in one place, and a deployment overrides them in one place.
+"""
+
+from __future__ import annotations
+
+# ---- encoding / envelope (SPEC §2) ----
+ACTION_VERSION = 1
+SYSTEM_SENDER = b"\x00" * 32
+MAX_ACTION_BYTES = 64 * 1024 * 1024  # one reveal of d = 2^25 int16 coordinates
+MAX_UINT64 = 2**64 - 1
+
+# ---- numerics (SPEC §4) ----
+DEFAULT_SCALE_BITS = 12
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+# float64 GEMM on int16-valued rows is exact while block_len * 2^30 < 2^53.
+GRAM_EXACT_MAX_BLOCK = 2**23
+GRAM_BLOCK = 2**16  # columns converted to float64 at a time (memory bound, cache friendly)
+
+# ---- scoring (SPEC §5) ----
+TAU_OUT = (3, 1)  # Krum outlier: s_i > 3 * median(s)
+RHO_LAZY = (1, 100)  # lazy free-rider: |d_i|^2 < median(|d|^2) / 100
+COS_REPLAY = (99, 100)  # replay free-rider: cos(d_i, D_prev) >= 0.99
+COS_DUPLICATE = (99, 100)  # duplicate: cos(d_i, d_j) >= 0.99
+
+# ---- voting (SPEC §7) ----
+VOTE_TOLERANCE_BPS = 500  # T
+BPS = 10_000
+
+# ---- economics (SPEC §8), integer wei ----
+WEI_PER_ETHER = 10**18
+STAKE_AMOUNT = WEI_PER_ETHER // 10
+MIN_STAKE = WEI_PER_ETHER // 20
+SLASH_BPS = 1_000
+ABSENT_SLASH_BPS = 100
+VOTER_SLASH_BPS = 1_000
+REJECT_SLASH_BPS = 500
+BASE_FEE = WEI_PER_ETHER // 20
+FEE_PER_EPOCH = WEI_PER_ETHER // 100
+PROTOCOL_FEE_BPS = 200
+PROPOSER_SHARE_BPS = 8_000
+
+# ---- task parameter bounds (validated at l1_task_created) ----
+MAX_NUM_PARAMS = 2**25
+MIN_WINDOW_BLOCKS = 1
+MAX_WINDOW_BLOCKS = 1_000_000
+MAX_SCALE_BITS = 24
+MAX_PARTICIPANTS = 1_024

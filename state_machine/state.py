@@ -1,0 +1,386 @@
+"""The rollup state and its commitment (SPEC §8, §9).
+
+Why dirty sets: every mutation marks the leaf it touches; ``state_root()`` rehashes only
+those leaves (O(k log n) for k changes) instead of rebuilding the trees.
+
+Sub-trees (each a ``MerkleTree`` indexed by insertion order):
+
+* accounts: ``account_leaf(l1_address, pubkey, stake, cumulative_slashed, cumulative_reward)``
+* tasks: ``task_leaf(task_id, owner, escrow, charged, treasury, status, detail_hash)``
+* epochs: ``epoch_leaf(task_id, epoch, keccak256(msgpack(epoch record)))``
+* meta root: ``keccak256(abi.encode(senders_root, status_root, l1_block, l1_log_index))``
+  where senders leaves are ``keccak256(abi.encode(bytes32 pubkey, uint256 nonce))`` and
+  status leaves (one per account) ``keccak256(abi.encode(bytes32 pubkey, uint256 status,
+  uint256 unlock_time))``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from state_machine import codec
+from state_machine.crypto import abi_bytes32, abi_uint, keccak256
+from state_machine.leaves import (
+    SUBROOT_ACCOUNTS,
+    SUBROOT_TASKS,
+    account_leaf,
+    compose_state_root,
+    epoch_leaf,
+    state_proof,
+    task_leaf,
+)
+from state_machine.merkle import MerkleTree
+from state_machine.tasks import TaskParams
+
+# account status
+ACTIVE = 0
+UNBONDING = 1
+EJECTED = 2
+
+# task status (as in the task leaf)
+TASK_RUNNING = 0
+TASK_COMPLETED = 1
+TASK_REJECTED = 2
+
+# task phases
+AWAITING_GENESIS = "awaiting_genesis"
+WAITING_CLIENTS = "waiting_clients"
+UPDATE_COMMIT = "update_commit"
+UPDATE_REVEAL = "update_reveal"
+VOTE_COMMIT = "vote_commit"
+VOTE_REVEAL = "vote_reveal"
+DONE = "done"
+
+
+def wei(x: int) -> bytes:
+    """uint256 wei as 32-byte big-endian, for msgpack records (ints stop at 2^64)."""
+    return x.to_bytes(32, "big")
+
+
+def model_hash(values: np.ndarray) -> bytes:
+    """keccak256 of the little-endian bytes of an int32 model or int16 delta."""
+    dtype = "<i4" if values.dtype == np.int32 else "<i2"
+    return keccak256(values.astype(dtype, copy=False).tobytes())
+
+
+@dataclass
+class Account:
+    index: int
+    l1_address: bytes
+    pubkey: bytes
+    stake: int
+    cumulative_slashed: int = 0
+    cumulative_reward: int = 0
+    status: int = ACTIVE
+    unlock_time: int = 0
+
+    def leaf(self) -> bytes:
+        return account_leaf(
+            self.l1_address, self.pubkey, self.stake, self.cumulative_slashed, self.cumulative_reward
+        )
+
+    def status_leaf(self) -> bytes:
+        return keccak256(abi_bytes32(self.pubkey), abi_uint(self.status), abi_uint(self.unlock_time))
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "l1_address": self.l1_address,
+            "pubkey": self.pubkey,
+            "stake": self.stake,
+            "cumulative_slashed": self.cumulative_slashed,
+            "cumulative_reward": self.cumulative_reward,
+            "status": ["active", "unbonding", "ejected"][self.status],
+            "unlock_time": self.unlock_time,
+        }
+
+
+@dataclass
+class EpochState:
+    """Working data and record of one epoch of one task."""
+
+    task_id: int
+    epoch: int
+    open_height: int
+    seed: bytes
+    proposers: list[bytes]
+    voters: list[bytes]
+    global_before: bytes
+    update_commits: dict[bytes, bytes] = field(default_factory=dict)
+    update_hashes: dict[bytes, bytes] = field(default_factory=dict)
+    updates: dict[bytes, np.ndarray] = field(default_factory=dict)
+    vote_commits: dict[bytes, bytes] = field(default_factory=dict)
+    votes: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    scores: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: dict[bytes, str] = field(default_factory=dict)
+    voter_verdicts: dict[bytes, str] = field(default_factory=dict)
+    candidate: np.ndarray | None = None
+    candidate_delta: np.ndarray | None = None
+    candidate_hash: bytes = b""
+    global_after: bytes = b""
+    outcome: str = "pending"
+    outcome_reason: str = ""
+    aggregate: int | None = None
+    accuracy_bps: int | None = None
+    medians: dict[str, int] = field(default_factory=dict)
+    slashes: list[tuple[bytes, int, str]] = field(default_factory=list)
+    rewards: dict[bytes, int] = field(default_factory=dict)
+    treasury: int = 0
+    phase_log: list[tuple[str, int]] = field(default_factory=list)
+
+    def record(self) -> dict[str, Any]:
+        """Everything a client needs to see why it was rewarded or slashed."""
+        return {
+            "task_id": self.task_id,
+            "epoch": self.epoch,
+            "open_height": self.open_height,
+            "seed": self.seed,
+            "proposers": list(self.proposers),
+            "voters": list(self.voters),
+            "global_before": self.global_before,
+            "update_commits": sorted([k, v] for k, v in self.update_commits.items()),
+            "update_hashes": sorted([k, v] for k, v in self.update_hashes.items()),
+            "vote_commits": sorted([k, v] for k, v in self.vote_commits.items()),
+            "votes": sorted([k, a, b] for k, (a, b) in self.votes.items()),
+            "scores": self.scores,
+            "verdicts": sorted([k, v] for k, v in self.verdicts.items()),
+            "voter_verdicts": sorted([k, v] for k, v in self.voter_verdicts.items()),
+            "candidate_hash": self.candidate_hash,
+            "global_after": self.global_after,
+            "outcome": self.outcome,
+            "outcome_reason": self.outcome_reason,
+            "aggregate": self.aggregate,
+            "accuracy_bps": self.accuracy_bps,
+            "medians": dict(self.medians),
+            "slashes": [[k, wei(a), r] for k, a, r in self.slashes],
+            "rewards": sorted([k, wei(v)] for k, v in self.rewards.items()),
+            "treasury": wei(self.treasury),
+            "phase_log": [[p, h] for p, h in self.phase_log],
+        }
+
+    def record_hash(self) -> bytes:
+        return keccak256(codec.encode(self.record()))
+
+
+@dataclass
+class Task:
+    index: int
+    task_id: int
+    owner: bytes
+    spec_hash: bytes
+    max_epochs: int
+    target_accuracy_bps: int
+    escrow: int
+    params: TaskParams | None
+    status: int = TASK_RUNNING
+    phase: str = AWAITING_GENESIS
+    phase_deadline: int = 0
+    epoch: int = 0
+    epochs_run: int = 0
+    charged: int = 0
+    treasury: int = 0
+    accuracy_bps: int | None = None
+    global_model: np.ndarray | None = None
+    global_hash: bytes = b"\x00" * 32
+    prev_delta: np.ndarray | None = None
+    prev_delta_hash: bytes = b"\x00" * 32
+    reject_reason: str = ""
+    accepted_epochs: int = 0
+
+    @property
+    def fee_per_epoch(self) -> int:
+        return self.escrow // self.max_epochs
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "spec_hash": self.spec_hash,
+            "max_epochs": self.max_epochs,
+            "target_accuracy_bps": self.target_accuracy_bps,
+            "params": self.params.to_record() if self.params else None,
+            "phase": self.phase,
+            "phase_deadline": self.phase_deadline,
+            "epoch": self.epoch,
+            "epochs_run": self.epochs_run,
+            "accepted_epochs": self.accepted_epochs,
+            "accuracy_bps": self.accuracy_bps,
+            "global_hash": self.global_hash,
+            "prev_delta_hash": self.prev_delta_hash,
+            "reject_reason": self.reject_reason,
+        }
+
+    def leaf(self) -> bytes:
+        detail_hash = keccak256(codec.encode(self.detail()))
+        return task_leaf(
+            self.task_id, self.owner, self.escrow, self.charged, self.treasury, self.status,
+            detail_hash,
+        )
+
+    def to_record(self) -> dict[str, Any]:
+        rec = self.detail()
+        rec.update(
+            owner=self.owner,
+            escrow=self.escrow,
+            charged=self.charged,
+            treasury=self.treasury,
+            status=["running", "completed", "rejected"][self.status],
+            fee_per_epoch=self.fee_per_epoch,
+        )
+        return rec
+
+
+@dataclass
+class State:
+    """The whole L2 state. Mutate only through the STF (``transition``)."""
+
+    chain_id: int
+    height: int = 0
+    accounts: dict[bytes, Account] = field(default_factory=dict)
+    nonces: dict[bytes, int] = field(default_factory=dict)
+    sender_index: dict[bytes, int] = field(default_factory=dict)
+    tasks: dict[int, Task] = field(default_factory=dict)
+    epochs: dict[tuple[int, int], EpochState] = field(default_factory=dict)
+    epoch_index: dict[tuple[int, int], int] = field(default_factory=dict)
+    l1_cursor: tuple[int, int] = (0, 0)
+    l1_seen: bool = False
+    treasury_total: int = 0
+    accounts_tree: MerkleTree = field(default_factory=MerkleTree)
+    status_tree: MerkleTree = field(default_factory=MerkleTree)
+    senders_tree: MerkleTree = field(default_factory=MerkleTree)
+    tasks_tree: MerkleTree = field(default_factory=MerkleTree)
+    epochs_tree: MerkleTree = field(default_factory=MerkleTree)
+    dirty_accounts: set[bytes] = field(default_factory=set)
+    dirty_senders: set[bytes] = field(default_factory=set)
+    dirty_tasks: set[int] = field(default_factory=set)
+    dirty_epochs: set[tuple[int, int]] = field(default_factory=set)
+
+    # ---- copying ----
+    def copy(self) -> State:
+        """Independent copy; numpy arrays are shared because the STF never mutates them."""
+        memo: dict[int, Any] = {}
+        for t in self.tasks.values():
+            for arr in (t.global_model, t.prev_delta):
+                if arr is not None:
+                    memo[id(arr)] = arr
+        for e in self.epochs.values():
+            if e.outcome != "pending":
+                memo[id(e)] = e  # finalized epochs are never mutated again: share them
+                continue
+            for arr in (*e.updates.values(), e.candidate, e.candidate_delta):
+                if arr is not None:
+                    memo[id(arr)] = arr
+        return copy.deepcopy(self, memo)
+
+    # ---- mutation markers ----
+    def touch_account(self, pubkey: bytes) -> None:
+        self.dirty_accounts.add(pubkey)
+
+    def touch_task(self, task_id: int) -> None:
+        self.dirty_tasks.add(task_id)
+
+    def touch_epoch(self, task_id: int, epoch: int) -> None:
+        self.dirty_epochs.add((task_id, epoch))
+
+    def bump_nonce(self, sender: bytes) -> None:
+        if sender not in self.sender_index:
+            self.sender_index[sender] = len(self.sender_index)
+        self.nonces[sender] = self.nonces.get(sender, 0) + 1
+        self.dirty_senders.add(sender)
+
+    def add_account(self, account: Account) -> None:
+        self.accounts[account.pubkey] = account
+        self.touch_account(account.pubkey)
+
+    def add_task(self, task: Task) -> None:
+        self.tasks[task.task_id] = task
+        self.touch_task(task.task_id)
+
+    def add_epoch(self, ep: EpochState) -> None:
+        key = (ep.task_id, ep.epoch)
+        self.epochs[key] = ep
+        self.touch_epoch(*key)
+
+    # ---- commitment ----
+    def _flush(self) -> None:
+        for pk in sorted(self.dirty_accounts, key=lambda p: self.accounts[p].index):
+            acc = self.accounts[pk]
+            if acc.index < len(self.accounts_tree):
+                self.accounts_tree.update(acc.index, acc.leaf())
+                self.status_tree.update(acc.index, acc.status_leaf())
+            else:
+                assert acc.index == len(self.accounts_tree)
+                self.accounts_tree.append(acc.leaf())
+                self.status_tree.append(acc.status_leaf())
+        for pk in sorted(self.dirty_senders, key=lambda p: self.sender_index[p]):
+            leaf = keccak256(abi_bytes32(pk), abi_uint(self.nonces[pk]))
+            idx = self.sender_index[pk]
+            if idx < len(self.senders_tree):
+                self.senders_tree.update(idx, leaf)
+            else:
+                assert idx == len(self.senders_tree)
+                self.senders_tree.append(leaf)
+        for tid in sorted(self.dirty_tasks, key=lambda t: self.tasks[t].index):
+            task = self.tasks[tid]
+            if task.index < len(self.tasks_tree):
+                self.tasks_tree.update(task.index, task.leaf())
+            else:
+                assert task.index == len(self.tasks_tree)
+                self.tasks_tree.append(task.leaf())
+        for key in sorted(self.dirty_epochs, key=lambda k: self.epoch_index.get(k, 1 << 62)):
+            ep = self.epochs[key]
+            leaf = epoch_leaf(ep.task_id, ep.epoch, ep.record_hash())
+            if key in self.epoch_index:
+                self.epochs_tree.update(self.epoch_index[key], leaf)
+            else:
+                self.epoch_index[key] = self.epochs_tree.append(leaf)
+        self.dirty_accounts.clear()
+        self.dirty_senders.clear()
+        self.dirty_tasks.clear()
+        self.dirty_epochs.clear()
+
+    def meta_root(self) -> bytes:
+        return keccak256(
+            abi_bytes32(self.senders_tree.root()),
+            abi_bytes32(self.status_tree.root()),
+            abi_uint(self.l1_cursor[0]),
+            abi_uint(self.l1_cursor[1]),
+        )
+
+    def subroots(self) -> list[bytes]:
+        self._flush()
+        return [
+            self.accounts_tree.root(),
+            self.tasks_tree.root(),
+            self.epochs_tree.root(),
+            self.meta_root(),
+        ]
+
+    def state_root(self) -> bytes:
+        return compose_state_root(self.subroots())
+
+    # ---- proofs ----
+    def account_proof(self, pubkey: bytes) -> dict[str, Any]:
+        """Leaf fields and the state proof that SlashingManager/RewardManager verify."""
+        subroots = self.subroots()
+        acc = self.accounts[pubkey]
+        return {
+            "leaf": acc.leaf(),
+            "fields": acc.to_record(),
+            "proof": state_proof(subroots, SUBROOT_ACCOUNTS, self.accounts_tree.proof(acc.index)),
+            "state_root": compose_state_root(subroots),
+        }
+
+    def task_proof(self, task_id: int) -> dict[str, Any]:
+        subroots = self.subroots()
+        task = self.tasks[task_id]
+        return {
+            "leaf": task.leaf(),
+            "detail_hash": keccak256(codec.encode(task.detail())),
+            "fields": task.to_record(),
+            "proof": state_proof(subroots, SUBROOT_TASKS, self.tasks_tree.proof(task.index)),
+            "state_root": compose_state_root(subroots),
+        }

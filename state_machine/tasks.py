@@ -1,0 +1,105 @@
+"""Task parameters carried in ``TaskCreated.taskParams`` and their validation (SPEC §3).
+
+Why a separate msgpack blob: L1 only needs to escrow fees; the rollup needs the training
+parameters. Keeping them opaque on L1 (bytes) and strictly validated here means an invalid
+task is recorded as REJECTED on L2 and its whole escrow becomes refundable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from state_machine import codec
+from state_machine.constants import (
+    BPS,
+    DEFAULT_SCALE_BITS,
+    MAX_NUM_PARAMS,
+    MAX_PARTICIPANTS,
+    MAX_SCALE_BITS,
+    MAX_WINDOW_BLOCKS,
+    MIN_WINDOW_BLOCKS,
+)
+
+
+class TaskParamsError(ValueError):
+    """Task parameters that the protocol cannot run."""
+
+
+@dataclass(frozen=True)
+class TaskParams:
+    model: str
+    num_params: int
+    proposers_per_epoch: int
+    f: int
+    genesis_model_hash: bytes
+    voters_per_epoch: int = 0
+    scale_bits: int = DEFAULT_SCALE_BITS
+    commit_window: int = 5
+    reveal_window: int = 5
+    vote_commit_window: int = 5
+    vote_reveal_window: int = 5
+
+    def encode(self) -> bytes:
+        return codec.encode(asdict(self))
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_INT_FIELDS = (
+    "num_params",
+    "proposers_per_epoch",
+    "f",
+    "voters_per_epoch",
+    "scale_bits",
+    "commit_window",
+    "reveal_window",
+    "vote_commit_window",
+    "vote_reveal_window",
+)
+
+
+def decode_task_params(data: bytes) -> TaskParams:
+    """Parse and validate; raises TaskParamsError with the first problem found."""
+    try:
+        raw = codec.decode(data)
+    except codec.CodecError as exc:
+        raise TaskParamsError(f"task_params is not canonical msgpack: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TaskParamsError("task_params must be a map")
+    fields = set(TaskParams.__dataclass_fields__)
+    if set(raw) != fields:
+        raise TaskParamsError(f"task_params fields must be exactly {sorted(fields)}")
+    for name in _INT_FIELDS:
+        v = raw[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise TaskParamsError(f"{name} must be a non-negative integer")
+    if not isinstance(raw["model"], str) or not 0 < len(raw["model"]) <= 64:
+        raise TaskParamsError("model must be a short non-empty string")
+    g = raw["genesis_model_hash"]
+    if not isinstance(g, bytes) or len(g) != 32:
+        raise TaskParamsError("genesis_model_hash must be 32 bytes")
+    p = TaskParams(**raw)
+    if not 1 <= p.num_params <= MAX_NUM_PARAMS:
+        raise TaskParamsError(f"num_params must be in [1, {MAX_NUM_PARAMS}]")
+    if not 1 <= p.scale_bits <= MAX_SCALE_BITS:
+        raise TaskParamsError(f"scale_bits must be in [1, {MAX_SCALE_BITS}]")
+    if p.proposers_per_epoch < 2 * p.f + 3:
+        raise TaskParamsError("proposers_per_epoch must be >= 2f + 3 (Krum)")
+    if p.proposers_per_epoch + p.voters_per_epoch > MAX_PARTICIPANTS:
+        raise TaskParamsError(f"at most {MAX_PARTICIPANTS} participants per epoch")
+    for name in ("commit_window", "reveal_window", "vote_commit_window", "vote_reveal_window"):
+        if not MIN_WINDOW_BLOCKS <= getattr(p, name) <= MAX_WINDOW_BLOCKS:
+            raise TaskParamsError(f"{name} must be in [{MIN_WINDOW_BLOCKS}, {MAX_WINDOW_BLOCKS}]")
+    return p
+
+
+def validate_task_header(max_epochs: int, target_accuracy_bps: int, escrow: int) -> None:
+    """Checks on the L1-side fields of a task."""
+    if max_epochs < 1:
+        raise TaskParamsError("max_epochs must be >= 1")
+    if target_accuracy_bps > BPS:
+        raise TaskParamsError("target_accuracy_bps must be <= 10000")
+    if escrow < max_epochs:
+        raise TaskParamsError("escrow too small for max_epochs")

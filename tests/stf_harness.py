@@ -1,0 +1,142 @@
+"""A small in-memory chain driver for STF tests: keys, actions, blocks, nonces."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from state_machine.actions import (
+    AdvanceBody,
+    CommitUpdateBody,
+    CommitVoteBody,
+    DepositBody,
+    PublishGenesisBody,
+    RevealUpdateBody,
+    RevealVoteBody,
+    SignedAction,
+    TaskCreatedBody,
+    make_action,
+    system_action,
+    update_commitment,
+    vote_commitment,
+)
+from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
+from state_machine.crypto import keccak256, public_key
+from state_machine.state import State
+from state_machine.tasks import TaskParams
+from state_machine.transition import (
+    GENESIS_PARENT,
+    Block,
+    Receipt,
+    apply_block,
+    block_hash,
+    block_header,
+    genesis_state,
+)
+
+CHAIN_ID = 7
+
+
+def seed_for(name: str) -> bytes:
+    return hashlib.sha256(b"test-key:" + name.encode()).digest()
+
+
+@dataclass
+class Client:
+    name: str
+    seed: bytes
+    pubkey: bytes
+    address: bytes
+    nonce: int = 0
+
+    @classmethod
+    def make(cls, name: str) -> Client:
+        seed = seed_for(name)
+        return cls(name, seed, public_key(seed), hashlib.sha256(name.encode()).digest()[:20])
+
+
+@dataclass
+class Harness:
+    state: State = field(default_factory=lambda: genesis_state(CHAIN_ID))
+    parent: bytes = GENESIS_PARENT
+    l1_block: int = 1
+    system_nonce: int = 0
+    pending: list[SignedAction] = field(default_factory=list)
+    receipts: list[Receipt] = field(default_factory=list)
+
+    # -- system actions --
+    def _sys(self, typ: str, body) -> SignedAction:
+        sa = system_action(typ, CHAIN_ID, self.system_nonce, body)
+        self.system_nonce += 1
+        return sa
+
+    def deposit(self, c: Client, amount: int = STAKE_AMOUNT) -> SignedAction:
+        self.l1_block += 1
+        return self._sys(
+            "l1_deposit", DepositBody(c.address, c.pubkey, amount, self.l1_block, 0, b"\x11" * 32)
+        )
+
+    def create_task(self, task_id: int, params: TaskParams, max_epochs: int = 3,
+                    target: int = 10_000) -> SignedAction:
+        self.l1_block += 1
+        body = TaskCreatedBody(task_id, b"\x22" * 20, b"\x33" * 32, max_epochs, target,
+                               params.encode(), max_epochs * FEE_PER_EPOCH, self.l1_block, 0,
+                               b"\x44" * 32)
+        return self._sys("l1_task_created", body)
+
+    # -- signed actions --
+    def signed(self, c: Client, typ: str, body) -> SignedAction:
+        sa = make_action(c.seed, typ, CHAIN_ID, c.nonce, body, c.pubkey)
+        c.nonce += 1
+        return sa
+
+    def genesis(self, c: Client, task_id: int, model: np.ndarray) -> SignedAction:
+        return self.signed(c, "publish_genesis", PublishGenesisBody(task_id, model.astype("<i4").tobytes()))
+
+    def commit(self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None):
+        salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
+        ub = delta.astype("<i2").tobytes()
+        return self.signed(c, "commit_update", CommitUpdateBody(task_id, epoch, update_commitment(ub, salt)))
+
+    def reveal(self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None):
+        salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
+        ub = delta.astype("<i2").tobytes()
+        return self.signed(c, "reveal_update", RevealUpdateBody(task_id, epoch, ub, salt))
+
+    def commit_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
+        salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
+        return self.signed(c, "commit_vote", CommitVoteBody(task_id, epoch, vote_commitment(cand, cur, salt)))
+
+    def reveal_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
+        salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
+        return self.signed(c, "reveal_vote", RevealVoteBody(task_id, epoch, cand, cur, salt))
+
+    def advance(self, c: Client, task_id: int, epoch: int):
+        return self.signed(c, "advance", AdvanceBody(task_id, epoch))
+
+    # -- blocks --
+    def block(self, *actions: SignedAction) -> list[Receipt]:
+        b = Block(self.state.height + 1, self.parent, 1_700_000_000 + self.state.height, list(actions))
+        self.state, receipts = apply_block(self.state, b)
+        header = block_header(b, self.state.state_root(), receipts)
+        self.parent = block_hash(header)
+        self.receipts.extend(receipts)
+        return receipts
+
+
+def default_params(d: int, genesis: np.ndarray, proposers: int = 7, f: int = 1,
+                   voters: int = 0, window: int = 3) -> TaskParams:
+    return TaskParams(
+        model="softmax",
+        num_params=d,
+        proposers_per_epoch=proposers,
+        f=f,
+        genesis_model_hash=keccak256(genesis.astype("<i4").tobytes()),
+        voters_per_epoch=voters,
+        commit_window=window,
+        reveal_window=window,
+        vote_commit_window=window,
+        vote_reveal_window=window,
+    )
