@@ -168,3 +168,16 @@ def test_three_rounds_honest_fedavg_softmax_iid() -> None:
     acc = train.accuracy_bps("softmax", g, S, split.X_test, split.y_test)
     assert start < 3000
     assert acc > 8500, acc
+
+
+def test_experiments_smoke() -> None:
+    """The figures script runs (tiny settings) and returns well-formed rows."""
+    from federated import experiments
+
+    accs = experiments.fedavg("softmax", data.partition_iid(2, seed=0), rounds=1, local_epochs=1)
+    assert len(accs) == 1 and 0 <= accs[0] <= 10_000
+    rows = experiments.signals("softmax", n_clients=5, warmup_rounds=1, local_epochs=1, f=1)
+    by_name = {r[0]: r for r in rows}
+    assert by_name["replay"][3] == pytest.approx(1.0)  # cos(δ, Δ_prev)
+    assert by_name["lazy"][2] == 0.0  # ‖δ‖² / median
+    assert by_name["duplicate"][4] > 0.99  # max cos with another reveal
