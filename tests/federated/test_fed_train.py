@@ -181,3 +181,16 @@ def test_experiments_smoke() -> None:
     assert by_name["replay"][3] == pytest.approx(1.0)  # cos(δ, Δ_prev)
     assert by_name["lazy"][2] == 0.0  # ‖δ‖² / median
     assert by_name["duplicate"][4] > 0.99  # max cos with another reveal
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.integers(INT16_MIN, INT16_MAX), min_size=3, max_size=3), min_size=1, max_size=7
+    )
+)
+def test_fedavg_agrees_with_stf_aggregation(rows: list[list[int]]) -> None:
+    """Client-side simulations must aggregate exactly like the STF (SPEC §6)."""
+    agg = pytest.importorskip("state_machine.aggregation")
+    m = np.array(rows, dtype=np.int16)
+    assert np.array_equal(train.fedavg_delta(list(m)), agg.mean_round_half_even(m))
