@@ -100,7 +100,12 @@ _L1 = {"l1_block": "u64", "log_index": "u64", "tx_hash": "b32"}
 class DepositBody(Body):
     """L1 ``Staked(account, pubkey, amount)`` log."""
 
-    SCHEMA: ClassVar[dict[str, str]] = {"l1_address": "b20", "pubkey": "b32", "amount": "u256", **_L1}
+    SCHEMA: ClassVar[dict[str, str]] = {
+        "l1_address": "b20",
+        "pubkey": "b32",
+        "amount": "u256",
+        **_L1,
+    }
     l1_address: bytes
     pubkey: bytes
     amount: int
@@ -114,7 +119,10 @@ class UnbondBody(Body):
     """L1 ``Unbonded(account, pubkey, unlockTime)`` log."""
 
     SCHEMA: ClassVar[dict[str, str]] = {
-        "l1_address": "b20", "pubkey": "b32", "unlock_time": "u64", **_L1
+        "l1_address": "b20",
+        "pubkey": "b32",
+        "unlock_time": "u64",
+        **_L1,
     }
     l1_address: bytes
     pubkey: bytes
@@ -171,7 +179,10 @@ class CommitUpdateBody(Body):
 @dataclass(frozen=True)
 class RevealUpdateBody(Body):
     SCHEMA: ClassVar[dict[str, str]] = {
-        "task_id": "u64", "epoch": "u64", "update_bytes": "bytes", "salt": "b32"
+        "task_id": "u64",
+        "epoch": "u64",
+        "update_bytes": "bytes",
+        "salt": "b32",
     }
     task_id: int
     epoch: int

@@ -19,7 +19,9 @@ def slash_amount(stake: int, bps: int) -> int:
     return stake * bps // BPS
 
 
-def split_by_weight(pool: int, weights: Sequence[tuple[bytes, int]]) -> tuple[dict[bytes, int], int]:
+def split_by_weight(
+    pool: int, weights: Sequence[tuple[bytes, int]]
+) -> tuple[dict[bytes, int], int]:
     """Split ``pool`` proportionally to weights; returns (payouts, dust)."""
     total = sum(w for _, w in weights)
     if pool <= 0 or total <= 0:

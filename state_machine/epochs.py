@@ -64,8 +64,9 @@ def open_epoch(state: State, task: Task, pre_root: bytes) -> None:
     p = task.params
     assert p is not None
     seed = selection_seed(pre_root, task.task_id, task.epoch)
-    proposers, voters = select(seed, eligible_clients(state), p.proposers_per_epoch,
-                               p.voters_per_epoch)
+    proposers, voters = select(
+        seed, eligible_clients(state), p.proposers_per_epoch, p.voters_per_epoch
+    )
     ep = EpochState(
         task_id=task.task_id,
         epoch=task.epoch,
@@ -149,8 +150,13 @@ def _score(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
     for pk in ep.proposers:
         if pk not in ep.updates:
             ep.verdicts[pk] = scoring.ABSENT
-            slash(state, ep, pk, slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
-                  "absent_proposer")
+            slash(
+                state,
+                ep,
+                pk,
+                slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
+                "absent_proposer",
+            )
     if len(revealed) < 2 * p.f + 3:
         for pk in revealed:
             ep.verdicts[pk] = "UNSCORED"
@@ -195,8 +201,13 @@ def _tally(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
     for pk in ep.voters:
         if pk not in ep.votes:
             ep.voter_verdicts[pk] = scoring.ABSENT
-            slash(state, ep, pk, slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
-                  "absent_voter")
+            slash(
+                state,
+                ep,
+                pk,
+                slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
+                "absent_voter",
+            )
     if not ep.votes:
         _finalize(state, task, ep, accepted=False, reason="no_votes", pre_root=pre_root)
         return
@@ -215,15 +226,29 @@ def _tally(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
             slash(state, ep, o.pubkey, amount, "disagreeing_voter")
     if result.accepted:
         ep.accuracy_bps = result.accuracy_bps
-        _finalize(state, task, ep, accepted=True, reason="vote_accepted", pre_root=pre_root,
-                  voter_weights=weights)
+        _finalize(
+            state,
+            task,
+            ep,
+            accepted=True,
+            reason="vote_accepted",
+            pre_root=pre_root,
+            voter_weights=weights,
+        )
     else:
         for pk, verdict in sorted(ep.verdicts.items()):
             if verdict == scoring.ACCEPTED:
                 amount = slash_amount(state.accounts[pk].stake, REJECT_SLASH_BPS)
                 slash(state, ep, pk, amount, "round_rejected")
-        _finalize(state, task, ep, accepted=False, reason="vote_rejected", pre_root=pre_root,
-                  voter_weights=weights)
+        _finalize(
+            state,
+            task,
+            ep,
+            accepted=False,
+            reason="vote_rejected",
+            pre_root=pre_root,
+            voter_weights=weights,
+        )
 
 
 def _finalize(
@@ -251,8 +276,9 @@ def _finalize(
             for pk, v in sorted(ep.verdicts.items())
             if v == scoring.ACCEPTED
         ]
-    payout = epoch_payout(task.fee_per_epoch, proposers, voter_weights or [],
-                          p.voters_per_epoch > 0)
+    payout = epoch_payout(
+        task.fee_per_epoch, proposers, voter_weights or [], p.voters_per_epoch > 0
+    )
     for pk, amount in sorted(payout.rewards.items()):
         state.accounts[pk].cumulative_reward += amount
         state.touch_account(pk)
@@ -260,8 +286,9 @@ def _finalize(
     ep.treasury = payout.treasury
     task.treasury += payout.treasury
     state.treasury_total += payout.treasury
-    ep.outcome = "accepted" if accepted else ("rejected" if reason == "vote_rejected"
-                                              else "discarded")
+    ep.outcome = (
+        "accepted" if accepted else ("rejected" if reason == "vote_rejected" else "discarded")
+    )
     ep.outcome_reason = reason
     ep.global_after = task.global_hash
     ep.candidate = None
@@ -270,9 +297,7 @@ def _finalize(
     state.touch_epoch(ep.task_id, ep.epoch)
     task.epochs_run += 1
     reached = (
-        accepted
-        and ep.accuracy_bps is not None
-        and ep.accuracy_bps >= task.target_accuracy_bps
+        accepted and ep.accuracy_bps is not None and ep.accuracy_bps >= task.target_accuracy_bps
     )
     if reached or task.epochs_run >= task.max_epochs:
         task.status = TASK_COMPLETED

@@ -92,5 +92,5 @@ def verify_state_proof(leaf: bytes, proof: Sequence[bytes], which: int, state_ro
     inner = proof[: len(proof) - (NUM_SUBROOTS - 1)]
     others = list(proof[len(proof) - (NUM_SUBROOTS - 1) :])
     sub = process_proof(leaf, inner)
-    roots = others[:which] + [sub] + others[which:]
+    roots = [*others[:which], sub, *others[which:]]
     return compose_state_root(roots) == state_root

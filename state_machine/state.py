@@ -80,11 +80,17 @@ class Account:
 
     def leaf(self) -> bytes:
         return account_leaf(
-            self.l1_address, self.pubkey, self.stake, self.cumulative_slashed, self.cumulative_reward
+            self.l1_address,
+            self.pubkey,
+            self.stake,
+            self.cumulative_slashed,
+            self.cumulative_reward,
         )
 
     def status_leaf(self) -> bytes:
-        return keccak256(abi_bytes32(self.pubkey), abi_uint(self.status), abi_uint(self.unlock_time))
+        return keccak256(
+            abi_bytes32(self.pubkey), abi_uint(self.status), abi_uint(self.unlock_time)
+        )
 
     def to_record(self) -> dict[str, Any]:
         return {
@@ -216,7 +222,12 @@ class Task:
     def leaf(self) -> bytes:
         detail_hash = keccak256(codec.encode(self.detail()))
         return task_leaf(
-            self.task_id, self.owner, self.escrow, self.charged, self.treasury, self.status,
+            self.task_id,
+            self.owner,
+            self.escrow,
+            self.charged,
+            self.treasury,
+            self.status,
             detail_hash,
         )
 
@@ -285,9 +296,16 @@ class State:
     def touch_epoch(self, task_id: int, epoch: int) -> None:
         self.dirty_epochs.add((task_id, epoch))
 
-    def bump_nonce(self, sender: bytes) -> None:
+    def register_sender(self, sender: bytes) -> None:
+        """Give ``sender`` its leaf in the senders tree (staked clients get theirs at
+        deposit, in L1 order, so the order of their later actions cannot move leaves)."""
         if sender not in self.sender_index:
             self.sender_index[sender] = len(self.sender_index)
+            self.nonces.setdefault(sender, 0)
+            self.dirty_senders.add(sender)
+
+    def bump_nonce(self, sender: bytes) -> None:
+        self.register_sender(sender)
         self.nonces[sender] = self.nonces.get(sender, 0) + 1
         self.dirty_senders.add(sender)
 

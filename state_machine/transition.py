@@ -152,11 +152,16 @@ def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
         if acc.status != UNBONDING:
             raise Rejected("already_staked")
     for other in state.accounts.values():
-        if other.l1_address == b.l1_address and other.pubkey != b.pubkey and other.status != UNBONDING:
+        if (
+            other.l1_address == b.l1_address
+            and other.pubkey != b.pubkey
+            and other.status != UNBONDING
+        ):
             raise Rejected("address_bound", "L1 address already staked with another pubkey")
     _advance_l1(state, b.l1_block, b.log_index)
     if acc is None:
         state.add_account(Account(len(state.accounts), b.l1_address, b.pubkey, b.amount))
+        state.register_sender(b.pubkey)
     else:  # withdrew on L1 after unbonding and staked again
         acc.stake, acc.status, acc.unlock_time = b.amount, ACTIVE, 0
         state.touch_account(b.pubkey)

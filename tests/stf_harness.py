@@ -65,6 +65,7 @@ class Harness:
     system_nonce: int = 0
     pending: list[SignedAction] = field(default_factory=list)
     receipts: list[Receipt] = field(default_factory=list)
+    signers: dict[bytes, Client] = field(default_factory=dict)
 
     # -- system actions --
     def _sys(self, typ: str, body) -> SignedAction:
@@ -78,36 +79,57 @@ class Harness:
             "l1_deposit", DepositBody(c.address, c.pubkey, amount, self.l1_block, 0, b"\x11" * 32)
         )
 
-    def create_task(self, task_id: int, params: TaskParams, max_epochs: int = 3,
-                    target: int = 10_000) -> SignedAction:
+    def create_task(
+        self, task_id: int, params: TaskParams, max_epochs: int = 3, target: int = 10_000
+    ) -> SignedAction:
         self.l1_block += 1
-        body = TaskCreatedBody(task_id, b"\x22" * 20, b"\x33" * 32, max_epochs, target,
-                               params.encode(), max_epochs * FEE_PER_EPOCH, self.l1_block, 0,
-                               b"\x44" * 32)
+        body = TaskCreatedBody(
+            task_id,
+            b"\x22" * 20,
+            b"\x33" * 32,
+            max_epochs,
+            target,
+            params.encode(),
+            max_epochs * FEE_PER_EPOCH,
+            self.l1_block,
+            0,
+            b"\x44" * 32,
+        )
         return self._sys("l1_task_created", body)
 
     # -- signed actions --
     def signed(self, c: Client, typ: str, body) -> SignedAction:
         sa = make_action(c.seed, typ, CHAIN_ID, c.nonce, body, c.pubkey)
         c.nonce += 1
+        self.signers[c.pubkey] = c
         return sa
 
     def genesis(self, c: Client, task_id: int, model: np.ndarray) -> SignedAction:
-        return self.signed(c, "publish_genesis", PublishGenesisBody(task_id, model.astype("<i4").tobytes()))
+        return self.signed(
+            c, "publish_genesis", PublishGenesisBody(task_id, model.astype("<i4").tobytes())
+        )
 
-    def commit(self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None):
+    def commit(
+        self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None
+    ):
         salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
         ub = delta.astype("<i2").tobytes()
-        return self.signed(c, "commit_update", CommitUpdateBody(task_id, epoch, update_commitment(ub, salt)))
+        return self.signed(
+            c, "commit_update", CommitUpdateBody(task_id, epoch, update_commitment(ub, salt))
+        )
 
-    def reveal(self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None):
+    def reveal(
+        self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None
+    ):
         salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
         ub = delta.astype("<i2").tobytes()
         return self.signed(c, "reveal_update", RevealUpdateBody(task_id, epoch, ub, salt))
 
     def commit_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
         salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
-        return self.signed(c, "commit_vote", CommitVoteBody(task_id, epoch, vote_commitment(cand, cur, salt)))
+        return self.signed(
+            c, "commit_vote", CommitVoteBody(task_id, epoch, vote_commitment(cand, cur, salt))
+        )
 
     def reveal_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
         salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
@@ -118,16 +140,30 @@ class Harness:
 
     # -- blocks --
     def block(self, *actions: SignedAction) -> list[Receipt]:
-        b = Block(self.state.height + 1, self.parent, 1_700_000_000 + self.state.height, list(actions))
+        b = Block(
+            self.state.height + 1, self.parent, 1_700_000_000 + self.state.height, list(actions)
+        )
         self.state, receipts = apply_block(self.state, b)
         header = block_header(b, self.state.state_root(), receipts)
         self.parent = block_hash(header)
         self.receipts.extend(receipts)
+        for c in self.signers.values():  # rejected actions consume no nonce
+            c.nonce = self.state.nonces.get(c.pubkey, 0)
         return receipts
 
+    def until_phase_changes(self, task_id: int, limit: int = 50) -> None:
+        phase, epoch = self.state.tasks[task_id].phase, self.state.tasks[task_id].epoch
+        for _ in range(limit):
+            t = self.state.tasks[task_id]
+            if (t.phase, t.epoch) != (phase, epoch):
+                return
+            self.block()
+        raise AssertionError("phase never changed")
 
-def default_params(d: int, genesis: np.ndarray, proposers: int = 7, f: int = 1,
-                   voters: int = 0, window: int = 3) -> TaskParams:
+
+def default_params(
+    d: int, genesis: np.ndarray, proposers: int = 7, f: int = 1, voters: int = 0, window: int = 3
+) -> TaskParams:
     return TaskParams(
         model="softmax",
         num_params=d,

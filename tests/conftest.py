@@ -1,0 +1,6 @@
+"""Shared pytest setup: make tests/ importable for helper modules (harness)."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))

@@ -1,0 +1,110 @@
+"""Canonical msgpack and action envelopes: what is accepted, what is rejected."""
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from state_machine import codec
+from state_machine.actions import (
+    ActionError,
+    CommitUpdateBody,
+    DepositBody,
+    SignedAction,
+    decode_signed,
+    make_action,
+    system_action,
+)
+from state_machine.crypto import keccak256, public_key
+
+SEED = b"\x01" * 32
+PK = public_key(SEED)
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.binary(max_size=40)
+    | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@given(values)
+def test_roundtrip_is_identity(v):
+    data = codec.encode(v)
+    assert codec.encode(codec.decode(data)) == data
+
+
+def test_rejects_unsorted_keys():
+    raw = b"\x82" + msgpack.packb("b") + b"\x01" + msgpack.packb("a") + b"\x02"
+    with pytest.raises(codec.CodecError, match="non-canonical"):
+        codec.decode(raw)
+
+
+def test_rejects_floats_and_long_ints_and_trailing_bytes():
+    with pytest.raises(codec.CodecError):
+        codec.decode(msgpack.packb(1.5))
+    with pytest.raises(codec.CodecError):
+        codec.encode({"a": 1.0})
+    with pytest.raises(codec.CodecError, match="non-canonical"):
+        codec.decode(b"\xcd\x00\x05")  # uint16 form of 5
+    with pytest.raises(codec.CodecError):
+        codec.decode(codec.encode(1) + b"\x00")
+
+
+def _commit(nonce=0):
+    return make_action(SEED, "commit_update", 7, nonce, CommitUpdateBody(1, 0, b"\x05" * 32), PK)
+
+
+def test_signed_action_roundtrip_and_hash():
+    sa = _commit()
+    assert sa.signature_valid()
+    back = decode_signed(sa.encode())
+    assert back == sa and back.hash == keccak256(sa.action.encode(), sa.signature)
+
+
+def test_tampered_signature_or_body_fails_verification():
+    sa = _commit()
+    bad_sig = SignedAction(sa.action, bytes([sa.signature[0] ^ 1]) + sa.signature[1:])
+    assert not bad_sig.signature_valid()
+    other = _commit(nonce=1)
+    assert not SignedAction(other.action, sa.signature).signature_valid()
+
+
+def _wire(mutate):
+    w = _commit().to_wire()
+    mutate(w)
+    return codec.encode(w)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda w: w["envelope"]["body"].__setitem__("extra", 1), "invalid_body"),
+        (lambda w: w["envelope"]["body"].pop("commitment"), "invalid_body"),
+        (lambda w: w["envelope"]["body"].__setitem__("commitment", b"short"), "invalid_body"),
+        (lambda w: w["envelope"]["body"].__setitem__("epoch", -1), "invalid_body"),
+        (lambda w: w["envelope"].__setitem__("type", "mint"), "unknown_type"),
+        (lambda w: w["envelope"].__setitem__("extra", 0), "malformed"),
+        (lambda w: w.__setitem__("signature", b"x" * 10), "malformed"),
+        (lambda w: w["envelope"].__setitem__("sender", "not-bytes"), "invalid_body"),
+    ],
+)
+def test_schema_violations_have_reasons(mutate, reason):
+    with pytest.raises(ActionError) as exc:
+        decode_signed(_wire(mutate))
+    assert exc.value.reason == reason
+
+
+def test_system_action_needs_zero_sender_and_no_signature():
+    body = DepositBody(b"\x01" * 20, PK, 10**17, 1, 0, b"\x00" * 32)
+    sa = system_action("l1_deposit", 7, 0, body)
+    assert sa.signature_valid()
+    assert not SignedAction(sa.action, b"\x00" * 64).signature_valid()
+    assert decode_signed(sa.encode()) == sa
+    # u256 travels as 32-byte bin
+    assert sa.to_wire()["envelope"]["body"]["amount"] == (10**17).to_bytes(32, "big")

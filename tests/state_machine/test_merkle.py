@@ -1,0 +1,62 @@
+"""Merkle trees: proofs verify, tampering fails, incremental updates equal rebuilds."""
+
+import os
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state_machine.leaves import (
+    SUBROOT_ACCOUNTS,
+    SUBROOT_TASKS,
+    compose_state_root,
+    state_proof,
+    verify_state_proof,
+)
+from state_machine.merkle import MerkleTree, process_proof, verify_proof
+
+leaves = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=40)
+
+
+@settings(max_examples=60)
+@given(leaves, st.data())
+def test_every_proof_verifies_and_tampering_fails(ls, data):
+    t = MerkleTree(ls)
+    i = data.draw(st.integers(0, len(ls) - 1))
+    proof = t.proof(i)
+    assert verify_proof(ls[i], proof, t.root())
+    bad_leaf = bytes([ls[i][0] ^ 1]) + ls[i][1:]
+    assert not verify_proof(bad_leaf, proof, t.root())
+    if proof:
+        j = data.draw(st.integers(0, len(proof) - 1))
+        tampered = list(proof)
+        tampered[j] = bytes([proof[j][0] ^ 0x80]) + proof[j][1:]
+        assert process_proof(ls[i], tampered) != t.root()
+
+
+@settings(max_examples=60)
+@given(leaves, st.data())
+def test_incremental_update_equals_rebuild(ls, data):
+    t = MerkleTree(ls)
+    i = data.draw(st.integers(0, len(ls) - 1))
+    new = data.draw(st.binary(min_size=32, max_size=32))
+    t.update(i, new)
+    ls2 = list(ls)
+    ls2[i] = new
+    assert t.root() == MerkleTree(ls2).root()
+
+
+def test_empty_and_single_leaf():
+    assert MerkleTree().root() == b"\x00" * 32
+    leaf = os.urandom(32)
+    t = MerkleTree([leaf])
+    assert t.root() == leaf and t.proof(0) == []
+
+
+def test_state_proof_roundtrip_and_wrong_subtree():
+    t = MerkleTree([os.urandom(32) for _ in range(5)])
+    subroots = [t.root(), os.urandom(32), os.urandom(32), os.urandom(32)]
+    root = compose_state_root(subroots)
+    proof = state_proof(subroots, SUBROOT_ACCOUNTS, t.proof(3))
+    assert verify_state_proof(t.leaf(3), proof, SUBROOT_ACCOUNTS, root)
+    assert not verify_state_proof(t.leaf(3), proof, SUBROOT_TASKS, root)
+    assert not verify_state_proof(t.leaf(2), proof, SUBROOT_ACCOUNTS, root)
