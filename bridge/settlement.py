@@ -1,0 +1,98 @@
+"""Settlement on L1 by Merkle proof: slashing relay, reward claims and task refunds.
+
+Why pull-based and idempotent: the contracts pay ``cumulative − already_settled``, so the
+relay may run any number of times, from any process, after any crash; it only sends a
+transaction when the proven cumulative value exceeds what L1 has already moved.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from web3 import Web3
+
+from bridge.contracts import Deployment
+from bridge.l1 import Sender, send
+from bridge.ports import ProofSource
+
+log = logging.getLogger(__name__)
+
+
+def _cs(addr: bytes | str) -> str:
+    return Web3.to_checksum_address(addr if isinstance(addr, str) else "0x" + addr.hex())
+
+
+def latest_final_batch(w3: Web3, deployment: Deployment) -> int | None:
+    """The highest batch index that is final (unchallenged, past its window)."""
+    sc = deployment.contract(w3, "StateCommitment")
+    n = sc.functions.nextIndex().call()
+    for i in range(n - 1, -1, -1):
+        if sc.functions.isFinal(i).call():
+            return i
+    return None
+
+
+def _leaf_args(p: dict[str, Any]) -> list[Any]:
+    f = p["fields"]
+    return [_cs(f["l1_address"]), f["pubkey"], f["stake"], f["cumulative_slashed"],
+            f["cumulative_reward"]]
+
+
+class SlashRelay:
+    """Submits ``SlashingManager.slash`` for every account whose proven slash grew."""
+
+    def __init__(self, w3: Web3, deployment: Deployment, caller: Sender,
+                 proofs: ProofSource) -> None:
+        self.w3, self.deployment, self.caller, self.proofs = w3, deployment, caller, proofs
+        self.sm = deployment.contract(w3, "SlashingManager")
+        self.registry = deployment.contract(w3, "StakingRegistry")
+
+    def run_once(self) -> list[dict[str, Any]]:
+        batch = latest_final_batch(self.w3, self.deployment)
+        if batch is None:
+            return []
+        done = []
+        for p in self.proofs.account_proofs(batch):
+            f = p["fields"]
+            account = _cs(f["l1_address"])
+            already = self.sm.functions.alreadySlashed(account).call()
+            if f["cumulative_slashed"] <= already:
+                continue
+            if self.registry.functions.stakeOf(account).call() == 0:
+                continue  # withdrawn or fully slashed: nothing left to move
+            before = self.registry.functions.stakeOf(account).call()
+            receipt = send(self.w3, self.sm.functions.slash(*_leaf_args(p), batch, p["proof"]),
+                           self.caller)
+            after = self.registry.functions.stakeOf(account).call()
+            done.append({"account": account, "batch": batch, "moved": before - after,
+                         "tx": bytes(receipt["transactionHash"]).hex(),
+                         "gas": receipt["gasUsed"]})
+            log.info("slashed %s by %d wei at batch %d", account, before - after, batch)
+        return done
+
+
+def claim_reward(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[str, Any],
+                 batch: int) -> dict[str, Any]:
+    """RewardManager.claim for one account leaf; pays the account, whoever sends it."""
+    rm = deployment.contract(w3, "RewardManager")
+    account = _cs(proof["fields"]["l1_address"])
+    receipt = send(w3, rm.functions.claim(*_leaf_args(proof), batch, proof["proof"]), sender)
+    events = rm.events.RewardClaimed().process_receipt(receipt)
+    paid = sum(int(e["args"]["amount"]) for e in events)
+    return {"account": account, "paid": paid, "gas": receipt["gasUsed"],
+            "tx": bytes(receipt["transactionHash"]).hex()}
+
+
+def refund_task(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[str, Any],
+                batch: int) -> dict[str, Any]:
+    """RewardManager.refund of a finished task's unused escrow (proven from its leaf)."""
+    rm = deployment.contract(w3, "RewardManager")
+    f = proof["fields"]
+    status = {"running": 0, "completed": 1, "rejected": 2}[f["status"]]
+    call = rm.functions.refund(f["task_id"], _cs(f["owner"]), f["escrow"], f["charged"],
+                               f["treasury"], status, proof["detail_hash"], batch, proof["proof"])
+    receipt = send(w3, call, sender)
+    return {"task_id": f["task_id"], "refund": f["escrow"] - f["charged"],
+            "treasury": f["treasury"], "gas": receipt["gasUsed"],
+            "tx": bytes(receipt["transactionHash"]).hex()}

@@ -1,0 +1,102 @@
+"""L1 → L2: turn confirmed ``Staked``, ``Unbonded`` and ``TaskCreated`` logs into system
+actions, in L1 order, exactly once.
+
+Why this is exactly-once without a private cursor file: the L2 state itself records the
+last injected L1 position (``l1_cursor``; the sequencer also counts queued system
+actions), every log carries its ``(block, log_index)``, and the STF rejects anything at or
+before the cursor. The watcher resumes from that position after any restart and only
+reads logs at least ``confirmations`` blocks deep, so reorgs shallower than that depth
+never reach L2.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from web3 import Web3
+
+from bridge.contracts import Deployment
+from bridge.ports import SystemSink
+from state_machine.actions import Body, DepositBody, TaskCreatedBody, UnbondBody
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class L1Event:
+    l1_block: int
+    log_index: int
+    typ: str
+    body: Body
+
+
+def _addr(a: str) -> bytes:
+    return bytes.fromhex(a[2:])
+
+
+def _event_to_action(ev: dict) -> L1Event:
+    name = ev["event"]
+    args = ev["args"]
+    blk, idx, txh = int(ev["blockNumber"]), int(ev["logIndex"]), bytes(ev["transactionHash"])
+    if name == "Staked":
+        body: Body = DepositBody(_addr(args["account"]), bytes(args["pubkey"]), int(args["amount"]),
+                                 blk, idx, txh)
+        return L1Event(blk, idx, "l1_deposit", body)
+    if name == "Unbonded":
+        body = UnbondBody(_addr(args["account"]), bytes(args["pubkey"]), int(args["unlockTime"]),
+                          blk, idx, txh)
+        return L1Event(blk, idx, "l1_unbond", body)
+    if name == "TaskCreated":
+        body = TaskCreatedBody(
+            int(args["taskId"]), _addr(args["owner"]), bytes(args["specHash"]),
+            int(args["maxEpochs"]), int(args["targetAccuracyBps"]), bytes(args["taskParams"]),
+            int(args["escrow"]), blk, idx, txh,
+        )
+        return L1Event(blk, idx, "l1_task_created", body)
+    raise ValueError(f"unexpected event {name}")
+
+
+class L1Watcher:
+    """Polls the registry and reward manager for new confirmed logs."""
+
+    def __init__(self, w3: Web3, deployment: Deployment, sink: SystemSink,
+                 confirmations: int = 0, max_range: int = 5_000) -> None:
+        self.w3 = w3
+        self.sink = sink
+        self.confirmations = confirmations
+        self.max_range = max_range
+        self.registry = deployment.contract(w3, "StakingRegistry")
+        self.rewards = deployment.contract(w3, "RewardManager")
+        self.start_block = deployment.deploy_block
+        self.scanned_to = -1  # highest L1 block fully scanned in this process
+
+    def fetch(self, from_block: int, to_block: int) -> list[L1Event]:
+        """All relevant logs in [from_block, to_block], sorted by L1 position."""
+        logs = []
+        for event in (self.registry.events.Staked, self.registry.events.Unbonded,
+                      self.rewards.events.TaskCreated):
+            logs.extend(event.get_logs(from_block=from_block, to_block=to_block))
+        events = [_event_to_action(dict(e)) for e in logs]
+        return sorted(events, key=lambda e: (e.l1_block, e.log_index))
+
+    def poll(self) -> int:
+        """Inject every new confirmed log; returns how many were injected."""
+        head = self.w3.eth.block_number - self.confirmations
+        cursor = self.sink.l1_cursor()
+        start = max(self.start_block, self.scanned_to + 1)
+        if cursor is not None:
+            start = max(self.start_block, min(start, cursor[0]))
+        injected = 0
+        while start <= head:
+            end = min(head, start + self.max_range - 1)
+            for ev in self.fetch(start, end):
+                if cursor is not None and (ev.l1_block, ev.log_index) <= cursor:
+                    continue  # already on L2 (or queued for it)
+                self.sink.submit_system(ev.typ, ev.body)
+                cursor = (ev.l1_block, ev.log_index)
+                injected += 1
+                log.info("L1 %s at %d/%d injected", ev.typ, ev.l1_block, ev.log_index)
+            self.scanned_to = end
+            start = end + 1
+        return injected
