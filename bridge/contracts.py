@@ -111,7 +111,10 @@ def decode_error(data: bytes | str) -> tuple[str, tuple[Any, ...]] | None:
         return None
     name, inputs = entry
     types = [i["type"] if i["type"] != "tuple" else _tuple_type(i) for i in inputs]
-    return name, tuple(decode(types, raw[4:]))
+    values = decode(types, raw[4:])
+    return name, tuple(
+        to_checksum_address(v) if t == "address" else v for t, v in zip(types, values, strict=True)
+    )
 
 
 def _tuple_type(param: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         Dismissed // challenge resolved as frivolous; batch may finalize
     }
 
-    /// @notice A posted batch of consecutive rollup blocks.
+    /// @notice A posted batch of consecutive rollup blocks, as returned by `batch()`.
     struct Batch {
         uint256 firstHeight;
         uint256 lastHeight;
@@ -37,6 +37,19 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         uint256 proposedAt; // block.timestamp of proposeBatch
         address challenger; // zero unless challenged
         ChallengeStatus challengeStatus;
+    }
+
+    /// @dev Storage form of a batch: 5 slots, of which a proposal writes 4 (heights, time and
+    ///      status share one; the challenger slot stays zero until a challenge).
+    struct StoredBatch {
+        uint64 firstHeight;
+        uint64 lastHeight;
+        uint64 proposedAt;
+        ChallengeStatus challengeStatus;
+        address challenger;
+        bytes32 lastBlockHash;
+        bytes32 stateRoot;
+        bytes32 daHash;
     }
 
     /// @notice The only address allowed to bond and propose batches.
@@ -55,7 +68,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     /// @notice Wei credited to an address by challenge resolutions, withdrawable with `claimPayout`.
     mapping(address account => uint256 amount) public payouts;
 
-    mapping(uint256 index => Batch) private _batches;
+    mapping(uint256 index => StoredBatch) private _batches;
     uint256[] private _pending; // indices with an unresolved challenge (unordered, usually empty)
 
     /// @notice The sequencer posted its bond.
@@ -97,7 +110,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     error WrongBatchIndex(uint256 expected, uint256 given);
     /// @notice `firstHeight` does not follow the previous batch's `lastHeight`.
     error NonConsecutiveHeights(uint256 expectedFirstHeight, uint256 givenFirstHeight);
-    /// @notice `lastHeight < firstHeight`.
+    /// @notice `lastHeight < firstHeight`, or a height does not fit in 64 bits.
     error InvalidHeightRange(uint256 firstHeight, uint256 lastHeight);
     /// @notice No live batch has this index.
     error BatchNotFound(uint256 index);
@@ -156,20 +169,22 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         if (!sequencerBonded) revert SequencerNotBonded();
         if (index != nextIndex) revert WrongBatchIndex(nextIndex, index);
         if (index > 0) {
-            uint256 expected = _batches[index - 1].lastHeight + 1;
+            uint256 expected = uint256(_batches[index - 1].lastHeight) + 1;
             if (firstHeight != expected) revert NonConsecutiveHeights(expected, firstHeight);
         }
-        if (lastHeight < firstHeight) revert InvalidHeightRange(firstHeight, lastHeight);
+        if (lastHeight < firstHeight || lastHeight > type(uint64).max) {
+            revert InvalidHeightRange(firstHeight, lastHeight);
+        }
 
-        _batches[index] = Batch({
-            firstHeight: firstHeight,
-            lastHeight: lastHeight,
+        _batches[index] = StoredBatch({
+            firstHeight: uint64(firstHeight),
+            lastHeight: uint64(lastHeight),
+            proposedAt: uint64(block.timestamp),
+            challengeStatus: ChallengeStatus.None,
+            challenger: address(0),
             lastBlockHash: lastBlockHash,
             stateRoot: stateRoot_,
-            daHash: daHash,
-            proposedAt: block.timestamp,
-            challenger: address(0),
-            challengeStatus: ChallengeStatus.None
+            daHash: daHash
         });
         nextIndex = index + 1;
         emit BatchProposed(
@@ -179,7 +194,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
 
     /// @notice Challenge batch `index` before its challenge period ends, posting `challengeBond`.
     function challenge(uint256 index) external payable {
-        Batch storage b = _live(index);
+        StoredBatch storage b = _live(index);
         if (b.challengeStatus == ChallengeStatus.Pending) revert AlreadyChallenged(index);
         if (b.challengeStatus == ChallengeStatus.Dismissed) revert ChallengeAlreadyResolved(index);
         uint256 deadline = b.proposedAt + challengePeriod;
@@ -198,7 +213,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         if (index >= nextIndex || _batches[index].challengeStatus != ChallengeStatus.Pending) {
             revert NoPendingChallenge(index);
         }
-        Batch storage b = _batches[index];
+        StoredBatch storage b = _batches[index];
         address challenger = b.challenger;
         _removePending(index);
 
@@ -246,7 +261,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     ///         challenge and no earlier batch has one. Only final roots may be used on L1.
     function isFinal(uint256 index) public view returns (bool) {
         if (index >= nextIndex) return false;
-        Batch storage b = _batches[index];
+        StoredBatch storage b = _batches[index];
         if (b.challengeStatus == ChallengeStatus.Pending) return false;
         if (block.timestamp < b.proposedAt + challengePeriod) return false;
         uint256 n = _pending.length;
@@ -263,7 +278,17 @@ contract StateCommitment is Ownable, ReentrancyGuard {
 
     /// @notice Full record of live batch `index`.
     function batch(uint256 index) external view returns (Batch memory) {
-        return _live(index);
+        StoredBatch storage b = _live(index);
+        return Batch({
+            firstHeight: b.firstHeight,
+            lastHeight: b.lastHeight,
+            lastBlockHash: b.lastBlockHash,
+            stateRoot: b.stateRoot,
+            daHash: b.daHash,
+            proposedAt: b.proposedAt,
+            challenger: b.challenger,
+            challengeStatus: b.challengeStatus
+        });
     }
 
     /// @notice Timestamp from which batch `index` can no longer be challenged.
@@ -276,7 +301,7 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         return _pending;
     }
 
-    function _live(uint256 index) private view returns (Batch storage) {
+    function _live(uint256 index) private view returns (StoredBatch storage) {
         if (index >= nextIndex) revert BatchNotFound(index);
         return _batches[index];
     }

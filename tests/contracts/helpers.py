@@ -157,12 +157,18 @@ class RollupState:
 
 @contextlib.contextmanager
 def reverts(error: str, *args: Any) -> Iterator[None]:
-    """Expect a revert with custom error ``error`` (and, if given, exactly ``args``)."""
-    with pytest.raises(l1.TxFailed) as info:
+    """Expect a transaction or call to revert with custom error ``error`` (and, if given,
+    exactly ``args``)."""
+    with pytest.raises((l1.TxFailed, *l1.REVERT_ERRORS)) as info:
         yield
-    assert info.value.error == error, f"expected {error}, got {info.value}"
+    exc = info.value
+    if isinstance(exc, l1.TxFailed):
+        name, got = exc.error, exc.error_args
+    else:  # a reverting eth_call
+        name, got = l1.decode_revert(exc) or (None, ())
+    assert name == error, f"expected {error}, got {exc}"
     if args:
-        assert info.value.error_args == tuple(args), info.value.error_args
+        assert got == tuple(args), got
 
 
 class Env:
