@@ -6,7 +6,8 @@ Run from the repository root in the main venv::
     python bench/krum.py --sizes 16x16384 --repeats 5 --no-flower
 
 Per size ``n x d`` (``f = (n - 3) // 4`` Byzantine rows, deterministic seeded int16 deltas)
-it measures, taking the median of ``--repeats`` runs (default 3 for n*d >= 2^22, else 15):
+it measures, taking the median of ``--repeats`` runs (default 5 for n*d >= 2^22, else 15;
+Flower at most 3 there, one legacy run taking ~20 s):
 
 * ``ours_s``: ``state_machine.scoring.krum_scores`` (exact integer Krum, default BLAS
   threads); ``ours_s_1_thread`` the same limited to one BLAS thread; ``score_updates_s``
@@ -28,7 +29,8 @@ it measures, taking the median of ``--repeats`` runs (default 3 for n*d >= 2^22,
 and checks that our scores and Gram matrix are bit-identical with 1 and 2 BLAS threads
 (``threadpoolctl``) and that Flower's Krum choice equals our argmin. ``peak_rss_mb`` is
 this process's peak RSS so far (sizes run smallest first), ``ours_peak_alloc_mb`` the peak
-numpy/Python allocation inside one ``krum_scores`` call (tracemalloc).
+numpy/Python allocation inside one ``krum_scores`` call (tracemalloc). ``load_avg_1m``
+(before, after) flags a busy machine: timings on shared cores are noisy.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ BENCH_VENV_SCRIPT = ROOT / "scripts" / "bench-venv.sh"
 FLOWER_SCRIPT = ROOT / "bench" / "flower_krum.py"
 DEFAULT_SIZES = ((16, 2**14), (64, 2**20))
 DEFAULT_SEED = 20_240_601
-LARGE_REPEATS = 3  # default repeats when n * d >= 2^22
+LARGE_REPEATS = 5  # default repeats when n * d >= 2^22
+LARGE_FLOWER_REPEATS = 3  # at most this many there for Flower (legacy Krum: ~20 s a run)
 SMALL_REPEATS = 15  # default repeats below that (timings of ~1 ms are noisy)
 TASK_ID = 1
 
@@ -129,6 +132,11 @@ def time_median(fn: Callable[[], T], repeats: int) -> tuple[float, list[float], 
 def auto_repeats(n: int, d: int) -> int:
     """Default number of timed runs per measurement for an n x d workload."""
     return LARGE_REPEATS if n * d >= 2**22 else SMALL_REPEATS
+
+
+def flower_repeats(n: int, d: int, repeats: int) -> int:
+    """Timed runs for Flower: capped at large sizes, where one legacy run takes seconds."""
+    return min(repeats, LARGE_FLOWER_REPEATS) if n * d >= 2**22 else repeats
 
 
 def argmin(values: Sequence[int | float]) -> int:
@@ -210,20 +218,42 @@ def time_aggregation(deltas: np.ndarray, accepted: Sequence[int], repeats: int) 
 # ----------------------------------------------------------------------------- Flower
 
 
+def _bench_venv_has_flwr() -> bool:
+    """True when ``.venv-bench``'s python exists and imports flwr and numpy."""
+    if not BENCH_VENV_PYTHON.exists():
+        return False
+    try:
+        proc = subprocess.run(
+            [str(BENCH_VENV_PYTHON), "-c", "import flwr, numpy"],
+            capture_output=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
 def ensure_bench_venv() -> str | None:
-    """Make sure ``.venv-bench`` exists with flwr; return None, or why it is unavailable."""
-    if BENCH_VENV_PYTHON.exists():
+    """Make sure ``.venv-bench`` has flwr (running ``scripts/bench-venv.sh`` if not);
+    return None, or why Flower is unavailable."""
+    if _bench_venv_has_flwr():
         return None
-    print("krum bench: .venv-bench missing, running scripts/bench-venv.sh", file=sys.stderr)
+    print("krum bench: no usable .venv-bench, running scripts/bench-venv.sh", file=sys.stderr)
     try:
         proc = subprocess.run(
             ["bash", str(BENCH_VENV_SCRIPT)], capture_output=True, text=True, timeout=1800
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"scripts/bench-venv.sh failed: {exc}"
-    if proc.returncode != 0 or not BENCH_VENV_PYTHON.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    if proc.returncode != 0:
+        tail = [
+            ln
+            for ln in (proc.stderr + proc.stdout).strip().splitlines()
+            if not ln.startswith("WARNING")
+        ][-3:]
         return f"scripts/bench-venv.sh exited {proc.returncode}: {' | '.join(tail)}"
+    if not _bench_venv_has_flwr():
+        return "scripts/bench-venv.sh succeeded but .venv-bench cannot import flwr"
     return None
 
 
@@ -387,6 +417,7 @@ def bench_size(
     n: int, d: int, repeats: int, seed: int, flower: bool, epoch: bool = True
 ) -> dict[str, Any]:
     """Every measurement for one size; returns the JSON-ready result line."""
+    load_before = os.getloadavg()[0]
     work = make_deltas(n, d, default_f(n), seed)
     f = work.f
     ours_s, _, ours = time_median(lambda: scoring.krum_scores(work.deltas, f), repeats)
@@ -436,6 +467,7 @@ def bench_size(
     line["ours_peak_alloc_mb"] = ours_peak_alloc_mb(work.deltas, f)
     line["peak_rss_mb"] = peak_rss_mb()
     line["blas"] = blas_info()
+    line["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     return line
 
 
@@ -447,7 +479,7 @@ def _add_flower(line: dict[str, Any], work: Workload, repeats: int, ours_choice:
         return
     try:
         with tempfile.TemporaryDirectory(prefix="flockchain-krum-") as tmp:
-            raw = run_flower(work, repeats, Path(tmp))
+            raw = run_flower(work, flower_repeats(work.n, work.d, repeats), Path(tmp))
     except (OSError, RuntimeError, subprocess.TimeoutExpired, ValueError, KeyError) as exc:
         line["flower_unavailable_reason"] = f"{type(exc).__name__}: {exc}"
         return

@@ -101,3 +101,17 @@ def test_flower_half_when_bench_venv_exists() -> None:
     assert line["flower"] is not None, line.get("flower_unavailable_reason")
     assert set(line["flower_s"]) == {"aggregate_krum", "select_multikrum"}
     assert line["same_choice_as_flower"] is True
+
+
+def test_flower_unavailable_is_reported_not_raised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failing = tmp_path / "bench-venv.sh"
+    failing.write_text("echo 'no flwr for you' >&2\nexit 3\n")
+    monkeypatch.setattr(krum, "BENCH_VENV_PYTHON", tmp_path / "missing" / "python")
+    monkeypatch.setattr(krum, "BENCH_VENV_SCRIPT", failing)
+    line = krum.bench_size(N, D, repeats=1, seed=5, flower=True, epoch=False)
+    assert line["flower"] is None and line["flower_s"] is None
+    assert line["ratio_vs_flower"] is None and line["same_choice_as_flower"] is None
+    assert "exited 3" in line["flower_unavailable_reason"]
+    assert "no flwr for you" in line["flower_unavailable_reason"]
