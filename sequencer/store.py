@@ -1,0 +1,546 @@
+"""SQL persistence of the chain: actions, blocks, receipts, blobs, snapshots, batches.
+
+Why SQLAlchemy Core (not the ORM): every write path is a handful of bulk statements inside
+one transaction, and the same code must run unchanged on SQLite (default, WAL +
+``synchronous=FULL`` so an acknowledged action survives power loss) and PostgreSQL. The
+chain itself (block hashes, state roots) never depends on the database: rows hold the
+canonical bytes and the STF recomputes everything from them.
+
+Durability contract used by the sequencer:
+
+* an action row is committed *before* its ack is returned (status ``queued``);
+* a block, its receipts, the status of every action it includes, the blobs it makes
+  available and (every N blocks) a state snapshot are committed in *one* transaction, so
+  after a crash the database holds a prefix of the chain and every acked action is either
+  included in it or still queued.
+
+Large blobs (global models) can live in a content-addressed directory (``blob_dir``) with
+only their hash in SQL; a file is written and fsynced before the transaction that refers to
+it commits, and an orphan file (crash in between) is harmless because names are hashes.
+Reveal updates are not copied at all: their blob row points at the action that carries them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.pool import StaticPool
+
+metadata = MetaData()
+
+actions = Table(
+    "actions",
+    metadata,
+    # seq: the sequencer's arrival order (FIFO); assigned before the ack, never reused.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False, unique=True),
+    Column("bytes", LargeBinary, nullable=False),
+    Column("sender", LargeBinary(32), nullable=False),
+    Column("nonce", BigInteger, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # queued | included | rejected
+    Column("reason", String(64)),
+    Column("detail", Text),
+    Column("received_height", BigInteger, nullable=False),
+    Column("ack", LargeBinary(64), nullable=False),
+    Column("block_height", BigInteger),
+    Column("block_index", Integer),
+)
+Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
+Index("ix_actions_block", actions.c.block_height, actions.c.block_index)
+Index("ix_actions_sender_nonce", actions.c.sender, actions.c.nonce)
+
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("height", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False, unique=True),
+    Column("parent_hash", LargeBinary(32), nullable=False),
+    Column("timestamp", BigInteger, nullable=False),
+    Column("state_root", LargeBinary(32), nullable=False),
+    Column("header", LargeBinary, nullable=False),  # canonical msgpack of block_header()
+    Column("num_actions", Integer, nullable=False),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("block_height", BigInteger, primary_key=True, autoincrement=False),
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("action_hash", LargeBinary(32), nullable=False),
+    Column("applied", Boolean, nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Column("events", Text, nullable=False),  # comma-separated event names
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("hash", LargeBinary(32), primary_key=True),
+    Column("kind", String(32), nullable=False),  # global_model | prev_delta | update
+    Column("size", BigInteger, nullable=False),
+    Column("location", String(8), nullable=False),  # db | dir | action
+    Column("data", LargeBinary),
+    Column("action_seq", BigInteger),  # location == action: the reveal that carries it
+    Column("height", BigInteger, nullable=False),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("height", BigInteger, primary_key=True, autoincrement=False),
+    Column("state_root", LargeBinary(32), nullable=False),
+    Column("data", LargeBinary, nullable=False),  # pickle of state_machine.state.State
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("first_height", BigInteger, nullable=False),
+    Column("last_height", BigInteger, nullable=False),
+    Column("last_block_hash", LargeBinary(32), nullable=False),
+    Column("state_root", LargeBinary(32), nullable=False),
+    Column("da_hash", LargeBinary(32), nullable=False),
+    Column("l1_tx_hash", LargeBinary(32)),
+    Column("l1_status", String(16), nullable=False),  # pending | posted | final | ...
+)
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+TABLES = (actions, blocks, receipts, blobs, snapshots, batches, meta)
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """One acknowledged action as stored."""
+
+    seq: int
+    hash: bytes
+    bytes: bytes
+    sender: bytes
+    nonce: int
+    type: str
+    status: str
+    reason: str | None
+    detail: str | None
+    received_height: int
+    ack: bytes
+    block_height: int | None
+    block_index: int | None
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    height: int
+    hash: bytes
+    parent_hash: bytes
+    timestamp: int
+    state_root: bytes
+    header: bytes
+    num_actions: int
+
+
+@dataclass(frozen=True)
+class ReceiptRow:
+    block_height: int
+    idx: int
+    action_hash: bytes
+    applied: bool
+    reason: str
+    detail: str
+    events: str
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    idx: int
+    first_height: int
+    last_height: int
+    last_block_hash: bytes
+    state_root: bytes
+    da_hash: bytes
+    l1_tx_hash: bytes | None
+    l1_status: str
+
+
+@dataclass(frozen=True)
+class BlobWrite:
+    """A blob made available by a block: inline bytes or a reference to an action."""
+
+    hash: bytes
+    kind: str
+    size: int
+    data: bytes | None = None
+    action_seq: int | None = None
+
+
+def _b(v: Any) -> Any:
+    """psycopg may hand back memoryview for bytea; normalise to bytes."""
+    return bytes(v) if isinstance(v, memoryview) else v
+
+
+def _row(cls: type, row: Any) -> Any:
+    return cls(**{k: _b(v) for k, v in row._mapping.items()})
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+class Store:
+    """The node's database. Thread-safe: SQLAlchemy pools one connection per thread.
+
+    Writes go through :meth:`begin` (one transaction); the sequencer funnels every write
+    through a single writer thread, so SQLite never sees two concurrent writers.
+    """
+
+    def __init__(self, url: str, blob_dir: str | os.PathLike[str] | None = None,
+                 blob_inline_max: int = 1 << 20) -> None:
+        self.url = url
+        self.blob_dir = Path(blob_dir) if blob_dir else None
+        self.blob_inline_max = blob_inline_max
+        self.engine = self._make_engine(url)
+        if self.blob_dir is not None:
+            self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def _make_engine(url: str) -> Engine:
+        if is_sqlite(url):
+            memory = url in ("sqlite://", "sqlite:///:memory:")
+            if not memory:
+                path = url.split("///", 1)[1] if "///" in url else ""
+                if path:
+                    Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs: dict[str, Any] = {"poolclass": StaticPool} if memory else {
+                "pool_size": 8, "max_overflow": 16
+            }
+            engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            )
+
+            @event.listens_for(engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                # WAL: readers never block the writer; FULL: the WAL is fsynced at every
+                # commit, so an ack implies the action is on disk (power-loss safe).
+                cur = dbapi_conn.cursor()
+                if not memory:
+                    cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=OFF")
+                cur.close()
+
+            return engine
+        return create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+
+    # ------------------------------------------------------------------ schema
+
+    def create(self) -> None:
+        metadata.create_all(self.engine)
+
+    def drop(self) -> None:
+        metadata.drop_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One write transaction (committed on exit, rolled back on error)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def set_meta(self, conn: Connection, key: str, value: str) -> None:
+        conn.execute(delete(meta).where(meta.c.key == key))
+        conn.execute(insert(meta).values(key=key, value=value))
+
+    # ------------------------------------------------------------------ actions
+
+    @staticmethod
+    def insert_actions(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Durably record acknowledged actions (status ``queued``)."""
+        if rows:
+            conn.execute(insert(actions), list(rows))
+
+    def action_by_hash(self, h: bytes) -> ActionRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(actions).where(actions.c.hash == h)).first()
+        return _row(ActionRow, r) if r else None
+
+    def action_meta_by_hash(self, h: bytes) -> dict[str, Any] | None:
+        """Everything about an action except its (possibly large) bytes."""
+        cols = [c for c in actions.c if c.name != "bytes"]
+        with self.engine.connect() as conn:
+            r = conn.execute(select(*cols).where(actions.c.hash == h)).first()
+        return {k: _b(v) for k, v in r._mapping.items()} if r else None
+
+    def queued_actions(self) -> list[ActionRow]:
+        with self.engine.connect() as conn:
+            rs = conn.execute(
+                select(actions).where(actions.c.status == "queued").order_by(actions.c.seq)
+            ).all()
+        return [_row(ActionRow, r) for r in rs]
+
+    def max_seq(self) -> int:
+        with self.engine.connect() as conn:
+            v = conn.execute(select(func.max(actions.c.seq))).scalar()
+        return -1 if v is None else int(v)
+
+    def block_action_bytes(self, height: int, conn: Connection | None = None) -> list[bytes]:
+        q = (
+            select(actions.c.bytes)
+            .where(actions.c.block_height == height)
+            .order_by(actions.c.block_index)
+        )
+        if conn is not None:
+            return [_b(r[0]) for r in conn.execute(q)]
+        with self.engine.connect() as c:
+            return [_b(r[0]) for r in c.execute(q)]
+
+    def block_action_hashes(self, height: int) -> list[bytes]:
+        q = (
+            select(actions.c.hash)
+            .where(actions.c.block_height == height)
+            .order_by(actions.c.block_index)
+        )
+        with self.engine.connect() as c:
+            return [_b(r[0]) for r in c.execute(q)]
+
+    def count_actions(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rs = conn.execute(select(actions.c.status, func.count()).group_by(actions.c.status))
+            return {r[0]: int(r[1]) for r in rs}
+
+    # ------------------------------------------------------------------ blocks
+
+    def write_block(
+        self,
+        conn: Connection,
+        block: BlockRow,
+        receipt_rows: Sequence[ReceiptRow],
+        action_updates: Sequence[dict[str, Any]],
+        blob_writes: Sequence[BlobWrite],
+        snapshot: tuple[bytes, bytes] | None,
+    ) -> None:
+        """Everything a block changes, in the caller's (single) transaction."""
+        conn.execute(insert(blocks).values(**block.__dict__))
+        if receipt_rows:
+            conn.execute(insert(receipts), [r.__dict__ for r in receipt_rows])
+        if action_updates:
+            stmt = (
+                update(actions)
+                .where(actions.c.seq == bindparam("b_seq"))
+                .values(
+                    status=bindparam("b_status"),
+                    reason=bindparam("b_reason"),
+                    detail=bindparam("b_detail"),
+                    block_height=bindparam("b_height"),
+                    block_index=bindparam("b_index"),
+                )
+            )
+            conn.execute(stmt, list(action_updates))
+        for bw in blob_writes:
+            self._put_blob(conn, bw, block.height)
+        if snapshot is not None:
+            root, data = snapshot
+            conn.execute(insert(snapshots).values(height=block.height, state_root=root, data=data))
+
+    def _put_blob(self, conn: Connection, bw: BlobWrite, height: int) -> None:
+        exists = conn.execute(select(blobs.c.hash).where(blobs.c.hash == bw.hash)).first()
+        if exists:
+            return
+        row: dict[str, Any] = {
+            "hash": bw.hash, "kind": bw.kind, "size": bw.size, "height": height,
+            "data": None, "action_seq": None,
+        }
+        if bw.action_seq is not None:
+            row["location"] = "action"
+            row["action_seq"] = bw.action_seq
+        elif self.blob_dir is not None and bw.size > self.blob_inline_max:
+            assert bw.data is not None
+            self._write_blob_file(bw.hash, bw.data)
+            row["location"] = "dir"
+        else:
+            row["location"] = "db"
+            row["data"] = bw.data
+        conn.execute(insert(blobs).values(**row))
+
+    def _blob_path(self, h: bytes) -> Path:
+        assert self.blob_dir is not None
+        hx = h.hex()
+        return self.blob_dir / hx[:2] / hx
+
+    def _write_blob_file(self, h: bytes, data: bytes) -> None:
+        path = self._blob_path(h)
+        if path.exists():
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def head(self) -> BlockRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(blocks).order_by(blocks.c.height.desc()).limit(1)).first()
+        return _row(BlockRow, r) if r else None
+
+    def block(self, height: int) -> BlockRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(select(blocks).where(blocks.c.height == height)).first()
+        return _row(BlockRow, r) if r else None
+
+    def iter_blocks(self, first: int, last: int | None = None,
+                    conn: Connection | None = None) -> Iterator[BlockRow]:
+        """Blocks ``first..last`` (inclusive) in height order, streamed in pages."""
+        page = 256
+        h = first
+        while last is None or h <= last:
+            q = select(blocks).where(blocks.c.height >= h)
+            if last is not None:
+                q = q.where(blocks.c.height <= last)
+            q = q.order_by(blocks.c.height).limit(page)
+            if conn is not None:
+                rows = conn.execute(q).all()
+            else:
+                with self.engine.connect() as c:
+                    rows = c.execute(q).all()
+            if not rows:
+                return
+            for r in rows:
+                yield _row(BlockRow, r)
+            h = int(rows[-1].height) + 1
+
+    def receipts(self, height: int) -> list[ReceiptRow]:
+        with self.engine.connect() as conn:
+            rs = conn.execute(
+                select(receipts).where(receipts.c.block_height == height).order_by(receipts.c.idx)
+            ).all()
+        return [_row(ReceiptRow, r) for r in rs]
+
+    # ------------------------------------------------------------------ blobs
+
+    def blob(self, h: bytes) -> bytes | None:
+        """Blob bytes by keccak256, wherever they live."""
+        with self.engine.connect() as conn:
+            r = conn.execute(select(blobs).where(blobs.c.hash == h)).first()
+            if r is None:
+                return None
+            if r.location == "db":
+                return _b(r.data)
+            if r.location == "dir":
+                return self._blob_path(h).read_bytes()
+            q = select(actions.c.bytes).where(actions.c.seq == r.action_seq)
+            raw = conn.execute(q).scalar()
+        from state_machine.actions import decode_signed  # local: keep store STF-agnostic
+
+        body = decode_signed(_b(raw)).action.body
+        return body.update_bytes  # type: ignore[attr-defined, no-any-return]
+
+    def has_blob(self, h: bytes) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(blobs.c.hash).where(blobs.c.hash == h)).first() is not None
+
+    # ------------------------------------------------------------------ snapshots
+
+    def latest_snapshot(self, max_height: int | None = None) -> tuple[int, bytes, bytes] | None:
+        q = select(snapshots).order_by(snapshots.c.height.desc()).limit(1)
+        if max_height is not None:
+            q = q.where(snapshots.c.height <= max_height)
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+        return (int(r.height), _b(r.state_root), _b(r.data)) if r else None
+
+    def snapshot_heights(self) -> list[int]:
+        with self.engine.connect() as conn:
+            return [int(r[0]) for r in conn.execute(select(snapshots.c.height))]
+
+    def prune_snapshots(self, conn: Connection, keep: int) -> None:
+        """Keep the ``keep`` most recent snapshots (old ones only cost space)."""
+        hs = [
+            int(r[0])
+            for r in conn.execute(select(snapshots.c.height).order_by(snapshots.c.height.desc()))
+        ]
+        if len(hs) > keep:
+            conn.execute(delete(snapshots).where(snapshots.c.height < hs[keep - 1]))
+
+    # ------------------------------------------------------------------ batches
+
+    @staticmethod
+    def insert_batch(conn: Connection, row: BatchRow) -> None:
+        conn.execute(insert(batches).values(**row.__dict__))
+
+    @staticmethod
+    def update_batch(conn: Connection, idx: int, l1_tx_hash: bytes | None, l1_status: str) -> int:
+        res = conn.execute(
+            update(batches).where(batches.c.idx == idx).values(
+                l1_tx_hash=l1_tx_hash, l1_status=l1_status
+            )
+        )
+        return int(res.rowcount or 0)
+
+    def batch(self, idx: int, conn: Connection | None = None) -> BatchRow | None:
+        q = select(batches).where(batches.c.idx == idx)
+        if conn is not None:
+            r = conn.execute(q).first()
+        else:
+            with self.engine.connect() as c:
+                r = c.execute(q).first()
+        return _row(BatchRow, r) if r else None
+
+    def latest_batch(self, conn: Connection | None = None) -> BatchRow | None:
+        q = select(batches).order_by(batches.c.idx.desc()).limit(1)
+        if conn is not None:
+            r = conn.execute(q).first()
+        else:
+            with self.engine.connect() as c:
+                r = c.execute(q).first()
+        return _row(BatchRow, r) if r else None
+
+    def batches_list(self) -> list[BatchRow]:
+        with self.engine.connect() as conn:
+            rs = conn.execute(select(batches).order_by(batches.c.idx))
+            return [_row(BatchRow, r) for r in rs]
