@@ -79,17 +79,20 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     error InsufficientStake(uint256 available, uint256 requested);
     /// @notice An ETH transfer failed.
     error TransferFailed(address to, uint256 amount);
+    /// @notice A period does not fit in 64 bits.
+    error InvalidPeriod(uint256 period);
 
     /// @param stakeAmount_ Exact stake in wei (must be > 0).
-    /// @param unbondPeriod_ Unbonding timelock in seconds.
+    /// @param unbondPeriod_ Unbonding timelock in seconds (< 2^64).
     constructor(uint256 stakeAmount_, uint256 unbondPeriod_) Ownable(msg.sender) {
         if (stakeAmount_ == 0) revert ZeroAmount();
+        if (unbondPeriod_ > type(uint64).max) revert InvalidPeriod(unbondPeriod_);
         stakeAmount = stakeAmount_;
         unbondPeriod = unbondPeriod_;
     }
 
     modifier onlySlashingManager() {
-        if (msg.sender != slashingManager || msg.sender == address(0)) revert NotSlashingManager(msg.sender);
+        if (msg.sender != slashingManager) revert NotSlashingManager(msg.sender);
         _;
     }
 

@@ -128,15 +128,18 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     error TransferFailed(address to, uint256 amount);
     /// @notice A zero address was given.
     error ZeroAddress();
+    /// @notice The challenge period does not fit in 64 bits.
+    error InvalidPeriod(uint256 period);
 
     /// @param sequencer_ The sequencer's L1 address.
     /// @param sequencerBond_ Exact sequencer bond in wei.
     /// @param challengeBond_ Exact challenge bond in wei.
-    /// @param challengePeriod_ Challenge window in seconds.
+    /// @param challengePeriod_ Challenge window in seconds (< 2^64).
     constructor(address sequencer_, uint256 sequencerBond_, uint256 challengeBond_, uint256 challengePeriod_)
         Ownable(msg.sender)
     {
         if (sequencer_ == address(0)) revert ZeroAddress();
+        if (challengePeriod_ > type(uint64).max) revert InvalidPeriod(challengePeriod_);
         sequencer = sequencer_;
         sequencerBond = sequencerBond_;
         challengeBond = challengeBond_;

@@ -11,9 +11,9 @@ from web3 import Web3
 
 from bridge import l1
 from bridge.contracts import CONTRACT_NAMES, Deployment, decode_error
-from bridge.deploy import DeployParams, deploy_all
+from bridge.deploy import DeployParams, deploy_all, deploy_contract
 
-from .helpers import ETHER, Env, pk
+from .helpers import ETHER, Env, pk, reverts
 
 
 def test_deployment_json_roundtrip(env: Env) -> None:
@@ -143,3 +143,17 @@ def test_anvil_process_lifecycle() -> None:
 def test_start_anvil_missing_binary(tmp_path) -> None:
     with pytest.raises(l1.AnvilError):
         l1.start_anvil(binary=tmp_path / "nope")
+
+
+def test_constructor_guards(env: Env) -> None:
+    zero = "0x" + "00" * 20
+    with reverts("InvalidPeriod", 2**64):
+        deploy_contract(env.w3, "StakingRegistry", env.owner, 1, 2**64)
+    with reverts("InvalidPeriod", 2**64):
+        deploy_contract(env.w3, "StateCommitment", env.owner, env.sequencer, 1, 1, 2**64)
+    with reverts("ZeroAddress"):
+        deploy_contract(env.w3, "StateCommitment", env.owner, zero, 1, 1, 1)
+    with reverts("ZeroAddress"):
+        deploy_contract(env.w3, "SlashingManager", env.owner, zero, env.commitment.address, zero)
+    with reverts("ZeroAddress"):
+        deploy_contract(env.w3, "RewardManager", env.owner, env.commitment.address, zero, 1, 1)
