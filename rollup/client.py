@@ -1,0 +1,363 @@
+"""Python SDK for FLockChain nodes: keys, building and signing actions, submitting with
+retries, waiting for inclusion, and reading state, proofs and blobs.
+
+Why submissions are retried blindly on connection errors: an action's hash is fixed once
+it is signed, and the node acknowledges the same action again (HTTP 202, ``duplicate``)
+instead of failing, so resending after a timeout can never double-apply anything.
+
+Salts: commit-reveal salts are derived from the secret key,
+``keccak256(seed || "flockchain/salt/v1" || kind || task_id || epoch)``, so a client that
+restarts between commit and reveal needs only its key file and (for updates) the update
+bytes. They stay secret because the seed does.
+
+    node = NodeClient("http://127.0.0.1:8700")
+    me = FlockClient(node, Keypair.load("client.key"))
+    me.commit_update(task_id=1, epoch=0, update=delta_int16, wait=True)
+    me.reveal_update(task_id=1, epoch=0, wait=True)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from rollup.keys import Keypair, load_or_create
+from rollup.wire import unhex
+from state_machine.actions import (
+    AdvanceBody,
+    Body,
+    CommitUpdateBody,
+    CommitVoteBody,
+    PublishGenesisBody,
+    RevealUpdateBody,
+    RevealVoteBody,
+    SignedAction,
+    make_action,
+    update_commitment,
+    vote_commitment,
+)
+from state_machine.crypto import ACK_DOMAIN, keccak256, verify
+
+__all__ = [
+    "FlockClient",
+    "Keypair",
+    "NodeClient",
+    "NodeError",
+    "SubmitResult",
+    "load_or_create",
+]
+
+MSGPACK = "application/msgpack"
+FINAL_STATUSES = ("included", "rejected")
+
+
+class NodeError(Exception):
+    """The node answered with an error: ``status`` (HTTP), ``reason`` (machine-readable)."""
+
+    def __init__(self, status: int, reason: str, detail: str = "") -> None:
+        super().__init__(f"HTTP {status} {reason}: {detail}" if detail else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The node's ack of a submitted action."""
+
+    action_hash: bytes
+    ack: bytes
+    received_height: int
+    duplicate: bool
+
+    def verify(self, sequencer_pubkey: bytes) -> bool:
+        """Check the ack: ed25519 over ``ACK_DOMAIN || action_hash || height (8 BE)``."""
+        msg = ACK_DOMAIN + self.action_hash + self.received_height.to_bytes(8, "big")
+        return verify(sequencer_pubkey, msg, self.ack)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+class NodeClient:
+    """HTTP access to one node. ``http`` may be any ``httpx.Client`` (e.g. FastAPI's
+    ``TestClient`` for in-process tests); otherwise one is created for ``url``."""
+
+    def __init__(self, url: str = "http://127.0.0.1:8700", *, http: httpx.Client | None = None,
+                 timeout: float = 60.0, retries: int = 8, backoff: float = 0.1) -> None:
+        self.url = url.rstrip("/")
+        self._own = http is None
+        self.http = http if http is not None else httpx.Client(base_url=self.url, timeout=timeout)
+        self.retries = retries
+        self.backoff = backoff
+
+    def close(self) -> None:
+        if self._own:
+            self.http.close()
+
+    def __enter__(self) -> NodeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ transport
+
+    def _request(self, method: str, path: str, *, retry: bool = True, **kw: Any) -> httpx.Response:
+        attempts = self.retries + 1 if retry else 1
+        for i in range(attempts):
+            try:
+                return self.http.request(method, path, **kw)
+            except httpx.TransportError:
+                if i == attempts - 1:
+                    raise
+                time.sleep(min(self.backoff * 2**i, 2.0))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _check(r: httpx.Response) -> httpx.Response:
+        if r.status_code >= 400:
+            try:
+                j = r.json()
+                raise NodeError(r.status_code, j.get("reason", "error"), j.get("detail", ""))
+            except (ValueError, AttributeError):
+                raise NodeError(r.status_code, "error", r.text[:200]) from None
+        return r
+
+    def get_json(self, path: str, **params: Any) -> Any:
+        p = {k: v for k, v in params.items() if v is not None}
+        return self._check(self._request("GET", path, params=p)).json()
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._check(self._request("GET", path)).content
+
+    # ------------------------------------------------------------------ submit
+
+    def submit_raw(self, raw: bytes) -> SubmitResult:
+        """POST canonical wire bytes; retried on connection errors (idempotent by hash)."""
+        r = self._check(self._request("POST", "/v1/actions", content=raw,
+                                      headers={"content-type": MSGPACK}))
+        j = r.json()
+        return SubmitResult(unhex(j["action_hash"]), unhex(j["ack"]), j["received_height"],
+                            bool(j.get("duplicate")))
+
+    def submit(self, sa: SignedAction) -> SubmitResult:
+        return self.submit_raw(sa.encode())
+
+    def submit_system(self, typ: str, body: dict[str, Any], admin_token: str) -> SubmitResult:
+        """Bridge path over HTTP: JSON ``{type, body}`` to ``/v1/admin/system``."""
+        r = self._check(self._request(
+            "POST", "/v1/admin/system", json={"type": typ, "body": body},
+            headers={"authorization": f"Bearer {admin_token}"},
+        ))
+        j = r.json()
+        return SubmitResult(unhex(j["action_hash"]), unhex(j["ack"]), j["received_height"],
+                            bool(j.get("duplicate")))
+
+    def action(self, action_hash: bytes) -> dict[str, Any]:
+        return self.get_json(f"/v1/actions/{_hex(action_hash)}")
+
+    def wait_included(self, action_hash: bytes, timeout: float = 60.0,
+                      poll: float = 0.05) -> dict[str, Any]:
+        """Poll until the action is in a block (status ``included`` or ``rejected``)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.action(action_hash)
+            if st["status"] in FINAL_STATUSES:
+                return st
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"action {_hex(action_hash)} still {st['status']}")
+            time.sleep(poll)
+
+    # ------------------------------------------------------------------ reads
+
+    def health(self) -> dict[str, Any]:
+        return self.get_json("/v1/healthz")
+
+    def state_root(self) -> dict[str, Any]:
+        return self.get_json("/v1/state/root")
+
+    def latest_block(self) -> dict[str, Any]:
+        return self.get_json("/v1/blocks/latest")
+
+    def block(self, height: int) -> dict[str, Any]:
+        return self.get_json(f"/v1/blocks/{height}")
+
+    def account(self, pubkey: bytes) -> dict[str, Any]:
+        return self.get_json(f"/v1/accounts/{_hex(pubkey)}")
+
+    def account_proof(self, pubkey: bytes, batch: int | None = None) -> dict[str, Any]:
+        return self.get_json(f"/v1/accounts/{_hex(pubkey)}/proof", batch=batch)
+
+    def tasks(self) -> list[dict[str, Any]]:
+        return self.get_json("/v1/tasks")["tasks"]
+
+    def task(self, task_id: int) -> dict[str, Any]:
+        return self.get_json(f"/v1/tasks/{task_id}")
+
+    def epoch(self, task_id: int, epoch: int) -> dict[str, Any]:
+        return self.get_json(f"/v1/tasks/{task_id}/epochs/{epoch}")
+
+    def task_proof(self, task_id: int, batch: int | None = None) -> dict[str, Any]:
+        return self.get_json(f"/v1/tasks/{task_id}/proof", batch=batch)
+
+    def blob(self, blob_hash: bytes, verify_hash: bool = True) -> bytes:
+        data = self.get_bytes(f"/v1/blobs/{_hex(blob_hash)}")
+        if verify_hash and keccak256(data) != blob_hash:
+            raise NodeError(200, "blob_hash_mismatch", "served bytes do not hash to the key")
+        return data
+
+    def global_model(self, task_id: int) -> np.ndarray:
+        """The task's current global model (int32, verified against its global_hash)."""
+        h = unhex(self.task(task_id)["global_hash"])
+        return np.frombuffer(self.blob(h), dtype="<i4").astype(np.int32)
+
+    def batch(self, index: int) -> dict[str, Any]:
+        return self.get_json(f"/v1/batches/{index}")
+
+    def da(self, index: int) -> bytes:
+        return self.get_bytes(f"/v1/da/{index}")
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 60.0,
+                 poll: float = 0.05, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(poll)
+
+    def wait_phase(self, task_id: int, phase: str, epoch: int | None = None,
+                   timeout: float = 60.0) -> dict[str, Any]:
+        """Wait until the task is in ``phase`` (and ``epoch``, if given)."""
+        out: dict[str, Any] = {}
+
+        def ok() -> bool:
+            t = self.task(task_id)
+            out.update(t)
+            return t["phase"] == phase and (epoch is None or t["epoch"] == epoch)
+
+        self.wait_for(ok, timeout, what=f"task {task_id} phase {phase}")
+        return out
+
+
+class FlockClient:
+    """A participant: signs actions with its key, tracks its nonce, manages salts."""
+
+    def __init__(self, node: NodeClient | str, key: Keypair, chain_id: int | None = None) -> None:
+        self.node = node if isinstance(node, NodeClient) else NodeClient(node)
+        self.key = key
+        self._chain_id = chain_id
+        self._nonce: int | None = None
+        self._updates: dict[tuple[int, int], bytes] = {}
+        self._votes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    @property
+    def pubkey(self) -> bytes:
+        return self.key.pubkey
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = int(self.node.health()["chain_id"])
+        return self._chain_id
+
+    # ------------------------------------------------------------------ nonce and signing
+
+    def refresh_nonce(self) -> int:
+        """Re-read the next nonce from the node (state nonce + this key's queued actions)."""
+        self._nonce = int(self.node.account(self.pubkey)["next_nonce"])
+        return self._nonce
+
+    def sign(self, typ: str, body: Body, nonce: int | None = None) -> SignedAction:
+        if nonce is None:
+            nonce = self._nonce if self._nonce is not None else self.refresh_nonce()
+        return make_action(self.key.seed, typ, self.chain_id, nonce, body, self.pubkey)
+
+    def send(self, typ: str, body: Body, wait: bool = False,
+             timeout: float = 60.0) -> SubmitResult | dict[str, Any]:
+        """Sign with the next nonce and submit. On a nonce conflict (another process used
+        this key, or an earlier action of ours was rejected in a block) the nonce is
+        re-read once and the action re-signed. ``wait`` returns the inclusion status."""
+        for attempt in range(2):
+            sa = self.sign(typ, body)
+            try:
+                res = self.node.submit(sa)
+            except NodeError as exc:
+                if exc.reason == "bad_nonce" and attempt == 0:
+                    self.refresh_nonce()
+                    continue
+                raise
+            self._nonce = sa.action.nonce + 1
+            if wait:
+                return self.node.wait_included(res.action_hash, timeout)
+            return res
+        raise AssertionError("unreachable")
+
+    def salt(self, kind: str, task_id: int, epoch: int) -> bytes:
+        return keccak256(self.key.seed, b"flockchain/salt/v1", kind.encode(),
+                         task_id.to_bytes(8, "big"), epoch.to_bytes(8, "big"))
+
+    # ------------------------------------------------------------------ actions
+
+    def publish_genesis(self, task_id: int, model: np.ndarray | bytes,
+                        **kw: Any) -> SubmitResult | dict[str, Any]:
+        data = model if isinstance(model, bytes) else np.asarray(model).astype("<i4").tobytes()
+        return self.send("publish_genesis", PublishGenesisBody(task_id, data), **kw)
+
+    def commit_update(self, task_id: int, epoch: int, update: np.ndarray | bytes,
+                      **kw: Any) -> SubmitResult | dict[str, Any]:
+        """Commit to an int16 delta (kept in memory for :meth:`reveal_update`)."""
+        data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
+        self._updates[(task_id, epoch)] = data
+        c = update_commitment(data, self.salt("update", task_id, epoch))
+        return self.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
+
+    def reveal_update(self, task_id: int, epoch: int, update: np.ndarray | bytes | None = None,
+                      **kw: Any) -> SubmitResult | dict[str, Any]:
+        if update is None:
+            data = self._updates[(task_id, epoch)]
+        else:
+            data = update if isinstance(update, bytes) else np.asarray(update).astype(
+                "<i2").tobytes()
+        body = RevealUpdateBody(task_id, epoch, data, self.salt("update", task_id, epoch))
+        return self.send("reveal_update", body, **kw)
+
+    def commit_vote(self, task_id: int, epoch: int, acc_candidate_bps: int, acc_current_bps: int,
+                    **kw: Any) -> SubmitResult | dict[str, Any]:
+        self._votes[(task_id, epoch)] = (acc_candidate_bps, acc_current_bps)
+        c = vote_commitment(acc_candidate_bps, acc_current_bps, self.salt("vote", task_id, epoch))
+        return self.send("commit_vote", CommitVoteBody(task_id, epoch, c), **kw)
+
+    def reveal_vote(self, task_id: int, epoch: int, acc_candidate_bps: int | None = None,
+                    acc_current_bps: int | None = None, **kw: Any) -> SubmitResult | dict[str, Any]:
+        if acc_candidate_bps is None or acc_current_bps is None:
+            acc_candidate_bps, acc_current_bps = self._votes[(task_id, epoch)]
+        body = RevealVoteBody(task_id, epoch, acc_candidate_bps, acc_current_bps,
+                              self.salt("vote", task_id, epoch))
+        return self.send("reveal_vote", body, **kw)
+
+    def advance(self, task_id: int, epoch: int, **kw: Any) -> SubmitResult | dict[str, Any]:
+        return self.send("advance", AdvanceBody(task_id, epoch), **kw)
+
+    # ------------------------------------------------------------------ reads
+
+    def account(self) -> dict[str, Any]:
+        return self.node.account(self.pubkey)
+
+    def proof(self, batch: int | None = None) -> dict[str, Any]:
+        return self.node.account_proof(self.pubkey, batch)
+
+
+def keypair_from_env_or_file(path: str | os.PathLike[str]) -> Keypair:
+    """``FLOCKCHAIN_CLIENT_SEED`` (hex) if set, else the key file (created if missing)."""
+    env = os.environ.get("FLOCKCHAIN_CLIENT_SEED")
+    if env:
+        return Keypair.from_seed(unhex(env, 32, "FLOCKCHAIN_CLIENT_SEED"))
+    return load_or_create(path)

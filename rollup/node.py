@@ -1,0 +1,134 @@
+"""Running a node: open the sequencer from a config, serve the API, in-process or not.
+
+Why an in-process handle: the demo, the bridge's tests and our own tests need a real HTTP
+node on a free port without a subprocess; ``start_node`` runs uvicorn on a background
+thread and returns a handle with ``.url``, ``.sequencer`` and ``.stop()``.
+
+    from rollup.config import NodeConfig
+    from rollup.node import start_node
+
+    with start_node(NodeConfig(db_url="sqlite:///tmp/x.db", port=0, chain_id=7)) as node:
+        print(node.url)                      # http://127.0.0.1:PORT
+        node.sequencer.submit_l1_event(...)  # bridge path
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import uvicorn
+from fastapi import FastAPI
+
+from rollup.api import create_app
+from rollup.config import NodeConfig
+from rollup.keys import load_or_create
+from rollup.metrics import Metrics
+from sequencer.sequencer import Sequencer, SequencerConfig
+from sequencer.store import Store
+
+log = logging.getLogger("flockchain.node")
+
+
+def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> SequencerConfig:
+    return SequencerConfig(
+        chain_id=config.chain_id,
+        block_time=config.block_time,
+        max_block_actions=config.max_block_actions,
+        max_action_bytes=config.max_body_bytes,
+        snapshot_interval=config.snapshot_interval,
+        snapshots_kept=config.snapshots_kept,
+        group_commit_max=config.group_commit_max,
+        produce_blocks=produce_blocks,
+    )
+
+
+def open_sequencer(config: NodeConfig, *, clock: Callable[[], int] | None = None,
+                   produce_blocks: bool = True, metrics: Metrics | None = None) -> Sequencer:
+    """Open (and recover) the sequencer described by ``config``; not started yet."""
+    key = load_or_create(config.sequencer_key_file)
+    store = Store(config.db_url, blob_dir=config.blob_dir)
+    return Sequencer(store, key.seed, sequencer_config(config, produce_blocks), clock=clock,
+                     hooks=metrics)
+
+
+def create_node_app(config: NodeConfig, *, clock: Callable[[], int] | None = None,
+                    produce_blocks: bool = True) -> FastAPI:
+    """An ASGI app that owns its sequencer (started/stopped by the app's lifespan)."""
+    metrics = Metrics()
+    seq = open_sequencer(config, clock=clock, produce_blocks=produce_blocks, metrics=metrics)
+    return create_app(seq, config, metrics)
+
+
+@dataclass
+class NodeHandle:
+    """A node serving HTTP on a background thread."""
+
+    url: str
+    sequencer: Sequencer
+    app: FastAPI
+    config: NodeConfig
+    _server: uvicorn.Server = field(repr=False)
+    _thread: threading.Thread = field(repr=False)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop serving, stop the sequencer, close the database."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+
+    def __enter__(self) -> NodeHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+def start_node(config: NodeConfig, *, clock: Callable[[], int] | None = None,
+               produce_blocks: bool = True, startup_timeout: float = 30.0) -> NodeHandle:
+    """Serve a node in this process (port 0 = a free port); returns once it accepts
+    requests."""
+    app = create_node_app(config, clock=clock, produce_blocks=produce_blocks)
+    sock = _bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="flockchain-node", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("node failed to start")
+        time.sleep(0.01)
+    url_host = f"[{host}]" if ":" in host else host
+    return NodeHandle(f"http://{url_host}:{port}", app.state.sequencer, app, config, server,
+                      thread)
+
+
+def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
+    """Run a node in the foreground until SIGINT/SIGTERM (the ``flockchain node`` command)."""
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_node_app(config)
+    sock = _bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, lifespan="on",
+                                           access_log=False))
+    seq: Sequencer = app.state.sequencer
+    log.info("chain %d at height %d; sequencer 0x%s; listening on %s:%d",
+             seq.chain_id, seq.height, seq.pubkey.hex(), host, port)
+    if ready is not None:
+        ready(f"http://{host}:{port}")
+    server.run(sockets=[sock])
