@@ -127,29 +127,22 @@ class RollupState:
     meta_root: bytes = b"\x3e" * 32
 
     def __post_init__(self) -> None:
-        self._filler = [Web3.keccak(text=f"filler-{i}") for i in range(self.filler_accounts)]
-
-    def _trees(self) -> tuple[MerkleTree, MerkleTree]:
-        acc = MerkleTree([a.leaf() for a in self.accounts] + self._filler)
-        tasks = MerkleTree([t.leaf() for t in self.tasks])
-        return acc, tasks
+        # Leaves are hashed once, here: later edits to the records do not change this state.
+        filler = [Web3.keccak(text=f"filler-{i}") for i in range(self.filler_accounts)]
+        self._accounts = MerkleTree([a.leaf() for a in self.accounts] + filler)
+        self._tasks = MerkleTree([t.leaf() for t in self.tasks])
 
     def subroots(self) -> list[bytes]:
-        acc, tasks = self._trees()
-        return [acc.root(), tasks.root(), self.epochs_root, self.meta_root]
+        return [self._accounts.root(), self._tasks.root(), self.epochs_root, self.meta_root]
 
     def root(self) -> bytes:
         return compose_state_root(self.subroots())
 
     def account_proof(self, i: int) -> list[bytes]:
-        acc, tasks = self._trees()
-        subs = [acc.root(), tasks.root(), self.epochs_root, self.meta_root]
-        return state_proof(subs, SUBROOT_ACCOUNTS, acc.proof(i))
+        return state_proof(self.subroots(), SUBROOT_ACCOUNTS, self._accounts.proof(i))
 
     def task_proof(self, i: int) -> list[bytes]:
-        acc, tasks = self._trees()
-        subs = [acc.root(), tasks.root(), self.epochs_root, self.meta_root]
-        return state_proof(subs, SUBROOT_TASKS, tasks.proof(i))
+        return state_proof(self.subroots(), SUBROOT_TASKS, self._tasks.proof(i))
 
 
 # ----------------------------------------------------------------------------- environment

@@ -121,7 +121,7 @@ def test_early_withdraw_reverts(env: Env) -> None:
 
 
 def test_withdraw_after_timelock_pays_stake(env: Env) -> None:
-    alice, relayer = env.clients[0], env.relayer
+    alice = env.clients[0]
     env.stake(alice, pk(1))
     env.stake(env.clients[1], pk(2))
     env.tx(env.registry.functions.unbond(), alice)
@@ -137,7 +137,6 @@ def test_withdraw_after_timelock_pays_stake(env: Env) -> None:
     assert env.registry.functions.pubkeyOf(alice).call() == pk(1)  # binding stays
     with reverts("NotUnbonding", alice):
         env.tx(env.registry.functions.withdraw(), alice)
-    del relayer
 
 
 def test_reduce_stake_only_slashing_manager(env: Env) -> None:
