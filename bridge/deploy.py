@@ -17,7 +17,7 @@ from web3 import Web3
 from web3.contract import Contract
 
 from bridge.contracts import Deployment, factory
-from bridge.l1 import REVERT_ERRORS, Sender, TxFailed, decode_revert, send, sender_address
+from bridge.l1 import Sender, TxFailed, build, send, submit
 
 ETHER = 10**18
 
@@ -42,28 +42,10 @@ def deploy_contract(w3: Web3, name: str, sender: Sender, *args: Any) -> Contract
     """Deploy artifact ``name`` with constructor ``args`` from ``sender``; returns the bound
     contract. Raises ``TxFailed`` (with the decoded custom error, if any) on failure."""
     fac = factory(w3, name)
-    frm = sender_address(sender)
-    try:
-        if isinstance(sender, str):
-            tx_hash = fac.constructor(*args).transact({"from": frm})
-        else:
-            tx = fac.constructor(*args).build_transaction(
-                {
-                    "from": frm,
-                    "nonce": w3.eth.get_transaction_count(frm, "pending"),
-                    "chainId": w3.eth.chain_id,
-                }
-            )
-            tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-    except REVERT_ERRORS as exc:
-        decoded = decode_revert(exc)
-        if decoded is None:
-            raise TxFailed(f"deploying {name} failed: {exc}") from exc
-        message = f"deploying {name} reverted with {decoded[0]}{decoded[1]}"
-        raise TxFailed(message, *decoded) from exc
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise TxFailed(f"deploying {name} failed (tx {tx_hash.hex()})")
+    tx = build(fac.constructor(*args), sender)
+    receipt = submit(w3, sender, tx, what=f"deploying {name}")
+    if not receipt["contractAddress"]:
+        raise TxFailed(f"deploying {name} created no contract")
     return w3.eth.contract(address=receipt["contractAddress"], abi=fac.abi)
 
 

@@ -348,63 +348,62 @@ def decode_revert(exc: BaseException) -> tuple[str, tuple[Any, ...]] | None:
     return decode_error(data) if data else None
 
 
-def send(
-    w3: Web3,
-    call: Any,
-    sender: Sender,
-    *,
-    value: int = 0,
-    gas: int | None = None,
-) -> TxReceipt:
-    """Send ``call`` (a bound contract function, e.g. ``c.functions.stake(pk)``) from
-    ``sender`` (an unlocked address or a ``LocalAccount`` that signs locally) and wait for
-    the receipt. Raises ``TxFailed`` (with the decoded custom error) on revert."""
-    frm = sender_address(sender)
-    params: dict[str, Any] = {"from": frm, "value": value}
-    if gas is not None:
-        params["gas"] = gas
-    try:
-        if isinstance(sender, LocalAccount):
-            params["nonce"] = w3.eth.get_transaction_count(frm, "pending")
-            params["chainId"] = w3.eth.chain_id
-            tx = call.build_transaction(params)
-            signed = sender.sign_transaction(tx)
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        else:
-            tx_hash = call.transact(params)
-    except REVERT_ERRORS as exc:
-        decoded = decode_revert(exc)
-        if decoded is None:
-            raise TxFailed(f"transaction reverted: {exc}") from exc
-        raise TxFailed(f"reverted with {decoded[0]}{decoded[1]}", *decoded) from exc
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
-    if receipt["status"] != 1:
-        raise TxFailed(f"transaction {tx_hash.hex()} failed in block {receipt['blockNumber']}")
-    return receipt
+def _as_tx_failed(exc: BaseException, what: str) -> TxFailed:
+    decoded = decode_revert(exc)
+    if decoded is None:
+        return TxFailed(f"{what} reverted: {exc}")
+    return TxFailed(f"{what} reverted with {decoded[0]}{decoded[1]}", *decoded)
 
 
-def send_value(w3: Web3, sender: Sender, to: str, value: int) -> TxReceipt:
-    """Plain ETH transfer (used to fund treasuries/contracts in tests and scripts)."""
+def submit(w3: Web3, sender: Sender, tx: dict[str, Any], *, what: str = "transaction") -> TxReceipt:
+    """Send the prepared transaction ``tx`` from ``sender`` (an unlocked address, or a
+    ``LocalAccount`` that signs locally; missing nonce, chain id, gas and price are filled in)
+    and wait for the receipt. Raises ``TxFailed`` (with the decoded custom error) on revert."""
     frm = sender_address(sender)
-    tx: dict[str, Any] = {"from": frm, "to": Web3.to_checksum_address(to), "value": value}
+    tx = {**tx, "from": frm}
     try:
         if isinstance(sender, LocalAccount):
-            tx["nonce"] = w3.eth.get_transaction_count(frm, "pending")
-            tx["chainId"] = w3.eth.chain_id
-            tx["gas"] = w3.eth.estimate_gas(tx)
-            tx["gasPrice"] = w3.eth.gas_price
+            tx.setdefault("nonce", w3.eth.get_transaction_count(frm, "pending"))
+            tx.setdefault("chainId", w3.eth.chain_id)
+            if "gas" not in tx:
+                tx["gas"] = w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
+            if "gasPrice" not in tx and "maxFeePerGas" not in tx:
+                tx["gasPrice"] = w3.eth.gas_price
             tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
         else:
             tx_hash = w3.eth.send_transaction(tx)  # type: ignore[arg-type]
     except REVERT_ERRORS as exc:
-        decoded = decode_revert(exc)
-        if decoded is None:
-            raise TxFailed(f"transfer reverted: {exc}") from exc
-        raise TxFailed(f"reverted with {decoded[0]}{decoded[1]}", *decoded) from exc
+        raise _as_tx_failed(exc, what) from exc
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
     if receipt["status"] != 1:
-        raise TxFailed(f"transfer {tx_hash.hex()} failed")
+        raise TxFailed(f"{what} {tx_hash.hex()} failed in block {receipt['blockNumber']}")
     return receipt
+
+
+def build(call: Any, sender: Sender, *, value: int = 0, gas: int | None = None) -> dict[str, Any]:
+    """The transaction dict for ``call`` (a bound contract function or constructor); raises
+    ``TxFailed`` if it would revert (gas estimation executes it)."""
+    params: dict[str, Any] = {"from": sender_address(sender), "value": value}
+    if gas is not None:
+        params["gas"] = gas
+    try:
+        return dict(call.build_transaction(params))
+    except REVERT_ERRORS as exc:
+        raise _as_tx_failed(exc, "transaction") from exc
+
+
+def send(
+    w3: Web3, call: Any, sender: Sender, *, value: int = 0, gas: int | None = None
+) -> TxReceipt:
+    """Send ``call`` (a bound contract function, e.g. ``c.functions.stake(pk)``) from
+    ``sender`` and wait for the receipt; ``TxFailed`` on revert (see ``submit``)."""
+    return submit(w3, sender, build(call, sender, value=value, gas=gas))
+
+
+def send_value(w3: Web3, sender: Sender, to: str, value: int) -> TxReceipt:
+    """Plain ETH transfer (used to fund treasuries/contracts in tests and scripts)."""
+    tx = {"to": Web3.to_checksum_address(to), "value": value}
+    return submit(w3, sender, tx, what="transfer")
 
 
 def gas_cost(receipt: TxReceipt) -> int:
