@@ -60,7 +60,9 @@ actions = Table(
     metadata,
     # seq: the sequencer's arrival order (FIFO); assigned before the ack, never reused.
     Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("hash", LargeBinary(32), nullable=False, unique=True),
+    # Not unique: an action the STF rejected did not use its nonce, so the very same signed
+    # bytes may be submitted again later and get a new row (seq); lookups take the latest.
+    Column("hash", LargeBinary(32), nullable=False),
     Column("bytes", LargeBinary, nullable=False),
     Column("sender", LargeBinary(32), nullable=False),
     Column("nonce", BigInteger, nullable=False),
@@ -74,6 +76,7 @@ actions = Table(
     Column("block_height", BigInteger),
     Column("block_index", Integer),
 )
+Index("ix_actions_hash", actions.c.hash)
 Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
 Index("ix_actions_block", actions.c.block_height, actions.c.block_index)
 Index("ix_actions_sender_nonce", actions.c.sender, actions.c.nonce)
@@ -155,6 +158,7 @@ class ActionRow:
     sender: bytes
     nonce: int
     type: str
+    size: int
     status: str
     reason: str | None
     detail: str | None
@@ -305,14 +309,18 @@ class Store:
 
     def action_by_hash(self, h: bytes) -> ActionRow | None:
         with self.engine.connect() as conn:
-            r = conn.execute(select(actions).where(actions.c.hash == h)).first()
+            r = conn.execute(
+                select(actions).where(actions.c.hash == h).order_by(actions.c.seq.desc()).limit(1)
+            ).first()
         return _row(ActionRow, r) if r else None
 
     def action_meta_by_hash(self, h: bytes) -> dict[str, Any] | None:
         """Everything about an action except its (possibly large) bytes."""
         cols = [c for c in actions.c if c.name != "bytes"]
         with self.engine.connect() as conn:
-            r = conn.execute(select(*cols).where(actions.c.hash == h)).first()
+            r = conn.execute(
+                select(*cols).where(actions.c.hash == h).order_by(actions.c.seq.desc()).limit(1)
+            ).first()
         return {k: _b(v) for k, v in r._mapping.items()} if r else None
 
     def queued_actions(self) -> list[ActionRow]:
