@@ -263,7 +263,7 @@ def test_bad_inputs_refused_nothing_stored(manual_node: tuple[TestClient, Sequen
 
 def test_json_form_and_reads(manual_node: tuple[TestClient, Sequencer]) -> None:
     http, seq = manual_node
-    ms, proposers = _setup_task(seq)
+    ms, _ = _setup_task(seq)
     m = ms[0]
     sa = make_action(m.seed, "advance", CHAIN_ID, seq.pending_nonce(m.pubkey),
                      AdvanceBody(1, 0), m.pubkey)
