@@ -89,6 +89,7 @@ DEFAULT_ATTACKS: tuple[str, ...] = (
     "duplicate",
 )
 QUICK_ATTACKS: tuple[str, ...] = ("sign_flip", "lazy", "duplicate")
+PROPOSER_ATTACKS = frozenset(DEFAULT_ATTACKS)
 COLLUDING = frozenset({"alie", "ipm", "disguised_free_rider"})
 HONEST = "honest"
 ARMS: tuple[str, ...] = ("flockchain", "oracle", "fedavg", "krum")
@@ -120,28 +121,57 @@ class Config:
     flower: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [a for a in self.attacks if a not in DEFAULT_ATTACKS]
-        if unknown:
-            raise ValueError(f"unknown attacks {unknown}; known: {list(DEFAULT_ATTACKS)}")
         if self.rounds < 1 or self.seeds < 1:
             raise ValueError("need at least one round and one seed")
-        for attack in (HONEST, *self.attacks):
-            f = attacker_count(self.clients, attack, self.attack_fraction)
+        if len(set(self.attacks)) != len(self.attacks):
+            raise ValueError("an attack is listed twice")
+        for spec in (HONEST, *self.attacks):
+            name, _ = parse_attack(spec)  # raises on unknown names and params
+            f = attacker_count(self.clients, name, self.attack_fraction)
             scoring.check_krum_size(self.clients, f)  # n >= 2f + 3
+
+
+def parse_attack(spec: str) -> tuple[str, dict[str, float]]:
+    """``"alie"`` or ``"alie[noise_ratio=0.15;z=1]"`` -> ``(name, params)``.
+
+    Params are the ``ClientContext.params`` knobs of ``federated.attacks``; a variant is
+    reported under its full spec.
+    """
+    name, sep, rest = spec.partition("[")
+    params: dict[str, float] = {}
+    if sep:
+        if not rest.endswith("]"):
+            raise ValueError(f"{spec!r}: expected name[key=value;...]")
+        for item in filter(None, rest[:-1].split(";")):
+            key, eq, value = item.partition("=")
+            if not eq or key not in attacks.KNOWN_PARAMS:
+                raise ValueError(
+                    f"{spec!r}: bad param {item!r}; known {sorted(attacks.KNOWN_PARAMS)}"
+                )
+            params[key] = float(value)
+    if name != HONEST and name not in PROPOSER_ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {list(DEFAULT_ATTACKS)}")
+    return name, params
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """Who attacks how in one seed: ``attackers`` sorted; ``pairs`` for sybils only."""
+    """Who attacks how in one seed: ``attackers`` sorted; ``pairs`` for sybils only.
+
+    ``attack`` is the spec as listed (the report's row label), ``behaviour`` its
+    ``federated.attacks`` name and ``params`` the behaviour's knobs.
+    """
 
     attack: str
     attackers: tuple[int, ...]
     f: int
     pairs: tuple[tuple[int, int], ...] = ()
+    behaviour: str = HONEST
+    params: tuple[tuple[str, float], ...] = ()
 
     def is_attacker(self, client: int) -> bool:
         """Whether ``client`` plays the attack (never true in the all-honest scenario)."""
-        return self.attack != HONEST and client in self.attackers
+        return self.behaviour != HONEST and client in self.attackers
 
 
 def attacker_count(n: int, attack: str, fraction: float = 0.2) -> int:
@@ -158,13 +188,21 @@ def attacker_count(n: int, attack: str, fraction: float = 0.2) -> int:
 
 def make_scenario(n: int, attack: str, seed: int, fraction: float = 0.2) -> Scenario:
     """Attackers drawn from one per-seed permutation (the same clients across attacks)."""
-    k = attacker_count(n, attack, fraction)
+    name, params = parse_attack(attack)
+    k = attacker_count(n, name, fraction)
     rng = np.random.Generator(np.random.PCG64(attacks.subseed(seed, 11)))
     chosen = [int(i) for i in rng.permutation(n)[:k]]
     pairs: tuple[tuple[int, int], ...] = ()
-    if attack == "duplicate":
+    if name == "duplicate":
         pairs = tuple((chosen[i], chosen[i + 1]) for i in range(0, k, 2))
-    return Scenario(attack=attack, attackers=tuple(sorted(chosen)), f=k, pairs=pairs)
+    return Scenario(
+        attack=attack,
+        attackers=tuple(sorted(chosen)),
+        f=k,
+        pairs=pairs,
+        behaviour=name,
+        params=tuple(sorted(params.items())),
+    )
 
 
 def _digest(arr: np.ndarray) -> bytes:
@@ -224,13 +262,13 @@ class ClientPool:
             X=self.X[client], y=self.y[client], seed=self.train_seed(rnd, client),
             prev_delta_q=prev_delta, epochs=cfg.local_epochs, lr=cfg.lr,
             batch_size=cfg.batch_size, honest_deltas=honest_deltas,
-            n_clients=cfg.clients, n_byzantine=scenario.f,
+            n_clients=cfg.clients, n_byzantine=scenario.f, params=dict(scenario.params),
         )  # fmt: skip
 
     def num_examples(self, scenario: Scenario) -> np.ndarray:
         """Each client's truthful sample count; a sybil reports its pair's shared data set."""
         sizes = list(self.sizes)
-        if scenario.attack == "duplicate":
+        if scenario.behaviour == "duplicate":
             for a, b in scenario.pairs:
                 sizes[b] = sizes[a]
         return np.asarray(sizes, dtype=np.int64)
@@ -243,19 +281,19 @@ class ClientPool:
         rows: list[np.ndarray | None] = [
             None if scenario.is_attacker(i) else self.honest(global_q, i, rnd) for i in range(n)
         ]
-        if scenario.attack == HONEST:
+        if scenario.behaviour == HONEST:
             return np.stack(rows)  # type: ignore[arg-type]
         estimates: list[np.ndarray] | None = None
-        if scenario.attack in COLLUDING:
+        if scenario.behaviour in COLLUDING:
             estimates = [self.honest(global_q, j, rnd) for j in scenario.attackers]
             if self.cfg.omniscient:
                 estimates += [r for r in rows if r is not None]
-        if scenario.attack == "duplicate":
+        if scenario.behaviour == "duplicate":
             for a, b in scenario.pairs:
                 ctx = self.context(global_q, prev_delta, a, rnd, scenario, None)
                 rows[a], rows[b] = attacks.duplicate_pair(ctx, other_seed=self.train_seed(rnd, b))
         else:
-            behaviour = attacks.get_behaviour(scenario.attack)
+            behaviour = attacks.get_behaviour(scenario.behaviour)
             for i in scenario.attackers:
                 ctx = self.context(global_q, prev_delta, i, rnd, scenario, estimates)
                 rows[i] = behaviour.propose(ctx)
@@ -390,12 +428,16 @@ def flockchain_round(traj: Trajectory, deltas: np.ndarray, scenario: Scenario) -
         result.scores[i].verdict for i in range(n) if scenario.is_attacker(i)
     )
     honest_reasons = Counter(r for i in hon for r in result.scores[i].reasons)
+    attacker_reasons = Counter(
+        r for i in range(n) if scenario.is_attacker(i) for r in result.scores[i].reasons
+    )
     return {
         "accepted": len(accepted),
         "attackers_flagged": len(att),
         "honest_flagged": len(hon),
         "attacker_verdicts": dict(sorted(attacker_verdicts.items())),
         "honest_flag_reasons": dict(sorted(honest_reasons.items())),
+        "attacker_reasons": dict(sorted(attacker_reasons.items())),
     }
 
 
@@ -504,15 +546,21 @@ def summarize(cfg: Config, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]
         fc = [s[attack]["flockchain"] for s in per_seed]
         honest_props = (cfg.clients - n_att) * cfg.rounds * len(per_seed)
         row["honest_flagged"] = sum(r["honest_flagged"] for recs in fc for r in recs)
+        row["honest_flagged_by_round"] = [
+            sum(recs[r]["honest_flagged"] for recs in fc) for r in range(cfg.rounds)
+        ]
         row["honest_proposals"] = honest_props
         reasons: Counter[str] = Counter()
         verdicts: Counter[str] = Counter()
+        att_reasons: Counter[str] = Counter()
         for recs in fc:
             for r in recs:
                 reasons.update(r["honest_flag_reasons"])
                 verdicts.update(r["attacker_verdicts"])
+                att_reasons.update(r["attacker_reasons"])
         row["honest_flag_reasons"] = dict(sorted(reasons.items()))
         row["attacker_verdicts"] = dict(sorted(verdicts.items()))
+        row["attacker_reasons"] = dict(sorted(att_reasons.items()))
         row["discarded_epochs"] = sum(r["accepted"] == 0 for recs in fc for r in recs)
         if "krum" in per_seed[0][attack]:
             row["krum_selected_attacker_rounds"] = sum(
