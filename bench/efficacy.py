@@ -2,9 +2,9 @@
 
 Run from the repository root in the main venv::
 
-    python bench/efficacy.py                 # defaults below; ~1-2 min on 2 cores
+    python bench/efficacy.py                 # defaults below; about 1 min on 2 cores
     python bench/efficacy.py --quick --no-flower
-    python bench/efficacy.py --attacks sign_flip,alie --seeds 5
+    python bench/efficacy.py --attacks 'sign_flip,alie[noise_ratio=0.3;z=1]' --omniscient
 
 Setting (defaults): digits, ``--clients 15`` split Dirichlet(``--alpha 0.5``) (non-IID,
 ``data.partition_dirichlet`` with the run's seed), model ``mlp`` (64-32-10, 2,410 params)
@@ -14,7 +14,9 @@ mlp is used because it reaches ~91 % honest test accuracy in 5 rounds at these s
 :data:`DEFAULT_ATTACKS`, ``ceil(0.2 n)`` clients (3 of 15) are attackers, drawn per seed
 (the duplicate attack uses sybil *pairs*: the count is made even, 4 of 15); they play the
 ``federated.attacks`` behaviour of that name every round, and ``f`` = the number of
-attackers (``n >= 2f + 3`` is checked). Colluding attacks (ALIE, IPM, disguised
+attackers (``n >= 2f + 3`` is checked). :data:`ADAPTIVE_ATTACKS` (ALIE and IPM whose
+colluders jitter their copies, ``name[noise_ratio=0.15]``) run by default too; any
+behaviour knob can be set that way on the command line. Colluding attacks (ALIE, IPM, disguised
 free-rider) get the colluders' own honest deltas as estimates (``--omniscient``: every
 client's). Each seed runs ``--rounds`` rounds on these trajectories (arms):
 
@@ -88,8 +90,11 @@ DEFAULT_ATTACKS: tuple[str, ...] = (
     "disguised_free_rider",
     "duplicate",
 )
-QUICK_ATTACKS: tuple[str, ...] = ("sign_flip", "lazy", "duplicate")
 PROPOSER_ATTACKS = frozenset(DEFAULT_ATTACKS)
+# Adaptive variants run by default too: colluders that add 15 % jitter (relative to their
+# crafted vector's RMS) so that their copies no longer look like duplicates (cos ≈ 0.98).
+ADAPTIVE_ATTACKS: tuple[str, ...] = ("alie[noise_ratio=0.15]", "ipm[noise_ratio=0.15]")
+QUICK_ATTACKS: tuple[str, ...] = ("sign_flip", "lazy", "duplicate")
 COLLUDING = frozenset({"alie", "ipm", "disguised_free_rider"})
 HONEST = "honest"
 ARMS: tuple[str, ...] = ("flockchain", "oracle", "fedavg", "krum")
@@ -109,7 +114,7 @@ class Config:
     clients: int = 15
     rounds: int = 5
     seeds: int = 3
-    attacks: tuple[str, ...] = DEFAULT_ATTACKS
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS + ADAPTIVE_ATTACKS
     model: str = "mlp"
     alpha: float = 0.5
     attack_fraction: float = 0.2
@@ -632,7 +637,10 @@ def render_markdown(cfg: Config, summary: dict[str, Any], meta: dict[str, Any]) 
         if row["gets_through"]:
             result = "**gets through** (" + "; ".join(row["gets_through_why"]) + ")"
         else:
-            result = f"stopped ({row['acc_delta_vs_honest_pts']:+.1f} pts)"
+            result = (
+                f"stopped ({row['acc_delta_vs_honest_pts']:+.1f} pts; "
+                f"oracle {row['oracle_delta_vs_honest_pts']:+.1f})"
+            )
         lines.append(
             f"| {attack} | {row['attackers']} ({row['f']}) | {_acc_cell(row, 'flockchain_acc')} "
             f"| {_acc_cell(row, 'honest_acc')} | {_acc_cell(row, 'oracle_acc')} "
@@ -702,7 +710,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
     p.add_argument("--clients", type=int, help="number of clients (default 15; quick 10)")
     p.add_argument("--rounds", type=int, help="rounds per run (default 5; quick 2)")
     p.add_argument("--seeds", type=int, help="seeds 0..N-1 (default 3; quick 1)")
-    p.add_argument("--attacks", help=f"comma list (default all: {','.join(DEFAULT_ATTACKS)})")
+    p.add_argument(
+        "--attacks",
+        help="comma list of name or name[key=value;...] (default: "
+        f"{','.join(DEFAULT_ATTACKS + ADAPTIVE_ATTACKS)})",
+    )
     p.add_argument("--model", default="mlp", choices=["softmax", "mlp", "cnn"])
     p.add_argument("--alpha", type=float, default=0.5, help="Dirichlet α (default 0.5)")
     p.add_argument("--fraction", type=float, default=0.2, help="attacker fraction (0.2)")
@@ -717,7 +729,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
     attacks_ = (
         tuple(x.strip() for x in a.attacks.split(",") if x.strip())
         if a.attacks
-        else (QUICK_ATTACKS if quick else DEFAULT_ATTACKS)
+        else (QUICK_ATTACKS if quick else DEFAULT_ATTACKS + ADAPTIVE_ATTACKS)
     )
     cfg = Config(
         clients=a.clients or (10 if quick else 15),
