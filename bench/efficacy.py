@@ -16,9 +16,9 @@ mlp is used because it reaches ~91 % honest test accuracy in 5 rounds at these s
 ``federated.attacks`` behaviour of that name every round, and ``f`` = the number of
 attackers (``n >= 2f + 3`` is checked). :data:`ADAPTIVE_ATTACKS` (ALIE and IPM whose
 colluders jitter their copies, ``name[noise_ratio=0.15]``) run by default too; any
-behaviour knob can be set that way on the command line. Colluding attacks (ALIE, IPM, disguised
-free-rider) get the colluders' own honest deltas as estimates (``--omniscient``: every
-client's). Each seed runs ``--rounds`` rounds on these trajectories (arms):
+behaviour knob can be set that way on the command line. Colluding attacks (ALIE, IPM,
+disguised free-rider) get the colluders' own honest deltas as estimates (``--omniscient``:
+every client's). Each seed runs ``--rounds`` rounds on these trajectories (arms):
 
 * **FLockChain**: every client proposes; ``state_machine.scoring.score_updates`` (the STF's
   exact SPEC §5 scoring) gives verdicts; the candidate is
@@ -29,6 +29,9 @@ client's). Each seed runs ``--rounds`` rounds on these trajectories (arms):
 * **all-honest**: the same FLockChain pipeline with every client honest (attackers' slots
   train honestly); one per seed, shared by every attack row. f is the default attacker
   count.
+* **oracle**: the SPEC §6 mean of exactly the honest clients' deltas (a perfect filter):
+  the accuracy lost merely by dropping the attackers' data, which the non-IID split makes
+  visible.
 * **Flower FedAvg** and **Flower Krum**: the same clients and behaviours, aggregated by
   the installed flwr's ``FedAvg`` (weighted by each client's truthful ``num-examples``;
   sybils report the size of the data set they trained on) and ``Krum(num_malicious_nodes
