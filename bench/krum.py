@@ -30,7 +30,9 @@ and checks that our scores and Gram matrix are bit-identical with 1 and 2 BLAS t
 (``threadpoolctl``) and that Flower's Krum choice equals our argmin. ``peak_rss_mb`` is
 this process's peak RSS so far (sizes run smallest first), ``ours_peak_alloc_mb`` the peak
 numpy/Python allocation inside one ``krum_scores`` call (tracemalloc). ``load_avg_1m``
-(before, after) flags a busy machine: timings on shared cores are noisy.
+(before, after) flags a busy machine: timings on shared cores are noisy, so ``min_s``
+(best run of each measurement) and ``ratio_vs_flower_min`` are reported next to the
+medians.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -129,6 +131,31 @@ def time_median(fn: Callable[[], T], repeats: int) -> tuple[float, list[float], 
     return statistics.median(runs), runs, result
 
 
+@dataclass
+class Timings:
+    """Median and minimum seconds of named measurements, ``repeats`` runs each.
+
+    Medians are the reported figures; minimums (``min_s`` in the output) are the least
+    contended estimate when other processes share the cores.
+    """
+
+    repeats: int
+    median: dict[str, float] = field(default_factory=dict)
+    minimum: dict[str, float] = field(default_factory=dict)
+
+    def record(self, key: str, runs: Sequence[float]) -> float:
+        """Store the median and minimum of ``runs`` under ``key``; return the median."""
+        self.median[key] = statistics.median(runs)
+        self.minimum[key] = min(runs)
+        return self.median[key]
+
+    def run(self, key: str, fn: Callable[[], T]) -> T:
+        """Time ``fn`` ``repeats`` times under ``key``; return its last result."""
+        _, runs, result = time_median(fn, self.repeats)
+        self.record(key, runs)
+        return result
+
+
 def auto_repeats(n: int, d: int) -> int:
     """Default number of timed runs per measurement for an n x d workload."""
     return LARGE_REPEATS if n * d >= 2**22 else SMALL_REPEATS
@@ -190,29 +217,23 @@ def ours_peak_alloc_mb(deltas: np.ndarray, f: int) -> float:
     return peak / 2**20
 
 
-def time_gemm(deltas: np.ndarray, repeats: int) -> tuple[float, float]:
-    """Median seconds of a plain float64 ``X @ X.T``, X (n + 1, d) (conversion untimed),
-    with the default BLAS threads and with one thread."""
+def time_gemm(deltas: np.ndarray, t: Timings) -> None:
+    """Time a plain float64 ``X @ X.T``, X (n + 1, d) (conversion untimed), with the
+    default BLAS threads (``gemm``) and with one thread (``gemm_1_thread``)."""
     n, d = deltas.shape
     x = np.empty((n + 1, d), dtype=np.float64)
     x[:n] = deltas
     x[n] = deltas[0]
-    seconds, _, _ = time_median(lambda: x @ x.T, repeats)
+    t.run("gemm", lambda: x @ x.T)
     with threadpool_limits(limits=1, user_api="blas"):
-        one, _, _ = time_median(lambda: x @ x.T, repeats)
-    return seconds, one
+        t.run("gemm_1_thread", lambda: x @ x.T)
 
 
-def time_aggregation(deltas: np.ndarray, accepted: Sequence[int], repeats: int) -> float:
-    """Median seconds of the SPEC §6 aggregation of the accepted rows onto a zero model."""
+def time_aggregation(deltas: np.ndarray, accepted: Sequence[int], t: Timings) -> None:
+    """Time the SPEC §6 aggregation of the accepted rows onto a zero model."""
     model = np.zeros(deltas.shape[1], dtype=np.int32)
     rows = list(accepted)
-
-    def run() -> np.ndarray:
-        return apply_delta(model, mean_round_half_even(deltas[rows]))
-
-    seconds, _, _ = time_median(run, repeats)
-    return seconds
+    t.run("aggregation", lambda: apply_delta(model, mean_round_half_even(deltas[rows])))
 
 
 # ----------------------------------------------------------------------------- Flower
@@ -391,19 +412,19 @@ def close_block(setup: EpochCloseSetup) -> Any:
     return post
 
 
-def bench_epoch_close(work: Workload, repeats: int) -> dict[str, Any]:
-    """Median close time (direct and whole block) and a summary of the closed epoch."""
+def bench_epoch_close(work: Workload, t: Timings) -> dict[str, Any]:
+    """Time the close (``epoch_close``: direct; ``epoch_close_block``: the whole block);
+    return a summary of the closed epoch."""
     setup = prepare_epoch_close(work.deltas, work.f)
-    runs = [close_reveal_phase(setup) for _ in range(max(1, repeats))]
+    runs = [close_reveal_phase(setup) for _ in range(max(1, t.repeats))]
+    t.record("epoch_close", [s for _, s in runs])
     post = runs[-1][0]
-    block_s, _, _ = time_median(lambda: close_block(setup), repeats)
+    t.run("epoch_close_block", lambda: close_block(setup))
     ep = post.epochs[(TASK_ID, 0)]
     verdicts: dict[str, int] = {}
     for v in ep.verdicts.values():
         verdicts[v] = verdicts.get(v, 0) + 1
     return {
-        "epoch_close_s": statistics.median(s for _, s in runs),
-        "epoch_close_block_s": block_s,
         "epoch_outcome": ep.outcome,
         "epoch_verdicts": dict(sorted(verdicts.items())),
         "epoch_krum_scores": [s["krum_score"] for s in ep.scores],
@@ -420,40 +441,40 @@ def bench_size(
     load_before = os.getloadavg()[0]
     work = make_deltas(n, d, default_f(n), seed)
     f = work.f
-    ours_s, ours_runs, ours = time_median(lambda: scoring.krum_scores(work.deltas, f), repeats)
+    t = Timings(repeats)
+    ours = t.run("ours", lambda: scoring.krum_scores(work.deltas, f))
     with threadpool_limits(limits=1, user_api="blas"):
-        ours_1t_s, _, _ = time_median(lambda: scoring.krum_scores(work.deltas, f), repeats)
+        t.run("ours_1_thread", lambda: scoring.krum_scores(work.deltas, f))
     pubkeys = [i.to_bytes(32, "big") for i in range(n)]
     prev = np.zeros(d, dtype=np.int16)
-    score_s, _, scored = time_median(
-        lambda: scoring.score_updates(pubkeys, work.deltas, prev, f), repeats
-    )
-    agg_s = time_aggregation(work.deltas, scored.accepted_indices(), repeats)
+    scored = t.run("score_updates", lambda: scoring.score_updates(pubkeys, work.deltas, prev, f))
+    time_aggregation(work.deltas, scored.accepted_indices(), t)
     threads = thread_check(work.deltas, f)
     ours_choice = argmin(ours)
-    gemm_s, gemm_1t_s = time_gemm(work.deltas, repeats)
+    time_gemm(work.deltas, t)
+    ec = bench_epoch_close(work, t) if epoch else None
+    med = t.median
     line: dict[str, Any] = {
         "n": n,
         "d": d,
         "f": f,
         "seed": seed,
         "repeats": repeats,
-        "ours_s": ours_s,
-        "ours_s_min": min(ours_runs),
-        "ours_s_1_thread": ours_1t_s,
-        "score_updates_s": score_s,
-        "aggregation_s": agg_s,
+        "ours_s": med["ours"],
+        "ours_s_1_thread": med["ours_1_thread"],
+        "score_updates_s": med["score_updates"],
+        "aggregation_s": med["aggregation"],
         "flower_s": None,
         "ratio_vs_flower": None,
         "ratio_vs_flower_min": None,
-        "gemm_s": gemm_s,
-        "gemm_s_1_thread": gemm_1t_s,
-        "gemm_fraction": gemm_s / ours_s,
+        "gemm_s": med["gemm"],
+        "gemm_s_1_thread": med["gemm_1_thread"],
+        "gemm_fraction": med["gemm"] / med["ours"],
+        "gemm_fraction_min": t.minimum["gemm"] / t.minimum["ours"],
     }
-    if epoch:
-        ec = bench_epoch_close(work, repeats)
-        line["epoch_close_s"] = ec["epoch_close_s"]
-        line["epoch_close_block_s"] = ec["epoch_close_block_s"]
+    if ec is not None:
+        line["epoch_close_s"] = med["epoch_close"]
+        line["epoch_close_block_s"] = med["epoch_close_block"]
         line["epoch_outcome"] = ec["epoch_outcome"]
         line["epoch_verdicts"] = ec["epoch_verdicts"]
         line["epoch_scores_match_ours"] = ec["epoch_krum_scores"] == ours
@@ -462,6 +483,7 @@ def bench_size(
     line["ours_choice_is_honest"] = ours_choice not in work.byzantine
     line["same_choice_as_flower"] = None
     line["flower"] = None
+    line["min_s"] = dict(t.minimum)
     if flower:
         _add_flower(line, work, repeats, ours_choice)
     else:
@@ -493,7 +515,8 @@ def _add_flower(line: dict[str, Any], work: Workload, repeats: int, ours_choice:
     line["flower_s"] = {k: v["seconds"] for k, v in impls.items()}
     line["ratio_vs_flower"] = {k: v["seconds"] / line["ours_s"] for k, v in impls.items()}
     # Best-of-runs ratio: on shared cores the minimum is the least contended estimate.
-    line["ratio_vs_flower_min"] = {k: min(v["runs"]) / line["ours_s_min"] for k, v in impls.items()}
+    ours_min = line["min_s"]["ours"]
+    line["ratio_vs_flower_min"] = {k: min(v["runs"]) / ours_min for k, v in impls.items()}
     line["same_choice_as_flower"] = all(v["same_choice"] for v in impls.values())
     line["flower"] = {
         "flwr_version": raw["flwr_version"],
