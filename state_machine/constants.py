@@ -25,6 +25,9 @@ TAU_OUT = (3, 1)  # Krum outlier: s_i > 3 * median(s)
 RHO_LAZY = (1, 100)  # lazy free-rider: |d_i|^2 < median(|d|^2) / 100
 COS_REPLAY = (99, 100)  # replay free-rider: cos(d_i, D_prev) >= 0.99
 COS_DUPLICATE = (99, 100)  # duplicate: cos(d_i, d_j) >= 0.99
+# adversarial direction: cos(d_i, c) < -1/20 (SPEC says < 0; honest non-IID updates reach
+# -0.009, sign-flippers stay below -0.12 in bench/efficacy.py, see docs/protocol.md)
+COS_ADVERSARIAL = (1, 20)
 
 # ---- voting (SPEC §7) ----
 VOTE_TOLERANCE_BPS = 500  # T

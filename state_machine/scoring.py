@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from state_machine.constants import (
+    COS_ADVERSARIAL,
     COS_DUPLICATE,
     COS_REPLAY,
     GRAM_BLOCK,
@@ -26,6 +27,7 @@ from state_machine.constants import (
 )
 
 ACCEPTED = "ACCEPTED"
+EXCLUDED = "EXCLUDED"  # Krum outlier with no evidence of malice: not aggregated, not slashed
 OUTLIER = "OUTLIER"
 FREE_RIDER = "FREE_RIDER"
 DUPLICATE = "DUPLICATE"
@@ -103,6 +105,14 @@ def cos_at_least(dot: int, norm_a: int, norm_b: int, ratio: tuple[int, int]) -> 
     return q * q * dot * dot >= p * p * norm_a * norm_b
 
 
+def cos_below_negative(dot: int, norm_a: int, norm_b: int, ratio: tuple[int, int]) -> bool:
+    """cos(a, b) < -p/q  <=>  a.b < 0 and q^2 (a.b)^2 > p^2 |a|^2 |b|^2."""
+    p, q = ratio
+    if norm_a == 0 or norm_b == 0 or dot >= 0:
+        return False
+    return q * q * dot * dot > p * p * norm_a * norm_b
+
+
 @dataclass
 class UpdateScore:
     """One proposer's numbers and verdict; every number is an exact integer."""
@@ -116,6 +126,7 @@ class UpdateScore:
     dot_center: int = 0
     in_multi_krum: bool = False
     duplicate_of: list[bytes] = field(default_factory=list)
+    center_norm_sq: int = 0
 
     def to_record(self) -> dict:
         return {
@@ -128,6 +139,7 @@ class UpdateScore:
             "dot_center": self.dot_center,
             "in_multi_krum": self.in_multi_krum,
             "duplicate_of": list(self.duplicate_of),
+            "center_norm_sq": self.center_norm_sq,
         }
 
 
@@ -148,7 +160,8 @@ def score_updates(
     """Apply every SPEC §5 check. ``pubkeys`` must be sorted ascending (row order).
 
     Verdict precedence when several checks fire: FREE_RIDER, then DUPLICATE, then
-    OUTLIER; every fired check is listed in ``reasons`` either way.
+    OUTLIER (adversarial direction), then EXCLUDED (a Krum outlier alone); every fired
+    check is listed in ``reasons`` either way.
     """
     n = len(pubkeys)
     if list(pubkeys) != sorted(pubkeys) or len(set(pubkeys)) != n:
@@ -167,12 +180,14 @@ def score_updates(
     # Multi-Krum set: the n - f lowest scores, ties by pubkey (row order is pubkey order).
     multi = sorted(range(n), key=lambda i: (krum[i], pubkeys[i]))[: n - f]
     in_multi = set(multi)
+    center_norm = sum(gram[j][k] for j in multi for k in multi)
     scores = []
     for i in range(n):
         sc = UpdateScore(pubkey=pubkeys[i], krum_score=krum[i], norm_sq=norms[i])
         sc.dot_prev = gram[i][n]
         sc.dot_center = sum(gram[i][j] for j in multi)
         sc.in_multi_krum = i in in_multi
+        sc.center_norm_sq = center_norm
         p, q = RHO_LAZY
         if q * norms[i] < p * med_norm:
             sc.reasons.append("lazy_free_rider")
@@ -186,13 +201,15 @@ def score_updates(
         p, q = TAU_OUT
         if q * krum[i] > p * med_krum:
             sc.reasons.append("krum_outlier")
-        if sc.dot_center < 0:
+        if cos_below_negative(sc.dot_center, norms[i], center_norm, COS_ADVERSARIAL):
             sc.reasons.append("adversarial_direction")
         if "lazy_free_rider" in sc.reasons or "replay_free_rider" in sc.reasons:
             sc.verdict = FREE_RIDER
         elif sc.duplicate_of:
             sc.verdict = DUPLICATE
-        elif sc.reasons:
+        elif "adversarial_direction" in sc.reasons:
             sc.verdict = OUTLIER
+        elif sc.reasons:
+            sc.verdict = EXCLUDED
         scores.append(sc)
     return ScoreResult(scores, med_krum, med_norm, prev_norm)

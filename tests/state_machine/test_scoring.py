@@ -92,3 +92,13 @@ def test_lower_median():
     assert lower_median([5]) == 5
     assert lower_median([4, 1, 3, 2]) == 2
     assert lower_median([3, 1, 2]) == 2
+
+
+@given(st.integers(-(10**6), 10**6), st.integers(0, 10**6), st.integers(0, 10**6))
+def test_negative_cos_threshold_matches_exact_rational(dot, na, nb):
+    from fractions import Fraction
+
+    from state_machine.scoring import cos_below_negative
+
+    expected = na > 0 and nb > 0 and dot < 0 and Fraction(dot * dot, na * nb) > Fraction(1, 400)
+    assert cos_below_negative(dot, na, nb, (1, 20)) == expected
