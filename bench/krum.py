@@ -18,8 +18,9 @@ Flower at most 3 there, one legacy run taking ~20 s):
   ``.venv-bench`` is created with ``scripts/bench-venv.sh`` when missing; if flwr cannot
   be installed or run, ``flower`` is ``null`` and ``flower_unavailable_reason`` says why.
 * ``gemm_s``: a plain float64 ``X @ X.T`` with X of shape (n + 1, d), the BLAS floor for
-  any Gram-based Krum; ``gemm_fraction = gemm_s / ours_s``; ``gemm_s_1_thread`` with
-  one BLAS thread.
+  any Gram-based Krum; ``gemm_fraction = gemm_s / ours_s``; ``gemm_s_1_thread`` and
+  ``gemm_fraction_1_thread`` with one BLAS thread (2-thread OpenBLAS GEMMs stall by up
+  to 10x when another process holds one of two cores; 1-thread timings stay stable).
 * ``epoch_close_s``: closing the reveal phase of a real epoch (built with the STF test
   harness, n proposers revealing these deltas): ``epochs.close_phase`` (scoring, verdicts,
   slashing, aggregation, finalisation) plus the state-root update, on a copy of the
@@ -471,6 +472,8 @@ def bench_size(
         "gemm_s_1_thread": med["gemm_1_thread"],
         "gemm_fraction": med["gemm"] / med["ours"],
         "gemm_fraction_min": t.minimum["gemm"] / t.minimum["ours"],
+        # 1 BLAS thread: immune to a busy second core stalling OpenBLAS's thread pair.
+        "gemm_fraction_1_thread": med["gemm_1_thread"] / med["ours_1_thread"],
     }
     if ec is not None:
         line["epoch_close_s"] = med["epoch_close"]
