@@ -1,0 +1,125 @@
+"""The client daemon: poll the node, and act in whatever role the chain selected.
+
+Why role "auto": selection is decided on chain each epoch (SPEC §3), so a client does not
+choose to propose or vote; it looks itself up in the epoch record and acts. Every step is
+idempotent (it checks the record before acting and derives salts and updates
+deterministically), so a restarted client carries on where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from federated.roles import ClientProfile, make_update, make_vote
+from rollup.client import FlockClient, NodeError
+from rollup.wire import hexb, unhex
+
+log = logging.getLogger(__name__)
+
+ACTIVE_PHASES = ("update_commit", "update_reveal", "vote_commit", "vote_reveal")
+
+
+def _pairs(rows: list[list[Any]]) -> dict[str, Any]:
+    return {r[0]: r[1] for r in rows}
+
+
+@dataclass
+class ClientAgent:
+    """One staked participant driven by a behaviour profile."""
+
+    client: FlockClient
+    profile: ClientProfile
+    role: str = "auto"  # auto | proposer | voter
+    done: set[tuple[int, int, str]] = field(default_factory=set)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def me(self) -> str:
+        return hexb(self.client.pubkey)
+
+    def _global(self, task: dict[str, Any]) -> np.ndarray:
+        raw = self.client.node.blob(unhex(task["global_hash"], 32))
+        return np.frombuffer(raw, dtype="<i4").astype(np.int32)
+
+    def _prev_delta(self, task: dict[str, Any]) -> np.ndarray:
+        raw = self.client.node.blob(unhex(task["prev_delta_hash"], 32))
+        return np.frombuffer(raw, dtype="<i2").astype(np.int16)
+
+    def _act(self, task_id: int, epoch: int, what: str, fn) -> None:
+        key = (task_id, epoch, what)
+        if key in self.done:
+            return
+        try:
+            fn()
+        except NodeError as exc:
+            log.warning("%s: %s for task %d epoch %d refused: %s", self.profile.name, what,
+                        task_id, epoch, exc)
+        self.done.add(key)
+        self.log.append({"task": task_id, "epoch": epoch, "action": what})
+
+    def step_task(self, task: dict[str, Any]) -> None:
+        tid, e, phase = task["task_id"], task["epoch"], task["phase"]
+        if phase not in ACTIVE_PHASES:
+            return
+        rec = self.client.node.epoch(tid, e)
+        params = task["params"]
+        is_prop = self.me in rec["proposers"] and self.role in ("auto", "proposer")
+        is_voter = self.me in rec["voters"] and self.role in ("auto", "voter")
+        if is_prop and phase == "update_commit" and self.me not in _pairs(rec["update_commits"]):
+            delta = make_update(self.profile, params["model"], params["scale_bits"],
+                                self._global(task), self._prev_delta(task), e,
+                                params["proposers_per_epoch"], params["f"])
+            if delta is None:
+                self.done.add((tid, e, "commit_update"))  # absent by choice
+                return
+            self._act(tid, e, "commit_update",
+                      lambda: self.client.commit_update(tid, e, delta))
+        elif is_prop and phase == "update_reveal" and self.me in _pairs(rec["update_commits"]) \
+                and self.me not in _pairs(rec["update_hashes"]):
+            if (tid, e) not in self.client._updates:  # restarted: recompute deterministically
+                before = np.frombuffer(self.client.node.blob(unhex(rec["global_before"], 32)),
+                                       dtype="<i4").astype(np.int32)
+                delta = make_update(self.profile, params["model"], params["scale_bits"],
+                                    before, self._prev_delta(task), e,
+                                    params["proposers_per_epoch"], params["f"])
+                if delta is None:
+                    return
+                self.client._updates[(tid, e)] = delta.astype("<i2").tobytes()
+            self._act(tid, e, "reveal_update", lambda: self.client.reveal_update(tid, e))
+        elif is_voter and phase == "vote_commit" and self.me not in _pairs(rec["vote_commits"]):
+            cand = np.frombuffer(self.client.node.blob(unhex(rec["candidate_hash"], 32)),
+                                 dtype="<i4").astype(np.int32)
+            vote = make_vote(self.profile, params["model"], params["scale_bits"], cand,
+                             self._global(task))
+            if vote is None:
+                self.done.add((tid, e, "commit_vote"))
+                return
+            self._act(tid, e, "commit_vote", lambda: self.client.commit_vote(tid, e, *vote))
+        elif is_voter and phase == "vote_reveal" and self.me in _pairs(rec["vote_commits"]) \
+                and self.me not in {v[0] for v in rec["votes"]}:
+            if (tid, e) in self.client._votes:
+                self._act(tid, e, "reveal_vote", lambda: self.client.reveal_vote(tid, e))
+
+    def step(self) -> None:
+        """One poll over every running task."""
+        for task in self.client.node.tasks():
+            if task.get("status") == "running":
+                self.step_task(task)
+
+    def run(
+        self, interval: float = 0.5, stop: Any = None, max_seconds: float | None = None
+    ) -> None:
+        start = time.monotonic()
+        while stop is None or not stop.is_set():
+            try:
+                self.step()
+            except (NodeError, OSError) as exc:
+                log.warning("%s: poll failed: %s", self.profile.name, exc)
+            if max_seconds is not None and time.monotonic() - start > max_seconds:
+                return
+            time.sleep(interval)
