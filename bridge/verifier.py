@@ -21,7 +21,10 @@ from web3 import Web3
 from bridge.contracts import Deployment
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
-from state_machine.da import DAError, da_hash, decode_payload, replay_blocks
+from sequencer.da import decode_da, replay_da
+from sequencer.errors import ChainMismatch
+from state_machine.actions import ActionError, decode_signed
+from state_machine.crypto import keccak256
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, genesis_state
 
@@ -88,7 +91,7 @@ class Verifier:
             except httpx.HTTPError as exc:
                 self.stats.last_error = f"{url}: {exc}"
                 continue
-            if r.status_code == 200 and da_hash(r.content) == expected:
+            if r.status_code == 200 and keccak256(r.content) == expected:
                 return r.content
             self.stats.last_error = f"{url}: DA for batch {index} unavailable or wrong"
         return None
@@ -117,23 +120,34 @@ class Verifier:
                 return self.challenge(index, "data_unavailable")
             return "waiting:data_unavailable"
         try:
-            bidx, blocks = decode_payload(payload)
-        except DAError as exc:
+            da = decode_da(payload)
+            blocks = da["blocks"]
+            bidx = int(da["batch_index"])
+        except (ValueError, KeyError, TypeError) as exc:
             return self.challenge(index, f"malformed_da: {exc}")
         base = self._base(index)
-        heights = [blk.block.height for blk in blocks]
-        if bidx != index or not blocks or heights[0] != first or heights[-1] != last or (
-            heights != list(range(first, last + 1))
-        ) or first != base.state.height + 1:
+        heights = [blk["height"] for blk in blocks]
+        if bidx != index or not blocks or heights != list(range(first, last + 1)) or (
+            first != base.state.height + 1
+        ):
             return self.challenge(index, "da_does_not_match_header")
+        parent = base.parent
         for blk in blocks:
-            for sa in blk.block.actions:
+            if blk["parent_hash"] != parent:
+                return self.challenge(index, f"broken_parent_link at height {blk['height']}")
+            parent = blk["block_hash"]
+            for raw in blk["actions"]:
+                try:
+                    sa = decode_signed(raw)
+                except ActionError:
+                    continue  # recorded as rejected by the STF; re-execution covers it
                 if sa.action.is_system and not self._system_ok(sa):
-                    return self.challenge(index, f"forged_l1_action at height {blk.block.height}")
-        result = replay_blocks(base.state, base.parent, blocks)
-        if result.first_mismatch is not None:
-            return self.challenge(index, f"header_mismatch at height {result.first_mismatch}")
-        if result.last_block_hash != last_hash or result.state.state_root() != root:
+                    return self.challenge(index, f"forged_l1_action at height {blk['height']}")
+        try:
+            result = replay_da(base.state, da)
+        except ChainMismatch as exc:
+            return self.challenge(index, f"header_mismatch: {exc}")
+        if result.last_block_hash != last_hash or result.state_root != root:
             return self.challenge(index, "wrong_state_root")
         self.checkpoints[index] = _Checkpoint(result.state, result.last_block_hash, root)
         self.stats.verified_batches = len(self.checkpoints)
