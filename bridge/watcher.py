@@ -12,6 +12,7 @@ never reach L2.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 
 from web3 import Web3
@@ -74,9 +75,11 @@ class L1Watcher:
     def fetch(self, from_block: int, to_block: int) -> list[L1Event]:
         """All relevant logs in [from_block, to_block], sorted by L1 position."""
         logs = []
-        for event in (self.registry.events.Staked, self.registry.events.Unbonded,
-                      self.rewards.events.TaskCreated):
-            logs.extend(event.get_logs(from_block=from_block, to_block=to_block))
+        with warnings.catch_warnings():  # web3 warns about the contracts' other events
+            warnings.simplefilter("ignore", UserWarning)
+            for event in (self.registry.events.Staked, self.registry.events.Unbonded,
+                          self.rewards.events.TaskCreated):
+                logs.extend(event.get_logs(from_block=from_block, to_block=to_block))
         events = [_event_to_action(dict(e)) for e in logs]
         return sorted(events, key=lambda e: (e.l1_block, e.log_index))
 

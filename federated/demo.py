@@ -1,0 +1,418 @@
+"""``flockchain demo``: the whole system in one command, on embedded defaults.
+
+What runs: an L1 (py-evm in process, or anvil), the six contracts, a node on SQLite (or the
+``--db`` URL) serving HTTP, an aggregator, an independent verifier, and N staked clients
+(honest ones plus attackers) that train on non-IID digits and post signed updates. At the
+end the batches are final on L1, slashes have been executed there by Merkle proof, every
+client with a reward has claimed it, and the task owner has its unused escrow back.
+
+Why everything talks through the real interfaces (HTTP to the node, transactions to the
+contracts): the demo doubles as the end-to-end test, so it must exercise exactly what a
+deployment would, only faster (short windows, time travel on L1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("flockchain.demo")
+
+CRUDE_ATTACKS = ("sign_flip", "lazy", "replay", "duplicate", "gaussian_noise", "ipm")
+FAULTS = ("wrong-root", "withhold-da", "forge-deposit")
+
+
+@dataclass
+class DemoConfig:
+    l1: str = "embedded"  # embedded | anvil | an RPC URL
+    db: str | None = None  # SQLAlchemy URL; default: SQLite in a temporary directory
+    proposers: int = 10
+    voters: int = 3
+    attackers: tuple[str, ...] = ("sign_flip", "lazy", "replay")
+    f: int = 3
+    model: str = "mlp"
+    alpha: float = 0.5
+    max_epochs: int = 5
+    target_accuracy_bps: int = 9_000
+    local_epochs: int = 10
+    lr: float = 0.5
+    seed: int = 1
+    window_blocks: int = 120  # 30 s at block_time 0.25: clients train one after another
+    block_time: float = 0.25
+    timeout_s: float = 600.0
+    fault: str | None = None
+    quiet: bool = False
+
+    @classmethod
+    def quick(cls, **kw: Any) -> DemoConfig:
+        base = {"max_epochs": 3, "target_accuracy_bps": 8_800}
+        base.update(kw)
+        return cls(**base)
+
+
+@dataclass
+class ClientRecord:
+    name: str
+    behaviour: str
+    pubkey: str
+    l1_address: str
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    l1_stake_before: int = 0
+    l1_stake_after: int = 0
+    reward: int = 0
+    reward_claimed: int = 0
+    cumulative_slashed: int = 0
+
+
+def _seed_bytes(cfg: DemoConfig, tag: str) -> bytes:
+    return hashlib.sha256(f"flockchain-demo/{cfg.seed}/{tag}".encode()).digest()
+
+
+class Demo:
+    """One demo run; ``run()`` returns the report dict."""
+
+    def __init__(self, cfg: DemoConfig) -> None:
+        self.cfg = cfg
+        self.tmp = tempfile.TemporaryDirectory(prefix="flockchain-demo-")
+        self.report: dict[str, Any] = {"config": asdict(self.cfg)}
+        self.anvil = None
+        self.node = None
+        from rich.console import Console
+
+        self.console = Console(quiet=cfg.quiet, stderr=False)
+
+    # ------------------------------------------------------------------ setup
+    def _l1(self) -> Any:
+        from web3 import Web3
+
+        from bridge.l1 import embedded_web3, start_anvil
+
+        if self.cfg.l1 == "embedded":
+            return embedded_web3(num_accounts=10)
+        if self.cfg.l1 == "anvil":
+            self.anvil = start_anvil()
+            return self.anvil.web3()
+        return Web3(Web3.HTTPProvider(self.cfg.l1))
+
+    def _start_node(self) -> None:
+        from rollup.config import NodeConfig
+        from rollup.node import start_node
+
+        db = self.cfg.db or f"sqlite:///{self.tmp.name}/node.db"
+        if db.startswith("postgresql"):
+            from sequencer.store import Store
+
+            store = Store(db)
+            store.drop()  # the demo starts a fresh chain on the given database
+            store.close()
+        key = Path(self.tmp.name) / "sequencer.key"
+        key.write_text(_seed_bytes(self.cfg, "sequencer").hex())
+        conf = NodeConfig(db_url=db, port=0, chain_id=31_337, block_time=self.cfg.block_time,
+                          sequencer_key_file=key, snapshot_interval=50, log_level="warning")
+        self.node = start_node(conf)
+
+    def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self.node is not None:
+                self.node.stop()
+            if self.anvil is not None:
+                self.anvil.stop()
+            self.tmp.cleanup()
+
+    def _run(self) -> dict[str, Any]:
+        from eth_account import Account
+
+        from bridge.deploy import DeployParams, bond_sequencer, deploy_all
+        from bridge.l1 import send, send_value
+        from federated.client import ClientAgent
+        from federated.data import DataSpec
+        from federated.models import num_params, spec_hash
+        from federated.roles import ClientProfile
+        from federated.train import init_global
+        from rollup.aggregator import Aggregator
+        from rollup.client import FlockClient, Keypair, NodeClient
+        from rollup.ports import InProcessPorts
+        from state_machine.crypto import keccak256
+        from state_machine.tasks import TaskParams
+
+        cfg = self.cfg
+        t0 = time.monotonic()
+        c = self.console
+        c.rule("[bold]FLockChain demo")
+        w3 = self._l1()
+        funder = w3.eth.accounts[0]
+        accounts = {
+            name: Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
+            for name in ("owner", "sequencer", "task_owner", "verifier", "aggregator")
+        }
+        for acct in accounts.values():
+            send_value(w3, funder, acct.address, 10 * 10**18)
+        self.params = DeployParams(challenge_period=3_600, unbond_period=7 * 24 * 3600)
+        dep = deploy_all(w3, accounts["owner"], accounts["sequencer"].address, self.params)
+        bond_sequencer(w3, dep, accounts["sequencer"])
+        c.print(f"L1 [cyan]{cfg.l1}[/] chain {dep.chain_id}: contracts deployed, sequencer "
+                "bonded")
+        self._start_node()
+        assert self.node is not None
+        seq = self.node.sequencer
+        ports = _FaultyPorts(InProcessPorts(seq), cfg.fault, self)
+        c.print(f"node on {self.node.url} ({(cfg.db or 'sqlite').split(':')[0]})")
+
+        # ---- clients: keys, L1 accounts, stake
+        n = cfg.proposers + cfg.voters
+        behaviours = list(cfg.attackers) + ["honest"] * (n - len(cfg.attackers))
+        registry = dep.contract(w3, "StakingRegistry")
+        stake_amount = registry.functions.stakeAmount().call()
+        agents: list[ClientAgent] = []
+        records: list[ClientRecord] = []
+        node_client = NodeClient(self.node.url)
+        for i, beh in enumerate(behaviours):
+            name = f"client{i:02d}"
+            kp = Keypair.from_seed(_seed_bytes(cfg, f"ed25519/{name}"))
+            acct = Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
+            send_value(w3, funder, acct.address, 10**18)
+            send(w3, registry.functions.stake(kp.pubkey), acct, value=stake_amount)
+            train = DataSpec.parse(
+                f"digits:dirichlet:alpha={cfg.alpha}:client={i}:of={n}:seed={cfg.seed}"
+            )
+            test = DataSpec.parse(f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}")
+            params: dict[str, float] = {}
+            if beh == "duplicate":
+                params = {"pair_seed": float(cfg.seed)}
+            profile = ClientProfile(name, beh, train, test, seed=cfg.seed * 100 + i,
+                                    local_epochs=cfg.local_epochs, lr=cfg.lr, params=params)
+            agents.append(ClientAgent(FlockClient(node_client, kp), profile))
+            records.append(ClientRecord(name, beh, "0x" + kp.pubkey.hex(), acct.address,
+                                        l1_stake_before=registry.functions.stakeOf(
+                                            acct.address).call()))
+        self.accounts = {r.name: Account.from_key(_seed_bytes(cfg, f"l1/{r.name}"))
+                         for r in records}
+        c.print(f"{n} clients staked {stake_amount / 1e18:g} ETH each on L1 "
+                f"(attackers: {', '.join(cfg.attackers) or 'none'})")
+
+        agg_key = Keypair.from_seed(_seed_bytes(cfg, "ed25519/aggregator"))
+        aggregator = Aggregator(FlockClient(node_client, agg_key), ports, w3, dep,
+                                accounts["sequencer"], batch_every_s=2.0)
+        if cfg.fault == "forge-deposit":
+            ports.forge_deposit()
+        aggregator.watcher.poll()
+
+        # ---- task on L1, genesis on L2
+        d = num_params(cfg.model)
+        genesis = init_global(cfg.model, cfg.seed, 12)
+        task_params = TaskParams(
+            model=cfg.model, num_params=d, proposers_per_epoch=cfg.proposers, f=cfg.f,
+            genesis_model_hash=keccak256(genesis.astype("<i4").tobytes()),
+            voters_per_epoch=cfg.voters, scale_bits=12, commit_window=cfg.window_blocks,
+            reveal_window=cfg.window_blocks, vote_commit_window=cfg.window_blocks,
+            vote_reveal_window=cfg.window_blocks,
+        )
+        rm = dep.contract(w3, "RewardManager")
+        price = rm.functions.taskPrice(cfg.max_epochs).call()
+        owner_balance_before = w3.eth.get_balance(accounts["task_owner"].address)
+        receipt = send(w3, rm.functions.createTask(spec_hash(cfg.model), cfg.max_epochs,
+                                                   cfg.target_accuracy_bps,
+                                                   task_params.encode()),
+                       accounts["task_owner"], value=price)
+        task_id = int(rm.events.TaskCreated().process_receipt(receipt)[0]["args"]["taskId"])
+        c.print(f"task {task_id} created on L1: {cfg.model} ({d} params), {cfg.max_epochs} "
+                f"epochs, paid {price / 1e18:g} ETH (base fee + escrow)")
+        aggregator.watcher.poll()
+        node_client.wait_for(lambda: any(t["task_id"] == task_id for t in node_client.tasks()),
+                             30, what="task on L2")
+        agents[0].client.publish_genesis(task_id, genesis)
+
+        # ---- epochs
+        from federated.data import digits_split
+        from federated.train import accuracy_bps
+
+        split = digits_split()
+        epochs_out: list[dict[str, Any]] = []
+        deadline = time.monotonic() + cfg.timeout_s
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=c,
+                disable=cfg.quiet) as progress:
+            bar = progress.add_task("epochs", total=cfg.max_epochs)
+            seen_final = -1
+            while True:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("demo did not finish in time")
+                task = node_client.task(task_id)
+                for a in agents:
+                    a.step()
+                aggregator.step()
+                progress.update(bar, description=f"epoch {task['epoch']} · {task['phase']}")
+                for e in range(seen_final + 1, task["epoch"] + 1):
+                    rec = node_client.epoch(task_id, e) if e <= task["epoch"] else None
+                    if rec is None or rec["outcome"] == "pending":
+                        break
+                    seen_final = e
+                    g = node_client.blob(bytes.fromhex(rec["global_after"][2:]))
+                    q = np.frombuffer(g, dtype="<i4").astype(np.int32)
+                    test_acc = accuracy_bps(cfg.model, q, 12, split.X_test, split.y_test)
+                    epochs_out.append(self._epoch_summary(rec, records, test_acc))
+                    progress.advance(bar)
+                    c.print(self._epoch_line(epochs_out[-1]))
+                if task["status"] != "running" and seen_final >= task["epochs_run"] - 1:
+                    break
+                time.sleep(0.05)
+
+        # ---- settlement on L1
+        from bridge.l1 import advance_time
+        from bridge.settlement import claim_reward, latest_final_batch, refund_task
+        from bridge.verifier import Verifier
+
+        node_client.wait_for(lambda: seq.mempool_size == 0, 30, what="empty mempool")
+        time.sleep(cfg.block_time * 3)
+        aggregator.post_batches(force=True)
+        verifier = Verifier(w3, dep, [self.node.url if cfg.fault != "withhold-da"
+                                      else ports.withholding_url()],
+                            seq.chain_id, accounts["verifier"], da_grace_seconds=600)
+        verify_log = verifier.step()
+        c.print(f"verifier: {len(verifier.checkpoints)} batches verified, "
+                f"{len(verifier.stats.challenges)} challenged")
+        advance_time(w3, self.params.challenge_period + 1)
+        final = latest_final_batch(w3, dep)
+        slashes = aggregator.relay.run_once()
+        claims = []
+        if final is not None:
+            proofs = {"0x" + p["fields"]["pubkey"].hex(): p
+                      for p in ports.inner.account_proofs(final)}
+            for r in records:
+                mine = proofs.get(r.pubkey)
+                if mine is not None and mine["fields"]["cumulative_reward"] > 0:
+                    claims.append(claim_reward(w3, dep, self.accounts[r.name], mine, final))
+        refund = None
+        task = node_client.task(task_id)
+        if final is not None and task["status"] != "running":
+            refund = refund_task(w3, dep, accounts["task_owner"],
+                                 ports.inner.task_proof(final, task_id), final)
+
+        # ---- report
+        for r in records:
+            acct = r.l1_address
+            r.l1_stake_after = registry.functions.stakeOf(acct).call()
+            a = node_client.account(bytes.fromhex(r.pubkey[2:]))["account"]
+            r.reward = int(a["cumulative_reward"])
+            r.cumulative_slashed = int(a["cumulative_slashed"])
+            r.reward_claimed = sum(x["paid"] for x in claims if x["account"] == acct)
+        sc = dep.contract(w3, "StateCommitment")
+        roots = [{"batch": i, "state_root": "0x" + bytes(sc.functions.stateRoot(i).call()).hex(),
+                  "final": sc.functions.isFinal(i).call()}
+                 for i in range(sc.functions.nextIndex().call())]
+        owner_paid = owner_balance_before - w3.eth.get_balance(accounts["task_owner"].address)
+        self.report.update(
+            task={k: task[k] for k in ("task_id", "status", "epochs_run", "accepted_epochs",
+                                       "accuracy_bps", "charged", "treasury", "escrow")},
+            epochs=epochs_out,
+            clients=[asdict(r) for r in records],
+            slashes=slashes,
+            claims=claims,
+            refund=refund,
+            task_owner_net_paid=owner_paid,
+            batches=roots,
+            verifier={"verified": len(verifier.checkpoints),
+                      "challenges": verifier.stats.challenges,
+                      "log": [list(x) for x in verify_log]},
+            seconds=round(time.monotonic() - t0, 1),
+        )
+        self._print_report()
+        return self.report
+
+    # ------------------------------------------------------------------ reporting
+    def _epoch_summary(self, rec: dict[str, Any], records: list[ClientRecord],
+                       test_acc: int) -> dict[str, Any]:
+        by_pk = {r.pubkey: r for r in records}
+        verdicts = {}
+        for pk, v in rec["verdicts"]:
+            reasons = next((s["reasons"] for s in rec["scores"] if s["pubkey"] == pk), [])
+            verdicts[by_pk[pk].name] = {"role": "proposer", "verdict": v, "reasons": reasons}
+        for pk, v in rec["voter_verdicts"]:
+            verdicts[by_pk[pk].name] = {"role": "voter", "verdict": v, "reasons": []}
+        for name, v in verdicts.items():
+            next(r for r in records if r.name == name).verdicts.append(
+                {"epoch": rec["epoch"], **v})
+        return {"epoch": rec["epoch"], "outcome": rec["outcome"],
+                "reason": rec["outcome_reason"], "accuracy_bps": rec["accuracy_bps"],
+                "test_accuracy_bps": test_acc, "aggregate_vote_bps": rec["aggregate"],
+                "verdicts": verdicts}
+
+    def _epoch_line(self, e: dict[str, Any]) -> str:
+        flagged = [f"{n}:{v['verdict']}" for n, v in sorted(e["verdicts"].items())
+                   if v["verdict"] not in ("ACCEPTED", "AGREE")]
+        acc = e["accuracy_bps"]
+        return (f"epoch {e['epoch']}: [bold]{e['outcome']}[/] ({e['reason']}), committee "
+                f"accuracy {acc / 100 if acc is not None else '-'}%, test accuracy "
+                f"{e['test_accuracy_bps'] / 100}%; flagged: {', '.join(flagged) or 'none'}")
+
+    def _print_report(self) -> None:
+        from rich.table import Table
+
+        r = self.report
+        t = Table(title="clients")
+        for col in ("name", "behaviour", "verdicts", "L1 stake before", "L1 stake after",
+                    "reward claimed"):
+            t.add_column(col)
+        for cl in r["clients"]:
+            vs = " ".join(f"e{v['epoch']}:{v['verdict'][:4]}" for v in cl["verdicts"])
+            t.add_row(cl["name"], cl["behaviour"], vs, f"{cl['l1_stake_before'] / 1e18:.4f}",
+                      f"{cl['l1_stake_after'] / 1e18:.4f}", f"{cl['reward_claimed'] / 1e18:.5f}")
+        self.console.print(t)
+        task = r["task"]
+        refund = r["refund"]["refund"] / 1e18 if r["refund"] else 0
+        self.console.print(
+            f"task {task['task_id']}: {task['status']} after {task['epochs_run']} epochs "
+            f"({task['accepted_epochs']} accepted), charged {int(task['charged']) / 1e18:g} ETH, "
+            f"refunded {refund:g} ETH; {len(r['slashes'])} slashes executed on L1; "
+            f"{len(r['batches'])} batches posted, all final: "
+            f"{all(b['final'] for b in r['batches'])}; verifier challenges: "
+            f"{len(r['verifier']['challenges'])}; {r['seconds']} s")
+
+
+class _FaultyPorts:
+    """The in-process ports, optionally misbehaving (``--fault``) to exercise the verifier."""
+
+    def __init__(self, inner: Any, fault: str | None, demo: Demo) -> None:
+        self.inner, self.fault, self.demo = inner, fault, demo
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def unposted_batches(self) -> list[Any]:
+        out = self.inner.unposted_batches()
+        if self.fault == "wrong-root":
+            from dataclasses import replace
+
+            out = [replace(b, state_root=hashlib.sha256(b.state_root).digest()) for b in out]
+        return out
+
+    def forge_deposit(self) -> None:
+        """Inject a deposit no L1 log backs (the verifier must catch it)."""
+        from state_machine.actions import DepositBody
+
+        pk = _seed_bytes(self.demo.cfg, "forged-pubkey")
+        self.inner.submit_system("l1_deposit", DepositBody(b"\x66" * 20, pk, 10**17, 1, 0,
+                                                           b"\x00" * 32))
+
+    def withholding_url(self) -> str:
+        return "http://127.0.0.1:9"  # nothing listens: the data is withheld
+
+
+def main_json(cfg: DemoConfig, path: str | None) -> dict[str, Any]:
+    logging.basicConfig(level=logging.WARNING)
+    report = Demo(cfg).run()
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2, default=str))
+    return report

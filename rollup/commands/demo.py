@@ -1,0 +1,50 @@
+"""``flockchain demo``: run the whole system end to end (see ``federated.demo``)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="run L1, node, aggregator, verifier and clients end to end")
+    p.add_argument("--l1", default="embedded", help="embedded (py-evm), anvil, or an RPC URL")
+    p.add_argument("--db", default=None, help="node database URL (default: temporary SQLite)")
+    p.add_argument("--quick", action="store_true", help="3 epochs (under 2 minutes)")
+    p.add_argument("--json", metavar="FILE", default=None, help="write the report as JSON")
+    p.add_argument("--proposers", type=int, default=10)
+    p.add_argument("--voters", type=int, default=3)
+    p.add_argument("--attackers", default="sign_flip,lazy,replay",
+                   help="comma list of behaviours from federated.attacks ('none' for all honest)")
+    p.add_argument("--f", type=int, default=3, help="assumed Byzantine count (n >= 2f + 3)")
+    p.add_argument("--model", default="mlp", choices=["softmax", "mlp", "cnn"])
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (default 5; quick 3)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fault", choices=["wrong-root", "withhold-da", "forge-deposit"],
+                   default=None, help="make the sequencer misbehave (verifier tests)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from federated.attacks import ATTACKS
+    from federated.demo import DemoConfig, main_json
+
+    attackers = tuple(a for a in args.attackers.split(",") if a and a != "none")
+    unknown = [a for a in attackers if a not in ATTACKS]
+    if unknown:
+        print(f"unknown behaviour(s): {', '.join(unknown)}; known: {', '.join(ATTACKS)}",
+              file=sys.stderr)
+        return 2
+    if args.proposers < 2 * args.f + 3:
+        print(f"--proposers must be >= 2f + 3 = {2 * args.f + 3}", file=sys.stderr)
+        return 2
+    kw = dict(l1=args.l1, db=args.db, proposers=args.proposers, voters=args.voters,
+              attackers=attackers, f=args.f, model=args.model, seed=args.seed,
+              fault=args.fault, quiet=args.quiet)
+    if args.epochs is not None:
+        kw["max_epochs"] = args.epochs
+    cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    main_json(cfg, args.json)
+    return 0
