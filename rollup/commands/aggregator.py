@@ -1,0 +1,171 @@
+"""``flockchain aggregator``: the operator daemon against a remote node (HTTP + admin token).
+
+It runs :class:`rollup.aggregator.Aggregator` over :class:`rollup.ports.HttpPorts`: L1 logs
+into the rollup, ``advance`` when a phase is complete, batches cut and posted to
+StateCommitment, slashes relayed against final roots. Each epoch's verdicts are printed as
+one JSON line (``{"event": "epoch", ...}``).
+
+Why the loop is ours and not ``Aggregator.run``: its duties are independent, so a failure
+in one (say the slash relay, when the node lacks an endpoint, or an L1 hiccup while
+posting) must not starve the others; each duty is guarded separately and a repeating error
+is logged once, not every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from rollup.commands.deploy import (
+    ADMIN_TOKEN_ENV,
+    CommandError,
+    add_key_args,
+    connect_l1,
+    emit,
+    http_url,
+    key_from_args,
+    load_deployment,
+    non_negative_int,
+    positive_float,
+    run_guarded,
+    setup_logging,
+    usage_error,
+    wait_for_node,
+)
+
+log = logging.getLogger("flockchain.aggregator")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "aggregator", help="run the aggregator daemon (L1 watcher, advance, batches, slashes)",
+        description="Carries L1 logs into the rollup, advances complete phases, cuts and "
+        "posts batches to StateCommitment (the --l1-key must be the deployment's sequencer) "
+        "and relays slashes proven against final roots.")
+    p.add_argument("--node", required=True, type=http_url, metavar="URL", help="node base URL")
+    p.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
+    p.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
+    p.add_argument("--admin-token", metavar="T",
+                   help=f"the node's admin bearer token; default ${ADMIN_TOKEN_ENV}")
+    p.add_argument("--key-file", required=True, metavar="FILE",
+                   help="ed25519 key that signs `advance` (created if missing)")
+    add_key_args(p, "--l1-key", "L1 sequencer (posts batches, pays gas for slashes)")
+    p.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
+                   help="seconds between polls (default 1)")
+    p.add_argument("--confirmations", type=non_negative_int, default=0, metavar="N",
+                   help="L1 blocks a log must be buried under before injection (default 0)")
+    p.add_argument("--batch-every", type=positive_float, default=5.0, metavar="S",
+                   help="seconds between batch cuts/posts (default 5)")
+    p.add_argument("--wait", type=positive_float, default=60.0, metavar="S",
+                   help="seconds to wait for L1, the node and the deployment file (default 60)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run, _parser=p)
+
+
+class _Guard:
+    """Run one duty; log a new error with its traceback once, repeats only as a count."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.last: str | None = None
+        self.repeats = 0
+
+    def __call__(self, fn: Callable[[], Any]) -> Any:
+        try:
+            out = fn()
+        except Exception as exc:
+            msg = f"{type(exc).__name__}: {exc}"
+            if msg != self.last:
+                log.warning("%s failed: %s", self.name, msg, exc_info=log.isEnabledFor(
+                    logging.DEBUG))
+                self.last, self.repeats = msg, 0
+            else:
+                self.repeats += 1
+                if self.repeats in (10, 100) or self.repeats % 1000 == 0:
+                    log.warning("%s still failing (%d times): %s", self.name, self.repeats, msg)
+            return None
+        if self.last is not None:
+            log.info("%s recovered", self.name)
+            self.last = None
+        return out
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_guarded(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import os
+
+    token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    if not token:
+        usage_error(args, f"--admin-token (or ${ADMIN_TOKEN_ENV}) is required: batches and "
+                    "L1 events go through the node's admin endpoints")
+    l1_key = key_from_args(args, "--l1-key")
+    setup_logging(args.log_level)
+
+    from rollup.aggregator import Aggregator
+    from rollup.client import FlockClient
+    from rollup.commands.deploy import account
+    from rollup.keys import load_or_create
+    from rollup.ports import HttpPorts
+
+    w3 = connect_l1(args.l1, args.wait)
+    dep = load_deployment(args.deployment, w3, wait_s=args.wait)
+    node = wait_for_node(args.node, args.wait)
+    sender = account(l1_key)  # type: ignore[arg-type]
+    sc = dep.contract(w3, "StateCommitment")
+    is_sequencer = sc.functions.sequencer().call().lower() == sender.address.lower()
+    if not is_sequencer:
+        log.warning("%s is not the deployment's sequencer: batches will not be posted",
+                    sender.address)
+    elif not sc.functions.sequencerBonded().call():
+        log.warning("the sequencer is not bonded: proposeBatch reverts until it bonds "
+                    "(flockchain deploy --bond-sequencer-key)")
+    signer = FlockClient(node, load_or_create(args.key_file))
+    ports = HttpPorts(node, token)
+    _check_admin(node, token)
+    agg = Aggregator(signer, ports, w3, dep, sender, confirmations=args.confirmations,
+                     batch_every_s=args.batch_every)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    emit("aggregator_started", node=args.node, l1=args.l1, l1_address=sender.address,
+         signer="0x" + signer.pubkey.hex(), posts_batches=is_sequencer)
+    guards = {n: _Guard(n) for n in ("l1_watch", "advance", "report", "batches", "slash")}
+    while not stop.is_set():
+        injected = guards["l1_watch"](agg.watcher.poll)
+        if injected:
+            emit("l1_events", injected=injected)
+        guards["advance"](agg.advance_ready)
+        for rec in guards["report"](agg.report_epochs) or []:
+            emit("epoch", task=rec["task_id"], epoch=rec["epoch"], outcome=rec["outcome"],
+                 reason=rec["outcome_reason"], accuracy_bps=rec.get("accuracy_bps"),
+                 verdicts=dict(rec["verdicts"]), voter_verdicts=dict(rec["voter_verdicts"]))
+        if is_sequencer:
+            for index in guards["batches"](agg.post_batches) or []:
+                emit("batch_posted", index=index)
+        for s in guards["slash"](agg.relay.run_once) or []:
+            agg.slashes.append(s)
+            emit("slashed", **s)
+        stop.wait(args.interval)
+    emit("aggregator_stopped")
+    return 0
+
+
+def _check_admin(node: Any, token: str) -> None:
+    """Fail at start-up, not on every batch, when the admin endpoints refuse us. The probe
+    is an empty system action: authorization is checked first and the empty body is then
+    refused as malformed (400), so nothing changes on the node."""
+    r = node.http.request("POST", "/v1/admin/system", json={},
+                          headers={"authorization": f"Bearer {token}"})
+    if r.status_code == 404:
+        raise CommandError("the node's admin endpoints are disabled (start it with "
+                           "--admin-token or FLOCKCHAIN_ADMIN_TOKEN)")
+    if r.status_code in (401, 403):
+        raise CommandError("the node refused the admin token")

@@ -1,0 +1,115 @@
+"""``flockchain verifier``: independently re-execute every posted batch, challenge bad ones.
+
+Runs :class:`bridge.verifier.Verifier` in a loop (``bridge.verifier_service``) and serves
+``GET /healthz`` (JSON progress: verified batches and height, challenges, last error;
+503 when no step succeeded recently) and ``GET /metrics`` (Prometheus). With ``--db`` the
+verified checkpoints survive restarts (SQLite or PostgreSQL URL).
+
+Why ``--chain-id`` is explicit: the verifier trusts nothing the node says, including which
+chain it runs; it replays from its own genesis for that chain id.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+from rollup.commands.deploy import (
+    add_key_args,
+    connect_l1,
+    emit,
+    http_url,
+    key_from_args,
+    load_deployment,
+    non_negative_int,
+    positive_float,
+    run_guarded,
+    setup_logging,
+    usage_error,
+)
+
+log = logging.getLogger("flockchain.verifier")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verifier", help="re-execute posted batches from DA, challenge wrong ones (+ /healthz)",
+        description="Reads batch headers from StateCommitment, fetches each batch's data from "
+        "any --node, checks it against da_hash and the L1 logs, re-executes it and challenges "
+        "a wrong root (or withheld data near the deadline) with the challenge bond.")
+    p.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
+    p.add_argument("--node", required=True, action="append", type=http_url, metavar="URL",
+                   dest="nodes", help="a node serving /v1/da (repeat for more sources)")
+    p.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
+    add_key_args(p, "--l1-key", "verifier (pays challenge bonds)")
+    p.add_argument("--chain-id", required=True, type=non_negative_int, metavar="N",
+                   help="the rollup's chain id (replay starts from its genesis)")
+    p.add_argument("--db", metavar="URL",
+                   help="SQLAlchemy URL for checkpoints (sqlite:///f.db, postgresql://...)")
+    p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=non_negative_int, default=8710, metavar="P",
+                   help="HTTP port for /healthz and /metrics (default 8710; 0 = any free)")
+    p.add_argument("--interval", type=positive_float, default=2.0, metavar="S",
+                   help="seconds between checks (default 2)")
+    p.add_argument("--da-grace", type=non_negative_int, default=60, metavar="S",
+                   help="challenge withheld data this many seconds before the deadline")
+    p.add_argument("--keep-checkpoints", type=non_negative_int, default=16, metavar="N",
+                   help="checkpoints kept once final (0 = keep all; default 16)")
+    p.add_argument("--wait", type=positive_float, default=60.0, metavar="S",
+                   help="seconds to wait for L1 and the deployment file (default 60)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=run, _parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_guarded(_run, args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.port > 65535:
+        usage_error(args, "--port must be <= 65535")
+    if args.db and not args.db.startswith(("sqlite:", "postgresql", "postgres:")):
+        usage_error(args, "--db must be a sqlite:/// or postgresql:// URL")
+    hexkey = key_from_args(args, "--l1-key")
+    setup_logging(args.log_level)
+
+    from bridge.verifier import Verifier
+    from bridge.verifier_service import (
+        CheckpointStore,
+        VerifierService,
+        create_app,
+        serve_in_thread,
+    )
+    from rollup.commands.deploy import account
+
+    w3 = connect_l1(args.l1, args.wait)
+    dep = load_deployment(args.deployment, w3, wait_s=args.wait)
+    verifier = Verifier(w3, dep, list(args.nodes), args.chain_id, account(hexkey),  # type: ignore[arg-type]
+                        da_grace_seconds=args.da_grace)
+    store = None
+    if args.db:
+        scope = f"{dep.chain_id}:{dep.state_commitment.lower()}:{args.chain_id}"
+        store = CheckpointStore(args.db, scope)
+    service = VerifierService(verifier, store, interval=args.interval,
+                              keep=args.keep_checkpoints)
+    service.resume()
+    server, thread, port = serve_in_thread(create_app(service), args.host, args.port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    emit("verifier_started", url=f"http://{args.host}:{port}", nodes=args.nodes,
+         l1_address=verifier.key.address, resumed_from=service.resumed_from,  # type: ignore[union-attr]
+         db=bool(store))
+    try:
+        service.run(stop)
+    finally:
+        server.should_exit = True
+        thread.join(5)
+        if store is not None:
+            store.close()
+    emit("verifier_stopped", verified_batches=verifier.stats.verified_batches,
+         challenges=len(verifier.stats.challenges))
+    return 0

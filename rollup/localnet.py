@@ -1,0 +1,588 @@
+"""A local FLockChain network as plain processes on loopback (no Docker needed).
+
+Same topology as ``docker-compose.yml``: anvil (L1), a fresh PostgreSQL database on the
+local server, ``flockchain deploy``, ``flockchain node``, ``flockchain aggregator``,
+``flockchain verifier``, N × ``flockchain client`` and a task created with
+``flockchain task create`` (which also publishes the genesis model). Every service is the
+real CLI in its own process, so the local network exercises exactly what a deployment
+runs; only the wiring (ports, keys, short windows) is chosen here.
+
+Everything lives in one folder (default ``.localnet/``): ``localnet.json`` (what runs,
+where, with which PIDs), ``logs/<service>.log``, ``keys/`` (generated, mode 0600) and
+``deployment.json``. ``stop`` ends exactly the processes it started, by PID: SIGTERM,
+then SIGKILL after a grace period. A PID is only signalled while it still belongs to the
+process we started (its start time in ``/proc`` is recorded at launch), so a recycled PID
+is never hit.
+
+Why keys are generated and funded with ``anvil_setBalance``: nothing here relies on
+anvil's well-known development keys, and funding many accounts that way needs no
+transactions (no nonce races between concurrent starters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+DEFAULT_DIR_ENV = "FLOCKCHAIN_LOCALNET_DIR"
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+STATE_FILE = "localnet.json"
+# Environment a child must not inherit: it would override what the local network chose
+# (e.g. FLOCKCHAIN_CLIENT_SEED would give every client the same key).
+_KEEP_ENV = ("FLOCKCHAIN_ANVIL", "FLOCKCHAIN_ARTIFACTS_DIR")
+
+
+class LocalnetError(RuntimeError):
+    """The local network could not be started, or its folder is not usable."""
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get(DEFAULT_DIR_ENV, ".localnet"))
+
+
+@dataclass
+class LocalnetConfig:
+    """What to start. Ports set to 0 are chosen free at start."""
+
+    dir: Path = field(default_factory=default_dir)
+    clients: int = 4
+    attackers: tuple[str, ...] = ()
+    proposers: int = 3
+    voters: int = 1
+    f: int = 0
+    epochs: int = 2
+    model: str = "mlp"
+    window: int = 40  # blocks per phase
+    block_time: float = 0.25
+    chain_id: int = 4242  # the rollup's chain id
+    challenge_period: int = 60
+    batch_every: float = 2.0
+    local_epochs: int = 2
+    lr: float = 0.5
+    seed: int = 1
+    pg_url: str = DEFAULT_PG_URL  # server + maintenance database used to create ours
+    db_name: str = "flockchain_localnet"
+    anvil_port: int = 8545
+    node_port: int = 8700
+    verifier_port: int = 8710
+    create_task: bool = True
+    ready_timeout: float = 90.0
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.db_name):
+            raise LocalnetError("db name must match [a-z_][a-z0-9_]* (at most 41 chars)")
+        if self.proposers < 2 * self.f + 3:
+            raise LocalnetError(f"proposers must be >= 2f + 3 = {2 * self.f + 3}")
+        need = 2 * self.f + 3 + (1 if self.voters else 0)
+        if self.clients < need:
+            raise LocalnetError(f"{self.clients} clients cannot open an epoch: need {need}")
+        if len(self.attackers) > self.clients:
+            raise LocalnetError("more attackers than clients")
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _proc_start_time(pid: int) -> int | None:
+    """The process's start time (clock ticks since boot) from /proc; None if unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def pid_alive(pid: int, start_time: int | None = None) -> bool:
+    """Running (not a zombie) and, if ``start_time`` is known, still the same process."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False  # someone else's process: never ours
+    if _proc_state(pid) in ("Z", "X"):
+        return False
+    if start_time is not None:
+        now = _proc_start_time(pid)
+        if now is not None and now != start_time:
+            return False  # the PID was recycled
+    return True
+
+
+@dataclass
+class Service:
+    name: str
+    pid: int
+    start_time: int | None
+    argv: list[str]
+    log: str
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid, self.start_time)
+
+
+def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("FLOCKCHAIN_") or k in _KEEP_ENV}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "rollup.cli", *args]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_port(port: int, what: str, flag: str) -> int:
+    if port == 0:
+        from bridge.l1 import free_port
+
+        return free_port()
+    if not _port_free(port):
+        raise LocalnetError(f"port {port} for {what} is busy (use {flag} 0 for a free one)")
+    return port
+
+
+def _tail(path: str | Path, lines: int = 30) -> str:
+    try:
+        return "".join(Path(path).read_text(errors="replace").splitlines(True)[-lines:])
+    except OSError:
+        return ""
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _pg_url_for(url: str, database: str, driver: str = "") -> str:
+    """``url`` with its database replaced (and ``postgresql+DRIVER`` when asked)."""
+    parts = urlsplit(url)
+    scheme = "postgresql" + (f"+{driver}" if driver else "")
+    return urlunsplit((scheme, parts.netloc, "/" + database, parts.query, ""))
+
+
+def postgres_available(url: str = DEFAULT_PG_URL, timeout: int = 3) -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(_pg_url_for(url, urlsplit(url).path.lstrip("/") or "postgres"),
+                             connect_timeout=timeout):
+            return True
+    except Exception:
+        return False
+
+
+def create_database(url: str, name: str) -> None:
+    """Drop (forcibly: old connections included) and create database ``name``."""
+    import psycopg
+    from psycopg import sql
+
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    except psycopg.Error as exc:
+        raise LocalnetError(f"PostgreSQL at {urlsplit(url).netloc}: {exc}") from None
+
+
+def drop_database(url: str, name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+
+
+def prerequisites(pg_url: str = DEFAULT_PG_URL) -> list[str]:
+    """What is missing to run a local network (empty when everything is there)."""
+    from bridge.l1 import anvil_binary
+
+    missing = []
+    if anvil_binary() is None:
+        missing.append("anvil binary (npm ci: node_modules/@foundry-rs/anvil-linux-amd64)")
+    if not postgres_available(pg_url):
+        missing.append(f"PostgreSQL at {urlsplit(pg_url).netloc}")
+    return missing
+
+
+# --------------------------------------------------------------------------- the network
+
+
+class Localnet:
+    """One local network rooted at a folder; ``start``, ``status``, ``stop``."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.dir = Path(directory or default_dir()).resolve()
+        self.state: dict[str, Any] = {}
+        if (self.dir / STATE_FILE).is_file():
+            self.state = json.loads((self.dir / STATE_FILE).read_text())
+
+    # ---- state
+    @property
+    def services(self) -> list[Service]:
+        return [Service(**s) for s in self.state.get("services", [])]
+
+    def _save(self) -> None:
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2, default=str))
+        os.replace(tmp, self.dir / STATE_FILE)
+
+    def running(self) -> list[Service]:
+        return [s for s in self.services if s.alive()]
+
+    def _path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    # ---- process control
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
+        log = self._path("logs", f"{name}.log")
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=_child_env(env),
+                                    start_new_session=True)  # survives the launcher
+        svc = Service(name, proc.pid, _proc_start_time(proc.pid), argv, str(log))
+        self.state.setdefault("services", []).append(asdict(svc))
+        self._save()
+        return svc
+
+    def _run_once(self, name: str, argv: list[str], timeout: float,
+                  env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Run a one-shot command (deploy, task create); returns its last JSON line."""
+        log = self._path("logs", f"{name}.log")
+        with open(log, "ab") as out:
+            try:
+                r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=out, timeout=timeout,
+                                   stdin=subprocess.DEVNULL, env=_child_env(env))
+            except subprocess.TimeoutExpired:
+                raise LocalnetError(f"{name} timed out:\n{_tail(log)}") from None
+            out.write(r.stdout)
+        if r.returncode != 0:
+            raise LocalnetError(f"{name} failed (exit {r.returncode}):\n{_tail(log)}")
+        lines = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("{")]
+        return json.loads(lines[-1]) if lines else {}
+
+    def _wait(self, what: str, ready: Any, services: list[Service], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            for s in services:
+                if not s.alive():
+                    raise LocalnetError(f"{s.name} exited while starting:\n{_tail(s.log)}")
+            with contextlib.suppress(Exception):
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {s.name}\n{_tail(s.log, 10)}" for s in services)
+                raise LocalnetError(f"timed out waiting for {what}\n{tails}")
+            time.sleep(0.2)
+
+    @staticmethod
+    def _log_has(svc: Service, needle: str) -> bool:
+        try:
+            return needle in Path(svc.log).read_text(errors="replace")
+        except OSError:
+            return False
+
+    # ---- keys
+    def _l1_key(self, name: str) -> tuple[Path, str]:
+        from eth_account import Account
+
+        acct = Account.create()
+        path = self._path("keys", f"{name}.l1")
+        _write_secret(path, "0x" + bytes(acct.key).hex())
+        return path, acct.address
+
+    def _ed25519(self, name: str) -> tuple[Path, str]:
+        from rollup.keys import Keypair
+
+        path = self._path("keys", f"{name}.key")
+        kp = Keypair.generate()
+        kp.save(path, overwrite=True)
+        return path, "0x" + kp.pubkey.hex()
+
+    # ---- start
+    def start(self, cfg: LocalnetConfig) -> dict[str, Any]:
+        """Start every service; on any failure stop what was started and raise."""
+        cfg.validate()
+        if self.running():
+            raise LocalnetError(f"a local network is already running in {self.dir} "
+                                "(flockchain localnet stop)")
+        missing = prerequisites(cfg.pg_url)
+        if missing:
+            raise LocalnetError("missing: " + "; ".join(missing))
+        for sub in ("logs", "keys"):
+            shutil.rmtree(self._path(sub), ignore_errors=True)
+            self._path(sub).mkdir(parents=True, exist_ok=True)
+        for stale in ("deployment.json", STATE_FILE):
+            self._path(stale).unlink(missing_ok=True)
+        os.chmod(self._path("keys"), 0o700)
+        self.state = {"config": {k: (str(v) if isinstance(v, Path) else v)
+                                 for k, v in asdict(cfg).items()},
+                      "started_at": time.time(), "services": []}
+        self._save()
+        t0 = time.monotonic()
+        try:
+            self._start(cfg)
+        except BaseException:
+            self.stop()
+            raise
+        self.state["startup_s"] = round(time.monotonic() - t0, 1)
+        self._save()
+        return self.summary()
+
+    def _start(self, cfg: LocalnetConfig) -> None:
+        from web3 import Web3
+
+        from bridge.l1 import ANVIL_HARDFORK, anvil_binary
+
+        node_db = _pg_url_for(cfg.pg_url, cfg.db_name, "psycopg")
+        verifier_db = _pg_url_for(cfg.pg_url, cfg.db_name + "_verifier", "psycopg")
+        admin = _pg_url_for(cfg.pg_url, urlsplit(cfg.pg_url).path.lstrip("/") or "postgres")
+        create_database(admin, cfg.db_name)
+        create_database(admin, cfg.db_name + "_verifier")
+        ports = {"anvil": _pick_port(cfg.anvil_port, "anvil", "--anvil-port"),
+                 "node": _pick_port(cfg.node_port, "the node", "--node-port"),
+                 "verifier": _pick_port(cfg.verifier_port, "the verifier", "--verifier-port")}
+        l1 = f"http://127.0.0.1:{ports['anvil']}"
+        node_url = f"http://127.0.0.1:{ports['node']}"
+        verifier_url = f"http://127.0.0.1:{ports['verifier']}"
+        token = secrets.token_hex(16)
+        _write_secret(self._path("keys", "admin.token"), token)
+        self.state.update(l1=l1, node=node_url, verifier=verifier_url, node_db=node_db,
+                          verifier_db=verifier_db, admin_url=admin,
+                          databases=[cfg.db_name, cfg.db_name + "_verifier"],
+                          deployment=str(self._path("deployment.json")))
+        self._save()
+
+        # L1
+        anvil = self._spawn("anvil", [str(anvil_binary()), "--host", "127.0.0.1", "--port",
+                                      str(ports["anvil"]), "--accounts", "1", "--hardfork",
+                                      ANVIL_HARDFORK, "--chain-id", "31337"])
+        w3 = Web3(Web3.HTTPProvider(l1, request_kwargs={"timeout": 10}))
+        self._wait("anvil", lambda: w3.eth.block_number >= 0, [anvil], cfg.ready_timeout)
+
+        # keys, funded on L1 without transactions
+        keys: dict[str, tuple[Path, str]] = {}
+        for name in ("owner", "sequencer", "verifier", "task_owner"):
+            keys[name] = self._l1_key(name)
+        for i in range(cfg.clients):
+            keys[f"client{i}"] = self._l1_key(f"client{i}")
+        for _path, addr in keys.values():
+            w3.provider.make_request("anvil_setBalance", [addr, hex(100 * 10**18)])  # type: ignore[arg-type]
+        seq_key, seq_pub = self._ed25519("sequencer")
+        agg_key, _ = self._ed25519("aggregator")
+        genesis_key, _ = self._ed25519("genesis")
+        self.state["l1_accounts"] = {n: a for n, (_p, a) in keys.items()}
+        self._save()
+
+        # contracts
+        dep_file = self._path("deployment.json")
+        deployed = self._run_once("deploy", _cli(
+            "deploy", "--l1", l1, "--key-file", str(keys["owner"][0]),
+            "--sequencer", keys["sequencer"][1], "--out", str(dep_file),
+            "--challenge-period", str(cfg.challenge_period),
+            "--bond-sequencer-key-file", str(keys["sequencer"][0]), "--force"),
+            timeout=cfg.ready_timeout)
+        self.state["contracts"] = {k: v for k, v in deployed.items()
+                                   if k not in ("event", "file")}
+        self._save()
+
+        # node (PostgreSQL)
+        node = self._spawn("node", _cli(
+            "node", "--db", node_db, "--host", "127.0.0.1", "--port", str(ports["node"]),
+            "--chain-id", str(cfg.chain_id), "--block-time", str(cfg.block_time),
+            "--key", str(seq_key), "--snapshot-interval", "50", "--log-level", "warning"),
+            env={"FLOCKCHAIN_ADMIN_TOKEN": token})
+        import httpx
+
+        self._wait("the node", lambda: httpx.get(f"{node_url}/v1/healthz", timeout=2)
+                   .status_code == 200, [node], cfg.ready_timeout)
+
+        # aggregator, verifier
+        common = ["--l1", l1, "--deployment", str(dep_file)]
+        agg = self._spawn("aggregator", _cli(
+            "aggregator", "--node", node_url, *common, "--key-file", str(agg_key),
+            "--l1-key-file", str(keys["sequencer"][0]), "--interval", "0.5",
+            "--batch-every", str(cfg.batch_every)), env={"FLOCKCHAIN_ADMIN_TOKEN": token})
+        ver = self._spawn("verifier", _cli(
+            "verifier", "--node", node_url, *common, "--l1-key-file",
+            str(keys["verifier"][0]), "--chain-id", str(cfg.chain_id), "--db", verifier_db,
+            "--port", str(ports["verifier"]), "--interval", "1"))
+
+        # clients
+        behaviours = list(cfg.attackers) + ["honest"] * (cfg.clients - len(cfg.attackers))
+        clients = []
+        self.state["clients"] = []
+        for i, beh in enumerate(behaviours):
+            key, pub = self._ed25519(f"client{i}")
+            argv = _cli(
+                "client", "--key", str(key), "--node", node_url, "--name", f"client{i}",
+                "--data", f"digits:dirichlet:alpha=0.5:client={i}:of={cfg.clients}"
+                f":seed={cfg.seed}",
+                "--test-data", f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}",
+                "--behaviour", beh, "--local-epochs", str(cfg.local_epochs), "--lr",
+                str(cfg.lr), "--seed", str(cfg.seed * 100 + i), "--stake", *common,
+                "--l1-key-file", str(keys[f"client{i}"][0]))
+            clients.append(self._spawn(f"client{i}", argv))
+            self.state["clients"].append({"name": f"client{i}", "behaviour": beh,
+                                          "pubkey": pub, "key": str(key),
+                                          "l1_address": keys[f"client{i}"][1]})
+        self._save()
+        self._wait("the aggregator", lambda: self._log_has(agg, '"aggregator_started"'),
+                   [agg], cfg.ready_timeout)
+        self._wait("the verifier", lambda: httpx.get(f"{verifier_url}/healthz", timeout=2)
+                   .status_code in (200, 503), [ver], cfg.ready_timeout)
+        self._wait("the clients", lambda: all(self._log_has(c, '"client_started"')
+                                              for c in clients), clients, cfg.ready_timeout)
+
+        # a task, with its genesis published
+        if cfg.create_task:
+            task = self._run_once("task", _cli(
+                "task", "create", *common, "--key-file", str(keys["task_owner"][0]),
+                "--model", cfg.model, "--epochs", str(cfg.epochs), "--proposers",
+                str(cfg.proposers), "--voters", str(cfg.voters), "--f", str(cfg.f),
+                "--window", str(cfg.window), "--seed", str(cfg.seed), "--node", node_url,
+                "--genesis-key-file", str(genesis_key)), timeout=cfg.ready_timeout)
+            self.state["task"] = {k: v for k, v in task.items() if k != "event"}
+        self.state["sequencer_pubkey"] = seq_pub
+        self._save()
+
+    # ---- status
+    def summary(self) -> dict[str, Any]:
+        return {
+            "dir": str(self.dir),
+            "l1": self.state.get("l1"), "node": self.state.get("node"),
+            "verifier": self.state.get("verifier"), "node_db": self.state.get("node_db"),
+            "deployment": self.state.get("deployment"), "task": self.state.get("task"),
+            "startup_s": self.state.get("startup_s"),
+            "services": {s.name: {"pid": s.pid, "running": s.alive(), "log": s.log}
+                         for s in self.services},
+        }
+
+    def status(self) -> dict[str, Any]:
+        """The summary plus live progress: L2 height and tasks, L1 batches, verifier."""
+        import httpx
+
+        out = self.summary()
+        if not self.state:
+            out["error"] = f"no local network in {self.dir}"
+            return out
+        with contextlib.suppress(Exception):
+            h = httpx.get(f"{self.state['node']}/v1/healthz", timeout=2).json()
+            tasks = httpx.get(f"{self.state['node']}/v1/tasks", timeout=2).json()["tasks"]
+            out["l2"] = {"height": h.get("height"), "mempool": h.get("mempool"),
+                         "tasks": [{k: t.get(k) for k in ("task_id", "status", "epoch",
+                                                          "phase", "epochs_run")}
+                                   for t in tasks]}
+        with contextlib.suppress(Exception):
+            out["l1_batches"] = self.l1_batches()
+        with contextlib.suppress(Exception):
+            out["verifier_health"] = httpx.get(f"{self.state['verifier']}/healthz",
+                                               timeout=2).json()
+        return out
+
+    def web3(self) -> Any:
+        from web3 import Web3
+
+        return Web3(Web3.HTTPProvider(self.state["l1"], request_kwargs={"timeout": 10}))
+
+    def deployment(self) -> Any:
+        from bridge.contracts import Deployment
+
+        return Deployment.load(self.state["deployment"])
+
+    def l1_batches(self) -> dict[str, Any]:
+        """How many batches L1 holds, and the latest final one."""
+        from bridge.settlement import latest_final_batch
+
+        w3, dep = self.web3(), self.deployment()
+        sc = dep.contract(w3, "StateCommitment")
+        n = sc.functions.nextIndex().call()
+        last = sc.functions.batch(n - 1).call() if n else None
+        return {"posted": n, "latest_final": latest_final_batch(w3, dep),
+                "last_height": last[1] if last else None}
+
+    def finalize(self) -> dict[str, Any]:
+        """Move anvil's clock past the challenge period so every posted batch is final."""
+        from bridge.l1 import advance_time
+
+        period = int(self.state["config"]["challenge_period"])
+        advance_time(self.web3(), period + 1)
+        return self.l1_batches()
+
+    # ---- stop
+    def stop(self, timeout: float = 10.0, drop_db: bool = False) -> dict[str, str]:
+        """SIGTERM every live service (newest first), SIGKILL what is left after
+        ``timeout``; returns ``{service: outcome}``."""
+        services = self.services
+        outcome: dict[str, str] = {}
+        live = []
+        for s in reversed(services):
+            if s.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(s.pid, signal.SIGTERM)
+                live.append(s)
+            else:
+                outcome[s.name] = "not running"
+        deadline = time.monotonic() + timeout
+        while any(s.alive() for s in live) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for s in live:
+            if s.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(s.pid, signal.SIGKILL)
+                outcome[s.name] = "killed"
+            else:
+                outcome[s.name] = "terminated"
+        kill_deadline = time.monotonic() + 5
+        while any(s.alive() for s in live) and time.monotonic() < kill_deadline:
+            time.sleep(0.05)
+        for s in live:
+            if s.alive():
+                outcome[s.name] = "still running"
+        if drop_db and self.state.get("admin_url"):
+            for name in self.state.get("databases", []):
+                with contextlib.suppress(Exception):
+                    drop_database(self.state["admin_url"], name)
+        if self.state:
+            self.state["stopped_at"] = time.time()
+            self._save()
+        return outcome
+
+
+def _write_secret(path: Path, text: str) -> None:
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
