@@ -53,7 +53,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
-        base = {"max_epochs": 3, "target_accuracy_bps": 8_800}
+        base = {"max_epochs": 3, "target_accuracy_bps": 9_500}
         base.update(kw)
         return cls(**base)
 
@@ -119,15 +119,23 @@ class Demo:
                           sequencer_key_file=key, snapshot_interval=50, log_level="warning")
         self.node = start_node(conf)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, close: bool = True) -> dict[str, Any]:
+        """Run the demo; with ``close=False`` the L1, node and verifier stay up for
+        inspection (tests) until :meth:`close`."""
         try:
             return self._run()
         finally:
-            if self.node is not None:
-                self.node.stop()
-            if self.anvil is not None:
-                self.anvil.stop()
-            self.tmp.cleanup()
+            if close:
+                self.close()
+
+    def close(self) -> None:
+        if self.node is not None:
+            self.node.stop()
+            self.node = None
+        if self.anvil is not None:
+            self.anvil.stop()
+            self.anvil = None
+        self.tmp.cleanup()
 
     def _run(self) -> dict[str, Any]:
         from eth_account import Account
@@ -224,7 +232,10 @@ class Demo:
                                                    cfg.target_accuracy_bps,
                                                    task_params.encode()),
                        accounts["task_owner"], value=price)
-        task_id = int(rm.events.TaskCreated().process_receipt(receipt)[0]["args"]["taskId"])
+        from web3.logs import DISCARD
+
+        created = rm.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
+        task_id = int(created[0]["args"]["taskId"])
         c.print(f"task {task_id} created on L1: {cfg.model} ({d} params), {cfg.max_epochs} "
                 f"epochs, paid {price / 1e18:g} ETH (base fee + escrow)")
         aggregator.watcher.poll()
@@ -281,9 +292,14 @@ class Demo:
                                       else ports.withholding_url()],
                             seq.chain_id, accounts["verifier"], da_grace_seconds=600)
         verify_log = verifier.step()
+        # the verifier keeps watching while the window runs: look again near its end
+        advance_time(w3, self.params.challenge_period - 120)
+        verify_log += verifier.step()
         c.print(f"verifier: {len(verifier.checkpoints)} batches verified, "
                 f"{len(verifier.stats.challenges)} challenged")
-        advance_time(w3, self.params.challenge_period + 1)
+        self.w3, self.deployment, self.l1_accounts = w3, dep, accounts
+        self.verifier, self.aggregator, self.ports = verifier, aggregator, ports
+        advance_time(w3, 121)
         final = latest_final_batch(w3, dep)
         slashes = aggregator.relay.run_once()
         claims = []
@@ -323,6 +339,8 @@ class Demo:
             refund=refund,
             task_owner_net_paid=owner_paid,
             batches=roots,
+            slash_treasury_balance=w3.eth.get_balance(dep.slash_treasury),
+            slash_caller=accounts["sequencer"].address,
             verifier={"verified": len(verifier.checkpoints),
                       "challenges": verifier.stats.challenges,
                       "log": [list(x) for x in verify_log]},
@@ -334,16 +352,18 @@ class Demo:
     # ------------------------------------------------------------------ reporting
     def _epoch_summary(self, rec: dict[str, Any], records: list[ClientRecord],
                        test_acc: int) -> dict[str, Any]:
-        by_pk = {r.pubkey: r for r in records}
+        names = {r.pubkey: r.name for r in records}
         verdicts = {}
         for pk, v in rec["verdicts"]:
             reasons = next((s["reasons"] for s in rec["scores"] if s["pubkey"] == pk), [])
-            verdicts[by_pk[pk].name] = {"role": "proposer", "verdict": v, "reasons": reasons}
+            name = names.get(pk, f"unknown:{pk[:10]}")  # e.g. a forged deposit (--fault)
+            verdicts[name] = {"role": "proposer", "verdict": v, "reasons": reasons}
         for pk, v in rec["voter_verdicts"]:
-            verdicts[by_pk[pk].name] = {"role": "voter", "verdict": v, "reasons": []}
-        for name, v in verdicts.items():
-            next(r for r in records if r.name == name).verdicts.append(
-                {"epoch": rec["epoch"], **v})
+            verdicts[names.get(pk, f"unknown:{pk[:10]}")] = {"role": "voter", "verdict": v,
+                                                             "reasons": []}
+        for r in records:
+            if r.name in verdicts:
+                r.verdicts.append({"epoch": rec["epoch"], **verdicts[r.name]})
         return {"epoch": rec["epoch"], "outcome": rec["outcome"],
                 "reason": rec["outcome_reason"], "accuracy_bps": rec["accuracy_bps"],
                 "test_accuracy_bps": test_acc, "aggregate_vote_bps": rec["aggregate"],
