@@ -99,21 +99,53 @@ def _hex_arg(s: str, n: int, what: str) -> bytes:
         raise _BadInput(str(exc)) from None
 
 
-async def _read_limited(request: Request, limit: int) -> bytes | None:
-    """The request body, or None as soon as it exceeds ``limit`` bytes (never buffering
-    more than ``limit``)."""
+async def _read_limited(receive: Any, limit: int) -> bytes | None:
+    """The request body from ASGI ``receive``, or None as soon as it exceeds ``limit``
+    bytes (never buffering more than ``limit``; the rest is drained, up to DRAIN_BYTES, so
+    the client gets the 413 rather than a reset)."""
     buf = bytearray()
-    stream = request.stream()
-    async for chunk in stream:
-        buf += chunk
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        buf += msg.get("body", b"")
+        more = msg.get("more_body", False)
         if len(buf) > limit:
             drained = 0
-            async for more in stream:
-                drained += len(more)
-                if drained > DRAIN_BYTES:
+            while more and drained <= DRAIN_BYTES:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
                     break
+                drained += len(msg.get("body", b""))
+                more = msg.get("more_body", False)
             return None
     return bytes(buf)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+class ActionIngress:
+    """Pure-ASGI fast path for ``POST /v1/actions``: the hottest endpoint skips routing,
+    dependency injection and Request objects (about a third of the per-request cost under
+    uvicorn). Everything else goes to the FastAPI app."""
+
+    def __init__(self, app: Any, handler: Any) -> None:
+        self.app = app
+        self.handler = handler
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST"
+                and scope["path"] == "/v1/actions"):
+            status, body = await self.handler(scope.get("headers", ()), receive)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
 
 
 def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None = None,
@@ -169,7 +201,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
 
     # ------------------------------------------------------------------ actions
 
-    async def _submit(raw: bytes, system: bool = False) -> Response:
+    async def _submit(raw: bytes, system: bool = False) -> tuple[int, bytes]:
         try:
             if system:
                 sa = decode_signed(raw)
@@ -181,43 +213,45 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
                     fut = seq.submit_nowait(raw)
                 ack = await asyncio.wrap_future(fut)
         except SubmitError as exc:
-            return error(exc.status, exc.reason, exc.detail)
+            return exc.status, _dumps(exc.to_json())
         except ActionError as exc:
-            return error(400, exc.reason, exc.detail)
-        return JSONResponse(ack.to_json(), status_code=202)
+            return 400, _dumps({"reason": exc.reason, "detail": exc.detail})
+        return 202, _dumps(ack.to_json())
 
-    async def _body(request: Request) -> bytes | Response:
+    def _err(status: int, reason: str, detail: str = "") -> tuple[int, bytes]:
+        return status, _dumps({"reason": reason, "detail": detail})
+
+    async def _body(headers: dict[bytes, bytes], receive: Any) -> bytes | tuple[int, bytes]:
         limit = config.max_body_bytes
-        cl = request.headers.get("content-length")
+        cl = headers.get(b"content-length")
         if cl is not None:
             if not cl.isdigit():
-                return error(400, "malformed", "bad Content-Length")
+                return _err(400, "malformed", "bad Content-Length")
             if int(cl) > limit:
                 metrics.action_rejected("too_large")
-                await _read_limited(request, 0)
-                return error(413, "too_large", f"body exceeds {limit} bytes")
-        raw = await _read_limited(request, limit)
+                await _read_limited(receive, 0)
+                return _err(413, "too_large", f"body exceeds {limit} bytes")
+        raw = await _read_limited(receive, limit)
         if raw is None:
             metrics.action_rejected("too_large")
-            return error(413, "too_large", f"body exceeds {limit} bytes")
+            return _err(413, "too_large", f"body exceeds {limit} bytes")
         metrics.body_received(len(raw))
         return raw
 
-    def _content_kind(request: Request) -> str:
-        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    def _content_kind(headers: dict[bytes, bytes]) -> str:
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower().decode()
         if ctype in MSGPACK_TYPES:
             return "msgpack"
         if ctype in ("application/json", ""):
             return "json"
         return "other"
 
-    @app.post("/v1/actions", status_code=202, tags=["actions"], openapi_extra=_ACTION_BODY_DOC,
-              summary="Submit a signed action; 202 with the sequencer's ack once durable")
-    async def post_action(request: Request) -> Response:
-        body = await _body(request)
-        if isinstance(body, Response):
+    async def ingest(raw_headers: Any, receive: Any) -> tuple[int, bytes]:
+        headers = {k.lower(): v for k, v in raw_headers}
+        body = await _body(headers, receive)
+        if isinstance(body, tuple):
             return body
-        kind = _content_kind(request)
+        kind = _content_kind(headers)
         if kind == "msgpack":
             raw = body
         elif kind == "json":
@@ -225,14 +259,23 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
                 raw = wire_from_json(json.loads(body))
             except (ValueError, UnicodeDecodeError) as exc:
                 metrics.action_rejected("malformed")
-                return error(400, "malformed", f"invalid JSON: {exc}")
+                return _err(400, "malformed", f"invalid JSON: {exc}")
             except ActionError as exc:
                 metrics.action_rejected(exc.reason)
-                return error(400, exc.reason, exc.detail)
+                return _err(400, exc.reason, exc.detail)
         else:
-            return error(400, "unsupported_content_type",
-                         "use application/msgpack or application/json")
+            return _err(400, "unsupported_content_type",
+                        "use application/msgpack or application/json")
         return await _submit(raw)
+
+    app.add_middleware(ActionIngress, handler=ingest)
+
+    @app.post("/v1/actions", status_code=202, tags=["actions"], openapi_extra=_ACTION_BODY_DOC,
+              summary="Submit a signed action; 202 with the sequencer's ack once durable")
+    async def post_action(request: Request) -> Response:
+        """Served by ``ActionIngress`` (this route documents it and is its fallback)."""
+        status, body = await ingest(request.scope.get("headers", ()), request.receive)
+        return Response(body, status_code=status, media_type="application/json")
 
     @app.get("/v1/actions/{action_hash}", tags=["actions"])
     def get_action(action_hash: str) -> Response:
@@ -433,11 +476,13 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
         denied = _authorized(request)
         if denied is not None:
             return denied
-        body = await _body(request)
-        if isinstance(body, Response):
-            return body
-        if _content_kind(request) == "msgpack":
-            return await _submit(body, system=True)
+        headers = {k.lower(): v for k, v in request.scope.get("headers", ())}
+        body = await _body(headers, request.receive)
+        if isinstance(body, tuple):
+            return Response(body[1], status_code=body[0], media_type="application/json")
+        if _content_kind(headers) == "msgpack":
+            status, out = await _submit(body, system=True)
+            return Response(out, status_code=status, media_type="application/json")
         try:
             obj = json.loads(body)
             typ = obj["type"]

@@ -57,6 +57,9 @@ class Metrics(SequencerHooks):
         self.block_apply = _Histogram(_SECONDS_BUCKETS)
         self.epoch_close = _Histogram(_SECONDS_BUCKETS)
         self.height = 0
+        self.ack_commits = 0
+        self.ack_commit_actions = 0
+        self.ack_commit = _Histogram(_SECONDS_BUCKETS)
         self.gauges: dict[str, Callable[[], float]] = {}
 
     # ---- SequencerHooks ----
@@ -80,6 +83,12 @@ class Metrics(SequencerHooks):
     def epoch_closed(self, seconds: float) -> None:
         with self._lock:
             self.epoch_close.observe(seconds)
+
+    def acks_committed(self, n: int, seconds: float) -> None:
+        with self._lock:
+            self.ack_commits += 1
+            self.ack_commit_actions += n
+            self.ack_commit.observe(seconds)
 
     # ---- HTTP ----
     def body_received(self, n: int) -> None:
@@ -116,6 +125,15 @@ class Metrics(SequencerHooks):
                 "# HELP flockchain_http_action_body_bytes_total Bytes of POST /v1/actions bodies.",
                 "# TYPE flockchain_http_action_body_bytes_total counter",
                 f"flockchain_http_action_body_bytes_total {self.http_body_bytes}",
+                "# HELP flockchain_ack_commits_total Group commits of acknowledged actions.",
+                "# TYPE flockchain_ack_commits_total counter",
+                f"flockchain_ack_commits_total {self.ack_commits}",
+                "# HELP flockchain_ack_commit_actions_total Actions made durable by group commits.",
+                "# TYPE flockchain_ack_commit_actions_total counter",
+                f"flockchain_ack_commit_actions_total {self.ack_commit_actions}",
+                "# HELP flockchain_ack_commit_seconds Duration of one group commit.",
+                "# TYPE flockchain_ack_commit_seconds histogram",
+                *self.ack_commit.render("flockchain_ack_commit_seconds"),
                 "# HELP flockchain_block_apply_seconds Time to apply a block (STF + root).",
                 "# TYPE flockchain_block_apply_seconds histogram",
                 *self.block_apply.render("flockchain_block_apply_seconds"),

@@ -55,6 +55,8 @@ from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
 
+WAL_AUTOCHECKPOINT_PAGES = 65536  # 256 MiB with 4 KiB pages
+
 actions = Table(
     "actions",
     metadata,
@@ -239,8 +241,38 @@ class Store:
         self.blob_dir = Path(blob_dir) if blob_dir else None
         self.blob_inline_max = blob_inline_max
         self.engine = self._make_engine(url)
+        self._compiled = self._compile_bulk()
         if self.blob_dir is not None:
             self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+    def _executemany(self, conn: Connection, key: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Bulk statement as one DBAPI executemany, compiled once per store (the generic
+        Core path costs tens of microseconds per row in Python)."""
+        sql, order = self._compiled[key]
+        params: list[Any] = (
+            [tuple(r[k] for k in order) for r in rows] if order is not None else list(rows)
+        )
+        conn.exec_driver_sql(sql, params)
+
+    def _compile_bulk(self) -> dict[str, tuple[str, tuple[str, ...] | None]]:
+        status = (
+            update(actions)
+            .where(actions.c.seq == bindparam("b_seq"))
+            .values(
+                status=bindparam("b_status"),
+                reason=bindparam("b_reason"),
+                detail=bindparam("b_detail"),
+                block_height=bindparam("b_height"),
+                block_index=bindparam("b_index"),
+            )
+        )
+        out = {}
+        for key, stmt in (("receipts", insert(receipts)), ("status", status),
+                          ("actions", insert(actions))):
+            c = stmt.compile(dialect=self.engine.dialect)
+            order = tuple(c.positiontup) if c.positional and c.positiontup else None
+            out[key] = (str(c), order)
+        return out
 
     @staticmethod
     def _make_engine(url: str) -> Engine:
@@ -265,6 +297,9 @@ class Store:
                 if not memory:
                     cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=FULL")
+                # Checkpoints (copying the WAL into the database file) are run by
+                # Store.checkpoint() off the commit path; this is only a safety net.
+                cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.execute("PRAGMA foreign_keys=OFF")
                 cur.close()
@@ -283,11 +318,28 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.url)
+
+    def checkpoint(self) -> None:
+        """SQLite: copy committed WAL frames into the database file without blocking the
+        writer (PASSIVE). Why: an automatic checkpoint runs inside the committing
+        transaction, i.e. on the ack path; a 4 MiB reveal then pays ~6 ms extra."""
+        if not self.is_sqlite:
+            return
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One write transaction (committed on exit, rolled back on error)."""
         with self.engine.begin() as conn:
             yield conn
+
+    def writer(self) -> StoreWriter:
+        """A persistent connection for the (single) writer thread."""
+        return StoreWriter(self.engine)
 
     # ------------------------------------------------------------------ meta
 
@@ -374,20 +426,9 @@ class Store:
         """Everything a block changes, in the caller's (single) transaction."""
         conn.execute(insert(blocks).values(**block.__dict__))
         if receipt_rows:
-            conn.execute(insert(receipts), [r.__dict__ for r in receipt_rows])
+            self._executemany(conn, "receipts", [r.__dict__ for r in receipt_rows])
         if action_updates:
-            stmt = (
-                update(actions)
-                .where(actions.c.seq == bindparam("b_seq"))
-                .values(
-                    status=bindparam("b_status"),
-                    reason=bindparam("b_reason"),
-                    detail=bindparam("b_detail"),
-                    block_height=bindparam("b_height"),
-                    block_index=bindparam("b_index"),
-                )
-            )
-            conn.execute(stmt, list(action_updates))
+            self._executemany(conn, "status", action_updates)
         for bw in blob_writes:
             self._put_blob(conn, bw, block.height)
         if snapshot is not None:
@@ -552,3 +593,56 @@ class Store:
         with self.engine.connect() as conn:
             rs = conn.execute(select(batches).order_by(batches.c.idx))
             return [_row(BatchRow, r) for r in rs]
+
+
+class StoreWriter:
+    """The writer thread's own connection: no pool checkout per transaction, and the
+    hottest statement (inserting a group of acknowledged actions) precompiled and run as
+    one DBAPI ``executemany``. Why: at thousands of acks per second the per-transaction
+    overhead of a pooled SQLAlchemy ``engine.begin()`` was most of the writer's CPU."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+        compiled = insert(actions).compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        )
+
+    def _connection(self) -> Connection:
+        if self.conn is None or self.conn.closed or self.conn.invalidated:
+            self.conn = self.engine.connect()
+        return self.conn
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        conn = self._connection()
+        try:
+            with conn.begin():
+                yield conn
+        except BaseException:
+            self.reset()
+            raise
+
+    def insert_actions(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        params: list[Any] = (
+            [tuple(r[k] for k in self._order) for r in rows] if self._order is not None
+            else list(rows)
+        )
+        with self.begin() as conn:
+            conn.exec_driver_sql(self._sql, params)
+
+    def reset(self) -> None:
+        """Drop the connection (after an error it may be unusable); reopened on demand."""
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+            self.conn = None
+
+    def close(self) -> None:
+        self.reset()

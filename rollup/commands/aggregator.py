@@ -33,6 +33,7 @@ from rollup.commands.deploy import (
     positive_float,
     run_guarded,
     setup_logging,
+    touch,
     usage_error,
     wait_for_node,
 )
@@ -60,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="L1 blocks a log must be buried under before injection (default 0)")
     p.add_argument("--batch-every", type=positive_float, default=5.0, metavar="S",
                    help="seconds between batch cuts/posts (default 5)")
+    p.add_argument("--bond", action="store_true",
+                   help="post the sequencer bond first if it is not posted yet")
+    p.add_argument("--heartbeat", metavar="FILE",
+                   help="touch FILE after every loop (for container health checks)")
     p.add_argument("--wait", type=positive_float, default=60.0, metavar="S",
                    help="seconds to wait for L1, the node and the deployment file (default 60)")
     p.add_argument("--log-level", default="info",
@@ -124,9 +129,18 @@ def _run(args: argparse.Namespace) -> int:
     if not is_sequencer:
         log.warning("%s is not the deployment's sequencer: batches will not be posted",
                     sender.address)
+    elif args.bond and not sc.functions.sequencerBonded().call():
+        from bridge.deploy import bond_sequencer
+        from bridge.l1 import TxFailed
+
+        try:
+            bond_sequencer(w3, dep, sender)
+        except TxFailed as exc:
+            raise CommandError(f"posting the sequencer bond failed: {exc}") from None
+        emit("sequencer_bonded", l1_address=sender.address)
     elif not sc.functions.sequencerBonded().call():
         log.warning("the sequencer is not bonded: proposeBatch reverts until it bonds "
-                    "(flockchain deploy --bond-sequencer-key)")
+                    "(--bond, or flockchain deploy --bond-sequencer-key)")
     signer = FlockClient(node, load_or_create(args.key_file))
     ports = HttpPorts(node, token)
     _check_admin(node, token)
@@ -153,6 +167,8 @@ def _run(args: argparse.Namespace) -> int:
         for s in guards["slash"](agg.relay.run_once) or []:
             agg.slashes.append(s)
             emit("slashed", **s)
+        if args.heartbeat:
+            touch(args.heartbeat)
         stop.wait(args.interval)
     emit("aggregator_stopped")
     return 0

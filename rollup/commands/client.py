@@ -39,6 +39,7 @@ from rollup.commands.deploy import (
     positive_float,
     run_guarded,
     setup_logging,
+    touch,
     usage_error,
     wait_for_node,
     wei,
@@ -84,6 +85,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds between polls (default 0.5)")
     p.add_argument("--max-seconds", type=positive_float, default=None, metavar="S",
                    help="exit after this long (default: run until stopped)")
+    p.add_argument("--heartbeat", metavar="FILE",
+                   help="touch FILE after every poll (for container health checks)")
     p.add_argument("--threads", type=non_negative_int, default=1, metavar="N",
                    help="torch threads (default 1: many clients share a host)")
     g = p.add_argument_group("L1 staking (with --stake)")
@@ -205,6 +208,8 @@ def _loop(agent: Any, args: argparse.Namespace, stop: threading.Event) -> None:
         for entry in agent.log[seen:]:
             emit("action", name=agent.profile.name, **entry)
         seen = len(agent.log)
+        if args.heartbeat:
+            touch(args.heartbeat)
         if args.max_seconds is not None and time.monotonic() - start > args.max_seconds:
             return
         stop.wait(args.interval)

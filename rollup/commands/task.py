@@ -71,6 +71,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--genesis-key-file", metavar="FILE",
                    help="ed25519 key that signs publish_genesis (created if missing; "
                    "default: a fresh key)")
+    c.add_argument("--once", action="store_true",
+                   help="do nothing if L1 already holds a task (idempotent start-up jobs)")
     c.add_argument("--wait", type=positive_float, default=60.0, metavar="S",
                    help="seconds to wait for L1, the node, and the task on L2 (default 60)")
     c.set_defaults(func=run_create, _parser=c)
@@ -108,6 +110,9 @@ def _create(args: argparse.Namespace) -> int:
         vote_commit_window=args.window, vote_reveal_window=args.window,
     )
     rm = dep.contract(w3, "RewardManager")
+    if args.once and rm.functions.nextTaskId().call() > 1:
+        emit("task_exists", next_task_id=rm.functions.nextTaskId().call())
+        return 0
     price = rm.functions.taskPrice(args.epochs).call()
     try:
         receipt = send(w3, rm.functions.createTask(spec_hash(args.model), args.epochs,
