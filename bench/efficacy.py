@@ -431,6 +431,10 @@ def flockchain_round(traj: Trajectory, deltas: np.ndarray, scenario: Scenario) -
         traj.prev_delta = candidate
     flagged = [i for i, s in enumerate(result.scores) if s.verdict in scoring.SLASHABLE_VERDICTS]
     att = [i for i in flagged if scenario.is_attacker(i)]
+    excluded = [
+        i for i, sc in enumerate(result.scores)
+        if sc.verdict == scoring.EXCLUDED and scenario.is_attacker(i)
+    ]
     hon = [i for i in flagged if not scenario.is_attacker(i)]
     attacker_verdicts = Counter(
         result.scores[i].verdict for i in range(n) if scenario.is_attacker(i)
@@ -442,6 +446,7 @@ def flockchain_round(traj: Trajectory, deltas: np.ndarray, scenario: Scenario) -
     return {
         "accepted": len(accepted),
         "attackers_flagged": len(att),
+        "attackers_excluded": len(excluded),
         "honest_flagged": len(hon),
         "attacker_verdicts": dict(sorted(attacker_verdicts.items())),
         "honest_flag_reasons": dict(sorted(honest_reasons.items())),
@@ -590,8 +595,16 @@ def summarize(cfg: Config, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]
             ]
             row["attackers_flagged_by_round"] = by_round
             row["attackers_flagged_mean"] = statistics.fmean(by_round)
+            row["attackers_excluded_mean"] = statistics.fmean(
+                recs[r].get("attackers_excluded", 0) / n_att
+                for recs in fc for r in range(cfg.rounds)
+            )
             reasons_through = []
-            if row["attackers_flagged_mean"] < FLAG_MIN:
+            stopped = row["attackers_flagged_mean"] + row["attackers_excluded_mean"]
+            row["excluded_not_slashed"] = (
+                row["attackers_flagged_mean"] < FLAG_MIN and stopped >= FLAG_MIN
+            )
+            if stopped < FLAG_MIN:
                 reasons_through.append(f"flagged {row['attackers_flagged_mean']:.2f}")
             if drop < -DROP_PTS:
                 oracle = row["oracle_delta_vs_honest_pts"]
@@ -639,6 +652,11 @@ def render_markdown(cfg: Config, summary: dict[str, Any], meta: dict[str, Any]) 
         flags = f"{row['attackers_flagged_mean']:.2f} ({by_round})"
         if row["gets_through"]:
             result = "**gets through** (" + "; ".join(row["gets_through_why"]) + ")"
+        elif row.get("excluded_not_slashed"):
+            result = (
+                f"excluded, not slashed ({row['attackers_excluded_mean']:.2f} of attacker "
+                f"updates dropped; {row['acc_delta_vs_honest_pts']:+.1f} pts)"
+            )
         else:
             result = (
                 f"stopped ({row['acc_delta_vs_honest_pts']:+.1f} pts; "
