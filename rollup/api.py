@@ -155,6 +155,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
     metrics = metrics or Metrics()
     seq = sequencer
     metrics.gauges["flockchain_mempool_size"] = lambda: float(seq.mempool_size)
+    metrics.height = seq.height
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

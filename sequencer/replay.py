@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import inspect
+
 from sequencer.errors import ChainMismatch
 from sequencer.sequencer import replay_block
 from sequencer.store import Store
@@ -51,6 +53,8 @@ class ReplayReport:
 def replay_chain(store: Store, chain_id: int | None = None) -> ReplayReport:
     """Recompute every stored block from genesis; stop at the first mismatch."""
     t0 = time.perf_counter()
+    if not inspect(store.engine).has_table("blocks"):
+        return ReplayReport(True, 0, 0, 0.0, problems=["no chain in this database"])
     if chain_id is None:
         stored = store.get_meta("chain_id")
         if stored is None:
