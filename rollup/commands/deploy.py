@@ -70,7 +70,7 @@ def http_url(text: str) -> str:
 def wei(text: str) -> int:
     """argparse type: an amount in wei; ``0.1ether``, ``5gwei``, ``1e17`` are accepted."""
     t = text.strip().lower().replace("_", "")
-    m = re.match(r"^([0-9.eE+]+)\s*([a-z]*)$", t)
+    m = re.match(r"^((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)$", t)
     if not m or m.group(2) not in ("", *_UNITS):
         raise argparse.ArgumentTypeError(f"expected wei, or a number with {'/'.join(_UNITS)}")
     try:
