@@ -1,0 +1,174 @@
+"""The local network end to end: every service as its own process, two epochs, L1 finality.
+
+``scripts/localnet start`` brings up anvil, a fresh PostgreSQL database, the node,
+aggregator, verifier and four staked clients, and creates a two-epoch task. The test waits
+for both epochs, for batches covering them on L1 and for the verifier to have re-executed
+them, moves anvil's clock past the (short) challenge period, claims a reward and the
+task refund with ``flockchain claim``, then ``scripts/localnet stop`` must leave no
+process behind.
+
+Skipped only when anvil or PostgreSQL is missing and ``CI`` is not ``"true"`` (on CI a
+missing prerequisite is a failure, not a silent skip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from rollup.localnet import DEFAULT_PG_URL, Localnet, pid_alive, prerequisites
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "localnet"
+
+pytestmark = [pytest.mark.slow, pytest.mark.anvil, pytest.mark.postgres,
+              pytest.mark.timeout(420)]
+
+
+def _localnet(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, "PYTHON": sys.executable})
+
+
+def _cli(*args: str) -> dict[str, Any]:
+    r = subprocess.run([sys.executable, "-m", "rollup.cli", *args], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _wait(what: str, fn: Any, timeout: float, net: Localnet) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = fn()
+        except (httpx.HTTPError, KeyError, ValueError):
+            value = None
+        if value:
+            return value
+        dead = [s.name for s in net.services if not s.alive()]
+        if time.monotonic() > deadline or dead:
+            logs = "\n".join(f"--- {s.name}\n{Path(s.log).read_text()[-1500:]}"
+                             for s in net.services)
+            pytest.fail(f"timed out waiting for {what} (dead: {dead})\n{logs}")
+        time.sleep(0.5)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit() or int(p.name) == os.getpid():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and pid_alive(int(p.name)):
+            out.append(int(p.name))
+    return out
+
+
+def test_localnet_two_epochs_to_l1_finality(tmp_path: Path,
+                                            record_property: Any) -> None:
+    missing = prerequisites(DEFAULT_PG_URL)
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail("local network prerequisites missing on CI: " + "; ".join(missing))
+        pytest.skip("missing: " + "; ".join(missing))
+    net_dir = tmp_path / "localnet"
+    db_name = f"flockchain_localnet_test_{os.getpid()}"
+    challenge_period = 30
+    t0 = time.monotonic()
+    r = _localnet("start", "--dir", str(net_dir), "--anvil-port", "0", "--node-port", "0",
+                  "--verifier-port", "0", "--db-name", db_name, "--clients", "4",
+                  "--epochs", "2", "--challenge-period", str(challenge_period),
+                  "--batch-every", "1", "--window", "40", "--block-time", "0.25")
+    net = Localnet(net_dir)
+    pids = [s.pid for s in net.services]
+    try:
+        assert r.returncode == 0, r.stderr[-4000:]
+        startup_s = time.monotonic() - t0
+        assert {s.name for s in net.services} == {
+            "anvil", "node", "aggregator", "verifier", "client0", "client1", "client2",
+            "client3"}
+        assert all(s.alive() for s in net.services)
+        node, verifier = net.state["node"], net.state["verifier"]
+        task_id = net.state["task"]["task_id"]
+        assert net.state["task"]["genesis_published"]
+        assert net.state["node_db"].startswith("postgresql+psycopg://")
+
+        # two epochs on L2
+        task = _wait("two epochs", lambda: (lambda t: t if t["status"] != "running" else None)(
+            httpx.get(f"{node}/v1/tasks/{task_id}", timeout=5).json()), 150, net)
+        epochs_s = time.monotonic() - t0 - startup_s
+        assert task["status"] == "completed" and task["epochs_run"] == 2, task
+        outcomes = [httpx.get(f"{node}/v1/tasks/{task_id}/epochs/{e}", timeout=5).json()
+                    for e in range(2)]
+        assert all(o["outcome"] != "pending" for o in outcomes)
+        height = httpx.get(f"{node}/v1/healthz", timeout=5).json()["height"]
+
+        # batches covering both epochs on L1, re-executed by the verifier
+        batches = _wait("batches on L1", lambda: (lambda b: b if b["posted"] and
+                                                  b["last_height"] >= height else None)(
+            net.l1_batches()), 60, net)
+        health = _wait("the verifier", lambda: (lambda h: h if h["verified_height"] >= height
+                                                 else None)(
+            httpx.get(f"{verifier}/healthz", timeout=5).json()), 60, net)
+        assert health["ok"] and health["challenges"] == [] and health["db"]
+        metrics = httpx.get(f"{verifier}/metrics", timeout=5).text
+        assert "flockchain_verifier_batches_verified" in metrics
+
+        # finality: anvil's clock past the challenge period
+        r = _localnet("finalize", "--dir", str(net_dir))
+        assert r.returncode == 0, r.stderr
+        final = json.loads(r.stdout)
+        assert final["latest_final"] is not None
+        assert final["latest_final"] >= batches["posted"] - 1
+
+        # settlement through the CLI: a reward and the task refund
+        common = ["--node", node, "--l1", net.state["l1"], "--deployment",
+                  net.state["deployment"]]
+        claims = []
+        for c in net.state["clients"]:
+            out = _cli("claim", *common, "--key-file", c["key"], "--l1-key-file",
+                       str(net_dir / "keys" / f"{c['name']}.l1"))
+            claims.append(out)
+        paid = [c for c in claims if c["status"] == "claimed"]
+        assert paid and all(c["paid"] > 0 for c in paid), claims
+        refund = _cli("claim", *common, "--refund", str(task_id), "--l1-key-file",
+                      str(net_dir / "keys" / "task_owner.l1"))
+        assert refund["status"] == "refunded", refund
+
+        status = _localnet("status", "--dir", str(net_dir))
+        assert status.returncode == 0
+        assert json.loads(status.stdout)["l2"]["tasks"][0]["status"] == "completed"
+        measured = {"startup_s": round(startup_s, 1), "epochs_s": round(epochs_s, 1),
+                    "epochs": task["epochs_run"], "outcomes": [o["outcome"] for o in outcomes],
+                    "l2_height": height, "batches_posted": final["posted"],
+                    "latest_final_batch": final["latest_final"],
+                    "verified_batches": health["verified_batches"],
+                    "rewards_claimed": len(paid), "total_s": round(time.monotonic() - t0, 1)}
+        for k, v in measured.items():
+            record_property(k, v)
+        print("localnet:", json.dumps(measured))
+    finally:
+        stop = _localnet("stop", "--dir", str(net_dir), "--drop-db", timeout=60)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    assert set(json.loads(stop.stdout)["stopped"].values()) <= {"terminated", "killed"}
+    left = [p for p in pids if pid_alive(p)]
+    assert not left, f"processes left: {left}"
+    assert not _processes_mentioning(str(net_dir)), "a service outlived stop"
+    import psycopg
+
+    with psycopg.connect(DEFAULT_PG_URL, connect_timeout=5) as conn:
+        left_dbs = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                (db_name + "%",)).fetchall()
+    assert not left_dbs, f"--drop-db left {left_dbs}"
