@@ -335,6 +335,12 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
 
         fire(warm)
         with_blocks = fire(first)
+        text = httpx.get(url + "/v1/metrics").text
+        metric = {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+                  if ln.startswith("flockchain_ack_commit")}
+        with_blocks["actions_per_group_commit"] = round(
+            metric.get("flockchain_ack_commit_actions_total", 0)
+            / max(1.0, metric.get("flockchain_ack_commits_total", 0)), 1)
         port = int(url.rsplit(":", 1)[1])
         stop_node(node)
         node, url = start_node(tmp, "small", block_time=3600, max_block=10**6, port=port)
@@ -345,7 +351,6 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
         with httpx.Client(base_url=url, timeout=600) as http:
             st = wait_included(http, acts[-1][1])
             apply_s = time.perf_counter() - t0
-            commits = http.get("/v1/metrics").text
         return {
             "concurrency": concurrency,
             "with_block_production": with_blocks,
@@ -353,8 +358,6 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
             "backlog_apply_actions_per_s": round(len(second) / apply_s, 1),
             "last_status": st["status"],
             "durable": "sqlite WAL synchronous=FULL, ack after group commit",
-            "group_commits": next((ln for ln in commits.splitlines()
-                                   if ln.startswith("flockchain_ack_commits_total")), ""),
         }
     finally:
         node.terminate()
@@ -378,7 +381,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flockchain-bench-") as td:
         tmp = Path(td)
         out: dict[str, Any] = {"bench": "ingest", "cpus": os.cpu_count(),
-                               "python": platform.python_version()}
+                               "python": platform.python_version(),
+                               "loadavg_before": round(os.getloadavg()[0], 2)}
         try:
             import uvicorn.protocols.http.httptools_impl  # noqa: F401
 
