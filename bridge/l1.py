@@ -27,7 +27,13 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from web3 import EthereumTesterProvider, Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
+from web3.exceptions import (
+    ContractCustomError,
+    ContractLogicError,
+    TimeExhausted,
+    TransactionNotFound,
+    Web3RPCError,
+)
 from web3.types import TxReceipt
 
 from bridge.contracts import decode_error
@@ -355,28 +361,71 @@ def _as_tx_failed(exc: BaseException, what: str) -> TxFailed:
     return TxFailed(f"{what} reverted with {decoded[0]}{decoded[1]}", *decoded)
 
 
-def submit(w3: Web3, sender: Sender, tx: dict[str, Any], *, what: str = "transaction") -> TxReceipt:
+def submit(
+    w3: Web3,
+    sender: Sender,
+    tx: dict[str, Any],
+    *,
+    what: str = "transaction",
+    receipt_timeout: float = 120.0,
+    retries: int = 3,
+) -> TxReceipt:
     """Send the prepared transaction ``tx`` from ``sender`` (an unlocked address, or a
     ``LocalAccount`` that signs locally; missing nonce, chain id, gas and price are filled in)
-    and wait for the receipt. Raises ``TxFailed`` (with the decoded custom error) on revert."""
+    and wait for the receipt. Raises ``TxFailed`` (with the decoded custom error) on revert.
+
+    Dropped or stuck transactions: when no receipt arrives within ``receipt_timeout``, a
+    locally signed transaction is re-sent with the *same nonce* and a 25 % higher gas price
+    (a replacement), up to ``retries`` times; whichever of the sent hashes gets mined wins,
+    so a retry can never execute the call twice.
+    """
     frm = sender_address(sender)
     tx = {**tx, "from": frm}
-    try:
-        if isinstance(sender, LocalAccount):
-            tx.setdefault("nonce", w3.eth.get_transaction_count(frm, "pending"))
-            tx.setdefault("chainId", w3.eth.chain_id)
-            if "gas" not in tx:
-                tx["gas"] = w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
-            if "gasPrice" not in tx and "maxFeePerGas" not in tx:
-                tx["gasPrice"] = w3.eth.gas_price
-            tx_hash = w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
-        else:
-            tx_hash = w3.eth.send_transaction(tx)  # type: ignore[arg-type]
-    except REVERT_ERRORS as exc:
-        raise _as_tx_failed(exc, what) from exc
-    receipt = w3.eth.wait_for_transaction_receipt(tx_hash)
+    sent: list[Any] = []
+    for attempt in range(retries + 1):
+        try:
+            if isinstance(sender, LocalAccount):
+                tx.setdefault("nonce", w3.eth.get_transaction_count(frm, "pending"))
+                tx.setdefault("chainId", w3.eth.chain_id)
+                if "gas" not in tx:
+                    tx["gas"] = w3.eth.estimate_gas(tx)  # type: ignore[arg-type]
+                if "gasPrice" not in tx and "maxFeePerGas" not in tx:
+                    tx["gasPrice"] = w3.eth.gas_price
+                raw = sender.sign_transaction(tx).raw_transaction
+                sent.append(w3.eth.send_raw_transaction(raw))
+            else:
+                sent.append(w3.eth.send_transaction(tx))  # type: ignore[arg-type]
+        except REVERT_ERRORS as exc:
+            mined = _any_receipt(w3, sent)  # "nonce too low": an earlier attempt was mined
+            if mined is not None:
+                return _checked(mined, what)
+            raise _as_tx_failed(exc, what) from exc
+        try:
+            receipt = w3.eth.wait_for_transaction_receipt(sent[-1], timeout=receipt_timeout)
+            return _checked(receipt, what)
+        except TimeExhausted:
+            mined = _any_receipt(w3, sent)
+            if mined is not None:
+                return _checked(mined, what)
+            if not isinstance(sender, LocalAccount) or attempt == retries:
+                raise
+            tx["gasPrice"] = int(tx.get("gasPrice", w3.eth.gas_price)) * 5 // 4 + 1
+    raise AssertionError("unreachable")
+
+
+def _any_receipt(w3: Web3, hashes: list[Any]) -> TxReceipt | None:
+    for h in hashes:
+        try:
+            return w3.eth.get_transaction_receipt(h)
+        except TransactionNotFound:
+            continue
+    return None
+
+
+def _checked(receipt: TxReceipt, what: str) -> TxReceipt:
     if receipt["status"] != 1:
-        raise TxFailed(f"{what} {tx_hash.hex()} failed in block {receipt['blockNumber']}")
+        raise TxFailed(f"{what} {bytes(receipt['transactionHash']).hex()} failed in block "
+                       f"{receipt['blockNumber']}")
     return receipt
 
 
