@@ -138,6 +138,7 @@ class Service:
     start_time: int | None
     argv: list[str]
     log: str
+    secret_env: list[str] = field(default_factory=list)  # read from keys/ at (re)start
 
     def alive(self) -> bool:
         return pid_alive(self.pid, self.start_time)
@@ -266,16 +267,38 @@ class Localnet:
         return self.dir.joinpath(*parts)
 
     # ---- process control
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Service:
+    def _secrets(self, names: list[str]) -> dict[str, str]:
+        """Secret environment (the admin token) from keys/, never from the state file."""
+        files = {"FLOCKCHAIN_ADMIN_TOKEN": "admin.token"}
+        return {n: self._path("keys", files[n]).read_text().strip() for n in names}
+
+    def _spawn(self, name: str, argv: list[str], secret_env: list[str] | None = None
+               ) -> Service:
         log = self._path("logs", f"{name}.log")
+        secret_env = list(secret_env or [])
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, env=_child_env(env),
+                                    stdin=subprocess.DEVNULL,
+                                    env=_child_env(self._secrets(secret_env)),
                                     start_new_session=True)  # survives the launcher
-        svc = Service(name, proc.pid, _proc_start_time(proc.pid), argv, str(log))
-        self.state.setdefault("services", []).append(asdict(svc))
+        svc = Service(name, proc.pid, _proc_start_time(proc.pid), argv, str(log), secret_env)
+        services = self.state.setdefault("services", [])
+        at = next((i for i, x in enumerate(services) if x["name"] == name), None)
+        if at is None:
+            services.append(asdict(svc))
+        else:  # a restart keeps its place (stop order stays newest-first)
+            services[at] = asdict(svc)
         self._save()
         return svc
+
+    def restart(self, name: str, timeout: float = 10.0) -> Service:
+        """Stop one service (SIGTERM, then SIGKILL) and start it again with the same
+        command line: how a crashed or upgraded service comes back."""
+        svc = next((s for s in self.services if s.name == name), None)
+        if svc is None:
+            raise LocalnetError(f"no service {name!r}; have {[s.name for s in self.services]}")
+        _terminate([svc], timeout)
+        return self._spawn(name, svc.argv, svc.secret_env)
 
     def _run_once(self, name: str, argv: list[str], timeout: float,
                   env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -423,7 +446,7 @@ class Localnet:
             "node", "--db", node_db, "--host", "127.0.0.1", "--port", str(ports["node"]),
             "--chain-id", str(cfg.chain_id), "--block-time", str(cfg.block_time),
             "--key", str(seq_key), "--snapshot-interval", "50", "--log-level", "warning"),
-            env={"FLOCKCHAIN_ADMIN_TOKEN": token})
+            secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
         import httpx
 
         self._wait("the node", lambda: httpx.get(f"{node_url}/v1/healthz", timeout=2)
@@ -434,7 +457,7 @@ class Localnet:
         agg = self._spawn("aggregator", _cli(
             "aggregator", "--node", node_url, *common, "--key-file", str(agg_key),
             "--l1-key-file", str(keys["sequencer"][0]), "--interval", "0.5",
-            "--batch-every", str(cfg.batch_every)), env={"FLOCKCHAIN_ADMIN_TOKEN": token})
+            "--batch-every", str(cfg.batch_every)), secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
         ver = self._spawn("verifier", _cli(
             "verifier", "--node", node_url, *common, "--l1-key-file",
             str(keys["verifier"][0]), "--chain-id", str(cfg.chain_id), "--db", verifier_db,
@@ -545,32 +568,7 @@ class Localnet:
     def stop(self, timeout: float = 10.0, drop_db: bool = False) -> dict[str, str]:
         """SIGTERM every live service (newest first), SIGKILL what is left after
         ``timeout``; returns ``{service: outcome}``."""
-        services = self.services
-        outcome: dict[str, str] = {}
-        live = []
-        for s in reversed(services):
-            if s.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(s.pid, signal.SIGTERM)
-                live.append(s)
-            else:
-                outcome[s.name] = "not running"
-        deadline = time.monotonic() + timeout
-        while any(s.alive() for s in live) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for s in live:
-            if s.alive():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(s.pid, signal.SIGKILL)
-                outcome[s.name] = "killed"
-            else:
-                outcome[s.name] = "terminated"
-        kill_deadline = time.monotonic() + 5
-        while any(s.alive() for s in live) and time.monotonic() < kill_deadline:
-            time.sleep(0.05)
-        for s in live:
-            if s.alive():
-                outcome[s.name] = "still running"
+        outcome = _terminate(list(reversed(self.services)), timeout)
         if drop_db and self.state.get("admin_url"):
             for name in self.state.get("databases", []):
                 with contextlib.suppress(Exception):
@@ -579,6 +577,37 @@ class Localnet:
             self.state["stopped_at"] = time.time()
             self._save()
         return outcome
+
+
+def _terminate(services: list[Service], timeout: float) -> dict[str, str]:
+    """SIGTERM every live service (in the given order), SIGKILL what is left after
+    ``timeout``; returns ``{service: outcome}``."""
+    outcome: dict[str, str] = {}
+    live = []
+    for s in services:
+        if s.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(s.pid, signal.SIGTERM)
+            live.append(s)
+        else:
+            outcome[s.name] = "not running"
+    deadline = time.monotonic() + timeout
+    while any(s.alive() for s in live) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for s in live:
+        if s.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(s.pid, signal.SIGKILL)
+            outcome[s.name] = "killed"
+        else:
+            outcome[s.name] = "terminated"
+    kill_deadline = time.monotonic() + 5
+    while any(s.alive() for s in live) and time.monotonic() < kill_deadline:
+        time.sleep(0.05)
+    for s in live:
+        if s.alive():
+            outcome[s.name] = "still running"
+    return outcome
 
 
 def _write_secret(path: Path, text: str) -> None:

@@ -142,7 +142,10 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("the sequencer is not bonded: proposeBatch reverts until it bonds "
                     "(--bond, or flockchain deploy --bond-sequencer-key)")
     signer = FlockClient(node, load_or_create(args.key_file))
-    ports = HttpPorts(node, token)
+    ports = _ports_class(HttpPorts)(node, token)
+    if "l1_cursor" not in node.health():
+        log.warning("the node does not report l1_cursor in /v1/healthz: L1 logs are rescanned "
+                    "from the deployment block and the ones it already has are skipped")
     _check_admin(node, token)
     agg = Aggregator(signer, ports, w3, dep, sender, confirmations=args.confirmations,
                      batch_every_s=args.batch_every)
@@ -172,6 +175,34 @@ def _run(args: argparse.Namespace) -> int:
         stop.wait(args.interval)
     emit("aggregator_stopped")
     return 0
+
+
+def _ports_class(base: type) -> type:
+    """``HttpPorts`` that reads the node's ``409 l1_out_of_order`` as "already injected".
+
+    Why: without the node's ``l1_cursor`` (or when another aggregator got there first) the
+    watcher re-offers L1 logs the node already holds. The sequencer refuses anything at or
+    before its pending L1 cursor, which is exactly-once by construction, so that refusal
+    means "done", not "failed"; ``HttpPorts`` itself would stop on the missing action hash
+    and the watcher would never get past that log.
+    """
+
+    class ResumingPorts(base):  # type: ignore[misc, valid-type]
+        def submit_system(self, typ: str, body: Any) -> bytes:
+            from rollup.wire import jsonable, unhex
+
+            r = self._admin("POST", "/v1/admin/system",
+                            json={"type": typ, "body": jsonable(body.to_wire())})
+            j = r.json()
+            if r.status_code == 409:
+                if j.get("reason") == "l1_out_of_order":
+                    log.debug("L1 %s at %d/%d is already on L2", typ, body.l1_block,
+                              body.log_index)
+                    return b""
+                raise RuntimeError(f"/v1/admin/system refused {typ}: {j}")
+            return unhex(j["action_hash"], 32)
+
+    return ResumingPorts
 
 
 def _check_admin(node: Any, token: str) -> None:

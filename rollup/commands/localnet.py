@@ -64,6 +64,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     sp.add_argument("--drop-db", action="store_true", help="also drop the databases")
     sp.set_defaults(func=run_stop, _parser=sp)
 
+    rs = ls.add_parser("restart", help="stop one service and start it again (same command)")
+    with_dir(rs)
+    rs.add_argument("service", help="anvil, node, aggregator, verifier, client0, ...")
+    rs.add_argument("--timeout", type=positive_float, default=10.0, metavar="S",
+                    help="grace period before SIGKILL (default 10)")
+    rs.set_defaults(func=run_restart, _parser=rs)
+
     fz = ls.add_parser("finalize", help="advance anvil's clock past the challenge period")
     with_dir(fz)
     fz.set_defaults(func=run_finalize, _parser=fz)
@@ -123,6 +130,21 @@ def run_stop(args: argparse.Namespace) -> int:
     outcome = net.stop(timeout=args.timeout, drop_db=args.drop_db)
     print(json.dumps({"dir": str(net.dir), "stopped": outcome}, indent=2))
     return 1 if "still running" in outcome.values() else 0
+
+
+def run_restart(args: argparse.Namespace) -> int:
+    import sys
+
+    from rollup.localnet import Localnet, LocalnetError
+
+    net = Localnet(args.dir)
+    try:
+        svc = net.restart(args.service, timeout=args.timeout)
+    except LocalnetError as exc:
+        print(f"flockchain localnet restart: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"service": svc.name, "pid": svc.pid, "log": svc.log}))
+    return 0
 
 
 def run_finalize(args: argparse.Namespace) -> int:

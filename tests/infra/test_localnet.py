@@ -3,9 +3,11 @@
 ``scripts/localnet start`` brings up anvil, a fresh PostgreSQL database, the node,
 aggregator, verifier and four staked clients, and creates a two-epoch task. The test waits
 for both epochs, for batches covering them on L1 and for the verifier to have re-executed
-them, moves anvil's clock past the (short) challenge period, claims a reward and the
-task refund with ``flockchain claim``, then ``scripts/localnet stop`` must leave no
-process behind.
+them, restarts the aggregator and the verifier (which must resume from its PostgreSQL
+checkpoints) and runs a second, one-epoch task through the restarted services, moves
+anvil's clock past the (short) challenge period, claims rewards and the first task's
+refund with ``flockchain claim``, then ``scripts/localnet stop`` must leave no process
+behind.
 
 Skipped only when anvil or PostgreSQL is missing and ``CI`` is not ``"true"`` (on CI a
 missing prerequisite is a failure, not a silent skip).
@@ -126,6 +128,34 @@ def test_localnet_two_epochs_to_l1_finality(tmp_path: Path,
         metrics = httpx.get(f"{verifier}/metrics", timeout=5).text
         assert "flockchain_verifier_batches_verified" in metrics
 
+        # restarts: the aggregator rescans L1 and skips what L2 has, the verifier resumes
+        # from its PostgreSQL checkpoints; a second task then runs through both
+        for service in ("aggregator", "verifier"):
+            r = _localnet("restart", "--dir", str(net_dir), service, timeout=60)
+            assert r.returncode == 0, r.stderr
+        net = Localnet(net_dir)
+        pids += [s.pid for s in net.services if s.pid not in pids]
+        verifier = net.state["verifier"]
+        resumed = _wait("the verifier to resume", lambda: httpx.get(
+            f"{verifier}/healthz", timeout=5).json()["resumed_from"] is not None, 60, net)
+        assert resumed
+        task2 = _cli("task", "create", "--l1", net.state["l1"], "--deployment",
+                     net.state["deployment"], "--key-file",
+                     str(net_dir / "keys" / "task_owner.l1"), "--epochs", "1",
+                     "--node", node, "--wait", "60")
+        assert task2["genesis_published"] and task2["task_id"] == task_id + 1
+        done2 = _wait("the second task", lambda: (lambda t: t if t["status"] != "running"
+                                                  else None)(httpx.get(
+            f"{node}/v1/tasks/{task2['task_id']}", timeout=5).json()), 90, net)
+        assert done2["epochs_run"] == 1
+        height = httpx.get(f"{node}/v1/healthz", timeout=5).json()["height"]
+        batches = _wait("batches on L1", lambda: (lambda b: b if b["last_height"] >= height
+                                                  else None)(net.l1_batches()), 60, net)
+        health = _wait("the verifier", lambda: (lambda h: h if h["verified_height"] >= height
+                                                 else None)(
+            httpx.get(f"{verifier}/healthz", timeout=5).json()), 60, net)
+        assert health["challenges"] == []
+
         # finality: anvil's clock past the challenge period
         r = _localnet("finalize", "--dir", str(net_dir))
         assert r.returncode == 0, r.stderr
@@ -151,7 +181,8 @@ def test_localnet_two_epochs_to_l1_finality(tmp_path: Path,
         assert status.returncode == 0
         assert json.loads(status.stdout)["l2"]["tasks"][0]["status"] == "completed"
         measured = {"startup_s": round(startup_s, 1), "epochs_s": round(epochs_s, 1),
-                    "epochs": task["epochs_run"], "outcomes": [o["outcome"] for o in outcomes],
+                    "epochs": task["epochs_run"] + done2["epochs_run"],
+                    "outcomes": [o["outcome"] for o in outcomes],
                     "l2_height": height, "batches_posted": final["posted"],
                     "latest_final_batch": final["latest_final"],
                     "verified_batches": health["verified_batches"],
