@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="data a voter evaluates candidates on (default digits:test)")
     p.add_argument("--behaviour", "--behavior", default="honest", metavar="NAME",
                    help="honest or an attack from federated.attacks (see --list-behaviours)")
-    p.add_argument("--list-behaviours", action="store_true",
+    p.add_argument("--list-behaviours", action=_ListBehaviours,
                    help="print the known behaviours and exit")
     p.add_argument("--param", action="append", default=[], metavar="K=V",
                    help="behaviour parameter (float), e.g. pair_seed=7; repeatable")
@@ -105,6 +105,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, _parser=p)
 
 
+class _ListBehaviours(argparse.Action):
+    """``--list-behaviours`` works like ``--help``: no other argument is needed."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        from federated.attacks import ATTACKS
+
+        for name, b in ATTACKS.items():
+            print(f"{name}\t{getattr(b, 'summary', '')}")
+        parser.exit()
+
+
 def run(args: argparse.Namespace) -> int:
     return run_guarded(_run, args)
 
@@ -136,10 +150,6 @@ def resolve_auto(spec: str, pubkey: bytes) -> str:
 def _run(args: argparse.Namespace) -> int:
     from federated.attacks import ATTACKS
 
-    if args.list_behaviours:
-        for name, b in ATTACKS.items():
-            print(f"{name}\t{getattr(b, 'summary', '')}")
-        return 0
     if args.behaviour not in ATTACKS:
         usage_error(args, f"unknown --behaviour {args.behaviour!r}; known: "
                     f"{', '.join(ATTACKS)}")

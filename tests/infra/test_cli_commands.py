@@ -200,3 +200,14 @@ def test_every_command_module_registers_cheaply() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert {"aggregator", "client", "deploy", "verifier", "claim", "localnet", "task"} <= set(
         build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_client_lists_behaviours_without_other_arguments(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from federated.attacks import ATTACKS
+
+    with pytest.raises(SystemExit) as exc:
+        main(["client", "--list-behaviours"])
+    assert exc.value.code == 0
+    listed = [ln.split("\t")[0] for ln in capsys.readouterr().out.splitlines()]
+    assert listed == list(ATTACKS)
