@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         if is_sequencer:
             for index in guards["batches"](agg.post_batches) or []:
                 emit("batch_posted", index=index)
-        for s in guards["slash"](agg.relay.run_once) or []:
+        for s in guards["slash"](lambda: _relay_once(agg)) or []:
             agg.slashes.append(s)
             emit("slashed", **s)
         if args.heartbeat:
@@ -175,6 +175,19 @@ def _run(args: argparse.Namespace) -> int:
         stop.wait(args.interval)
     emit("aggregator_stopped")
     return 0
+
+
+def _relay_once(agg: Any) -> list[dict[str, Any]]:
+    """``SlashRelay.run_once`` with a readable error when the node cannot list accounts."""
+    from rollup.client import NodeError
+
+    try:
+        return agg.relay.run_once()
+    except NodeError as exc:
+        if exc.status == 404 and exc.reason == "not_found":
+            raise RuntimeError("the node does not serve GET /v1/accounts?batch=I, so slashes "
+                               "cannot be relayed (a node without that endpoint)") from exc
+        raise
 
 
 def _ports_class(base: type) -> type:
