@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 from state_machine import codec
@@ -266,8 +267,12 @@ class Action:
             "body": self.body.to_wire(),
         }
 
-    def encode(self) -> bytes:
+    @cached_property
+    def _encoded(self) -> bytes:  # immutable, so computed once (hashing reads it often)
         return codec.encode(self.to_wire())
+
+    def encode(self) -> bytes:
+        return self._encoded
 
     def signing_bytes(self) -> bytes:
         return ACTION_DOMAIN + self.encode()
@@ -306,9 +311,10 @@ class SignedAction:
     def encode(self) -> bytes:
         return codec.encode(self.to_wire())
 
-    @property
+    @cached_property
     def hash(self) -> bytes:
-        """action_hash = keccak256(msgpack(envelope) || signature) (SPEC §2)."""
+        """action_hash = keccak256(msgpack(envelope) || signature) (SPEC §2); cached, since
+        the action is immutable and the sequencer and STF read it several times."""
         return keccak256(self.action.encode(), self.signature)
 
     def signature_valid(self) -> bool:

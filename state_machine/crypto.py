@@ -7,7 +7,14 @@ so it is written out explicitly instead of borrowed from an RPC library.
 
 from __future__ import annotations
 
-from Crypto.Hash import keccak as _keccak
+try:  # C keccak (safe-pysha3): ~7x faster than pycryptodome on 32-64 byte inputs
+    from sha3 import keccak_256 as _keccak_256
+except ImportError:  # pragma: no cover - same digest, slower constructor
+    from Crypto.Hash import keccak as _keccak
+
+    def _keccak_256(data: bytes = b""):  # type: ignore[no-redef]
+        return _keccak.new(digest_bits=256, data=data)
+
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
@@ -21,7 +28,9 @@ ADDRESS_LEN = 20
 
 def keccak256(*parts: bytes) -> bytes:
     """keccak256 of the concatenation of ``parts`` (Ethereum's hash, not SHA3-256)."""
-    h = _keccak.new(digest_bits=256)
+    if len(parts) == 1:
+        return _keccak_256(parts[0]).digest()
+    h = _keccak_256()
     for p in parts:
         h.update(p)
     return h.digest()

@@ -39,9 +39,19 @@ class MerkleTree:
     __slots__ = ("levels",)
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
-        self.levels: list[list[bytes]] = [[]]
-        for leaf in leaves:
-            self.append(leaf)
+        """Build bottom-up in O(n) hashes (appending one by one would cost O(n log n))."""
+        row = list(leaves)
+        self.levels: list[list[bytes]] = [row]
+        level = 0
+        while (1 << (len(self.levels) - 1)) < len(row):
+            prev = self.levels[-1]
+            z = ZERO_HASHES[level]
+            nxt = [
+                hash_pair(prev[i], prev[i + 1] if i + 1 < len(prev) else z)
+                for i in range(0, len(prev), 2)
+            ]
+            self.levels.append(nxt)
+            level += 1
 
     def __len__(self) -> int:
         return len(self.levels[0])
