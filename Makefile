@@ -29,6 +29,9 @@ demo: install
 
 bench: install
 	$(BIN)/python bench/krum.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/efficacy.py
+	$(BIN)/python -m pytest -q -s tests/contracts/test_gas.py -p no:warnings
 
 lint: install
 	$(BIN)/ruff check .
