@@ -15,21 +15,37 @@ missing prerequisite is a failure, not a silent skip).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from rollup.localnet import DEFAULT_PG_URL, Localnet, pid_alive, prerequisites
+from rollup.localnet import (
+    DEFAULT_PG_URL,
+    Localnet,
+    _proc_start_time,
+    pid_alive,
+    prerequisites,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "localnet"
+
+# Test networks live here (not in pytest's rotating tmp dirs) so that one left behind by a
+# killed test run can still be found and stopped by the next run.
+NETS = Path(tempfile.gettempdir()) / "flockchain-localnet-tests"
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil, pytest.mark.postgres,
               pytest.mark.timeout(420)]
@@ -64,6 +80,37 @@ def _wait(what: str, fn: Any, timeout: float, net: Localnet) -> Any:
         time.sleep(0.5)
 
 
+def reap_abandoned() -> list[str]:
+    """Stop networks whose test process is gone (SIGKILLed run, CI timeout): by the PIDs
+    their state file records, start times checked, and drop their databases."""
+    reaped = []
+    for d in NETS.glob("*") if NETS.is_dir() else []:
+        try:
+            owner = json.loads((d / "owner.json").read_text())
+        except (OSError, ValueError):
+            owner = {"pid": -1, "start_time": None}
+        if owner["pid"] > 0 and pid_alive(owner["pid"], owner["start_time"]):
+            continue  # another test run, still going
+        with contextlib.suppress(Exception):
+            Localnet(d / "net").stop(timeout=5, drop_db=True)
+        shutil.rmtree(d, ignore_errors=True)
+        reaped.append(d.name)
+    return reaped
+
+
+@contextlib.contextmanager
+def _sigterm_runs_finally() -> Iterator[None]:
+    """A SIGTERM (``timeout``, a CI cancel) unwinds the test so ``stop`` still runs."""
+    def raise_interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _processes_mentioning(text: str) -> list[int]:
     out = []
     for p in Path("/proc").iterdir():
@@ -78,14 +125,23 @@ def _processes_mentioning(text: str) -> list[int]:
     return out
 
 
-def test_localnet_two_epochs_to_l1_finality(tmp_path: Path,
-                                            record_property: Any) -> None:
+def test_localnet_two_epochs_to_l1_finality(record_property: Any) -> None:
     missing = prerequisites(DEFAULT_PG_URL)
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail("local network prerequisites missing on CI: " + "; ".join(missing))
         pytest.skip("missing: " + "; ".join(missing))
-    net_dir = tmp_path / "localnet"
+    reaped = reap_abandoned()
+    home = NETS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    home.mkdir(parents=True)
+    (home / "owner.json").write_text(json.dumps(
+        {"pid": os.getpid(), "start_time": _proc_start_time(os.getpid())}))
+    with _sigterm_runs_finally():
+        _run_network(home / "net", record_property, reaped)
+    shutil.rmtree(home, ignore_errors=True)  # kept (with its logs) when the test failed
+
+
+def _run_network(net_dir: Path, record_property: Any, reaped: list[str]) -> None:
     db_name = f"flockchain_localnet_test_{os.getpid()}"
     challenge_period = 30
     t0 = time.monotonic()
@@ -186,7 +242,8 @@ def test_localnet_two_epochs_to_l1_finality(tmp_path: Path,
                     "l2_height": height, "batches_posted": final["posted"],
                     "latest_final_batch": final["latest_final"],
                     "verified_batches": health["verified_batches"],
-                    "rewards_claimed": len(paid), "total_s": round(time.monotonic() - t0, 1)}
+                    "rewards_claimed": len(paid), "total_s": round(time.monotonic() - t0, 1),
+                    "abandoned_networks_reaped": len(reaped)}
         for k, v in measured.items():
             record_property(k, v)
         print("localnet:", json.dumps(measured))
