@@ -148,7 +148,7 @@ class Demo:
         from federated.roles import ClientProfile
         from federated.train import init_global
         from rollup.aggregator import Aggregator
-        from rollup.client import FlockClient, Keypair, NodeClient
+        from rollup.client import FlockClient, Keypair, NodeClient, NodeError
         from rollup.ports import InProcessPorts
         from state_machine.crypto import keccak256
         from state_machine.tasks import TaskParams
@@ -266,8 +266,11 @@ class Demo:
                 aggregator.step()
                 progress.update(bar, description=f"epoch {task['epoch']} · {task['phase']}")
                 for e in range(seen_final + 1, task["epoch"] + 1):
-                    rec = node_client.epoch(task_id, e) if e <= task["epoch"] else None
-                    if rec is None or rec["outcome"] == "pending":
+                    try:
+                        rec = node_client.epoch(task_id, e)
+                    except NodeError:  # not opened yet (genesis or clients pending)
+                        break
+                    if rec["outcome"] == "pending":
                         break
                     seen_final = e
                     g = node_client.blob(bytes.fromhex(rec["global_after"][2:]))
