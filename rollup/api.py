@@ -400,6 +400,17 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
             "account": acc.to_record() if acc is not None else None,
         })
 
+    @app.get("/v1/accounts", tags=["state"])
+    def list_accounts(batch: int | None = Query(None, ge=0)) -> Response:
+        """Every staked account (index order), at the head or at a batch's state."""
+        got = _proof_state(batch)
+        if isinstance(got, Response):
+            return got
+        st, valid = got
+        order = sorted(st.accounts.values(), key=lambda a: a.index)
+        return _json({"accounts": [a.to_record() for a in order], "height": st.height,
+                      "batch_index": valid})
+
     @app.get("/v1/accounts/{pubkey}/proof", tags=["state"])
     def account_proof(pubkey: str, batch: int | None = Query(None, ge=0)) -> Response:
         pk = _hex_arg(pubkey, 32, "pubkey")
@@ -498,6 +509,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
             "ok": True, "chain_id": seq.chain_id, "height": seq.height,
             "block_hash": seq.head_hash, "sequencer_pubkey": seq.pubkey,
             "mempool": seq.mempool_size, "max_body_bytes": config.max_body_bytes,
+            "l1_cursor": seq.pending_l1_cursor(),
         })
 
     @app.get("/v1/metrics", tags=["ops"], response_class=Response)
