@@ -226,19 +226,30 @@ def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> l
     return ["genesis_published"]
 
 
-def _commit_update(state: State, sa: SignedAction, b: CommitUpdateBody) -> list[str]:
-    task = _task(state, b.task_id)
-    _in_phase(task, b.epoch, UPDATE_COMMIT)
+def _record_commitment(
+    state: State, sa: SignedAction, task_id: int, epoch: int, commitment: bytes, phase: str
+) -> None:
+    """Shared checks of ``commit_update`` and ``commit_vote`` (one role each)."""
+    task = _task(state, task_id)
+    _in_phase(task, epoch, phase)
     ep = current_epoch(state, task)
+    voting = phase == VOTE_COMMIT
+    selected, commits = (ep.voters, ep.vote_commits) if voting else (ep.proposers,
+                                                                      ep.update_commits)
     sender = sa.action.sender
-    if sender not in ep.proposers:
-        raise Rejected("not_selected", "sender is not a proposer of this epoch")
-    if sender in ep.update_commits:
+    if sender not in selected:
+        role = "voter" if voting else "proposer"
+        raise Rejected("not_selected", f"sender is not a {role} of this epoch")
+    if sender in commits:
         raise Rejected("already_committed")
-    if b.commitment in ep.update_commits.values():
-        raise Rejected("duplicate_commitment", "another proposer committed these bytes")
-    ep.update_commits[sender] = b.commitment
+    if commitment in commits.values():
+        raise Rejected("duplicate_commitment", "another participant committed the same value")
+    commits[sender] = commitment
     state.touch_epoch(ep.task_id, ep.epoch)
+
+
+def _commit_update(state: State, sa: SignedAction, b: CommitUpdateBody) -> list[str]:
+    _record_commitment(state, sa, b.task_id, b.epoch, b.commitment, UPDATE_COMMIT)
     return ["update_committed"]
 
 
@@ -267,18 +278,7 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
 
 
 def _commit_vote(state: State, sa: SignedAction, b: CommitVoteBody) -> list[str]:
-    task = _task(state, b.task_id)
-    _in_phase(task, b.epoch, VOTE_COMMIT)
-    ep = current_epoch(state, task)
-    sender = sa.action.sender
-    if sender not in ep.voters:
-        raise Rejected("not_selected", "sender is not a voter of this epoch")
-    if sender in ep.vote_commits:
-        raise Rejected("already_committed")
-    if b.commitment in ep.vote_commits.values():
-        raise Rejected("duplicate_commitment")
-    ep.vote_commits[sender] = b.commitment
-    state.touch_epoch(ep.task_id, ep.epoch)
+    _record_commitment(state, sa, b.task_id, b.epoch, b.commitment, VOTE_COMMIT)
     return ["vote_committed"]
 
 
