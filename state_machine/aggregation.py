@@ -25,7 +25,9 @@ def mean_round_half_even(deltas: np.ndarray) -> np.ndarray:
     if deltas.ndim != 2 or deltas.shape[0] == 0:
         raise AggregationError("need at least one accepted delta")
     k = deltas.shape[0]
-    total = deltas.astype(np.int64).sum(axis=0)
+    total = np.zeros(deltas.shape[1], dtype=np.int64)
+    for row in deltas:  # row by row: no (k, d) int64 temporary
+        total += row
     q, r = np.divmod(total, k)
     twice = 2 * r
     up = (twice > k) | ((twice == k) & (q % 2 != 0))

@@ -181,7 +181,7 @@ def _score(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
     if not accepted:
         _finalize(state, task, ep, accepted=False, reason="no_accepted_update", pre_root=pre_root)
         return
-    delta = mean_round_half_even(deltas[accepted])
+    delta = mean_round_half_even(deltas[accepted] if len(accepted) < len(revealed) else deltas)
     try:
         candidate = apply_delta(task.global_model, delta)
     except AggregationError:
