@@ -53,7 +53,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
-        base = {"max_epochs": 3, "target_accuracy_bps": 9_500}
+        base = {"max_epochs": 4, "target_accuracy_bps": 9_500}
         base.update(kw)
         return cls(**base)
 

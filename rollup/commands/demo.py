@@ -9,7 +9,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run L1, node, aggregator, verifier and clients end to end")
     p.add_argument("--l1", default="embedded", help="embedded (py-evm), anvil, or an RPC URL")
     p.add_argument("--db", default=None, help="node database URL (default: temporary SQLite)")
-    p.add_argument("--quick", action="store_true", help="3 epochs (under 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="at most 4 epochs (well under 2 minutes)")
     p.add_argument("--json", metavar="FILE", default=None, help="write the report as JSON")
     p.add_argument("--proposers", type=int, default=10)
     p.add_argument("--voters", type=int, default=3)
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma list of behaviours from federated.attacks ('none' for all honest)")
     p.add_argument("--f", type=int, default=3, help="assumed Byzantine count (n >= 2f + 3)")
     p.add_argument("--model", default="mlp", choices=["softmax", "mlp", "cnn"])
-    p.add_argument("--epochs", type=int, default=None, help="max epochs (default 5; quick 3)")
+    p.add_argument("--epochs", type=int, default=None, help="max epochs (default 5; quick 4)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--fault", choices=["wrong-root", "withhold-da", "forge-deposit"],
                    default=None, help="make the sequencer misbehave (verifier tests)")
