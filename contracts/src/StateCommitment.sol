@@ -97,6 +97,8 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     event PayoutCredited(address indexed account, uint256 amount);
     /// @notice `account` withdrew `amount` wei of credited payouts.
     event PayoutClaimed(address indexed account, uint256 amount);
+    /// @notice The sequencer took its bond back (it must bond again to propose).
+    event SequencerBondWithdrawn(address indexed sequencer, uint256 amount);
 
     /// @notice The caller is not the sequencer.
     error NotSequencer(address caller);
@@ -130,6 +132,10 @@ contract StateCommitment is Ownable, ReentrancyGuard {
     error ZeroAddress();
     /// @notice The challenge period does not fit in 64 bits.
     error InvalidPeriod(uint256 period);
+    /// @notice The bond cannot leave while a challenge is unresolved.
+    error ChallengesPending(uint256 count);
+    /// @notice The bond cannot leave before the latest batch is final.
+    error LatestBatchNotFinal(uint256 index);
 
     /// @param sequencer_ The sequencer's L1 address.
     /// @param sequencerBond_ Exact sequencer bond in wei.
@@ -157,6 +163,19 @@ contract StateCommitment is Ownable, ReentrancyGuard {
         if (msg.value != sequencerBond) revert WrongBondAmount(msg.value, sequencerBond);
         sequencerBonded = true;
         emit SequencerBonded(msg.sender, msg.value);
+    }
+
+    /// @notice Take the sequencer bond back once nothing it answers for can still be
+    ///         disputed: no unresolved challenge and the latest batch (if any) is final.
+    ///         Proposing again needs a new `bond()`.
+    function withdrawBond() external onlySequencer nonReentrant {
+        if (!sequencerBonded) revert SequencerNotBonded();
+        if (_pending.length != 0) revert ChallengesPending(_pending.length);
+        if (nextIndex > 0 && !isFinal(nextIndex - 1)) revert LatestBatchNotFinal(nextIndex - 1);
+        sequencerBonded = false;
+        emit SequencerBondWithdrawn(msg.sender, sequencerBond);
+        (bool ok,) = payable(msg.sender).call{value: sequencerBond}("");
+        if (!ok) revert TransferFailed(msg.sender, sequencerBond);
     }
 
     /// @notice Post batch `index` covering rollup blocks `firstHeight..lastHeight`.

@@ -316,3 +316,29 @@ def test_payout_to_rejecting_contract_stays_claimable(env: Env) -> None:
     env.tx(challenger.functions.setRejectPayments(False), env.owner)
     env.tx(claim, env.owner)
     assert challenger.functions.received().call() == SEQ_BOND + CH_BOND
+
+
+def test_withdraw_bond_only_when_nothing_is_disputable(env: Env) -> None:
+    sc = env.commitment.functions
+    with reverts("NotSequencer", env.other):
+        env.tx(sc.withdrawBond(), env.other)
+    with reverts("SequencerNotBonded"):
+        env.tx(sc.withdrawBond(), env.sequencer)
+    env.propose(root(0))
+    with reverts("LatestBatchNotFinal", 0):
+        env.tx(sc.withdrawBond(), env.sequencer)
+    env.tx(sc.challenge(0), env.other, CH_BOND)
+    env.finalize()
+    with reverts("ChallengesPending", 1):
+        env.tx(sc.withdrawBond(), env.sequencer)
+    env.tx(sc.resolveChallenge(0, False), env.owner)  # frivolous: batch 0 final again
+    before = env.balance(env.sequencer)
+    receipt = env.tx(sc.withdrawBond(), env.sequencer)
+    assert env.events(env.commitment, "SequencerBondWithdrawn", receipt) == [
+        {"sequencer": env.sequencer, "amount": SEQ_BOND}
+    ]
+    gas = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert env.balance(env.sequencer) == before + SEQ_BOND - gas
+    assert not sc.sequencerBonded().call()
+    with reverts("SequencerNotBonded"):  # must bond again to propose
+        propose_raw(env, 1, 6, 10)
