@@ -111,8 +111,8 @@ def _stored(db_url: str) -> dict[bytes, str]:
         store.close()
 
 
-def test_sigkill_twenty_times(tmp_path: Path) -> None:
-    db_url = f"sqlite:///{tmp_path}/chain.db"
+def test_sigkill_twenty_times(tmp_path: Path, db_url: str) -> None:
+    """On SQLite and on PostgreSQL (the ``db_url`` fixture)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     rng = random.Random(1234)
