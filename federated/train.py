@@ -28,14 +28,13 @@ from federated import models
 from federated.quant import (
     INT16_MAX,
     INT16_MIN,
-    INT32_MAX,
-    INT32_MIN,
     flatten,
     from_fixed,
     load_flat,
     quantize_delta,
     to_fixed_int32,
 )
+from state_machine import aggregation as stf_aggregation
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -192,10 +191,10 @@ def apply_delta(global_q: np.ndarray, delta_q: np.ndarray) -> np.ndarray:
         raise ValueError(f"shape mismatch: global {g.shape} vs delta {dlt.shape}")
     if not (np.issubdtype(g.dtype, np.integer) and np.issubdtype(dlt.dtype, np.integer)):
         raise ValueError("global and delta must be integer arrays")
-    out = g.astype(np.int64) + dlt.astype(np.int64)
-    if out.size and (int(out.min()) < INT32_MIN or int(out.max()) > INT32_MAX):
-        raise OverflowError("global + delta overflows int32")
-    return out.astype(np.int32)
+    try:
+        return stf_aggregation.apply_delta(g, dlt)  # the STF's own arithmetic
+    except stf_aggregation.AggregationError as exc:
+        raise OverflowError("global + delta overflows int32") from exc
 
 
 def init_global(model_name: str, seed: int, scale_bits: int) -> np.ndarray:
@@ -209,17 +208,14 @@ def init_global(model_name: str, seed: int, scale_bits: int) -> np.ndarray:
 def fedavg_delta(deltas: Sequence[np.ndarray]) -> np.ndarray:
     """Equal-weight integer mean of int16 deltas, rounded half to even exactly (SPEC §6).
 
-    A client-side mirror of the STF's aggregation for simulations and tests; the STF
-    computes its own. Pure integer arithmetic: ``q, r = divmod(sum, n)`` then round up
-    when ``2r > n`` or (``2r == n`` and ``q`` is odd).
+    Delegates to the STF's ``mean_round_half_even`` so simulations aggregate exactly as
+    the chain does.
     """
     if len(deltas) == 0:
         raise ValueError("no deltas to average")
-    stack = np.stack([np.asarray(dl, dtype=np.int64) for dl in deltas])
-    n = stack.shape[0]
-    total = stack.sum(axis=0)
-    q, r = np.divmod(total, n)  # floor division: 0 <= r < n
-    up = (2 * r > n) | ((2 * r == n) & (q % 2 == 1))
-    mean = q + up.astype(np.int64)
-    assert mean.size == 0 or (INT16_MIN <= mean.min() and mean.max() <= INT16_MAX)
-    return mean.astype(np.int16)
+    rows = np.stack([np.asarray(dl) for dl in deltas])
+    if not np.issubdtype(rows.dtype, np.integer) or (
+        rows.size and (rows.min() < INT16_MIN or rows.max() > INT16_MAX)
+    ):
+        raise ValueError("deltas must be int16-range integers")
+    return stf_aggregation.mean_round_half_even(rows.astype(np.int16))
