@@ -24,6 +24,7 @@ from rollup.commands.deploy import (
     ADMIN_TOKEN_ENV,
     CommandError,
     add_key_args,
+    add_l1_args,
     connect_l1,
     emit,
     http_url,
@@ -48,8 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "posts batches to StateCommitment (the --l1-key must be the deployment's sequencer) "
         "and relays slashes proven against final roots.")
     p.add_argument("--node", required=True, type=http_url, metavar="URL", help="node base URL")
-    p.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
-    p.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
+    add_l1_args(p)
     p.add_argument("--admin-token", metavar="T",
                    help=f"the node's admin bearer token; default ${ADMIN_TOKEN_ENV}")
     p.add_argument("--key-file", required=True, metavar="FILE",

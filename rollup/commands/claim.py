@@ -21,6 +21,7 @@ from typing import Any
 from rollup.commands.deploy import (
     CommandError,
     add_key_args,
+    add_l1_args,
     connect_l1,
     emit,
     http_url,
@@ -41,8 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The proof comes from --node at the latest final batch (or --batch) and is checked "
         "against L1's root before sending.")
     p.add_argument("--node", required=True, type=http_url, metavar="URL", help="node base URL")
-    p.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
-    p.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
+    add_l1_args(p)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--key-file", metavar="FILE", help="ed25519 key of the rewarded client")
     what.add_argument("--refund", type=non_negative_int, metavar="TASK_ID",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from rollup.commands.deploy import (
     CommandError,
     add_key_args,
+    add_l1_args,
     connect_l1,
     emit,
     http_url,
@@ -92,8 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("L1 staking (with --stake)")
     g.add_argument("--stake", action="store_true",
                    help="stake on L1 first, unless this key is already staked")
-    g.add_argument("--l1", type=http_url, metavar="URL", help="L1 JSON-RPC URL")
-    g.add_argument("--deployment", metavar="FILE", help="deployment JSON")
+    add_l1_args(g, required=False)
     add_key_args(g, "--l1-key", "client's L1 account (stakes; rewards go to it)", env=None)
     g.add_argument("--dev-fund", type=wei, nargs="?", const=10**18, default=None,
                    metavar="WEI", help="development chains only: set the L1 account's "

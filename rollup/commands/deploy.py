@@ -105,6 +105,13 @@ def positive_float(text: str) -> float:
 # --------------------------------------------------------------------------- shared options
 
 
+def add_l1_args(p: Any, required: bool = True) -> None:
+    """``--l1 URL --deployment FILE``: how every L1-facing command finds the contracts."""
+    p.add_argument("--l1", required=required, type=http_url, metavar="URL",
+                   help="L1 JSON-RPC URL")
+    p.add_argument("--deployment", required=required, metavar="FILE", help="deployment JSON")
+
+
 def add_key_args(p: argparse.ArgumentParser, flag: str, what: str, env: str | None = L1_KEY_ENV,
                  required: bool = False) -> None:
     """``FLAG HEX`` | ``FLAG-file F`` (mutually exclusive); ``env`` is the fallback."""

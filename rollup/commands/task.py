@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from rollup.commands.deploy import (
     CommandError,
     add_key_args,
+    add_l1_args,
     connect_l1,
     emit,
     http_url,
@@ -48,8 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "create", help="create a task on L1 (pays base fee + escrow) and publish its genesis",
         description="RewardManager.createTask from the owner key; with --node, wait until "
         "the task is on L2 and publish the genesis model (deterministic from --model/--seed).")
-    c.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
-    c.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
+    add_l1_args(c)
     add_key_args(c, "--key", "task owner (pays the price, receives the refund)")
     c.add_argument("--model", choices=MODELS, default="mlp")
     c.add_argument("--epochs", type=_positive_int, required=True, metavar="N",

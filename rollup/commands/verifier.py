@@ -18,6 +18,7 @@ import threading
 
 from rollup.commands.deploy import (
     add_key_args,
+    add_l1_args,
     connect_l1,
     emit,
     http_url,
@@ -39,10 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Reads batch headers from StateCommitment, fetches each batch's data from "
         "any --node, checks it against da_hash and the L1 logs, re-executes it and challenges "
         "a wrong root (or withheld data near the deadline) with the challenge bond.")
-    p.add_argument("--l1", required=True, type=http_url, metavar="URL", help="L1 JSON-RPC URL")
+    add_l1_args(p)
     p.add_argument("--node", required=True, action="append", type=http_url, metavar="URL",
                    dest="nodes", help="a node serving /v1/da (repeat for more sources)")
-    p.add_argument("--deployment", required=True, metavar="FILE", help="deployment JSON")
     add_key_args(p, "--l1-key", "verifier (pays challenge bonds)")
     p.add_argument("--chain-id", required=True, type=non_negative_int, metavar="N",
                    help="the rollup's chain id (replay starts from its genesis)")
