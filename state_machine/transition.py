@@ -52,6 +52,7 @@ from state_machine.state import (
     VOTE_REVEAL,
     WAITING_CLIENTS,
     Account,
+    EpochState,
     State,
     Task,
     model_hash,
@@ -253,21 +254,35 @@ def _commit_update(state: State, sa: SignedAction, b: CommitUpdateBody) -> list[
     return ["update_committed"]
 
 
-def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[str]:
-    task = _task(state, b.task_id)
-    _in_phase(task, b.epoch, UPDATE_REVEAL)
+def _revealing(
+    state: State, sa: SignedAction, task_id: int, epoch: int, phase: str
+) -> tuple[Task, EpochState, bytes]:
+    """Shared checks of ``reveal_update`` and ``reveal_vote``: the sender was selected,
+    committed, and has not revealed yet. Returns (task, epoch state, committed value)."""
+    task = _task(state, task_id)
+    _in_phase(task, epoch, phase)
     ep = current_epoch(state, task)
+    voting = phase == VOTE_REVEAL
+    selected = ep.voters if voting else ep.proposers
+    commits = ep.vote_commits if voting else ep.update_commits
+    revealed = ep.votes if voting else ep.update_hashes
     sender = sa.action.sender
-    if sender not in ep.proposers:
+    if sender not in selected:
         raise Rejected("not_selected")
-    if sender not in ep.update_commits:
+    if sender not in commits:
         raise Rejected("not_committed")
-    if sender in ep.update_hashes:
+    if sender in revealed:
         raise Rejected("already_revealed")
+    return task, ep, commits[sender]
+
+
+def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[str]:
+    task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
+    sender = sa.action.sender
     assert task.params is not None
     if len(b.update_bytes) != 2 * task.params.num_params:
         raise Rejected("wrong_length", f"expected {2 * task.params.num_params} bytes")
-    if update_commitment(b.update_bytes, b.salt) != ep.update_commits[sender]:
+    if update_commitment(b.update_bytes, b.salt) != committed:
         raise Rejected("commitment_mismatch")
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
@@ -283,22 +298,13 @@ def _commit_vote(state: State, sa: SignedAction, b: CommitVoteBody) -> list[str]
 
 
 def _reveal_vote(state: State, sa: SignedAction, b: RevealVoteBody) -> list[str]:
-    task = _task(state, b.task_id)
-    _in_phase(task, b.epoch, VOTE_REVEAL)
-    ep = current_epoch(state, task)
-    sender = sa.action.sender
-    if sender not in ep.voters:
-        raise Rejected("not_selected")
-    if sender not in ep.vote_commits:
-        raise Rejected("not_committed")
-    if sender in ep.votes:
-        raise Rejected("already_revealed")
+    _, ep, committed = _revealing(state, sa, b.task_id, b.epoch, VOTE_REVEAL)
     if b.acc_candidate_bps > BPS or b.acc_current_bps > BPS:
         raise Rejected("invalid_body", "accuracies are basis points in [0, 10000]")
     c = vote_commitment(b.acc_candidate_bps, b.acc_current_bps, b.salt)
-    if c != ep.vote_commits[sender]:
+    if c != committed:
         raise Rejected("commitment_mismatch")
-    ep.votes[sender] = (b.acc_candidate_bps, b.acc_current_bps)
+    ep.votes[sa.action.sender] = (b.acc_candidate_bps, b.acc_current_bps)
     state.touch_epoch(ep.task_id, ep.epoch)
     return ["vote_revealed"]
 
