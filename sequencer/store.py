@@ -332,6 +332,15 @@ class Store:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextmanager
+    def _reader(self, conn: Connection | None) -> Iterator[Connection]:
+        """The caller's connection (so a read sees its open transaction), else a fresh one."""
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.connect() as c:
+                yield c
+
+    @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One write transaction (committed on exit, rolled back on error)."""
         with self.engine.begin() as conn:
@@ -393,9 +402,7 @@ class Store:
             .where(actions.c.block_height == height)
             .order_by(actions.c.block_index)
         )
-        if conn is not None:
-            return [_b(r[0]) for r in conn.execute(q)]
-        with self.engine.connect() as c:
+        with self._reader(conn) as c:
             return [_b(r[0]) for r in c.execute(q)]
 
     def block_action_hashes(self, height: int) -> list[bytes]:
@@ -492,11 +499,8 @@ class Store:
             if last is not None:
                 q = q.where(blocks.c.height <= last)
             q = q.order_by(blocks.c.height).limit(page)
-            if conn is not None:
-                rows = conn.execute(q).all()
-            else:
-                with self.engine.connect() as c:
-                    rows = c.execute(q).all()
+            with self._reader(conn) as c:  # per page: no connection held between yields
+                rows = c.execute(q).all()
             if not rows:
                 return
             for r in rows:
@@ -573,20 +577,14 @@ class Store:
 
     def batch(self, idx: int, conn: Connection | None = None) -> BatchRow | None:
         q = select(batches).where(batches.c.idx == idx)
-        if conn is not None:
-            r = conn.execute(q).first()
-        else:
-            with self.engine.connect() as c:
-                r = c.execute(q).first()
+        with self._reader(conn) as c:
+            r = c.execute(q).first()
         return _row(BatchRow, r) if r else None
 
     def latest_batch(self, conn: Connection | None = None) -> BatchRow | None:
         q = select(batches).order_by(batches.c.idx.desc()).limit(1)
-        if conn is not None:
-            r = conn.execute(q).first()
-        else:
-            with self.engine.connect() as c:
-                r = c.execute(q).first()
+        with self._reader(conn) as c:
+            r = c.execute(q).first()
         return _row(BatchRow, r) if r else None
 
     def batches_list(self) -> list[BatchRow]:
