@@ -8,6 +8,8 @@ selected participant has acted, which is safe because nobody else may act in it.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from state_machine import scoring, voting
@@ -142,21 +144,27 @@ def close_phase(state: State, task: Task, pre_root: bytes) -> None:
         raise AssertionError(task.phase)
 
 
+def _slash_absent(
+    state: State,
+    ep: EpochState,
+    selected: list[bytes],
+    acted: Collection[bytes],
+    verdicts: dict[bytes, str],
+    reason: str,
+) -> None:
+    """Every selected participant who did not act gets ``ABSENT`` and ABSENT_SLASH_BPS."""
+    for pk in selected:
+        if pk not in acted:
+            verdicts[pk] = scoring.ABSENT
+            slash(state, ep, pk, slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS), reason)
+
+
 def _score(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
     """SPEC §5-§6 at the first block after the reveal deadline."""
     p = task.params
     assert p is not None and task.global_model is not None and task.prev_delta is not None
     revealed = sorted(ep.updates)
-    for pk in ep.proposers:
-        if pk not in ep.updates:
-            ep.verdicts[pk] = scoring.ABSENT
-            slash(
-                state,
-                ep,
-                pk,
-                slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
-                "absent_proposer",
-            )
+    _slash_absent(state, ep, ep.proposers, ep.updates, ep.verdicts, "absent_proposer")
     if len(revealed) < 2 * p.f + 3:
         for pk in revealed:
             ep.verdicts[pk] = "UNSCORED"
@@ -198,16 +206,7 @@ def _score(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
 
 def _tally(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
     """SPEC §7: aggregate the revealed votes, slash absent and disagreeing voters."""
-    for pk in ep.voters:
-        if pk not in ep.votes:
-            ep.voter_verdicts[pk] = scoring.ABSENT
-            slash(
-                state,
-                ep,
-                pk,
-                slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS),
-                "absent_voter",
-            )
+    _slash_absent(state, ep, ep.voters, ep.votes, ep.voter_verdicts, "absent_voter")
     if not ep.votes:
         _finalize(state, task, ep, accepted=False, reason="no_votes", pre_root=pre_root)
         return
