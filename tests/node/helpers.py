@@ -6,11 +6,11 @@ import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+from stf_harness import default_params
 
 from rollup.keys import Keypair
 from state_machine.actions import DepositBody, TaskCreatedBody
 from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
-from state_machine.crypto import keccak256
 from state_machine.tasks import TaskParams
 
 CHAIN_ID = 7
@@ -46,18 +46,8 @@ def deposit_body(m: Member, l1_block: int, log_index: int = 0) -> DepositBody:
 
 def task_params(d: int, genesis: np.ndarray, proposers: int = 5, f: int = 1, voters: int = 0,
                 window: int = 20) -> TaskParams:
-    return TaskParams(
-        model="softmax",
-        num_params=d,
-        proposers_per_epoch=proposers,
-        f=f,
-        genesis_model_hash=keccak256(genesis.astype("<i4").tobytes()),
-        voters_per_epoch=voters,
-        commit_window=window,
-        reveal_window=window,
-        vote_commit_window=window,
-        vote_reveal_window=window,
-    )
+    """The STF harness's task parameters with node-friendly defaults (wider windows)."""
+    return default_params(d, genesis, proposers=proposers, f=f, voters=voters, window=window)
 
 
 def task_body(task_id: int, params: TaskParams, l1_block: int, max_epochs: int = 2,
