@@ -1,0 +1,147 @@
+"""Record a chain through the STF as a replay fixture: ``tests/fixtures/chain_v1.msgpack``.
+
+Why: refactors of the STF, the state representation or block execution must not change a
+single root. The fixture holds every block's actions as signed wire bytes plus the
+state root and block hash the code of the day produced; ``tests/state_machine/
+test_recorded_chain.py`` replays it. Re-record only on a deliberate protocol change, and
+say so in ``docs/protocol.md`` (the fixture's ``protocol`` field names the version).
+
+Scenario: 14 staked clients, two tasks (one with a committee), honest proposers plus
+sign-flip, zero, replay and Gaussian-noise attackers, an absent proposer, rejected
+actions (bad nonce, wrong window), an unbond, 3 epochs each.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import msgpack
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from stf_harness import Client, Harness, default_params  # noqa: E402
+
+from state_machine.actions import UnbondBody  # noqa: E402
+
+PROTOCOL = "v1"
+OUT = ROOT / "tests" / "fixtures" / "chain_v1.msgpack"
+D = 512
+
+
+def _deltas(rng: np.random.Generator, selected: list[bytes], prev: np.ndarray | None) -> dict:
+    base = rng.normal(300, 50, D)
+    out = {}
+    for i, pk in enumerate(selected):
+        honest = np.clip(base + rng.normal(0, 150, D), -32768, 32767).astype(np.int16)
+        kind = i % 7
+        if kind == 1:
+            out[pk] = (-honest.astype(np.int32) * 2).clip(-32768, 32767).astype(np.int16)
+        elif kind == 3:
+            out[pk] = np.zeros(D, dtype=np.int16)
+        elif kind == 4 and prev is not None:
+            out[pk] = prev.astype(np.int16)
+        elif kind == 5:
+            out[pk] = rng.normal(0, 2000, D).clip(-32768, 32767).astype(np.int16)
+        elif kind == 6 and i == len(selected) - 1:
+            out[pk] = None  # absent
+        else:
+            out[pk] = honest
+    return out
+
+
+def _selected(h: Harness, task_id: int, role: str) -> list[bytes]:
+    ep = h.state.epochs[(task_id, h.state.tasks[task_id].epoch)]
+    return list(ep.proposers if role == "proposers" else ep.voters)
+
+
+def _wait(h: Harness, task_ids: list[int]) -> None:
+    """Empty blocks until every task has left its current phase (deadlines close them)."""
+    before = {t: (h.state.tasks[t].phase, h.state.tasks[t].epoch) for t in task_ids}
+    for _ in range(20):
+        if all((h.state.tasks[t].phase, h.state.tasks[t].epoch) != before[t] for t in task_ids):
+            return
+        h.block()
+
+
+def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -> None:
+    """One epoch of every task in ``task_ids``, in lockstep so no window expires unused."""
+    epoch = {t: h.state.tasks[t].epoch for t in task_ids}
+    deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t)) for t in task_ids}
+    acting = {t: [pk for pk, d in deltas[t].items() if d is not None] for t in task_ids}
+    commits = [h.commit(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
+               for pk in acting[t]]
+    stranger = by_pk[acting[task_ids[0]][0]]
+    h.block(*commits, h.advance(stranger, task_ids[0], epoch[task_ids[0]] + 5))  # rejected
+    _wait(h, task_ids)
+    h.block(*[h.reveal(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
+              for pk in acting[t]])
+    _wait(h, task_ids)
+    voting = [t for t in task_ids if h.state.tasks[t].phase == "vote_commit"]
+    votes = {t: {pk: (7000 + 100 * i, 6500) for i, pk in enumerate(_selected(h, t, "voters"))}
+             for t in voting}
+    if voting:
+        h.block(*[h.commit_vote(by_pk[pk], t, epoch[t], *v) for t in voting
+                  for pk, v in votes[t].items()])
+        _wait(h, voting)
+        h.block(*[h.reveal_vote(by_pk[pk], t, epoch[t], *v) for t in voting
+                  for pk, v in votes[t].items()])
+        _wait(h, voting)
+    for t in task_ids:
+        honest = [d for d in deltas[t].values() if d is not None]
+        prev[t] = honest[0] if honest else prev.get(t)
+
+
+def record() -> dict:
+    rng = np.random.default_rng(20261201)
+    h = Harness()
+    blocks: list[dict] = []
+    original_block = h.block
+
+    def recording_block(*actions):
+        receipts = original_block(*actions)
+        blocks.append({
+            "height": h.state.height,
+            "timestamp": 1_700_000_000 + h.state.height - 1,
+            "actions": [a.encode() for a in actions],
+            "state_root": h.state.state_root(),
+            "block_hash": h.parent,
+            "applied": [r.applied for r in receipts],
+        })
+        return receipts
+
+    h.block = recording_block  # type: ignore[method-assign]
+    clients = [Client.make(f"rec{i}") for i in range(14)]
+    by_pk = {c.pubkey: c for c in clients}
+    g = np.zeros(D, dtype=np.int32)
+    p1 = default_params(D, g, proposers=7, f=1)
+    p2 = default_params(D, g, proposers=7, f=1, voters=3)
+    h.block(*[h.deposit(c) for c in clients], h.create_task(1, p1), h.create_task(2, p2))
+    h.block(h.genesis(clients[0], 1, g), h.genesis(clients[1], 2, g))
+    h.block()
+    prev: dict = {}
+    for _ in range(3):
+        running = [t for t in (1, 2) if h.state.tasks[t].phase == "update_commit"]
+        if running:
+            _run_epochs(h, by_pk, running, rng, prev)
+    for _ in range(4):  # deadlines with nobody acting
+        h.block()
+    h.l1_block += 1
+    unbond = UnbondBody(clients[13].address, clients[13].pubkey, 2_000_000_000, h.l1_block, 0,
+                        b"\x55" * 32)
+    h.block(h._sys("l1_unbond", unbond))
+    return {"protocol": PROTOCOL, "chain_id": 7, "blocks": blocks}
+
+
+def main() -> None:
+    chain = record()
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_bytes(msgpack.packb(chain, use_bin_type=True))
+    print(f"{OUT.relative_to(ROOT)}: {len(chain['blocks'])} blocks, "
+          f"final root {chain['blocks'][-1]['state_root'].hex()}")
+
+
+if __name__ == "__main__":
+    main()
