@@ -35,6 +35,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 
 contracts: node-deps
 	node contracts/build.mjs

@@ -200,8 +200,8 @@ def test_l1_keys_and_admin_token_resolve(services: dict[str, Any],
 
 
 def test_client_can_stake_and_reads_valid_data_specs(services: dict[str, Any]) -> None:
+    from federated.commands.client import resolve_auto
     from federated.data import DataSpec
-    from rollup.commands.client import resolve_auto
 
     svc = services["client"]
     args = _parse(svc)

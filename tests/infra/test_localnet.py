@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 import pytest
 
-from rollup.localnet import (
+from devtools.localnet import (
     DEFAULT_PG_URL,
     Localnet,
     _proc_start_time,

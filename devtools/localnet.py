@@ -167,7 +167,7 @@ def _port_free(port: int) -> bool:
 
 def _pick_port(port: int, what: str, flag: str) -> int:
     if port == 0:
-        from bridge.l1 import free_port
+        from devtools.l1 import free_port
 
         return free_port()
     if not _port_free(port):
@@ -228,7 +228,7 @@ def drop_database(url: str, name: str) -> None:
 
 def prerequisites(pg_url: str = DEFAULT_PG_URL) -> list[str]:
     """What is missing to run a local network (empty when everything is there)."""
-    from bridge.l1 import anvil_binary
+    from devtools.l1 import anvil_binary
 
     missing = []
     if anvil_binary() is None:
@@ -387,7 +387,7 @@ class Localnet:
     def _start(self, cfg: LocalnetConfig) -> None:
         from web3 import Web3
 
-        from bridge.l1 import ANVIL_HARDFORK, anvil_binary
+        from devtools.l1 import ANVIL_HARDFORK, anvil_binary
 
         node_db = _pg_url_for(cfg.pg_url, cfg.db_name, "psycopg")
         verifier_db = _pg_url_for(cfg.pg_url, cfg.db_name + "_verifier", "psycopg")
@@ -558,7 +558,7 @@ class Localnet:
 
     def finalize(self) -> dict[str, Any]:
         """Move anvil's clock past the challenge period so every posted batch is final."""
-        from bridge.l1 import advance_time
+        from devtools.l1 import advance_time
 
         period = int(self.state["config"]["challenge_period"])
         advance_time(self.web3(), period + 1)

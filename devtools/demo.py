@@ -93,7 +93,7 @@ class Demo:
     def _l1(self) -> Any:
         from web3 import Web3
 
-        from bridge.l1 import embedded_web3, start_anvil
+        from devtools.l1 import embedded_web3, start_anvil
 
         if self.cfg.l1 == "embedded":
             return embedded_web3(num_accounts=10)
@@ -284,9 +284,9 @@ class Demo:
                 time.sleep(0.05)
 
         # ---- settlement on L1
-        from bridge.l1 import advance_time
         from bridge.settlement import claim_reward, latest_final_batch, refund_task
         from bridge.verifier import Verifier
+        from devtools.l1 import advance_time
 
         node_client.wait_for(lambda: seq.mempool_size == 0, 30, what="empty mempool")
         time.sleep(cfg.block_time * 3)
