@@ -393,9 +393,6 @@ class Sequencer:
         """Admit a signed action (canonical wire bytes); returns once it is durable."""
         return self.submit_nowait(raw).result(timeout)
 
-    def submit_action(self, sa: SignedAction, timeout: float | None = None) -> Ack:
-        return self.submit(sa.encode(), timeout)
-
     def submit_system(self, sa: SignedAction, timeout: float | None = None) -> Ack:
         """Admit a system action (``l1_*``, zero sender, empty signature) from the bridge.
         Its nonce must be the system sender's pending nonce (``pending_nonce(SYSTEM_SENDER)``),
