@@ -25,6 +25,7 @@ from web3.exceptions import (
 from web3.types import TxReceipt
 
 from bridge.contracts import decode_error
+from state_machine.types import Wei
 
 
 def latest_timestamp(w3: Web3) -> int:
@@ -209,12 +210,12 @@ def send(
     return submit(w3, sender, build(call, sender, value=value, gas=gas))
 
 
-def send_value(w3: Web3, sender: Sender, to: str, value: int) -> TxReceipt:
+def send_value(w3: Web3, sender: Sender, to: str, value: Wei | int) -> TxReceipt:
     """Plain ETH transfer (used to fund treasuries/contracts in tests and scripts)."""
     tx = {"to": Web3.to_checksum_address(to), "value": value}
     return submit(w3, sender, tx, what="transfer")
 
 
-def gas_cost(receipt: TxReceipt) -> int:
+def gas_cost(receipt: TxReceipt) -> Wei:
     """Wei paid for gas by a transaction."""
-    return int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    return Wei(int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"]))
