@@ -34,7 +34,7 @@ def _package_modules(package: str) -> list[str]:
     try:
         pkg = importlib.import_module(package)
     except ModuleNotFoundError as exc:
-        if exc.name is not None and package.startswith(exc.name):
+        if exc.name is not None and (package + ".").startswith(exc.name + "."):
             return []  # that package is not installed: no commands from it
         raise
     return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)

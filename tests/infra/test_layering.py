@@ -103,3 +103,24 @@ def test_contract_ignores_are_explained(section: str) -> None:
     entries = [ln for ln in ignores.splitlines() if "->" in ln]
     comments = [ln for ln in ignores.splitlines() if ln.strip().startswith("#")]
     assert entries and any("ALLOWED" in c or "TODO" in c for c in comments)
+
+
+def test_cli_finds_commands_by_package_name(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """rollup.cli registers federated/devtools commands by name (rollup must not import
+    them); a package that is not installed contributes none, a broken one still fails."""
+    from rollup import cli
+
+    names = cli.command_modules()
+    assert {"federated.commands.client", "federated.commands.task",
+            "devtools.commands.demo", "devtools.commands.localnet"} <= set(names)
+    assert [n.rsplit(".", 1)[1] for n in names] == sorted(n.rsplit(".", 1)[1] for n in names)
+    monkeypatch.setattr(cli, "COMMAND_PACKAGES", ("rollup.commands", "not_installed.commands"))
+    assert all(n.startswith("rollup.commands.") for n in cli.command_modules())
+    broken = tmp_path / "brokencmds"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("import brokencmds_missing_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "COMMAND_PACKAGES", ("rollup.commands", "brokencmds"))
+    with pytest.raises(ModuleNotFoundError, match="brokencmds_missing_dependency"):
+        cli.command_modules()
