@@ -60,3 +60,35 @@ def test_state_proof_roundtrip_and_wrong_subtree():
     assert verify_state_proof(t.leaf(3), proof, SUBROOT_ACCOUNTS, root)
     assert not verify_state_proof(t.leaf(3), proof, SUBROOT_TASKS, root)
     assert not verify_state_proof(t.leaf(2), proof, SUBROOT_ACCOUNTS, root)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=600), st.data())
+def test_copies_are_independent_and_match_rebuilds(ls, data):
+    """Copy-on-write chunks: writes to a copy never show in the original (and back)."""
+    a = MerkleTree(ls)
+    b = a.copy()
+    extra = data.draw(st.lists(st.binary(min_size=32, max_size=32), max_size=300))
+    for leaf in extra:
+        b.append(leaf)
+    if ls:
+        i = data.draw(st.integers(0, len(ls) - 1))
+        a.update(i, b"\x07" * 32)
+        ls_a = list(ls)
+        ls_a[i] = b"\x07" * 32
+    else:
+        ls_a = []
+    assert a.root() == MerkleTree(ls_a).root()
+    assert b.root() == MerkleTree(list(ls) + extra).root()
+    assert b.leaves() == list(ls) + extra
+
+
+def test_pickle_round_trip_keeps_root_and_proofs():
+    import pickle
+
+    ls = [i.to_bytes(32, "big") for i in range(300)]
+    t = MerkleTree(ls)
+    u = pickle.loads(pickle.dumps(t))
+    assert u.root() == t.root() and u.proof(257) == t.proof(257)
+    u.append(b"\x01" * 32)
+    assert u.root() == MerkleTree([*ls, b"\x01" * 32]).root()
