@@ -25,7 +25,6 @@ Thread model: any thread may call ``submit*``; the background producer (or a tes
 from __future__ import annotations
 
 import logging
-import pickle
 import queue
 import threading
 import time
@@ -43,7 +42,8 @@ from sqlalchemy import Connection
 
 from sequencer import admission
 from sequencer.da import build_da
-from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
+from sequencer.errors import RecoveryError, SubmitError
+from sequencer.history import History
 from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
 from state_machine import codec
 from state_machine.actions import (
@@ -56,14 +56,12 @@ from state_machine.actions import (
 from state_machine.constants import MAX_ACTION_BYTES, SYSTEM_SENDER
 from state_machine.crypto import ACK_DOMAIN, ACTION_DOMAIN, keccak256, verify
 from state_machine.epochs import can_open, next_deadline
-from state_machine.state import WAITING_CLIENTS, State
+from state_machine.state import WAITING_CLIENTS, State, model_hash
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
     Receipt,
-    apply_block,
-    block_hash,
-    block_header,
+    execute_block,
     genesis_state,
 )
 
@@ -112,7 +110,7 @@ class SequencerConfig:
     # seconds the writer waits for more submissions before committing a small group
     group_commit_wait: float = 0.0
     produce_blocks: bool = True  # run the background block producer
-    batch_state_cache: int = 4
+    batch_state_cache: int = 64  # recent batch/historical states kept in memory
 
 
 @dataclass(frozen=True)
@@ -178,6 +176,32 @@ class _Job:
 _STOP = object()
 
 
+class _EntryIndex(dict[bytes, _Entry]):
+    """Entries by hash, plus the L1 positions of queued system actions in admission order.
+
+    Why: the bridge asks for the highest queued L1 position before every event, and
+    ``/healthz`` reports it; scanning the mempool made both O(mempool). Admission only
+    accepts an L1 event after that position, so admission order is position order and the
+    newest queued system action holds the maximum: O(1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._l1: dict[bytes, tuple[int, int]] = {}
+
+    def __setitem__(self, h: bytes, e: _Entry) -> None:
+        super().__setitem__(h, e)
+        a = e.sa.action
+        if a.is_system:
+            self._l1[h] = (a.body.l1_block, a.body.log_index)  # type: ignore[attr-defined]
+
+    def pop(self, h: bytes, *default: Any) -> Any:
+        self._l1.pop(h, None)
+        return super().pop(h, *default)
+
+    def last_l1_position(self) -> tuple[int, int] | None:
+        return next(reversed(self._l1.values())) if self._l1 else None
+
+
 def _done(value: Ack) -> Future[Ack]:
     f: Future[Ack] = Future()
     f.set_result(value)
@@ -214,11 +238,12 @@ class Sequencer:
         self._maint: threading.Thread | None = None
         self._started = False
 
-        self._by_hash: dict[bytes, _Entry] = {}  # in flight or queued
+        self._by_hash: _EntryIndex = _EntryIndex()  # in flight or queued
         self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
-        self._batch_states: dict[int, State] = {}
+        self._history = History(store, config.chain_id, config.snapshot_interval,
+                                config.batch_state_cache)
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -238,26 +263,7 @@ class Sequencer:
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
         if head is not None:
-            start = 0
-            snap = self.store.latest_snapshot(head.height)
-            if snap is not None:
-                h, root, data = snap
-                blk = self.store.block(h)
-                try:
-                    st = pickle.loads(data)
-                    ok = blk is not None and st.state_root() == root == blk.state_root
-                except Exception as exc:  # a bad snapshot only costs replay time
-                    log.warning("snapshot at %d unusable: %s", h, exc)
-                    ok = False
-                if ok:
-                    state, start = st, h
-                else:
-                    log.warning("ignoring snapshot at height %d (root mismatch)", h)
-            t0 = time.perf_counter()
-            for b in self.store.iter_blocks(start + 1, head.height):
-                state = replay_block(self.store, state, b)
-            log.info("recovered height %d (snapshot %d, replayed %d blocks in %.2fs)",
-                     head.height, start, head.height - start, time.perf_counter() - t0)
+            state = self._history.recover(head)
             parent, ts = head.hash, head.timestamp
         self._state = state
         self._head_hash = parent
@@ -360,12 +366,9 @@ class Sequencer:
         """Highest ``(l1_block, log_index)`` applied or queued: the bridge resumes after it."""
         with self._lock:
             best = self._state.l1_cursor if self._state.l1_seen else None
-            for e in self._by_hash.values():
-                if e.sa.action.is_system:
-                    b = e.sa.action.body
-                    pos = (b.l1_block, b.log_index)  # type: ignore[attr-defined]
-                    if best is None or pos > best:
-                        best = pos
+            queued = self._by_hash.last_l1_position()
+            if queued is not None and (best is None or queued > best):
+                best = queued
             return best
 
     def action_status(self, action_hash: bytes) -> dict[str, Any] | None:
@@ -647,10 +650,9 @@ class Sequencer:
             ts = max(int(self._clock()), self._head_ts)
             block = Block(height, parent, ts, [e.sa for e in entries])
             t0 = time.perf_counter()
-            new_state, receipts = apply_block(state, block)
-            root = new_state.state_root()
-            header = block_header(block, root, receipts)
-            bh = block_hash(header)
+            res = execute_block(state, block)
+            new_state, receipts, root, header, bh = (res.state, res.receipts, res.state_root,
+                                                     res.header, res.hash)
             apply_s = time.perf_counter() - t0
             row = BlockRow(height, bh, parent, ts, root, codec.encode(header), len(entries))
             rrows = [
@@ -667,15 +669,10 @@ class Sequencer:
                 for i, (e, r) in enumerate(zip(entries, receipts, strict=True))
             ]
             blobs = _collect_blobs(state, new_state, entries, receipts)
-            snapshot = None
-            interval = self.config.snapshot_interval
-            if interval > 0 and height % interval == 0:
-                snapshot = (root, pickle.dumps(new_state, protocol=5))
 
             def _commit(conn: Connection) -> None:
-                self.store.write_block(conn, row, rrows, updates, blobs, snapshot)
-                if snapshot is not None:
-                    self.store.prune_snapshots(conn, self.config.snapshots_kept)
+                self.store.write_block(conn, row, rrows, updates, blobs, None)
+                self._history.on_block(conn, new_state)
 
             self._write(_commit)
             with self._lock:
@@ -716,14 +713,13 @@ class Sequencer:
             row = BatchRow(idx, first, end, blk.hash, blk.state_root, keccak256(da), None,
                            "pending")
             self.store.insert_batch(conn, row)
+            if state.height == end:  # proofs against this batch need no replay
+                self._history.write_snapshot(conn, state)
             return row
 
         batch: Batch | None = self._write(_cut)
         if batch is not None and batch.last_height == head_h:
-            with self._lock:
-                self._batch_states[batch.idx] = state
-                while len(self._batch_states) > self.config.batch_state_cache:
-                    self._batch_states.pop(min(self._batch_states))
+            self._history.remember(state)
         return batch
 
     def mark_posted(self, index: int, l1_tx_hash: bytes | None, status: str = "posted") -> None:
@@ -752,29 +748,13 @@ class Sequencer:
                             b.last_height)
 
     def state_at(self, height: int) -> State:
-        """The state after block ``height`` (current, cached batch state, or snapshot plus
-        replay). Raises KeyError if the chain is not that high."""
-        st = self._state
-        if height == st.height:
-            return st
-        if height > st.height or height < 0:
-            raise KeyError(f"no block {height}")
-        for s in list(self._batch_states.values()):
-            if s.height == height:
-                return s
-        state = genesis_state(self.chain_id)
-        snap = self.store.latest_snapshot(height)
-        if snap is not None:
-            state = pickle.loads(snap[2])
-        for b in self.store.iter_blocks(state.height + 1, height):
-            state = replay_block(self.store, state, b)
-        return state
+        """The state after block ``height`` (current, cached, or nearest snapshot plus at
+        most ``snapshot_interval`` blocks of replay). KeyError if the chain is not that
+        high."""
+        return self._history.state_at(height, self._state)
 
     def batch_state(self, index: int) -> State:
         """The state a batch commits to (for proofs against its state root)."""
-        s = self._batch_states.get(index)
-        if s is not None:
-            return s
         b = self.store.batch(index)
         if b is None:
             raise KeyError(f"no batch {index}")
@@ -782,18 +762,6 @@ class Sequencer:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def replay_block(store: Store, state: State, b: BlockRow) -> State:
-    """Re-apply stored block ``b`` to ``state`` and check its root and hash."""
-    acts = [decode_signed(raw) for raw in store.block_action_bytes(b.height)]
-    block = Block(b.height, b.parent_hash, b.timestamp, acts)
-    new_state, receipts = apply_block(state, block)
-    root = new_state.state_root()
-    h = block_hash(block_header(block, root, receipts))
-    if root != b.state_root or h != b.hash:
-        raise ChainMismatch(b.height, b.state_root, root, b.hash, h)
-    return new_state
 
 
 def _verify_env(pubkey: bytes, env: bytes, sig: bytes) -> bool:
@@ -820,11 +788,11 @@ _ENV_PREFIX = b"\x82\xa8envelope"
 
 
 def _closed_epoch(old: State, new: State) -> bool:
-    for key, ep in new.epochs.items():
-        if ep.outcome != "pending":
-            prev = old.epochs.get(key)
-            if prev is None or prev.outcome == "pending":
-                return True
+    """An epoch was finalized in this block: some task ran one more epoch (O(tasks))."""
+    for tid, t in new.tasks.items():
+        o = old.tasks.peek(tid)
+        if o is None or o.epochs_run != t.epochs_run:
+            return t.epochs_run > (0 if o is None else o.epochs_run)
     return False
 
 
@@ -854,4 +822,8 @@ def _collect_blobs(old: State, new: State, entries: list[_Entry],
             if prev is None or prev.candidate_hash != ep.candidate_hash:
                 data = ep.candidate.astype("<i4").tobytes()
                 out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
+                if ep.candidate_delta is not None:  # snapshots refer to it by hash
+                    data = ep.candidate_delta.astype("<i2").tobytes()
+                    out.append(BlobWrite(model_hash(ep.candidate_delta), "candidate_delta",
+                                         len(data), data=data))
     return out

@@ -376,6 +376,25 @@ class State:
         self.epochs[key] = ep
         self.touch_epoch(*key)
 
+    def rebuild_trees(self) -> None:
+        """Derive every tree from the entries (after a snapshot restore): O(state)."""
+        accs = sorted(self.accounts.values(), key=lambda a: a.index)
+        self.accounts_tree = MerkleTree([a.leaf() for a in accs])
+        self.status_tree = MerkleTree([a.status_leaf() for a in accs])
+        senders = sorted(self.sender_index.items(), key=lambda kv: kv[1])
+        self.senders_tree = MerkleTree(
+            [keccak256(abi_bytes32(pk), abi_uint(self.nonces.peek(pk))) for pk, _ in senders]
+        )
+        tasks = sorted(self.tasks.values(), key=lambda t: t.index)
+        self.tasks_tree = MerkleTree([t.leaf() for t in tasks])
+        eps = sorted(self.epoch_index.items(), key=lambda kv: kv[1])
+        self.epochs_tree = MerkleTree(
+            [epoch_leaf(k[0], k[1], self.epochs.peek(k).record_hash()) for k, _ in eps]
+        )
+        for dirty in (self.dirty_accounts, self.dirty_senders, self.dirty_tasks,
+                      self.dirty_epochs):
+            dirty.clear()
+
     # ---- commitment ----
     def _flush(self) -> None:
         accounts, tasks, epochs = self.accounts, self.tasks, self.epochs
