@@ -25,13 +25,11 @@ Thread model: any thread may call ``submit*``; the background producer (or a tes
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -41,10 +39,16 @@ from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
 from sequencer import admission
+from sequencer.batches import cut_batch
+from sequencer.blocks import build_block, closed_epoch
 from sequencer.da import build_da
 from sequencer.errors import RecoveryError, SubmitError
 from sequencer.history import History
-from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
+from sequencer.mempool import EntryIndex
+from sequencer.store import BatchRow, Store
+from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
+from sequencer.types import Entry as _Entry
+from sequencer.writer import GroupCommitWriter
 from state_machine import codec
 from state_machine.actions import (
     ActionError,
@@ -53,15 +57,13 @@ from state_machine.actions import (
     decode_signed,
     system_action,
 )
-from state_machine.constants import MAX_ACTION_BYTES, SYSTEM_SENDER
+from state_machine.constants import SYSTEM_SENDER
 from state_machine.crypto import ACK_DOMAIN, ACTION_DOMAIN, keccak256, verify
 from state_machine.epochs import can_open, next_deadline
-from state_machine.state import WAITING_CLIENTS, State, model_hash
+from state_machine.state import WAITING_CLIENTS, State
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
-    Receipt,
-    execute_block,
     genesis_state,
 )
 
@@ -96,112 +98,6 @@ def verify_ack(sequencer_pubkey: bytes, action_hash: bytes, received_height: int
     return verify(sequencer_pubkey, ack_message(action_hash, received_height), ack)
 
 
-@dataclass(frozen=True)
-class SequencerConfig:
-    """Tuning knobs; every field has a CLI/env/config-file counterpart in ``rollup.config``."""
-
-    chain_id: int
-    block_time: float = 1.0
-    max_block_actions: int = 1024
-    max_action_bytes: int = MAX_ACTION_BYTES
-    snapshot_interval: int = 100
-    snapshots_kept: int = 3
-    group_commit_max: int = 2048
-    # seconds the writer waits for more submissions before committing a small group
-    group_commit_wait: float = 0.0
-    produce_blocks: bool = True  # run the background block producer
-    batch_state_cache: int = 64  # recent batch/historical states kept in memory
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The sequencer's receipt of an action (returned with HTTP 202)."""
-
-    action_hash: bytes
-    received_height: int
-    signature: bytes
-    duplicate: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_hash": "0x" + self.action_hash.hex(),
-            "ack": "0x" + self.signature.hex(),
-            "received_height": self.received_height,
-            "duplicate": self.duplicate,
-        }
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    height: int
-    hash: bytes
-    state_root: bytes
-    timestamp: int
-    receipts: list[Receipt]
-
-
-class SequencerHooks:
-    """Observation points (metrics). Default: no-op. ``rollup.metrics`` implements them."""
-
-    def action_accepted(self, typ: str, size: int) -> None: ...
-    def action_rejected(self, reason: str) -> None: ...
-    def block_applied(self, height: int, seconds: float, n_actions: int,
-                      receipts: list[Receipt]) -> None: ...
-    def epoch_closed(self, seconds: float) -> None: ...
-    def acks_committed(self, n: int, seconds: float) -> None: ...
-
-
-@dataclass(eq=False)
-class _Entry:
-    """An acknowledged (or being-acknowledged) action."""
-
-    seq: int
-    sa: SignedAction
-    raw: bytes
-    hash: bytes
-    received_height: int
-    ack: bytes
-    future: Future[Ack] = field(default_factory=Future)
-
-    def to_ack(self, duplicate: bool = False) -> Ack:
-        return Ack(self.hash, self.received_height, self.ack, duplicate)
-
-
-@dataclass(eq=False)
-class _Job:
-    fn: Callable[[Connection], Any]
-    future: Future[Any] = field(default_factory=Future)
-
-
-_STOP = object()
-
-
-class _EntryIndex(dict[bytes, _Entry]):
-    """Entries by hash, plus the L1 positions of queued system actions in admission order.
-
-    Why: the bridge asks for the highest queued L1 position before every event, and
-    ``/healthz`` reports it; scanning the mempool made both O(mempool). Admission only
-    accepts an L1 event after that position, so admission order is position order and the
-    newest queued system action holds the maximum: O(1)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._l1: dict[bytes, tuple[int, int]] = {}
-
-    def __setitem__(self, h: bytes, e: _Entry) -> None:
-        super().__setitem__(h, e)
-        a = e.sa.action
-        if a.is_system:
-            self._l1[h] = (a.body.l1_block, a.body.log_index)  # type: ignore[attr-defined]
-
-    def pop(self, h: bytes, *default: Any) -> Any:
-        self._l1.pop(h, None)
-        return super().pop(h, *default)
-
-    def last_l1_position(self) -> tuple[int, int] | None:
-        return next(reversed(self._l1.values())) if self._l1 else None
-
-
 def _done(value: Ack) -> Future[Ack]:
     f: Future[Ack] = Future()
     f.set_result(value)
@@ -232,13 +128,14 @@ class Sequencer:
         self._produce_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._wq: queue.Queue[Any] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self._writer = GroupCommitWriter(store, config.group_commit_max,
+                                         config.group_commit_wait, self._acked, self._ack_failed)
+        self._wq = self._writer.queue  # admission puts acks here
         self._producer: threading.Thread | None = None
         self._maint: threading.Thread | None = None
         self._started = False
 
-        self._by_hash: _EntryIndex = _EntryIndex()  # in flight or queued
+        self._by_hash: EntryIndex = EntryIndex()  # in flight or queued
         self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
@@ -285,7 +182,6 @@ class Sequencer:
         if self._started:
             return self
         self._started = True
-        self._writer = threading.Thread(target=self._writer_loop, name="seq-writer", daemon=True)
         self._writer.start()
         if self.config.produce_blocks:
             self._producer = threading.Thread(target=self._producer_loop, name="seq-producer",
@@ -314,17 +210,8 @@ class Sequencer:
                 self._producer.join()
             if self._maint is not None:
                 self._maint.join()
-            self._wq.put(_STOP)
-            assert self._writer is not None
-            self._writer.join()
+            self._writer.stop()  # anything that raced with shutdown is refused
             self._started = False
-            while True:  # anything that raced with shutdown: refuse, never leave hanging
-                try:
-                    job = self._wq.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(job, (_Entry, _Job)):
-                    job.future.set_exception(SubmitError("shutting_down"))
         self.store.close()
 
     def __enter__(self) -> Sequencer:
@@ -512,75 +399,9 @@ class Sequencer:
 
     # ------------------------------------------------------------------ writer thread
 
-    def _writer_loop(self) -> None:
-        self._w = self.store.writer()
-        try:
-            self._writer_run()
-        finally:
-            self._w.close()
-
-    def _writer_run(self) -> None:
-        carry: Any = None
-        wait = self.config.group_commit_wait
-        while True:
-            job = carry if carry is not None else self._wq.get()
-            carry = None
-            if job is _STOP:
-                return
-            if isinstance(job, _Entry):
-                group = [job]
-                deadline = time.monotonic() + wait
-                while len(group) < self.config.group_commit_max:
-                    try:
-                        nxt = self._wq.get_nowait()
-                    except queue.Empty:
-                        # a short wait lets concurrent submissions share the commit (fsync)
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        try:
-                            nxt = self._wq.get(timeout=left)
-                        except queue.Empty:
-                            break
-                    if isinstance(nxt, _Entry):
-                        group.append(nxt)
-                    else:
-                        carry = nxt
-                        break
-                self._commit_acks(group)
-            else:
-                try:
-                    with self._w.begin() as conn:
-                        result = job.fn(conn)
-                except BaseException as exc:  # handed to the waiting caller
-                    job.future.set_exception(exc)
-                else:
-                    job.future.set_result(result)
-
-    def _commit_acks(self, group: list[_Entry]) -> None:
-        rows = [
-            {
-                "seq": e.seq, "hash": e.hash, "bytes": e.raw, "sender": e.sa.action.sender,
-                "nonce": e.sa.action.nonce, "type": e.sa.action.type, "size": len(e.raw),
-                "status": "queued", "reason": None, "detail": None,
-                "received_height": e.received_height, "ack": e.ack,
-                "block_height": None, "block_index": None,
-            }
-            for e in group
-        ]
-        t0 = time.perf_counter()
-        try:
-            self._w.insert_actions(rows)
-        except Exception as exc:
-            log.exception("ack commit failed for %d actions", len(group))
-            with self._lock:
-                for e in group:
-                    self._forget(e)
-            err = SubmitError("storage_error", str(exc)[:200])
-            for e in group:
-                e.future.set_exception(err)
-            return
-        self.hooks.acks_committed(len(group), time.perf_counter() - t0)
+    def _acked(self, group: list[_Entry], seconds: float) -> None:
+        """A group of acks is durable: queue the actions for blocks, answer the callers."""
+        self.hooks.acks_committed(len(group), seconds)
         with self._lock:
             was_empty = not self._mempool
             self._mempool.extend(group)
@@ -590,6 +411,13 @@ class Sequencer:
             e.future.set_result(e.to_ack())
         if full or was_empty:
             self._wake.set()
+
+    def _ack_failed(self, group: list[_Entry], err: SubmitError) -> None:
+        with self._lock:
+            for e in group:
+                self._forget(e)
+        for e in group:
+            e.future.set_exception(err)
 
     def _forget(self, e: _Entry) -> None:
         """Drop an entry from the pending view (included in a block, or failed to store)."""
@@ -604,12 +432,7 @@ class Sequencer:
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
-        if not self._started:
-            with self.store.begin() as conn:
-                return fn(conn)
-        job = _Job(fn)
-        self._wq.put(job)
-        return job.future.result()
+        return self._writer.write(fn)
 
     # ------------------------------------------------------------------ blocks
 
@@ -650,28 +473,14 @@ class Sequencer:
             ts = max(int(self._clock()), self._head_ts)
             block = Block(height, parent, ts, [e.sa for e in entries])
             t0 = time.perf_counter()
-            res = execute_block(state, block)
-            new_state, receipts, root, header, bh = (res.state, res.receipts, res.state_root,
-                                                     res.header, res.hash)
+            built = build_block(state, block, [e.seq for e in entries])
             apply_s = time.perf_counter() - t0
-            row = BlockRow(height, bh, parent, ts, root, codec.encode(header), len(entries))
-            rrows = [
-                ReceiptRow(height, i, r.action_hash, r.applied, r.reason, r.detail,
-                           ",".join(r.events))
-                for i, r in enumerate(receipts)
-            ]
-            updates = [
-                {
-                    "b_seq": e.seq, "b_status": "included" if r.applied else "rejected",
-                    "b_reason": r.reason, "b_detail": r.detail or None, "b_height": height,
-                    "b_index": i,
-                }
-                for i, (e, r) in enumerate(zip(entries, receipts, strict=True))
-            ]
-            blobs = _collect_blobs(state, new_state, entries, receipts)
+            new_state, receipts, root, bh = (built.result.state, built.result.receipts,
+                                             built.result.state_root, built.result.hash)
 
             def _commit(conn: Connection) -> None:
-                self.store.write_block(conn, row, rrows, updates, blobs, None)
+                self.store.write_block(conn, built.row, built.receipt_rows,
+                                       built.action_updates, built.blobs, None)
                 self._history.on_block(conn, new_state)
 
             self._write(_commit)
@@ -685,7 +494,7 @@ class Sequencer:
                     self._forget(e)
             self.last_block_wall = time.monotonic()
             self.hooks.block_applied(height, apply_s, len(entries), receipts)
-            if _closed_epoch(state, new_state):
+            if closed_epoch(state, new_state):
                 self.hooks.epoch_closed(apply_s)
             return BlockInfo(height, bh, root, ts, receipts)
 
@@ -699,23 +508,9 @@ class Sequencer:
         with self._lock:
             state = self._state
             head_h = state.height
-        chain_id = self.chain_id
 
         def _cut(conn: Connection) -> Batch | None:
-            last = self.store.latest_batch(conn)
-            first = last.last_height + 1 if last else 1
-            idx = last.idx + 1 if last else 0
-            end = head_h if max_blocks is None else min(head_h, first + max_blocks - 1)
-            if first > end:
-                return None
-            blk = next(iter(self.store.iter_blocks(end, end, conn=conn)))
-            da = build_da(self.store, conn, chain_id, idx, first, end)
-            row = BatchRow(idx, first, end, blk.hash, blk.state_root, keccak256(da), None,
-                           "pending")
-            self.store.insert_batch(conn, row)
-            if state.height == end:  # proofs against this batch need no replay
-                self._history.write_snapshot(conn, state)
-            return row
+            return cut_batch(self.store, self._history, conn, self.chain_id, state, max_blocks)
 
         batch: Batch | None = self._write(_cut)
         if batch is not None and batch.last_height == head_h:
@@ -785,45 +580,3 @@ def _envelope_bytes(raw: bytes, sa: SignedAction) -> bytes:
 
 
 _ENV_PREFIX = b"\x82\xa8envelope"
-
-
-def _closed_epoch(old: State, new: State) -> bool:
-    """An epoch was finalized in this block: some task ran one more epoch (O(tasks))."""
-    for tid, t in new.tasks.items():
-        o = old.tasks.peek(tid)
-        if o is None or o.epochs_run != t.epochs_run:
-            return t.epochs_run > (0 if o is None else o.epochs_run)
-    return False
-
-
-def _collect_blobs(old: State, new: State, entries: list[_Entry],
-                   receipts: list[Receipt]) -> list[BlobWrite]:
-    """Blobs a block makes available: applied reveal updates (by reference to their
-    action), and every global model, previous delta and vote candidate that changed."""
-    out: list[BlobWrite] = []
-    for e, r in zip(entries, receipts, strict=True):
-        a = e.sa.action
-        if r.applied and a.type == "reveal_update":
-            b = a.body
-            ep = new.epochs[(b.task_id, b.epoch)]  # type: ignore[attr-defined]
-            out.append(BlobWrite(ep.update_hashes[a.sender], "update",
-                                 len(b.update_bytes), action_seq=e.seq))  # type: ignore[attr-defined]
-    for tid, t in new.tasks.items():
-        o = old.tasks.get(tid)
-        if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
-            data = t.global_model.astype("<i4").tobytes()
-            out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
-        if t.prev_delta is not None and (o is None or o.prev_delta_hash != t.prev_delta_hash):
-            data = t.prev_delta.astype("<i2").tobytes()
-            out.append(BlobWrite(t.prev_delta_hash, "prev_delta", len(data), data=data))
-        ep = new.epochs.get((tid, t.epoch))
-        if ep is not None and ep.candidate is not None:
-            prev = old.epochs.get((tid, t.epoch))
-            if prev is None or prev.candidate_hash != ep.candidate_hash:
-                data = ep.candidate.astype("<i4").tobytes()
-                out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
-                if ep.candidate_delta is not None:  # snapshots refer to it by hash
-                    data = ep.candidate_delta.astype("<i2").tobytes()
-                    out.append(BlobWrite(model_hash(ep.candidate_delta), "candidate_delta",
-                                         len(data), data=data))
-    return out
