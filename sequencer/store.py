@@ -556,6 +556,13 @@ class Store:
             r = c.execute(q).first()
         return (_b(r[0]), _b(r[1])) if r else None
 
+    def snapshots_upto(self, height: int, limit: int) -> dict[int, tuple[bytes, bytes]]:
+        """The ``limit`` newest snapshots at or below ``height``: {height: (root, data)}."""
+        q = (select(snapshots).where(snapshots.c.height <= height)
+             .order_by(snapshots.c.height.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return {int(r.height): (_b(r.state_root), _b(r.data)) for r in conn.execute(q)}
+
     @staticmethod
     def insert_snapshot(conn: Connection, height: int, root: bytes, data: bytes) -> None:
         conn.execute(insert(snapshots).values(height=height, state_root=root, data=data))

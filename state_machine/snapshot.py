@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from state_machine.cow import CowMap, clone_record
+from state_machine.crypto import abi_bytes32, abi_uint, keccak256
+from state_machine.leaves import epoch_leaf
+from state_machine.merkle import MerkleTree
 from state_machine.state import EpochState, State, Task, model_hash
 
 SNAPSHOT_VERSION = 2
@@ -106,8 +109,28 @@ def restore(chain: list[dict[str, Any]], fetch: Callable[[bytes], bytes | None])
             m._own[k] = resolve(v, fetch) if resolve else v
         m._len = len(m._own)
     state.__dict__.update(chain[-1]["scalars"])
-    state.rebuild_trees()
+    rebuild_trees(state)
     return state
+
+
+def rebuild_trees(state: State) -> None:
+    """Derive every tree from the entries (after a restore): O(state), no blocks."""
+    accs = sorted(state.accounts.values(), key=lambda a: a.index)
+    state.accounts_tree = MerkleTree([a.leaf() for a in accs])
+    state.status_tree = MerkleTree([a.status_leaf() for a in accs])
+    senders = sorted(state.sender_index.items(), key=lambda kv: kv[1])
+    state.senders_tree = MerkleTree(
+        [keccak256(abi_bytes32(pk), abi_uint(state.nonces.peek(pk))) for pk, _ in senders]
+    )
+    state.tasks_tree = MerkleTree([t.leaf() for t in sorted(state.tasks.values(),
+                                                           key=lambda t: t.index)])
+    eps = sorted(state.epoch_index.items(), key=lambda kv: kv[1])
+    state.epochs_tree = MerkleTree(
+        [epoch_leaf(k[0], k[1], state.epochs.peek(k).record_hash()) for k, _ in eps]
+    )
+    for dirty in (state.dirty_accounts, state.dirty_senders, state.dirty_tasks,
+                  state.dirty_epochs):
+        dirty.clear()
 
 
 def _array(ref: Any, fetch: Callable[[bytes], bytes | None]) -> Any:

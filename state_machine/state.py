@@ -16,7 +16,7 @@ Sub-trees (each a ``MerkleTree`` indexed by insertion order):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -283,13 +283,12 @@ class State:
         arrays are shared because the STF never mutates them."""
         st = State.__new__(State)
         d = self.__dict__.copy()
-        for k, v in d.items():
-            if isinstance(v, CowMap):
-                d[k] = v.child()
-            elif isinstance(v, MerkleTree):
-                d[k] = v.copy()
-            elif isinstance(v, set):
-                d[k] = set(v)
+        for k in _MAP_FIELDS:
+            d[k] = d[k].child()
+        for k in _TREE_FIELDS:
+            d[k] = d[k].copy()
+        for k in _SET_FIELDS:
+            d[k] = set(d[k])
         d["_saved"], d["_dirty_added"] = None, []
         st.__dict__ = d
         return st
@@ -300,18 +299,19 @@ class State:
             m.seal()
 
     def _maps(self) -> list[CowMap[Any, Any]]:
-        return [v for v in self.__dict__.values() if isinstance(v, CowMap)]
+        d = self.__dict__
+        return [d[k] for k in _MAP_FIELDS]
 
     def touched(self) -> dict[str, list[Any]]:
         """Keys of every map written since this state was copied from its parent."""
-        return {k: v.own_keys() for k, v in self.__dict__.items() if isinstance(v, CowMap)}
+        return {k: self.__dict__[k].own_keys() for k in _MAP_FIELDS}
 
     # ---- savepoints (one action) ----
     def begin_action(self) -> None:
         """Journal everything the next action changes, so :meth:`rollback_action` can undo
         it exactly."""
-        self._saved = {k: v for k, v in self.__dict__.items()
-                       if not isinstance(v, (CowMap, MerkleTree, set, list, dict))}
+        d = self.__dict__
+        self._saved = {k: d[k] for k in _SCALAR_FIELDS}
         self._dirty_added = []
         for m in self._maps():
             m.begin()
@@ -375,25 +375,6 @@ class State:
         key = (ep.task_id, ep.epoch)
         self.epochs[key] = ep
         self.touch_epoch(*key)
-
-    def rebuild_trees(self) -> None:
-        """Derive every tree from the entries (after a snapshot restore): O(state)."""
-        accs = sorted(self.accounts.values(), key=lambda a: a.index)
-        self.accounts_tree = MerkleTree([a.leaf() for a in accs])
-        self.status_tree = MerkleTree([a.status_leaf() for a in accs])
-        senders = sorted(self.sender_index.items(), key=lambda kv: kv[1])
-        self.senders_tree = MerkleTree(
-            [keccak256(abi_bytes32(pk), abi_uint(self.nonces.peek(pk))) for pk, _ in senders]
-        )
-        tasks = sorted(self.tasks.values(), key=lambda t: t.index)
-        self.tasks_tree = MerkleTree([t.leaf() for t in tasks])
-        eps = sorted(self.epoch_index.items(), key=lambda kv: kv[1])
-        self.epochs_tree = MerkleTree(
-            [epoch_leaf(k[0], k[1], self.epochs.peek(k).record_hash()) for k, _ in eps]
-        )
-        for dirty in (self.dirty_accounts, self.dirty_senders, self.dirty_tasks,
-                      self.dirty_epochs):
-            dirty.clear()
 
     # ---- commitment ----
     def _flush(self) -> None:
@@ -480,6 +461,19 @@ class State:
             "proof": state_proof(subroots, SUBROOT_TASKS, self.tasks_tree.proof(task.index)),
             "state_root": compose_state_root(subroots),
         }
+
+
+def _fields_of(kind: str) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(State) if str(f.type).startswith(kind))
+
+
+_MAP_FIELDS = _fields_of("CowMap")
+_TREE_FIELDS = _fields_of("MerkleTree")
+_SET_FIELDS = _fields_of("set")
+_SCALAR_FIELDS = tuple(
+    f.name for f in fields(State)
+    if f.name[0] != "_" and f.name not in _MAP_FIELDS + _TREE_FIELDS + _SET_FIELDS
+)
 
 
 def clone_account(acc: Account) -> Account:
