@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from state_machine.crypto import ZERO32, keccak256
+from state_machine.crypto import ZERO32, _keccak_256
 
 MAX_DEPTH = 64
 CHUNK_BITS = 8
@@ -23,7 +23,7 @@ CHUNK_MASK = CHUNK - 1
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
     """OpenZeppelin's commutative keccak256 of two nodes."""
-    return keccak256(a, b) if a <= b else keccak256(b, a)
+    return _keccak_256(a + b).digest() if a <= b else _keccak_256(b + a).digest()
 
 
 def _zero_hashes(depth: int) -> list[bytes]:
@@ -151,6 +151,29 @@ class MerkleTree:
             return
         self._set(0, index, leaf)
         self._rehash(index)
+
+    def update_many(self, leaves: Iterable[tuple[int, bytes]]) -> None:
+        """Set leaves (an index equal to the current length appends), then rehash every
+        changed interior node once: k leaves of one block cost far fewer than k full paths
+        because their paths share the upper levels."""
+        dirty: set[int] = set()
+        for index, leaf in leaves:
+            size = self._sizes[0]
+            if index == size or (0 <= index < size and self._node(0, index) != leaf):
+                self._set(0, index, leaf)
+                dirty.add(index)
+            elif not 0 <= index < size:
+                raise IndexError(index)
+        if not dirty:
+            return
+        while (1 << self.depth) < self._sizes[0]:
+            self._levels.append([])
+            self._sizes.append(0)
+        for level in range(1, len(self._levels)):
+            dirty = {i >> 1 for i in dirty}
+            for i in sorted(dirty):
+                node = hash_pair(self._node(level - 1, 2 * i), self._node(level - 1, 2 * i + 1))
+                self._set(level, i, node)
 
     def _rehash(self, index: int) -> None:
         i = index

@@ -378,38 +378,28 @@ class State:
 
     # ---- commitment ----
     def _flush(self) -> None:
+        """Write every dirty leaf, then rehash each changed interior node once per tree
+        (leaves touched by one block share the upper part of their paths)."""
         accounts, tasks, epochs = self.accounts, self.tasks, self.epochs
-        for pk in sorted(self.dirty_accounts, key=lambda p: accounts.peek(p).index):
-            acc = accounts.peek(pk)
-            if acc.index < len(self.accounts_tree):
-                self.accounts_tree.update(acc.index, acc.leaf())
-                self.status_tree.update(acc.index, acc.status_leaf())
-            else:
-                assert acc.index == len(self.accounts_tree)
-                self.accounts_tree.append(acc.leaf())
-                self.status_tree.append(acc.status_leaf())
-        for pk in sorted(self.dirty_senders, key=lambda p: self.sender_index[p]):
-            leaf = keccak256(abi_bytes32(pk), abi_uint(self.nonces[pk]))
-            idx = self.sender_index[pk]
-            if idx < len(self.senders_tree):
-                self.senders_tree.update(idx, leaf)
-            else:
-                assert idx == len(self.senders_tree)
-                self.senders_tree.append(leaf)
-        for tid in sorted(self.dirty_tasks, key=lambda t: tasks.peek(t).index):
-            task = tasks.peek(tid)
-            if task.index < len(self.tasks_tree):
-                self.tasks_tree.update(task.index, task.leaf())
-            else:
-                assert task.index == len(self.tasks_tree)
-                self.tasks_tree.append(task.leaf())
+        accs = sorted((accounts.peek(p) for p in self.dirty_accounts), key=lambda a: a.index)
+        self.accounts_tree.update_many([(a.index, a.leaf()) for a in accs])
+        self.status_tree.update_many([(a.index, a.status_leaf()) for a in accs])
+        idx = self.sender_index
+        self.senders_tree.update_many([
+            (idx[pk], keccak256(abi_bytes32(pk), abi_uint(self.nonces[pk])))
+            for pk in sorted(self.dirty_senders, key=lambda p: idx[p])
+        ])
+        ts = sorted((tasks.peek(t) for t in self.dirty_tasks), key=lambda t: t.index)
+        self.tasks_tree.update_many([(t.index, t.leaf()) for t in ts])
+        eleaves = []
+        fresh = len(self.epochs_tree)  # new epochs get the next indices, in this order
         for key in sorted(self.dirty_epochs, key=lambda k: self.epoch_index.get(k, 1 << 62)):
             ep = epochs.peek(key)
-            leaf = epoch_leaf(ep.task_id, ep.epoch, ep.record_hash())
-            if key in self.epoch_index:
-                self.epochs_tree.update(self.epoch_index[key], leaf)
-            else:
-                self.epoch_index[key] = self.epochs_tree.append(leaf)
+            if key not in self.epoch_index:
+                self.epoch_index[key], fresh = fresh, fresh + 1
+            eleaves.append((self.epoch_index[key], epoch_leaf(ep.task_id, ep.epoch,
+                                                              ep.record_hash())))
+        self.epochs_tree.update_many(eleaves)
         self.dirty_accounts.clear()
         self.dirty_senders.clear()
         self.dirty_tasks.clear()

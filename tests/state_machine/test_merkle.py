@@ -92,3 +92,24 @@ def test_pickle_round_trip_keeps_root_and_proofs():
     assert u.root() == t.root() and u.proof(257) == t.proof(257)
     u.append(b"\x01" * 32)
     assert u.root() == MerkleTree([*ls, b"\x01" * 32]).root()
+
+
+@settings(max_examples=60)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=300), st.data())
+def test_update_many_equals_one_by_one(ls, data):
+    """Batched leaf writes (appends and updates, one rehash per node) give the same tree."""
+    a, b = MerkleTree(ls), MerkleTree(ls)
+    ups = data.draw(st.lists(st.tuples(st.integers(0, max(len(ls) - 1, 0)),
+                                       st.binary(min_size=32, max_size=32)), max_size=20))
+    ups = sorted({i: v for i, v in ups if i < len(ls)}.items())
+    new = data.draw(st.lists(st.binary(min_size=32, max_size=32), max_size=40))
+    batch = ups + [(len(ls) + k, v) for k, v in enumerate(new)]
+    a.update_many(batch)
+    for i, v in ups:
+        b.update(i, v)
+    for v in new:
+        b.append(v)
+    assert a.root() == b.root() and a.leaves() == b.leaves()
+    if len(a):
+        i = data.draw(st.integers(0, len(a) - 1))
+        assert a.proof(i) == b.proof(i)
