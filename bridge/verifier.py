@@ -20,12 +20,11 @@ from web3 import Web3
 from bridge.contracts import Deployment
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
-from sequencer.da import decode_da, replay_da
-from sequencer.errors import ChainMismatch
 from state_machine.actions import ActionError, decode_signed
 from state_machine.crypto import keccak256
+from state_machine.da import decode_da, replay_da
 from state_machine.state import State
-from state_machine.transition import GENESIS_PARENT, genesis_state
+from state_machine.transition import GENESIS_PARENT, ChainMismatch, genesis_state
 
 log = logging.getLogger(__name__)
 

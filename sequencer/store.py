@@ -124,7 +124,8 @@ snapshots = Table(
     metadata,
     Column("height", BigInteger, primary_key=True, autoincrement=False),
     Column("state_root", LargeBinary(32), nullable=False),
-    Column("data", LargeBinary, nullable=False),  # pickle of state_machine.state.State
+    # state_machine.snapshot payload: scalars + changed entries, arrays by blob hash
+    Column("data", LargeBinary, nullable=False),
 )
 
 batches = Table(
@@ -526,6 +527,25 @@ class Store:
         with self.engine.connect() as conn:
             r = conn.execute(q).first()
         return (int(r.height), _b(r.state_root), _b(r.data)) if r else None
+
+    def snapshot_at(self, height: int,
+                    conn: Connection | None = None) -> tuple[bytes, bytes] | None:
+        """(state_root, data) of the snapshot at exactly ``height``."""
+        q = select(snapshots.c.state_root, snapshots.c.data).where(snapshots.c.height == height)
+        with self._reader(conn) as c:
+            r = c.execute(q).first()
+        return (_b(r[0]), _b(r[1])) if r else None
+
+    def snapshots_upto(self, height: int, limit: int) -> dict[int, tuple[bytes, bytes]]:
+        """The ``limit`` newest snapshots at or below ``height``: {height: (root, data)}."""
+        q = (select(snapshots).where(snapshots.c.height <= height)
+             .order_by(snapshots.c.height.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return {int(r.height): (_b(r.state_root), _b(r.data)) for r in conn.execute(q)}
+
+    @staticmethod
+    def insert_snapshot(conn: Connection, height: int, root: bytes, data: bytes) -> None:
+        conn.execute(insert(snapshots).values(height=height, state_root=root, data=data))
 
     def snapshot_heights(self) -> list[int]:
         with self.engine.connect() as conn:
