@@ -42,8 +42,10 @@ from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
 from sequencer import admission
+from sequencer.bounded import check_msgpack_shape
 from sequencer.da import build_da
 from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
+from sequencer.mempool_guard import AdmissionGate, Limits, rejected_rows
 from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
 from state_machine import codec
 from state_machine.actions import (
@@ -54,7 +56,12 @@ from state_machine.actions import (
     system_action,
 )
 from state_machine.constants import MAX_ACTION_BYTES, SYSTEM_SENDER
-from state_machine.crypto import ACK_DOMAIN, ACTION_DOMAIN, keccak256, verify
+from state_machine.crypto import (  # noqa: F401  (verify_ack re-exported)
+    ACTION_DOMAIN,
+    ack_message,
+    keccak256,
+    verify_ack,
+)
 from state_machine.epochs import can_open, next_deadline
 from state_machine.state import WAITING_CLIENTS, State
 from state_machine.transition import (
@@ -84,20 +91,6 @@ except ImportError:  # pragma: no cover - same result, slower
 Batch = BatchRow
 
 
-def ack_message(action_hash: bytes, received_height: int) -> bytes:
-    """What the ack signs: ``ACK_DOMAIN || action_hash || received_height`` (8 bytes BE).
-
-    The domain prefix (``b"flockchain/ack/v1"``) keeps an ack from ever being a valid
-    signature over an action (whose messages start with the action domain)."""
-    return ACK_DOMAIN + action_hash + received_height.to_bytes(8, "big")
-
-
-def verify_ack(sequencer_pubkey: bytes, action_hash: bytes, received_height: int,
-               ack: bytes) -> bool:
-    """True iff ``ack`` is the sequencer's signature for this action and height."""
-    return verify(sequencer_pubkey, ack_message(action_hash, received_height), ack)
-
-
 @dataclass(frozen=True)
 class SequencerConfig:
     """Tuning knobs; every field has a CLI/env/config-file counterpart in ``rollup.config``."""
@@ -113,6 +106,7 @@ class SequencerConfig:
     group_commit_wait: float = 0.0
     produce_blocks: bool = True  # run the background block producer
     batch_state_cache: int = 4
+    limits: Limits = field(default_factory=Limits)  # admission quotas and rate limits
 
 
 @dataclass(frozen=True)
@@ -218,6 +212,7 @@ class Sequencer:
         self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
+        self._gate = AdmissionGate(config.limits)
         self._batch_states: dict[int, State] = {}
         self.last_block_wall = time.monotonic()
 
@@ -271,6 +266,8 @@ class Sequencer:
             self._mempool.append(e)
             self._pending[sa.action.sender] = self._pending.get(sa.action.sender, 0) + 1
             self._view.add(sa)
+            self._gate.mempool_bytes += len(row.bytes)
+        self._gate.recover(rejected_rows(self.store), state)
         if self._mempool:
             log.info("re-queued %d acknowledged actions", len(self._mempool))
 
@@ -428,6 +425,11 @@ class Sequencer:
             raise self._refuse("too_large", f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
             try:
+                check_msgpack_shape(raw)
+            except SubmitError as exc:
+                self.hooks.action_rejected(exc.reason)
+                raise
+            try:
                 sa = decode_signed(raw)
             except ActionError as exc:
                 raise self._refuse(exc.reason, exc.detail) from None
@@ -451,7 +453,7 @@ class Sequencer:
             if a.sender == SYSTEM_SENDER or not _verify_env(a.sender, env, sa.signature):
                 raise self._refuse("bad_signature", "ed25519 signature does not verify")
             try:
-                admission.static_checks(self._state, sa)
+                admission.static_checks(self._state, sa, self._view)
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
@@ -467,8 +469,9 @@ class Sequencer:
                         self._check_l1_order(sa)
                     else:
                         backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
-                        admission.window_checks(state, sa, self._view,
-                                                state.height + 2 + backlog)
+                        self._gate.admit(state, sa, h, len(raw), self._view,
+                                         self._pending.get(a.sender, 0), len(self._by_hash),
+                                         state.height + 2 + backlog)
                 except SubmitError as exc:
                     self.hooks.action_rejected(exc.reason)
                     raise
@@ -478,11 +481,15 @@ class Sequencer:
                 self._by_hash[h] = entry
                 self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
                 self._view.add(sa)
+                self._gate.mempool_bytes += len(raw)
                 self._wq.put(entry)
                 return entry.future
         # nonce mismatch: the same action acknowledged earlier (and since included) is a
         # duplicate, anything else is a nonce conflict
         row = self.store.action_meta_by_hash(h)
+        if row is not None and row["status"] == "rejected":
+            raise self._refuse("already_rejected", "these signed bytes were included and "
+                               "rejected; sign a new action")
         if row is not None:
             return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
         raise self._refuse("bad_nonce", f"expected nonce {expected}, got {a.nonce}")
@@ -598,6 +605,7 @@ class Sequencer:
         else:
             self._pending.pop(s, None)
         self._view.remove(e.sa)
+        self._gate.mempool_bytes -= len(e.raw)
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
@@ -686,6 +694,9 @@ class Sequencer:
                     head = self._mempool.popleft()
                     assert head is e
                     self._forget(e)
+                self._gate.block_applied(
+                    ((e.sa, e.hash, r.applied) for e, r in zip(entries, receipts, strict=True)),
+                    new_state)
             self.last_block_wall = time.monotonic()
             self.hooks.block_applied(height, apply_s, len(entries), receipts)
             if _closed_epoch(state, new_state):
