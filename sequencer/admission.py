@@ -36,6 +36,7 @@ from state_machine.actions import (
     RevealVoteBody,
     SignedAction,
 )
+from state_machine.epochs import can_open
 from state_machine.reasons import Reason
 from state_machine.rules import (
     ACTIVE_PHASES,
@@ -75,9 +76,6 @@ _RANK = {
 }
 PARTICIPANT_TYPES = frozenset(PHASE_OF)
 _COMMIT_OF = {"reveal_update": "commit_update", "reveal_vote": "commit_vote"}
-# queued ``advance`` actions per task beyond which more cannot be useful before the queue
-# drains: one advance closes one phase, and an epoch has four phases plus its opening
-MAX_QUEUED_ADVANCES = 5
 
 
 def _bump(d: dict, k: object, by: int) -> None:
@@ -184,8 +182,7 @@ def role_checks(state: State, sa: SignedAction, view: PendingView) -> None:
     * reveals: the sender's commitment is in the open epoch or queued (the STF requires
       it, and nothing else can put it there);
     * ``publish_genesis``: at most one queued per task (a queued genesis with the declared
-      hash applies unless another genesis applies first);
-    * ``advance``: at most MAX_QUEUED_ADVANCES queued per task.
+      hash applies unless another genesis applies first).
     """
     a = sa.action
     b = a.body
@@ -202,10 +199,6 @@ def role_checks(state: State, sa: SignedAction, view: PendingView) -> None:
     elif isinstance(b, PublishGenesisBody):
         if view.geneses.get(b.task_id, 0) > 0:
             raise SubmitError(Reason.WRONG_WINDOW, "a genesis for this task is already queued")
-    elif isinstance(b, AdvanceBody):
-        if view.advances.get(b.task_id, 0) >= MAX_QUEUED_ADVANCES:
-            raise SubmitError(Reason.MEMPOOL_FULL, f"{MAX_QUEUED_ADVANCES} advances for task "
-                              f"{b.task_id} already queued")
 
 
 def _check_commit_known(state: State, typ: str, commit: str, b: object, sender: bytes,
@@ -238,6 +231,10 @@ def window_checks(state: State, sa: SignedAction, view: PendingView,
                 if task.phase == "done":
                     raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task {task.task_id} is done")
                 check_epoch_reachable(task, body.epoch)
+                if (task.phase == WAITING_CLIENTS and body.epoch == task.epoch
+                        and not view.deposits and not can_open(state, task)):
+                    raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients "
+                                   "(and no deposit queued)")
         elif isinstance(body, (CommitUpdateBody, RevealUpdateBody, CommitVoteBody,
                                RevealVoteBody)):
             task = _task_or_pending(state, body.task_id, view)

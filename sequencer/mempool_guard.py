@@ -51,6 +51,9 @@ class Limits:
     unstaked_burst: int = 30
     unstaked_sender_per_hour: int = 60  # ... from one such key
     unstaked_sender_burst: int = 3
+    # queued ``advance`` per task: more cannot be useful before the queue drains (one
+    # advance closes one phase; an epoch has four phases plus its opening)
+    advances_per_task: int = 5
 
 
 class TokenBucket:
@@ -111,10 +114,13 @@ class RateLimits:
 
 
 def check_quotas(limits: Limits, mempool_len: int, mempool_bytes: int, sender_pending: int,
-                 size: int) -> None:
+                 size: int, queued_advances: int | None = None) -> None:
     """Queue quotas (under the sequencer's lock): 429 ``mempool_full`` when exceeded."""
     if not limits.enabled:
         return
+    if queued_advances is not None and queued_advances >= limits.advances_per_task:
+        raise SubmitError(Reason.MEMPOOL_FULL, f"{queued_advances} advances for this task are "
+                          "already queued")
     if sender_pending >= limits.sender_pending_max:
         raise SubmitError(Reason.MEMPOOL_FULL, f"{sender_pending} actions of this sender are "
                           "queued; wait for inclusion")
@@ -179,7 +185,9 @@ class AdmissionGate:
         self.replays.check(a.sender, a.nonce, action_hash)
         admission.window_checks(state, sa, view, max_inclusion_height)
         admission.role_checks(state, sa, view)
-        check_quotas(self.limits, mempool_len, self.mempool_bytes, sender_pending, size)
+        advances = view.advances.get(a.body.task_id, 0) if a.type == "advance" else None  # type: ignore[attr-defined]
+        check_quotas(self.limits, mempool_len, self.mempool_bytes, sender_pending, size,
+                     advances)
         if not is_eligible(state, a.sender) and view.deposits.get(a.sender, 0) == 0:
             self.rates.unstaked(a.sender)  # last: charge only what is otherwise admissible
 

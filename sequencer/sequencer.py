@@ -40,12 +40,15 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer import admission
 from sequencer.bounded import check_msgpack_shape
 from sequencer.da import build_da
 from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
+from sequencer.health import WriteHealth
 from sequencer.mempool_guard import AdmissionGate, Limits, rejected_rows
+from sequencer.ratelog import RateLimitedLog
 from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
 from state_machine import codec
 from state_machine.actions import (
@@ -75,6 +78,7 @@ from state_machine.transition import (
 )
 
 log = logging.getLogger("flockchain.sequencer")
+_write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
 try:  # C keccak (safe-pysha3, in the lock): ~7x faster than pycryptodome for small inputs
     from sha3 import keccak_256 as _keccak_256
@@ -213,6 +217,7 @@ class Sequencer:
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
         self._gate = AdmissionGate(config.limits)
+        self.write_health = WriteHealth()
         self._batch_states: dict[int, State] = {}
         self.last_block_wall = time.monotonic()
 
@@ -225,10 +230,18 @@ class Sequencer:
         stored = self.store.get_meta("chain_id")
         if stored is not None and int(stored) != self.chain_id:
             raise RecoveryError(f"database belongs to chain {stored}, not {self.chain_id}")
-        with self.store.begin() as conn:
+        try:
+            with self.store.begin() as conn:
+                if stored is None:
+                    self.store.set_meta(conn, "chain_id", str(self.chain_id))
+                self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+        except (SQLAlchemyError, OSError) as exc:
             if stored is None:
-                self.store.set_meta(conn, "chain_id", str(self.chain_id))
-            self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+                raise
+            # e.g. a full disk: serve reads of the stored chain, refuse writes (503)
+            log.error("database not writable (%s): starting read-only", exc)
+            self.write_health.failed(exc)
+            self.write_health.read_only = True
         state = genesis_state(self.chain_id)
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
@@ -272,8 +285,9 @@ class Sequencer:
             log.info("re-queued %d acknowledged actions", len(self._mempool))
 
     def start(self) -> Sequencer:
-        """Start the writer thread and (if configured) the block producer."""
-        if self._started:
+        """Start the writer thread and (if configured) the block producer (neither in
+        read-only mode)."""
+        if self._started or self.write_health.read_only:
             return self
         self._started = True
         self._writer = threading.Thread(target=self._writer_loop, name="seq-writer", daemon=True)
@@ -419,6 +433,8 @@ class Sequencer:
         return SubmitError(reason, detail)
 
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        if self.write_health.read_only:
+            raise SubmitError("read_only", "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
             raise SubmitError("shutting_down", "sequencer is not running")
         if len(raw) > self.config.max_action_bytes:
@@ -557,8 +573,11 @@ class Sequencer:
                     with self._w.begin() as conn:
                         result = job.fn(conn)
                 except BaseException as exc:  # handed to the waiting caller
+                    if isinstance(exc, (SQLAlchemyError, OSError)):
+                        self.write_health.failed(exc)
                     job.future.set_exception(exc)
                 else:
+                    self.write_health.ok()
                     job.future.set_result(result)
 
     def _commit_acks(self, group: list[_Entry]) -> None:
@@ -576,7 +595,8 @@ class Sequencer:
         try:
             self._w.insert_actions(rows)
         except Exception as exc:
-            log.exception("ack commit failed for %d actions", len(group))
+            self.write_health.failed(exc)
+            _write_log.exception("ack commit failed for %d actions", len(group))
             with self._lock:
                 for e in group:
                     self._forget(e)
@@ -584,6 +604,7 @@ class Sequencer:
             for e in group:
                 e.future.set_exception(err)
             return
+        self.write_health.ok()
         self.hooks.acks_committed(len(group), time.perf_counter() - t0)
         with self._lock:
             was_empty = not self._mempool
@@ -637,7 +658,7 @@ class Sequencer:
                 try:
                     self.produce_block()
                 except Exception:
-                    log.exception("block production failed; retrying")
+                    _write_log.exception("block production failed; retrying")
                     self._stopping.wait(bt)
                 continue
             self._wake.wait(max(0.0, bt - elapsed) if elapsed < bt else bt)
