@@ -7,6 +7,8 @@ or ``--block-time 0.5``).
 
 from __future__ import annotations
 
+import os
+import secrets
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,19 @@ _CONFIG_FILE: ContextVar[Path | None] = ContextVar("flockchain_config_file", def
 
 DEFAULT_DB_URL = "sqlite:///data/flockchain.db"
 POSTGRES_TEST_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def read_or_create_token(path: Path) -> str:
+    """The token in ``path`` (stripped), or a fresh random one written there (0600)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    token = path.read_text().strip()
+    if not token:
+        raise ValueError(f"admin token file {path} is empty")
+    return token
 
 
 class NodeConfig(BaseSettings):
@@ -79,15 +94,14 @@ class NodeConfig(BaseSettings):
     log_level: str = "info"
 
     def resolved_admin_token(self) -> str | None:
-        """The admin token from ``admin_token`` or ``admin_token_file`` (stripped)."""
+        """The admin token: ``admin_token`` (env or config file), else the content of
+        ``admin_token_file``, which is created (0600, 32 random bytes as hex) if missing so
+        a deployment never ships a default token."""
         if self.admin_token:
             return self.admin_token
-        if self.admin_token_file is not None:
-            token = self.admin_token_file.read_text().strip()
-            if not token:
-                raise ValueError(f"admin token file {self.admin_token_file} is empty")
-            return token
-        return None
+        if self.admin_token_file is None:
+            return None
+        return read_or_create_token(self.admin_token_file)
 
     @classmethod
     def settings_customise_sources(
