@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("node", help="run a node (sequencer + HTTP API)",
+    p = sub.add_parser("node", help="run a node (sequencer + HTTP API)", allow_abbrev=False,
                        description="Settings: defaults < --config FILE (TOML/JSON) < "
                        "FLOCKCHAIN_* environment < flags.")
     p.add_argument("--config", help="TOML or JSON config file")
