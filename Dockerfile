@@ -75,8 +75,9 @@ except Exception as exc:
 PY
 
 RUN useradd --create-home --uid 10001 flock \
- && mkdir -p /data /shared \
- && chown flock:flock /data /shared
+ && mkdir -p /data /shared /secrets \
+ && chown flock:flock /data /shared /secrets \
+ && chmod 700 /secrets
 USER flock
 VOLUME ["/data"]
 EXPOSE 8700 8710 8545

@@ -77,6 +77,10 @@ def _run(args: argparse.Namespace) -> int:
     import os
 
     token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    token_file = os.environ.get(ADMIN_TOKEN_ENV + "_FILE")  # e.g. a compose secret volume
+    if not token and token_file and os.path.exists(token_file):
+        with open(token_file) as f:
+            token = f.read().strip()
     if not token:
         usage_error(args, f"--admin-token (or ${ADMIN_TOKEN_ENV}) is required: batches and "
                     "L1 events go through the node's admin endpoints")
