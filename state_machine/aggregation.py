@@ -10,8 +10,8 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
 * ``mean``: coordinate-wise mean, rounded half to even (SPEC §6 as written).
 * ``median``: coordinate-wise median (mean of the two middle values for even ``k``).
 * ``trimmed_mean``: drop the ``f`` smallest and ``f`` largest values per coordinate.
-* ``clipped_mean``: clip every row to the norm bound ``tau`` (the task's ``norm_bound``, or
-  the median row norm when the task declares none), then the mean.
+* ``clipped_mean``: clip every row to the median row norm, then the mean (the task's
+  ``norm_bound`` already caps every row; this caps them at what a typical client sends).
 * ``centered_clip``: Karimireddy, He & Jaggi 2021 with bucketing (pairs, by pubkey order
   permuted by the epoch seed): start at the bucket median, ``CC_ITERATIONS`` times move
   by the mean of ``clip(b_i - v, tau)`` with ``tau`` the median of ``|b_i - v|``.
@@ -126,12 +126,11 @@ def clip_update(delta: np.ndarray, norm_bound: int) -> np.ndarray:
     return clip_to_norm(delta, norm_bound).astype(np.int16)
 
 
-def clipped_mean(deltas: np.ndarray, tau: int) -> np.ndarray:
-    """Mean of the rows clipped to norm ``tau`` (tau <= 0: the median row norm)."""
+def clipped_mean(deltas: np.ndarray) -> np.ndarray:
+    """Mean of the rows clipped to the median row norm (so no row outweighs half the rest)."""
     if deltas.ndim != 2 or deltas.shape[0] == 0:
         raise AggregationError("need at least one delta")
-    if tau <= 0:
-        tau = math.isqrt(sorted(norms_sq(deltas))[(deltas.shape[0] - 1) // 2])
+    tau = math.isqrt(sorted(norms_sq(deltas))[(deltas.shape[0] - 1) // 2])
     total = np.zeros(deltas.shape[1], dtype=np.int64)
     for row in deltas:
         total += clip_to_norm(row, tau)
@@ -187,7 +186,7 @@ def admitted_rows(rule: str, deltas: np.ndarray, f: int) -> list[int]:
 
 
 def aggregate(
-    rule: str, deltas: np.ndarray, f: int, norm_bound: int, keys: Sequence[bytes], seed: bytes
+    rule: str, deltas: np.ndarray, f: int, keys: Sequence[bytes], seed: bytes
 ) -> np.ndarray:
     """The task's aggregation rule over int16 rows in pubkey order (``keys``)."""
     if rule not in AGGREGATORS:
@@ -201,7 +200,7 @@ def aggregate(
     if rule == "trimmed_mean":
         return trimmed_mean(deltas, f)
     if rule == "clipped_mean":
-        return clipped_mean(deltas, norm_bound)
+        return clipped_mean(deltas)
     if rule == "centered_clip":
         return centered_clip(deltas, keys, seed)
     return mean_round_half_even(deltas[multi_krum_rows(deltas, f)])

@@ -14,8 +14,9 @@ against someone else:
 2. :func:`admit` (robustness): the task's exact integer aggregator over every update that
    carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
 3. :func:`contribution_weights` (incentive): each admitted update is paid by its
-   leave-one-out alignment with the aggregate, after removing the component along the
-   previous public step, so replays, stale copies, noise and zero earn ~nothing.
+   leave-one-out agreement with the others, after removing the component along the
+   previous public step and the level chance reaches, so replays of that step, noise and
+   zero earn ~nothing.
 
 :func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
 and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
@@ -24,6 +25,7 @@ number is an exact integer (the Gram kernel of ``scoring`` is exact); ties break
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -31,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from state_machine import aggregation
-from state_machine.constants import DEFAULT_AGGREGATOR, DUPLICATE_REL_SQ
+from state_machine.constants import DEFAULT_AGGREGATOR, DUPLICATE_REL_SQ, REWARD_SIGMAS
 from state_machine.crypto import keccak256
 from state_machine.penalties import SlashReason
 from state_machine.scoring import ScoringError, gram_matrix
@@ -226,47 +228,61 @@ def admit(
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
     Candidates are the rows still ``ACCEPTED`` after step 1; rows the aggregator leaves
-    out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves.
+    out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves. The rule's ``f``
+    is the task's minus the rows slashed: each is a Byzantine key already accounted for.
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
         return [], None
+    # every slashed row is a Byzantine key spent: the rule trims only the rest of f
+    f = max(0, params.f - sum(v.slash is not None for v in verdicts))
     rows = deltas[cand]
     keys = [verdicts[i].pubkey for i in cand]
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, params.f)]
+    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f)]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
-    agg = aggregation.aggregate(
-        params.aggregator, rows, params.f, params.norm_bound, keys, history.seed
-    )
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed)
     return inside, agg
 
 
 # ------------------------------------------------------------------ 3. rewards
 
 
-def contribution_weights(gram: Sequence[Sequence[int]], admitted: Sequence[int]) -> list[int]:
-    """Step 3: P * w_i for every admitted row (``gram`` over rows [d_0..d_n-1, A, p]).
+def residual_gram(gram: Sequence[Sequence[int]], rows: Sequence[int]) -> list[list[int]]:
+    """P * <r_i, r_j> over ``rows``, r = the part orthogonal to p (last row of ``gram``).
 
-    With r_i = d_i - (<d_i,p>/P) p and R = A - (<A,p>/P) p (components orthogonal to the
-    previous public step p, P = |p|^2) and k admitted rows,
-    ``w_i = max(0, k <r_i, R> - |r_i|^2)``: for the mean this is <r_i, sum of the others'
-    residuals>, a leave-one-out alignment, so one's own norm buys nothing. Multiplied by P
-    to stay integer (P = 0: plain dot products); the factor is common to every row.
+    P = |p|^2; when P = 0 (no previous step yet) r = d and the plain inner products.
     """
-    n = len(gram) - 2
-    a, p = n, n + 1
-    big_p, k = gram[p][p], len(admitted)
+    p = len(gram) - 1
+    big_p = gram[p][p]
+    if big_p == 0:
+        return [[gram[i][j] for j in rows] for i in rows]
+    return [[big_p * gram[i][j] - gram[i][p] * gram[j][p] for j in rows] for i in rows]
+
+
+def contribution_weights(
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int
+) -> list[int]:
+    """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, p]).
+
+    With r_i the part of an update orthogonal to the previous public step p and
+    S_i = sum of r_j over the *other* admitted rows (leave-one-out: one's own size buys
+    nothing), ``w_i = max(0, <r_i, S_i> - REWARD_SIGMAS |r_i| |S_i| / sqrt(d))``: the
+    agreement with what everyone else brought that is new, above what a random direction
+    reaches by chance (|cos| of independent noise is ~ 1/sqrt(d)). A replay or stale copy
+    of p has r_i ~ 0; zero, noise and disguised noise stay under the chance level. All in
+    integers, scaled by P = |p|^2 (common to every row, so the split is unchanged).
+    """
+    m = residual_gram(gram, admitted)
+    k = len(admitted)
+    total = sum(sum(row) for row in m)
     out = []
-    for i in admitted:
-        if big_p == 0:
-            w = k * gram[i][a] - gram[i][i]
-        else:
-            dot_r = big_p * gram[i][a] - gram[i][p] * gram[a][p]
-            norm_r = big_p * gram[i][i] - gram[i][p] * gram[i][p]
-            w = k * dot_r - norm_r
-        out.append(max(0, w))
+    for i in range(k):
+        dot = sum(m[i]) - m[i][i]
+        s_sq = total - 2 * sum(m[i]) + m[i][i]
+        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * max(m[i][i], 0) * max(s_sq, 0) // dim)
+        out.append(max(0, dot - chance))
     return out
 
 
@@ -288,8 +304,9 @@ def judge_epoch(
     inside, agg = admit(params, history, verdicts, rows)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        full = gram_matrix(np.vstack([rows, agg[None, :], history.prev_delta[None, :]]))
-        for i, w in zip(inside, contribution_weights(full, inside), strict=True):
+        full = gram_matrix(np.vstack([rows, history.prev_delta[None, :]]))
+        w_all = contribution_weights(full, inside, max(rows.shape[1], 1))
+        for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))
     numbers = {"admitted": len(inside), "norm_bound": params.norm_bound, "revealed": n}

@@ -171,8 +171,9 @@ def test_combined_attackers_and_absent_honest_majority():
     # the new global is the task's aggregator over exactly the updates without evidence
     params = h.state.tasks[1].params
     keys = sorted(honest | {noise})
+    f_left = F - 2  # two attackers were slashed: the rule trims only the rest of f
     want = aggregate(
-        params.aggregator, np.stack([deltas[pk] for pk in keys]), F, NORM_BOUND, keys, ep.seed
+        params.aggregator, np.stack([deltas[pk] for pk in keys]), f_left, keys, ep.seed
     )
     assert np.array_equal(h.state.tasks[1].global_model, want.astype(np.int32))
     # the noise earns far less than an honest client (contribution ~ 0)
