@@ -75,11 +75,13 @@ FULL_ATTACKS: tuple[str, ...] = (
 QUICK_ATTACKS: tuple[str, ...] = (
     "sign_flip", "sign_flip[scale=4]", "sign_flip[scale=4;clip=1]",
     "gaussian_noise[sigma_ratio=1]", "label_flip", "alie[noise_ratio=0.15]",
-    "ipm[epsilon=1;noise_ratio=0.2]", "min_max", "min_sum", "fang", "backdoor",
+    "ipm[epsilon=1;noise_ratio=0.2]", "min_max", "min_max[noise_ratio=0.15]", "min_sum",
+    "fang", "backdoor",
     "backdoor[scale=5]", "frame_replay", "frame_replay[noise_ratio=0.01]", "duplicate",
     "lazy", "replay", "disguised_free_rider", "small_noise", "stale_copy[noise_ratio=0.01]",
 )  # fmt: skip
-QUICK_V1 = ("honest", "ipm[epsilon=1;noise_ratio=0.2]", "frame_replay[noise_ratio=0.01]")
+QUICK_V1 = ("honest", "sign_flip", "ipm[epsilon=1;noise_ratio=0.2]", "frame_replay",
+            "frame_replay[noise_ratio=0.01]")
 RESULTS_MD = ROOT / "bench" / "results" / "efficacy.md"
 
 

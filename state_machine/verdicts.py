@@ -14,9 +14,9 @@ against someone else:
 2. :func:`admit` (robustness): the task's exact integer aggregator over every update that
    carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
 3. :func:`contribution_weights` (incentive): each admitted update is paid by its
-   leave-one-out agreement with the others, after removing the component along the
-   previous public step and the level chance reaches, so replays of that step, noise and
-   zero earn ~nothing.
+   leave-one-out agreement with the others (the f largest terms dropped, so colluders
+   cannot pay each other) above the level chance reaches, so noise, small noise and zero
+   earn ~nothing (exact replays and copies were slashed in step 1).
 
 :func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
 and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
@@ -249,40 +249,32 @@ def admit(
 # ------------------------------------------------------------------ 3. rewards
 
 
-def residual_gram(gram: Sequence[Sequence[int]], rows: Sequence[int]) -> list[list[int]]:
-    """P * <r_i, r_j> over ``rows``, r = the part orthogonal to p (last row of ``gram``).
-
-    P = |p|^2; when P = 0 (no previous step yet) r = d and the plain inner products.
-    """
-    p = len(gram) - 1
-    big_p = gram[p][p]
-    if big_p == 0:
-        return [[gram[i][j] for j in rows] for i in rows]
-    return [[big_p * gram[i][j] - gram[i][p] * gram[j][p] for j in rows] for i in rows]
-
-
 def contribution_weights(
-    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int, f: int
 ) -> list[int]:
-    """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, p]).
+    """Step 3: the reward weight of every admitted row (``gram``: exact inner products).
 
-    With r_i the part of an update orthogonal to the previous public step p and
-    S_i = sum of r_j over the *other* admitted rows (leave-one-out: one's own size buys
-    nothing), ``w_i = max(0, <r_i, S_i> - REWARD_SIGMAS |r_i| |S_i| / sqrt(d))``: the
-    agreement with what everyone else brought that is new, above what a random direction
-    reaches by chance (|cos| of independent noise is ~ 1/sqrt(d)). A replay or stale copy
-    of p has r_i ~ 0; zero, noise and disguised noise stay under the chance level. All in
-    integers, scaled by P = |p|^2 (common to every row, so the split is unchanged).
+    ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum of
+    <d_i, d_j> over the *other* admitted updates except the ``f`` largest terms, and S_i
+    the sum of those others. Leave-one-out: one's own size buys nothing; dropping the f
+    largest agreements: up to f colluders sending similar vectors cannot pay each other;
+    the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
+    under it. Exact replays and copies were slashed in step 1. Integer: one isqrt.
+
+    Why not relative to the previous step Δ_prev: measured, honest updates in a steady
+    phase are mostly Δ_prev again, so removing it left honest clients unpaid while a
+    disguised free-rider (Δ_prev + noise) was still paid like them (docs/protocol.md).
     """
-    m = residual_gram(gram, admitted)
     k = len(admitted)
+    m = [[gram[i][j] for j in admitted] for i in admitted]
     total = sum(sum(row) for row in m)
     out = []
     for i in range(k):
-        dot = sum(m[i]) - m[i][i]
+        others = sorted(m[i][j] for j in range(k) if j != i)
+        agree = sum(others[: max(0, len(others) - f)])
         s_sq = total - 2 * sum(m[i]) + m[i][i]
-        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * max(m[i][i], 0) * max(s_sq, 0) // dim)
-        out.append(max(0, dot - chance))
+        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
+        out.append(max(0, agree - chance))
     return out
 
 
@@ -304,8 +296,7 @@ def judge_epoch(
     inside, agg = admit(params, history, verdicts, rows)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        full = gram_matrix(np.vstack([rows, history.prev_delta[None, :]]))
-        w_all = contribution_weights(full, inside, max(rows.shape[1], 1))
+        w_all = contribution_weights(gram, inside, max(rows.shape[1], 1), params.f)
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))
