@@ -15,8 +15,8 @@ against someone else:
    carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
 3. :func:`contribution_weights` (incentive): each admitted update is paid by its
    leave-one-out agreement with the others (the f largest terms dropped, so colluders
-   cannot pay each other) above the level chance reaches, so noise, small noise and zero
-   earn ~nothing (exact replays and copies were slashed in step 1).
+   cannot pay each other) above the level chance reaches, so zero, noise and small noise
+   earn ~nothing (exact replays and same-round copies were slashed in step 1).
 
 :func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
 and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
@@ -256,14 +256,14 @@ def contribution_weights(
 
     ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum of
     <d_i, d_j> over the *other* admitted updates except the ``f`` largest terms, and S_i
-    the sum of those others. Leave-one-out: one's own size buys nothing; dropping the f
-    largest agreements: up to f colluders sending similar vectors cannot pay each other;
-    the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
-    under it. Exact replays and copies were slashed in step 1. Integer: one isqrt.
+    the sum of those others. Leave-one-out: one's own size buys nothing; the f largest
+    terms dropped: up to f colluders sending similar vectors cannot pay each other; the
+    chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay under
+    it. Exact replays and same-round copies were slashed in step 1. Integer: one isqrt.
 
-    Why not relative to the previous step Δ_prev: measured, honest updates in a steady
-    phase are mostly Δ_prev again, so removing it left honest clients unpaid while a
-    disguised free-rider (Δ_prev + noise) was still paid like them (docs/protocol.md).
+    Measured limit (docs/protocol.md): measuring only the part orthogonal to Δ_prev would
+    stop the disguised free-rider (Δ_prev + noise) from being paid, but left every honest
+    client unpaid at Dirichlet α = 0.1 (their new parts cancel out), so it is not used.
     """
     k = len(admitted)
     m = [[gram[i][j] for j in admitted] for i in admitted]
