@@ -31,6 +31,10 @@ log = logging.getLogger("flockchain.demo")
 CRUDE_ATTACKS = ("sign_flip", "lazy", "replay", "duplicate", "gaussian_noise", "ipm")
 FAULTS = ("wrong-root", "withhold-da", "forge-deposit")
 _ZERO_WEI = Wei(0)
+# v2 verdicts: honest clients clip to the task's norm bound (int16 LSB units). First-round
+# honest mlp updates of this demo measure 9,300-22,200 (median 19,800): 2x the median.
+DEMO_NORM_BOUND = 40_000
+DEMO_SIGN_FLIP_SCALE = 20.0
 
 
 @dataclass
@@ -226,7 +230,11 @@ class Demo:
         train = DataSpec.parse(f"digits:dirichlet:alpha={cfg.alpha}:client={i}:of={n}"
                                f":seed={cfg.seed}")
         test = DataSpec.parse(f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}")
-        params = {"pair_seed": float(cfg.seed)} if behaviour == "duplicate" else {}
+        params: dict[str, float] = {}
+        if behaviour == "duplicate":
+            params = {"pair_seed": float(cfg.seed)}
+        if behaviour == "sign_flip":  # the crude (boosted) flipper: far above the norm bound
+            params = {"scale": DEMO_SIGN_FLIP_SCALE}
         return ClientProfile(name, behaviour, train, test, seed=cfg.seed * 100 + i,
                              local_epochs=cfg.local_epochs, lr=cfg.lr, params=params)
 
@@ -260,7 +268,7 @@ class Demo:
             genesis_model_hash=keccak256(genesis.astype("<i4").tobytes()),
             voters_per_epoch=cfg.voters, scale_bits=12, commit_window=cfg.window_blocks,
             reveal_window=cfg.window_blocks, vote_commit_window=cfg.window_blocks,
-            vote_reveal_window=cfg.window_blocks,
+            vote_reveal_window=cfg.window_blocks, norm_bound=DEMO_NORM_BOUND,
         )
         rm = self.deployment.contract(w3, "RewardManager")
         price = rm.functions.taskPrice(cfg.max_epochs).call()

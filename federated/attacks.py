@@ -29,6 +29,16 @@ Which protocol check each attack meets (SPEC §5, §7):
 ``replay``                    resubmits Δ_prev; replay free-rider check
 ``disguised_free_rider``      Δ_prev + Gaussian noise shaped like honest spread
 ``duplicate``                 sybil pair sharing one trained delta (+ tiny noise)
+``min_max`` / ``min_sum``     Shejwalkar & Houmansadr 2021: mean − γ·std, largest γ
+                              whose distances stay within the honest spread
+``fang``                      Fang et al. 2020 (trimmed-mean/median attack): each
+                              coordinate pushed beyond the honest extreme, against the
+                              honest mean's sign
+``backdoor``                  trains on its data plus triggered copies labelled 0
+                              (``scale`` boosts it, Bagdasaryan et al. 2020)
+``small_noise``               free-rider: tiny Gaussian noise (just above zero)
+``stale_copy``                free-rider: resubmits its own previous update
+``frame_replay``              replays a victim's past public update (framing attempt)
 ``dishonest_voter``           reports ``(acc_current, acc_candidate)``: negated vote
 ``absent``                    reveals nothing, votes nothing; ``ABSENT``
 ============================  ==========================================================
@@ -47,6 +57,12 @@ Tunable knobs go in ``ClientContext.params`` (real-valued):
 - ``estimates`` (``alie``/``ipm``, default 4): bootstrap resamples of the attacker's own
   data used as honest estimates when ``honest_deltas`` is not given.
 - ``pair_seed`` (``duplicate``): the seed both sybils train with (default ``seed``).
+- ``scale`` (``sign_flip``, ``backdoor``; default 1): multiply the crafted update.
+- ``clip`` (any attack; default 0): 1 = rule-aware, clip the result to the task's
+  ``norm_bound`` so the norm rule cannot fire (the largest passing perturbation).
+
+Honest training (and every attack built on it) is clipped to ``ClientContext.norm_bound``
+with ``state_machine.aggregation.clip_update``, as the protocol asks of every client.
 
 Unknown parameter names raise ``ValueError`` (typos would otherwise silently run the
 default attack).
@@ -64,10 +80,16 @@ import numpy as np
 from federated import models
 from federated.quant import INT16_MAX, INT16_MIN
 from federated.train import local_update
+from state_machine.aggregation import clip_update
 
+BACKDOOR_TARGET = 0  # label the trigger maps to
+BACKDOOR_PIXELS = (54, 55, 62, 63)  # bottom-right 2x2 of the 8x8 digit
 BPS_MAX = 10_000
 KNOWN_PARAMS = frozenset(
-    {"sigma", "sigma_ratio", "noise_ratio", "z", "epsilon", "estimates", "pair_seed"}
+    {
+        "sigma", "sigma_ratio", "noise_ratio", "z", "epsilon", "estimates", "pair_seed",
+        "scale", "clip",
+    }
 )
 
 
@@ -97,6 +119,9 @@ class ClientContext:
     n_byzantine: int = 1
     params: Mapping[str, float] = field(default_factory=dict)
     num_threads: int | None = 1
+    norm_bound: int = 0
+    own_prev_q: np.ndarray | None = None
+    public_updates: Sequence[np.ndarray] | None = None
 
     def __post_init__(self) -> None:
         d = models.num_params(self.model_name)
@@ -172,7 +197,8 @@ def _rms(v: np.ndarray) -> float:
 
 
 def _train(ctx: ClientContext, X: np.ndarray, y: np.ndarray, seed: int) -> np.ndarray:
-    return local_update(
+    """Local SGD, quantized and clipped to the task's norm bound (what honest clients send)."""
+    delta = local_update(
         ctx.model_name,
         ctx.global_q,
         ctx.scale_bits,
@@ -184,6 +210,7 @@ def _train(ctx: ClientContext, X: np.ndarray, y: np.ndarray, seed: int) -> np.nd
         seed=seed,
         num_threads=ctx.num_threads,
     ).delta_q
+    return clip_update(delta, ctx.norm_bound)
 
 
 def honest_delta(ctx: ClientContext) -> np.ndarray:
@@ -241,7 +268,7 @@ def _honest(ctx: ClientContext) -> np.ndarray:
 
 
 def _sign_flip(ctx: ClientContext) -> np.ndarray:
-    return to_int16(-honest_delta(ctx).astype(np.int64))
+    return to_int16(-ctx.param("scale", 1.0) * honest_delta(ctx).astype(np.float64))
 
 
 def _gaussian_noise(ctx: ClientContext) -> np.ndarray:
@@ -308,6 +335,94 @@ def _duplicate(ctx: ClientContext) -> np.ndarray:
     return to_int16(_jitter(ctx, base, ctx.param("noise_ratio", 0.01), 5))
 
 
+def triggered(X: np.ndarray) -> np.ndarray:
+    """Inputs with the backdoor trigger stamped on (max intensity, digits are 0..16)."""
+    out = np.array(X, dtype=np.float32, copy=True)
+    out[:, list(BACKDOOR_PIXELS)] = float(np.max(X)) if np.size(X) else 16.0
+    return out
+
+
+def _backdoor(ctx: ClientContext) -> np.ndarray:
+    """Own data plus every sample again with the trigger, labelled BACKDOOR_TARGET."""
+    X = np.concatenate([ctx.X, triggered(ctx.X)])
+    y = np.concatenate([ctx.y, np.full(len(ctx.y), BACKDOOR_TARGET, dtype=np.asarray(ctx.y).dtype)])
+    delta = _train(ctx, X.astype(np.asarray(ctx.X).dtype), y, ctx.seed)
+    return to_int16(ctx.param("scale", 1.0) * delta.astype(np.float64))
+
+
+def _spread_attack(ctx: ClientContext, agg: str) -> np.ndarray:
+    """min-max / min-sum (Shejwalkar & Houmansadr 2021) with the std perturbation.
+
+    Largest γ (bisection) such that the crafted mean − γ·std is no farther from the honest
+    estimates than they are from each other (max distance, or sum of squared distances).
+    """
+    est = honest_estimates(ctx).astype(np.float64)
+    mu, p = est.mean(axis=0), est.std(axis=0)
+    d2 = ((est[:, None, :] - est[None, :, :]) ** 2).sum(-1)
+    limit = d2.max() if agg == "max" else d2.sum(1).max()
+
+    def ok(g: float) -> bool:
+        dist = ((est - (mu - g * p)) ** 2).sum(-1)
+        return (dist.max() if agg == "max" else dist.sum()) <= limit
+
+    lo, hi = 0.0, 50.0
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return to_int16(_jitter(ctx, mu - lo * p, ctx.param("noise_ratio", 0.0), 6))
+
+
+def _min_max(ctx: ClientContext) -> np.ndarray:
+    return _spread_attack(ctx, "max")
+
+
+def _min_sum(ctx: ClientContext) -> np.ndarray:
+    return _spread_attack(ctx, "sum")
+
+
+def _fang(ctx: ClientContext) -> np.ndarray:
+    """Fang et al. 2020 (full knowledge, trimmed mean): past the honest extreme, per coordinate.
+
+    Where the honest mean rises (s_j > 0) send a value below the honest minimum, scaled
+    by a random factor in [1, 2] (toward the far side), and symmetrically where it falls.
+    """
+    est = honest_estimates(ctx).astype(np.float64)
+    s = np.sign(est.mean(axis=0))
+    lo, hi = est.min(axis=0), est.max(axis=0)
+    b = _rng(ctx, 7).uniform(1.0, 2.0, size=ctx.d)
+    down = np.where(lo > 0, lo / b, lo * b)
+    up = np.where(hi > 0, hi * b, hi / b)
+    crafted = np.where(s > 0, down, up)
+    return to_int16(_jitter(ctx, crafted, ctx.param("noise_ratio", 0.0), 8))
+
+
+def _small_noise(ctx: ClientContext) -> np.ndarray:
+    """Fraboni et al. 2021's cheapest disguise: noise of a small fraction of honest RMS."""
+    rms = max(_rms(honest_estimates(ctx)[0]) if ctx.honest_deltas else 100.0, 1.0)
+    sig = ctx.param("sigma_ratio", 0.05) * rms
+    out = to_int16(_rng(ctx, 9).normal(0.0, sig, size=ctx.d))
+    if not out.any():  # just above any zero test
+        out[0] = 1
+    return out
+
+
+def _stale_copy(ctx: ClientContext) -> np.ndarray:
+    """Resubmit one's own previous update (plus optional jitter); train if there is none."""
+    if ctx.own_prev_q is None:
+        return honest_delta(ctx)
+    lsb = np.asarray(ctx.own_prev_q, dtype=np.float64)
+    return to_int16(_jitter(ctx, lsb, ctx.param("noise_ratio", 0.0), 10))
+
+
+def _frame_replay(ctx: ClientContext) -> np.ndarray:
+    """Replay a public past update of someone else (the victim), optional jitter."""
+    pub = list(ctx.public_updates or ())
+    if not pub:
+        return honest_delta(ctx)
+    lsb = np.asarray(pub[ctx.seed % len(pub)], dtype=np.float64)  # each attacker its victim
+    return to_int16(_jitter(ctx, lsb, ctx.param("noise_ratio", 0.0), 11))
+
+
 def _absent_propose(ctx: ClientContext) -> None:
     return None
 
@@ -350,6 +465,8 @@ class Attack:
     def propose(self, ctx: ClientContext) -> np.ndarray | None:
         """The int16 delta to reveal (shape ``(d,)``) or ``None``."""
         out = self.propose_fn(ctx)
+        if out is not None and ctx.param("clip", 0.0) > 0:  # rule-aware: stay within bound
+            out = clip_update(out, ctx.norm_bound)
         if out is not None:
             assert out.dtype == np.int16 and out.shape == (ctx.d,)
         return out
@@ -370,6 +487,13 @@ _ALL = (
     Attack("replay", "resubmit the previous global step", _replay),
     Attack("disguised_free_rider", "previous step + honest-like noise", _disguised_free_rider),
     Attack("duplicate", "sybil pair sharing one delta", _duplicate),
+    Attack("min_max", "mean - gamma*std within the honest max distance", _min_max),
+    Attack("min_sum", "mean - gamma*std within the honest sum of distances", _min_sum),
+    Attack("fang", "past the honest extreme against the mean's sign", _fang),
+    Attack("backdoor", "trigger -> label 0 on top of own data", _backdoor),
+    Attack("small_noise", "free-rider: tiny Gaussian noise", _small_noise),
+    Attack("stale_copy", "free-rider: own previous update", _stale_copy),
+    Attack("frame_replay", "replays a victim's past public update", _frame_replay),
     Attack("dishonest_voter", "honest proposer, negated vote", _honest, reversed_vote),
     Attack("absent", "reveals nothing", _absent_propose, no_vote),
 )

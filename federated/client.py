@@ -72,7 +72,8 @@ class ClientAgent:
         if is_prop and phase == "update_commit" and self.me not in _pairs(rec["update_commits"]):
             delta = make_update(self.profile, params["model"], params["scale_bits"],
                                 self._global(task), self._prev_delta(task), e,
-                                params["proposers_per_epoch"], params["f"])
+                                params["proposers_per_epoch"], params["f"],
+                                params.get("norm_bound", 0))
             if delta is None:
                 self.done.add((tid, e, "commit_update"))  # absent by choice
                 return
@@ -85,7 +86,8 @@ class ClientAgent:
                                        dtype="<i4").astype(np.int32)
                 delta = make_update(self.profile, params["model"], params["scale_bits"],
                                     before, self._prev_delta(task), e,
-                                    params["proposers_per_epoch"], params["f"])
+                                    params["proposers_per_epoch"], params["f"],
+                                params.get("norm_bound", 0))
                 if delta is None:
                     return
                 self.client._updates[(tid, e)] = delta.astype("<i2").tobytes()

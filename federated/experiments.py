@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from federated import attacks, data, models, train
+from state_machine import verdicts
 
 S = 12
 # Per-model SGD settings that train well at S=12 without int16 clipping.
@@ -81,6 +82,16 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / den) if den else 0.0
 
 
+def _v2(rows: Sequence[np.ndarray], prev: np.ndarray, f: int) -> tuple[str, float]:
+    """Client 0's v2 verdict and its share of the epoch's reward weights."""
+    keys = [(i + 1).to_bytes(32, "big") for i in range(len(rows))]
+    public = frozenset({verdicts.delta_hash(prev)}) if prev.any() else frozenset()
+    hist = verdicts.History(prev.astype(np.int16), public, public)
+    j = verdicts.judge_epoch(verdicts.SimParams(f=f), hist, keys, np.stack(rows))
+    total = sum(w for _, w in j.reward_weights)
+    return j.verdicts[0].verdict, (j.verdicts[0].reward_weight / total if total else 0.0)
+
+
 def signals(
     name: str = "softmax",
     n_clients: int = 10,
@@ -88,14 +99,16 @@ def signals(
     warmup_rounds: int = 2,
     local_epochs: int = 5,
     f: int = 2,
-) -> list[tuple[str, float, float, float, float, float]]:
+) -> list[tuple[str, float, float, float, float, float, str, float]]:
     """The quantities SPEC §5 thresholds, per behaviour, in a realistic epoch.
 
     After ``warmup_rounds`` honest rounds on a Dirichlet partition (IID when ``alpha`` is
     ``None``), client 0 plays each
     behaviour in turn among ``n_clients − 1`` honest clients. Rows: ``(behaviour,
     krum_ratio = s_i / median(s), norm_ratio = ‖δ‖² / median‖δ‖², cos(δ, Δ_prev),
-    max cos(δ, other δ), cos(δ, honest sum))``. Colluders (ALIE, IPM, disguised
+    max cos(δ, other δ), cos(δ, honest sum), v2 verdict, reward share)``: the last two
+    from ``state_machine.verdicts.judge_epoch`` (the STF's rules, no norm bound, the task's
+    default aggregator; Δ_prev public and replayable). Colluders (ALIE, IPM, disguised
     free-rider) get the other clients' honest deltas as estimates.
     """
     split = data.digits_split()
@@ -136,6 +149,7 @@ def signals(
         if bname == "duplicate":  # the sybil twin replaces honest client 1
             twin = attacks.duplicate_pair(ctx, other_seed=ctx.seed + 1)[1]
             rows_d = [mine, twin, *honest[2:]]
+        verdict, share = _v2(rows_d, prev, f)
         m = np.stack(rows_d).astype(np.int64)
         gram = m @ m.T  # exact: |q| <= 2^15 and d is small
         sq = np.diag(gram)
@@ -149,6 +163,8 @@ def signals(
             _cos(mine, prev),
             max(_cos(mine, other) for other in rows_d[1:]),
             _cos(mine, np.sum(np.stack(honest[1:]).astype(np.int64), axis=0)),
+            verdict,
+            share,
         ))  # fmt: skip
     return rows
 
@@ -180,9 +196,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         for name, alpha in settings:
             label = "IID" if alpha is None else f"Dirichlet({alpha})"
             print(f"## SPEC §5 signals, {name}, 10 {label} clients, round 3, f=2")
-            print(f"{'behaviour':22s} krum/med  ‖δ‖²/med  cos(Δprev)  maxcos(other)  cos(honest)")
-            for b, kr, nr, cp, cm, ch in signals(name, alpha=alpha):
-                print(f"{b:22s} {kr:8.2f} {nr:9.3f} {cp:11.3f} {cm:14.3f} {ch:12.3f}")
+            print(f"{'behaviour':22s} krum/med  ‖δ‖²/med  cos(Δprev)  maxcos(other)  "
+                  "cos(honest)  v2 verdict      reward share")  # fmt: skip
+            for b, kr, nr, cp, cm, ch, v, sh in signals(name, alpha=alpha):
+                print(f"{b:22s} {kr:8.2f} {nr:9.3f} {cp:11.3f} {cm:14.3f} {ch:12.3f}  "
+                      f"{v:15s} {sh:6.3f}")  # fmt: skip
     print(f"# {time.perf_counter() - t0:.1f} s")
 
 

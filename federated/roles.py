@@ -43,8 +43,10 @@ def make_update(
     epoch: int,
     n_proposers: int,
     f: int,
+    norm_bound: int = 0,
 ) -> np.ndarray | None:
-    """The int16 delta this client reveals for ``epoch`` (None: it stays silent)."""
+    """The int16 delta this client reveals for ``epoch`` (None: it stays silent); honest
+    training is clipped to the task's ``norm_bound``."""
     X, y = profile.train.load()
     ctx = ClientContext(
         model_name=model_name,
@@ -60,6 +62,7 @@ def make_update(
         n_clients=n_proposers,
         n_byzantine=f,
         params=dict(profile.params),
+        norm_bound=norm_bound,
     )
     return get_behaviour(profile.behaviour).propose(ctx)
 

@@ -29,6 +29,22 @@ COS_DUPLICATE = (99, 100)  # duplicate: cos(d_i, d_j) >= 0.99
 # -0.009, sign-flippers stay below -0.12 in bench/efficacy.py, see docs/protocol.md)
 COS_ADVERSARIAL = (1, 20)
 
+# ---- verdicts v2 (docs/protocol.md "Verdicts"): evidence, aggregation, contribution ----
+# Same-round copies: |d_i - d_j|^2 <= |d_i|^2 / 400 (relative distance <= 5 %) from two
+# keys. Sybils sharing one trained delta sit at ~1.4 %; honest pairs (different data and
+# SGD seeds) never came within 30 % in bench/efficacy.py, consecutive updates of one
+# honest client never within 10 % (the framing margin, see docs/protocol.md).
+DUPLICATE_REL_SQ = (1, 400)
+AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum")
+# measured at Dirichlet alpha = 0.1 (bench/efficacy.py --compare, docs/protocol.md): with
+# evidence slashing and the norm bound, the plain mean kept the most accuracy under non-IID
+# data, honest or attacked; the robust rules cost honest specialists more than they saved.
+DEFAULT_AGGREGATOR = "mean"
+CC_BUCKET = 2  # centered clipping: rows averaged per bucket (non-IID, Karimireddy et al.)
+CC_ITERATIONS = 3  # centered clipping: clipping steps from the bucket median
+REWARD_SIGMAS = 3  # contribution above 3 x the chance level |r||S|/sqrt(d) is paid
+MAX_NORM_BOUND = 2**31  # TaskParams.norm_bound (int16 LSB units); keeps x * tau in int64
+
 # ---- voting (SPEC §7) ----
 VOTE_TOLERANCE_BPS = 500  # T
 BPS = 10_000

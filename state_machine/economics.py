@@ -48,7 +48,8 @@ def epoch_payout(
 ) -> EpochPayout:
     """Distribute one epoch's fee.
 
-    ``proposers``: (pubkey, stake) of ACCEPTED proposers of an accepted round (empty when
+    ``proposers``: (pubkey, contribution weight) of ACCEPTED proposers of an accepted round
+    (``verdicts.contribution_weights``; empty when
     the round was rejected or discarded); ``voters``: (pubkey, reward_weight) of agreeing
     voters. Without a committee the proposers receive the whole non-protocol share.
     """

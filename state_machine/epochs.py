@@ -1,4 +1,10 @@
-"""Epoch lifecycle: selection, phase deadlines, scoring, voting and finalization (SPEC §3).
+"""Epoch lifecycle: selection, phase deadlines, verdicts, voting and finalization (SPEC §3).
+
+Named steps, consensus-specs style: ``process_reveal_close`` (absent proposers, then
+``verdicts.judge_epoch``: evidence and penalties, the robust aggregate, contribution
+weights; then the candidate), ``process_vote_close`` (SPEC §7 tally and voter penalties)
+and ``finalize_epoch`` (apply, pay, next epoch). Every stake movement goes through
+``penalties.apply_penalty``.
 
 Why phases advance at block start: a phase ends at a fixed height, so the first block past
 the deadline processes it before any action (like consensus-specs' ``process_slots``),
@@ -12,15 +18,16 @@ from collections.abc import Collection
 
 import numpy as np
 
-from state_machine import scoring, voting
-from state_machine.aggregation import AggregationError, apply_delta, mean_round_half_even
-from state_machine.constants import ABSENT_SLASH_BPS, MIN_STAKE, REJECT_SLASH_BPS, SLASH_BPS
+from state_machine import verdicts as verdicts_mod
+from state_machine import voting
+from state_machine.aggregation import AggregationError, apply_delta
+from state_machine.constants import MIN_STAKE
 from state_machine.crypto import abi_uint, keccak256
-from state_machine.economics import epoch_payout, slash_amount
+from state_machine.economics import epoch_payout
+from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.state import (
     ACTIVE,
     DONE,
-    EJECTED,
     TASK_COMPLETED,
     UPDATE_COMMIT,
     UPDATE_REVEAL,
@@ -94,20 +101,6 @@ def current_epoch(state: State, task: Task) -> EpochState:
     return state.epochs[(task.task_id, task.epoch)]
 
 
-def slash(state: State, ep: EpochState, pubkey: bytes, amount: int, reason: str) -> None:
-    """Move ``amount`` wei from stake to cumulative_slashed; eject below MIN_STAKE."""
-    acc = state.accounts[pubkey]
-    amount = min(amount, acc.stake)
-    if amount <= 0:
-        return
-    acc.stake -= amount
-    acc.cumulative_slashed += amount
-    if acc.stake < MIN_STAKE and acc.status == ACTIVE:
-        acc.status = EJECTED
-    ep.slashes.append((pubkey, amount, reason))
-    state.touch_account(pubkey)
-
-
 def phase_complete(task: Task, ep: EpochState) -> bool:
     """True when every selected participant of the current phase has acted."""
     if task.phase == UPDATE_COMMIT:
@@ -130,85 +123,121 @@ def close_phase(state: State, task: Task, pre_root: bytes) -> None:
         if ep.update_commits:
             _enter(state, task, ep, UPDATE_REVEAL, p.reveal_window)
         else:
-            _score(state, task, ep, pre_root)
+            process_reveal_close(state, task, ep, pre_root)
     elif task.phase == UPDATE_REVEAL:
-        _score(state, task, ep, pre_root)
+        process_reveal_close(state, task, ep, pre_root)
     elif task.phase == VOTE_COMMIT:
         if ep.vote_commits:
             _enter(state, task, ep, VOTE_REVEAL, p.vote_reveal_window)
         else:
-            _tally(state, task, ep, pre_root)
+            process_vote_close(state, task, ep, pre_root)
     elif task.phase == VOTE_REVEAL:
-        _tally(state, task, ep, pre_root)
+        process_vote_close(state, task, ep, pre_root)
     else:  # pragma: no cover - callers check
         raise AssertionError(task.phase)
 
 
-def _slash_absent(
+def slash_absent(
     state: State,
     ep: EpochState,
     selected: list[bytes],
     acted: Collection[bytes],
     verdicts: dict[bytes, str],
-    reason: str,
+    reason: SlashReason,
 ) -> None:
-    """Every selected participant who did not act gets ``ABSENT`` and ABSENT_SLASH_BPS."""
+    """Every selected participant who did not act gets ``ABSENT`` and the reason's penalty."""
     for pk in selected:
         if pk not in acted:
-            verdicts[pk] = scoring.ABSENT
-            slash(state, ep, pk, slash_amount(state.accounts[pk].stake, ABSENT_SLASH_BPS), reason)
+            verdicts[pk] = verdicts_mod.ABSENT
+            apply_penalty(state, ep, pk, reason)
 
 
-def _score(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
-    """SPEC §5-§6 at the first block after the reveal deadline."""
+def epoch_history(state: State, task: Task, ep: EpochState) -> verdicts_mod.History:
+    """The public past of ``task`` before ``ep``: Δ_prev and every earlier revealed update.
+
+    Updates revealed against the current global model (a discarded epoch leaves it
+    unchanged, and a deterministic honest client may re-derive the same bytes) are public
+    but not replay evidence.
+    """
+    assert task.prev_delta is not None
+    replayable: set[bytes] = set()
+    public: set[bytes] = set()
+    for (tid, e), past in state.epochs.items():
+        if tid != task.task_id or e >= ep.epoch:
+            continue
+        public.update(past.update_hashes.values())
+        if past.global_before != task.global_hash:
+            replayable.update(past.update_hashes.values())
+    if task.accepted_epochs > 0:  # Δ_prev is the step into the current global model
+        replayable.add(task.prev_delta_hash)
+        public.add(task.prev_delta_hash)
+    return verdicts_mod.History(task.prev_delta, frozenset(replayable), frozenset(public), ep.seed)
+
+
+def record_judgement(state: State, ep: EpochState, judgement: verdicts_mod.Judgement) -> None:
+    """Verdicts and numbers into the epoch record; the one penalty per slashed proposer."""
+    ep.scores = [v.to_record() for v in judgement.verdicts]
+    ep.medians = dict(judgement.numbers)
+    for v in judgement.verdicts:
+        ep.verdicts[v.pubkey] = v.verdict
+        if v.slash is not None:
+            apply_penalty(state, ep, v.pubkey, v.slash)
+
+
+def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray) -> str | None:
+    """Candidate = global + aggregate; returns a discard reason on int32 overflow."""
+    assert task.global_model is not None
+    try:
+        candidate = apply_delta(task.global_model, aggregate)
+    except AggregationError:
+        return "int32_overflow"
+    ep.candidate, ep.candidate_delta = candidate, aggregate
+    ep.candidate_hash = model_hash(candidate)
+    return None
+
+
+def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
+    """At the first block after the reveal deadline: absent proposers, the three verdict
+    steps of ``verdicts.judge_epoch``, the candidate, then the vote (or finalization)."""
     p = task.params
     assert p is not None and task.global_model is not None and task.prev_delta is not None
     revealed = sorted(ep.updates)
-    _slash_absent(state, ep, ep.proposers, ep.updates, ep.verdicts, "absent_proposer")
+    slash_absent(state, ep, ep.proposers, ep.updates, ep.verdicts, SlashReason.ABSENT_PROPOSER)
     if len(revealed) < 2 * p.f + 3:
         for pk in revealed:
-            ep.verdicts[pk] = "UNSCORED"
+            ep.verdicts[pk] = verdicts_mod.UNSCORED
         ep.updates = {}
-        _finalize(state, task, ep, accepted=False, reason="too_few_updates", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=False, reason="too_few_updates", pre_root=pre_root)
         return
     deltas = np.stack([ep.updates[pk] for pk in revealed])
-    result = scoring.score_updates(revealed, deltas, task.prev_delta, p.f)
-    ep.scores = [s.to_record() for s in result.scores]
-    ep.medians = {
-        "krum": result.median_krum,
-        "norm_sq": result.median_norm_sq,
-        "prev_norm_sq": result.prev_norm_sq,
-    }
-    for s in result.scores:
-        ep.verdicts[s.pubkey] = s.verdict
-        if s.verdict in scoring.SLASHABLE_VERDICTS:
-            amount = slash_amount(state.accounts[s.pubkey].stake, SLASH_BPS)
-            slash(state, ep, s.pubkey, amount, s.verdict.lower())
-    accepted = result.accepted_indices()
+    judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas)
+    record_judgement(state, ep, judgement)
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them
-    if not accepted:
-        _finalize(state, task, ep, accepted=False, reason="no_accepted_update", pre_root=pre_root)
+    if judgement.aggregate is None:
+        finalize_epoch(
+            state, task, ep, accepted=False, reason="no_accepted_update", pre_root=pre_root
+        )
         return
-    delta = mean_round_half_even(deltas[accepted] if len(accepted) < len(revealed) else deltas)
-    try:
-        candidate = apply_delta(task.global_model, delta)
-    except AggregationError:
-        _finalize(state, task, ep, accepted=False, reason="int32_overflow", pre_root=pre_root)
+    failed = form_candidate(task, ep, judgement.aggregate)
+    if failed:
+        finalize_epoch(state, task, ep, accepted=False, reason=failed, pre_root=pre_root)
         return
-    ep.candidate, ep.candidate_delta = candidate, delta
-    ep.candidate_hash = model_hash(candidate)
     state.touch_epoch(ep.task_id, ep.epoch)
     if p.voters_per_epoch > 0 and ep.voters:
         _enter(state, task, ep, VOTE_COMMIT, p.vote_commit_window)
     else:
-        _finalize(state, task, ep, accepted=True, reason="no_committee", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=True, reason="no_committee", pre_root=pre_root)
 
 
-def _tally(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
-    """SPEC §7: aggregate the revealed votes, slash absent and disagreeing voters."""
-    _slash_absent(state, ep, ep.voters, ep.votes, ep.voter_verdicts, "absent_voter")
+def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
+    """SPEC §7: aggregate the revealed votes, slash absent and disagreeing voters.
+
+    v2: a rejected round no longer slashes its accepted proposers (``round_rejected``): a
+    vote is no evidence against any one of them; they simply earn nothing.
+    """
+    slash_absent(state, ep, ep.voters, ep.votes, ep.voter_verdicts, SlashReason.ABSENT_VOTER)
     if not ep.votes:
-        _finalize(state, task, ep, accepted=False, reason="no_votes", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=False, reason="no_votes", pre_root=pre_root)
         return
     votes = [
         voting.Vote(pk, state.accounts[pk].stake, a, b) for pk, (a, b) in sorted(ep.votes.items())
@@ -221,36 +250,31 @@ def _tally(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
         if o.agrees:
             weights.append((o.pubkey, o.reward_weight))
         else:
-            amount = voting.voter_slash_amount(state.accounts[o.pubkey].stake, o.slash_bps_num)
-            slash(state, ep, o.pubkey, amount, "disagreeing_voter")
+            dev = abs(o.diff - result.aggregate)
+            apply_penalty(state, ep, o.pubkey, SlashReason.DISAGREEING_VOTER, deviation=dev)
     if result.accepted:
         ep.accuracy_bps = result.accuracy_bps
-        _finalize(
-            state,
-            task,
-            ep,
-            accepted=True,
-            reason="vote_accepted",
-            pre_root=pre_root,
-            voter_weights=weights,
-        )
-    else:
-        for pk, verdict in sorted(ep.verdicts.items()):
-            if verdict == scoring.ACCEPTED:
-                amount = slash_amount(state.accounts[pk].stake, REJECT_SLASH_BPS)
-                slash(state, ep, pk, amount, "round_rejected")
-        _finalize(
-            state,
-            task,
-            ep,
-            accepted=False,
-            reason="vote_rejected",
-            pre_root=pre_root,
-            voter_weights=weights,
-        )
+    finalize_epoch(
+        state,
+        task,
+        ep,
+        accepted=result.accepted,
+        reason="vote_accepted" if result.accepted else "vote_rejected",
+        pre_root=pre_root,
+        voter_weights=weights,
+    )
 
 
-def _finalize(
+def proposer_weights(ep: EpochState) -> list[tuple[bytes, int]]:
+    """(pubkey, contribution weight) of the ACCEPTED proposers, from the epoch's scores."""
+    return [
+        (s["pubkey"], s["reward_weight"])
+        for s in ep.scores
+        if s["verdict"] == verdicts_mod.ACCEPTED and s["reward_weight"] > 0
+    ]
+
+
+def finalize_epoch(
     state: State,
     task: Task,
     ep: EpochState,
@@ -259,7 +283,8 @@ def _finalize(
     pre_root: bytes,
     voter_weights: list[tuple[bytes, int]] | None = None,
 ) -> None:
-    """Apply the candidate (or not), pay the epoch's fee, complete or open the next epoch."""
+    """Apply the candidate (or not), pay the epoch's fee by contribution (proposers) and
+    agreement (voters), complete the task or open the next epoch."""
     p = task.params
     assert p is not None
     proposers: list[tuple[bytes, int]] = []
@@ -270,11 +295,7 @@ def _finalize(
         task.accepted_epochs += 1
         if ep.accuracy_bps is not None:
             task.accuracy_bps = ep.accuracy_bps
-        proposers = [
-            (pk, state.accounts[pk].stake)
-            for pk, v in sorted(ep.verdicts.items())
-            if v == scoring.ACCEPTED
-        ]
+        proposers = proposer_weights(ep)
     payout = epoch_payout(
         task.fee_per_epoch, proposers, voter_weights or [], p.voters_per_epoch > 0
     )

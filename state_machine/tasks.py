@@ -12,8 +12,11 @@ from typing import Any
 
 from state_machine import codec
 from state_machine.constants import (
+    AGGREGATORS,
     BPS,
+    DEFAULT_AGGREGATOR,
     DEFAULT_SCALE_BITS,
+    MAX_NORM_BOUND,
     MAX_NUM_PARAMS,
     MAX_PARTICIPANTS,
     MAX_SCALE_BITS,
@@ -39,6 +42,11 @@ class TaskParams:
     reveal_window: int = 5
     vote_commit_window: int = 5
     vote_reveal_window: int = 5
+    # v2 verdicts: the exact robust rule forming the aggregate (aggregation.AGGREGATORS)
+    # and the L2 bound, in int16 LSB units, every update must respect (clients clip with
+    # aggregation.clip_update; 0 = no bound, and no norm_bound slashing).
+    aggregator: str = DEFAULT_AGGREGATOR
+    norm_bound: int = 0
 
     def encode(self) -> bytes:
         return codec.encode(asdict(self))
@@ -57,6 +65,7 @@ _INT_FIELDS = (
     "reveal_window",
     "vote_commit_window",
     "vote_reveal_window",
+    "norm_bound",
 )
 
 
@@ -77,6 +86,10 @@ def decode_task_params(data: bytes) -> TaskParams:
             raise TaskParamsError(f"{name} must be a non-negative integer")
     if not isinstance(raw["model"], str) or not 0 < len(raw["model"]) <= 64:
         raise TaskParamsError("model must be a short non-empty string")
+    if raw["aggregator"] not in AGGREGATORS:
+        raise TaskParamsError(f"aggregator must be one of {list(AGGREGATORS)}")
+    if raw["norm_bound"] > MAX_NORM_BOUND:
+        raise TaskParamsError(f"norm_bound must be <= {MAX_NORM_BOUND}")
     g = raw["genesis_model_hash"]
     if not isinstance(g, bytes) or len(g) != 32:
         raise TaskParamsError("genesis_model_hash must be 32 bytes")

@@ -1,7 +1,8 @@
-"""Smoke test of ``bench/efficacy.py``'s core at a tiny size, without Flower.
+"""Smoke test of ``bench/efficacy.py`` at a tiny size (one cell, one seed, two rounds).
 
-No timing assertions: this checks the report's structure and that the STF verdicts do
-what the benchmark claims for attacks that must be caught (sign flip, lazy).
+No timing assertions: this checks the report's structure and that the STF's v2 verdicts do
+what the benchmark claims for attacks that carry evidence (boosted sign flip, zero update,
+exact framing replay) and that no honest proposal is slashed.
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ def _load() -> ModuleType:
 efficacy = _load()
 
 
+ATTACKS = ("sign_flip[scale=4]", "lazy", "frame_replay")
+
+
 @pytest.fixture(scope="module")
 def report() -> dict:
     cfg = efficacy.Config(
-        clients=10, rounds=2, seeds=1, attacks=("sign_flip", "lazy"), flower=False
-    )
+        alphas=(0.5,), clients=(10,), fractions=(0.2,), seeds=1, rounds=2, attacks=ATTACKS,
+        v1=("honest",),
+    )  # fmt: skip
     return efficacy.run(cfg, out_md=None, quiet=True)
 
 
@@ -40,43 +45,47 @@ def test_table_structure(report: dict) -> None:
     table = report["markdown"]
     lines = [ln for ln in table.splitlines() if ln.startswith("|")]
     header, rule, *rows = lines
-    assert "FLockChain acc %" in header and "all-honest acc %" in header
-    assert "Flower FedAvg acc %" in header and "Flower Krum acc %" in header
+    assert "acc %" in header and "oracle" in header and "honest slashed" in header
     columns = header.count("|")
     assert rule.count("|") == columns and all(r.count("|") == columns for r in rows)
-    assert [r.split("|")[1].strip() for r in rows] == ["none (all honest)", "sign_flip", "lazy"]
-    assert set(report["results"]) == {"honest", "sign_flip", "lazy"}
-    for row in report["results"].values():
-        assert 0.0 <= row["flockchain_acc"]["mean"] <= 100.0
-        assert "fedavg_acc" not in row  # --no-flower: the Flower arms did not run
+    assert [r.split("|")[1].strip() for r in rows] == list(ATTACKS)
+    (cell,) = report["results"].values()
+    assert set(cell) == {"honest", *ATTACKS}
+    for row in cell.values():
+        assert 0.0 <= row["v2_acc"] <= 100.0
+    assert "v1_acc" in cell["honest"] and "v1_acc" not in cell["lazy"]
 
 
-def test_sign_flip_and_lazy_are_flagged(report: dict) -> None:
-    results = report["results"]
-    assert results["sign_flip"]["attackers"] == 2 and results["sign_flip"]["f"] == 2
-    assert results["sign_flip"]["attackers_flagged_by_round"][0] == 1.0
-    assert results["sign_flip"]["attackers_flagged_mean"] >= efficacy.FLAG_MIN
-    assert set(results["sign_flip"]["attacker_verdicts"]) <= {"OUTLIER", "ACCEPTED"}
-    assert results["lazy"]["attackers_flagged_mean"] == 1.0
-    assert results["lazy"]["attacker_verdicts"] == {"FREE_RIDER": 4}
+def test_evidence_attacks_are_slashed_and_no_honest_proposal(report: dict) -> None:
+    (cell,) = report["results"].values()
+    assert cell["sign_flip[scale=4]"]["f"] == 2
+    assert cell["sign_flip[scale=4]"]["slashed"] == 1.0  # above the norm bound
+    assert cell["lazy"]["slashed"] == 1.0 and cell["lazy"]["reward_share"] == 0.0
+    assert cell["frame_replay"]["slashed"] == 0.5  # round 1 has no public past: trains
+    for row in cell.values():
+        assert row["honest_slashed"] == []
     # training a model on digits in two rounds beats chance by far
-    assert results["honest"]["flockchain_acc"]["mean"] > 50.0
+    assert cell["honest"]["v2_acc"] > 50.0
 
 
 def test_scenarios_and_specs() -> None:
-    dup = efficacy.make_scenario(15, "duplicate", seed=0)
+    dup = efficacy.arms.make_scenario(15, "duplicate", seed=0)
     assert dup.f == 4 and len(dup.pairs) == 2
     assert sorted(i for p in dup.pairs for i in p) == list(dup.attackers)
-    assert efficacy.make_scenario(15, "alie", seed=0).f == 3
-    name, params = efficacy.parse_attack("alie[noise_ratio=0.15;z=1]")
+    assert efficacy.arms.make_scenario(15, "alie", seed=0).f == 3
+    name, params = efficacy.arms.parse_attack("alie[noise_ratio=0.15;z=1]")
     assert (name, params) == ("alie", {"noise_ratio": 0.15, "z": 1.0})
     with pytest.raises(ValueError):
-        efficacy.parse_attack("alie[typo=1]")
+        efficacy.arms.parse_attack("alie[typo=1]")
     with pytest.raises(ValueError):
         efficacy.Config(attacks=("absent",))
     with pytest.raises(ValueError):  # n >= 2f + 3 fails: 6 clients, f = 2
-        efficacy.Config(clients=6, attacks=("sign_flip",))
-    cfg, _ = efficacy.parse_args(["--quick", "--no-flower"])
-    assert (cfg.clients, cfg.rounds, cfg.seeds, len(cfg.attacks), cfg.flower) == (
-        10, 2, 1, 3, False,
+        efficacy.Config(clients=(6,), attacks=("sign_flip",))
+    cfg, _ = efficacy.parse_args(["--quick"])
+    assert (cfg.alphas, cfg.clients, cfg.fractions, cfg.seeds, cfg.rounds) == (
+        (0.1, 0.5), (15,), (0.2,), 3, 8,
+    )  # fmt: skip
+    full, _ = efficacy.parse_args([])
+    assert (full.alphas, full.clients, full.fractions, full.seeds) == (
+        (0.1, 0.5, 10.0), (15, 20, 30), (0.2, 0.3), 10,
     )  # fmt: skip

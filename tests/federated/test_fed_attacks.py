@@ -65,6 +65,7 @@ def test_registry_names() -> None:
     expected = {
         "honest", "sign_flip", "gaussian_noise", "label_flip", "alie", "ipm", "lazy",
         "replay", "disguised_free_rider", "duplicate", "dishonest_voter", "absent",
+        "min_max", "min_sum", "fang", "backdoor", "small_noise", "stale_copy", "frame_replay",
     }  # fmt: skip
     assert set(ATTACKS) == expected
     for name, b in ATTACKS.items():
@@ -255,3 +256,63 @@ def test_context_validation(world: dict[str, object]) -> None:
 def test_subseed_independent_streams() -> None:
     assert attacks.subseed(1, 2) == attacks.subseed(1, 2)
     assert len({attacks.subseed(1, t) for t in range(50)}) == 50
+
+
+# ---- v2 additions: norm bound clipping, scaling, literature attacks, free-riders
+
+
+def _norm(v: np.ndarray) -> float:
+    return float(np.sqrt((v.astype(np.float64) ** 2).sum()))
+
+
+def test_honest_clips_to_the_task_norm_bound_and_scaled_attacks_exceed_it(world) -> None:
+    free = ATTACKS["honest"].propose(_ctx(world))
+    bound = int(_norm(free) / 2)
+    clipped = ATTACKS["honest"].propose(_ctx(world, norm_bound=bound))
+    assert int((clipped.astype(np.int64) ** 2).sum()) <= bound * bound
+    assert _cos(clipped, free) > 0.999
+    boosted = ATTACKS["sign_flip"].propose(_ctx(world, norm_bound=bound, params={"scale": 4}))
+    assert _norm(boosted) > bound
+    aware = ATTACKS["sign_flip"].propose(
+        _ctx(world, norm_bound=bound, params={"scale": 4, "clip": 1})
+    )
+    assert int((aware.astype(np.int64) ** 2).sum()) <= bound * bound  # rule-aware: just within
+    assert _cos(aware, free) < -0.99
+
+
+def test_min_max_and_min_sum_stay_within_the_honest_spread(world) -> None:
+    honest = world["honest"]
+    est = np.stack(honest).astype(np.float64)
+    d2 = ((est[:, None, :] - est[None, :, :]) ** 2).sum(-1)
+    for name, agg in (("min_max", "max"), ("min_sum", "sum")):
+        out = ATTACKS[name].propose(_ctx(world, honest_deltas=honest)).astype(np.float64)
+        dist = ((est - out) ** 2).sum(-1)
+        limit = d2.max() if agg == "max" else d2.sum(1).max()
+        got = dist.max() if agg == "max" else dist.sum()
+        assert got <= limit * 1.01, name  # rounding to int16 only
+        assert _cos(out, est.mean(axis=0)) < 0.999  # it did move away from the mean
+
+
+def test_fang_sits_past_the_honest_extreme_against_the_mean(world) -> None:
+    honest = world["honest"]
+    out = ATTACKS["fang"].propose(_ctx(world, honest_deltas=honest)).astype(np.float64)
+    est = np.stack(honest).astype(np.float64)
+    up = est.mean(axis=0) > 0
+    assert (out[up] <= est.min(axis=0)[up] + 0.5).all()
+    assert (out[~up] >= est.max(axis=0)[~up] - 0.5).all()
+
+
+def test_backdoor_trigger_and_free_riders(world) -> None:
+    X = world["split"].X_train[:4]
+    t = attacks.triggered(X)
+    assert (t[:, list(attacks.BACKDOOR_PIXELS)] == X.max()).all()
+    bd = ATTACKS["backdoor"].propose(_ctx(world))
+    honest = ATTACKS["honest"].propose(_ctx(world))
+    assert not np.array_equal(bd, honest)
+    small = ATTACKS["small_noise"].propose(_ctx(world, honest_deltas=world["honest"]))
+    assert 0 < _norm(small) < 0.2 * _norm(honest)
+    own = world["honest"][0]
+    assert np.array_equal(ATTACKS["stale_copy"].propose(_ctx(world, own_prev_q=own)), own)
+    victim = world["honest"][1]
+    framed = ATTACKS["frame_replay"].propose(_ctx(world, public_updates=[victim]))
+    assert np.array_equal(framed, victim)

@@ -76,3 +76,92 @@ def test_epoch_payout_conserves_the_fee(fee, committee):
 def test_slash_amount_floors():
     assert slash_amount(10**17, 1000) == 10**16
     assert slash_amount(999, 100) == 9
+
+
+# ---- v2 robust aggregators: exact integer references
+
+
+int16_rows = st.lists(
+    st.lists(st.integers(-(2**15), 2**15 - 1), min_size=3, max_size=3), min_size=1, max_size=9
+)
+
+
+@given(int16_rows)
+def test_median_matches_exact_reference(rows):
+    from state_machine.aggregation import coordinate_median
+
+    got = coordinate_median(np.array(rows, dtype=np.int16)).tolist()
+    k = len(rows)
+    want = []
+    for c in range(3):
+        col = sorted(r[c] for r in rows)
+        want.append(col[k // 2] if k % 2 else round(Fraction(col[k // 2 - 1] + col[k // 2], 2)))
+    assert got == want
+
+
+@given(int16_rows, st.integers(0, 3))
+def test_trimmed_mean_matches_exact_reference(rows, f):
+    from state_machine.aggregation import coordinate_median, trimmed_mean
+
+    arr = np.array(rows, dtype=np.int16)
+    got = trimmed_mean(arr, f).tolist()
+    k = len(rows)
+    if k <= 2 * f:
+        assert got == coordinate_median(arr).tolist()
+        return
+    want = []
+    for c in range(3):
+        col = sorted(r[c] for r in rows)[f : k - f]
+        want.append(round(Fraction(sum(col), len(col))))
+    assert got == want
+
+
+@given(st.lists(st.integers(-(2**15), 2**15 - 1), min_size=1, max_size=40), st.integers(0, 10**6))
+def test_clip_to_norm_never_exceeds_the_bound_and_keeps_small_rows(row, tau):
+    from state_machine.aggregation import clip_to_norm
+
+    x = np.array(row, dtype=np.int64)
+    out = clip_to_norm(x.astype(np.int16), tau)
+    if int(x @ x) <= tau * tau:
+        assert out.tolist() == row  # within the bound: untouched
+    else:
+        assert int(out @ out) <= tau * tau  # exact: truncation only shrinks
+    assert all(abs(a) <= abs(b) for a, b in zip(out.tolist(), row, strict=True))
+
+
+@given(st.integers(0, 2**32 - 1), st.permutations(list(range(7))))
+def test_every_rule_is_a_function_of_the_keyed_rows_not_their_order(seed, perm):
+    from state_machine.aggregation import aggregate
+    from state_machine.constants import AGGREGATORS
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-3000, 3000, size=(7, 16)).astype(np.int16)
+    keys = [bytes([i + 1]) * 32 for i in range(7)]
+    for rule in AGGREGATORS:
+        a = aggregate(rule, rows, 1, keys, b"s" * 32)
+        # rules see rows in pubkey order: callers sort, so feed the same sorted input
+        order = sorted(range(7), key=lambda i: [keys[j] for j in perm][i])
+        pk = [[keys[j] for j in perm][i] for i in order]
+        b = aggregate(rule, rows[perm][order], 1, pk, b"s" * 32)
+        assert a.dtype == np.int16 and np.array_equal(a, b), rule
+
+
+def test_multi_krum_leaves_out_the_far_row_and_centered_clip_bounds_it():
+    from state_machine.aggregation import admitted_rows, aggregate
+
+    rng = np.random.default_rng(0)
+    rows = rng.integers(-100, 100, size=(7, 32)).astype(np.int16)
+    rows[3] = 30000
+    assert admitted_rows("multi_krum", rows, 1) == [0, 1, 2, 4, 5, 6]
+    keys = [bytes([i + 1]) * 32 for i in range(7)]
+    for rule in ("median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum"):
+        out = aggregate(rule, rows, 1, keys, b"\x01" * 32)
+        assert int(np.abs(out.astype(np.int64)).max()) < 3000, rule  # the mean would be 4000+
+    assert int(aggregate("mean", rows, 1, keys, b"\x01" * 32).max()) > 4000
+
+
+def test_unknown_rule_is_an_error():
+    from state_machine.aggregation import aggregate
+
+    with pytest.raises(AggregationError):
+        aggregate("krum2", np.zeros((3, 2), dtype=np.int16), 0, [b"a", b"b", b"c"], b"")

@@ -1,0 +1,304 @@
+"""Verdicts v2: who is slashed, what enters the aggregate, who is paid (docs/protocol.md).
+
+Why three separate decisions: distance from the crowd is not evidence once data is
+non-IID (honest specialists *are* outliers), so the rule that protects the model may be
+aggressive only because it costs nothing but one epoch's reward, while the rule that takes
+stake must rest on evidence an honest client cannot produce and nobody can manufacture
+against someone else:
+
+1. :func:`find_evidence` (accountability): ``norm_bound`` (above the task's declared
+   bound, which honest clients clip to), ``zero_update``, ``replay`` (bit-identical to a
+   past public update or aggregate computed against another global model) and
+   ``duplicate`` (near-identical updates from two keys in the same round: commit-reveal
+   means nobody can copy an update that is not public yet).
+2. :func:`admit` (robustness): the task's exact integer aggregator over every update that
+   carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
+3. :func:`contribution_weights` (incentive): each admitted update is paid by its
+   leave-one-out agreement with the others (the f largest terms dropped, so colluders
+   cannot pay each other) above the level chance reaches, so zero, noise and small noise
+   earn ~nothing (exact replays and same-round copies were slashed in step 1).
+
+:func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
+and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
+number is an exact integer (the Gram kernel of ``scoring`` is exact); ties break by pubkey.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from state_machine import aggregation
+from state_machine.constants import DEFAULT_AGGREGATOR, DUPLICATE_REL_SQ, REWARD_SIGMAS
+from state_machine.crypto import keccak256
+from state_machine.penalties import SlashReason
+from state_machine.scoring import ScoringError, gram_matrix
+
+ACCEPTED = "ACCEPTED"  # in the aggregate, paid by contribution
+EXCLUDED = "EXCLUDED"  # no evidence, left out of the aggregate: unpaid, not slashed
+FREE_RIDER = "FREE_RIDER"  # zero_update or replay
+DUPLICATE = "DUPLICATE"  # same-round copy
+NORM_VIOLATION = "NORM_VIOLATION"  # norm_bound
+ABSENT = "ABSENT"
+UNSCORED = "UNSCORED"
+# verdict of a slash reason; the order is the precedence when several fire
+VERDICT_OF: dict[SlashReason, str] = {
+    SlashReason.NORM_BOUND: NORM_VIOLATION,
+    SlashReason.ZERO_UPDATE: FREE_RIDER,
+    SlashReason.REPLAY: FREE_RIDER,
+    SlashReason.DUPLICATE: DUPLICATE,
+}
+SLASHABLE_VERDICTS = frozenset(VERDICT_OF.values())
+
+
+class JudgeParams(Protocol):
+    """The task parameters the verdicts read (``tasks.TaskParams`` has them)."""
+
+    f: int
+    norm_bound: int
+    aggregator: str
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """JudgeParams for simulations that have no full TaskParams."""
+
+    f: int
+    norm_bound: int = 0
+    aggregator: str = DEFAULT_AGGREGATOR
+
+
+@dataclass(frozen=True)
+class History:
+    """The public past a verdict may compare with (all of it is on chain).
+
+    ``prev_delta``: the last accepted aggregate step (zeros before the first).
+    ``replayable``: hashes of past public updates and aggregates computed against a global
+    model other than the current one: a bit-identical resubmission is a replay.
+    ``public``: every past public update hash (a superset): an update equal to one of
+    these never makes its same-round twin slashable (it may be the victim's own).
+    ``seed``: the epoch seed (bucketing of centered clipping).
+    """
+
+    prev_delta: np.ndarray
+    replayable: frozenset[bytes] = frozenset()
+    public: frozenset[bytes] = frozenset()
+    seed: bytes = b"\x00" * 32
+
+
+@dataclass
+class ProposerVerdict:
+    """One proposer's verdict and the exact integers behind it."""
+
+    pubkey: bytes
+    verdict: str = ACCEPTED
+    reasons: list[str] = field(default_factory=list)
+    slash: SlashReason | None = None
+    norm_sq: int = 0
+    duplicate_of: list[bytes] = field(default_factory=list)
+    reward_weight: int = 0
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "pubkey": self.pubkey,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+            "slash": self.slash.value if self.slash else None,
+            "norm_sq": self.norm_sq,
+            "duplicate_of": list(self.duplicate_of),
+            "reward_weight": self.reward_weight,
+        }
+
+
+@dataclass
+class Judgement:
+    """judge_epoch's result: verdicts in pubkey order, the aggregate, reward weights."""
+
+    verdicts: list[ProposerVerdict]
+    aggregate: np.ndarray | None
+    reward_weights: list[tuple[bytes, int]]
+    numbers: dict[str, int]
+
+    def by_pubkey(self) -> dict[bytes, ProposerVerdict]:
+        return {v.pubkey: v for v in self.verdicts}
+
+
+def delta_hash(delta: np.ndarray) -> bytes:
+    """keccak256 of the little-endian int16 bytes: the STF's ``update_hashes`` value."""
+    return keccak256(np.ascontiguousarray(delta, dtype="<i2").tobytes())
+
+
+# ------------------------------------------------------------------ 1. evidence
+
+
+def norm_violations(norms: Sequence[int], norm_bound: int) -> list[bool]:
+    """|d_i|^2 > B^2 (only when the task declares a bound B > 0)."""
+    return [norm_bound > 0 and n > norm_bound * norm_bound for n in norms]
+
+
+def zero_updates(norms: Sequence[int]) -> list[bool]:
+    """An all-zero update (|d_i|^2 = 0) carries no work."""
+    return [n == 0 for n in norms]
+
+
+def replays(hashes: Sequence[bytes], history: History) -> list[bool]:
+    """Bit-identical to a past public update or aggregate made against another global."""
+    return [h in history.replayable for h in hashes]
+
+
+def near_duplicate(dist_sq: int, norm_a: int, norm_b: int) -> bool:
+    """|a - b|^2 <= min(|a|^2, |b|^2) * p / q with both non-zero (DUPLICATE_REL_SQ)."""
+    p, q = DUPLICATE_REL_SQ
+    return min(norm_a, norm_b) > 0 and q * dist_sq <= p * min(norm_a, norm_b)
+
+
+def duplicate_pairs(
+    gram: Sequence[Sequence[int]], hashes: Sequence[bytes], history: History
+) -> tuple[list[list[int]], list[bool]]:
+    """Same-round near-copies: (partners per row, whether the row is only *exempt*).
+
+    A pair where either update equals a past public update is no evidence against
+    anyone (the victim of a replay may have re-derived its own past update): both rows
+    are marked exempt (left out of the aggregate, unpaid) instead of slashable.
+    """
+    n = len(hashes)
+    partners: list[list[int]] = [[] for _ in range(n)]
+    exempt = [False] * n
+    for i in range(n):
+        for j in range(i + 1, n):
+            d_ij = gram[i][i] + gram[j][j] - 2 * gram[i][j]
+            if not near_duplicate(d_ij, gram[i][i], gram[j][j]):
+                continue
+            if hashes[i] in history.public or hashes[j] in history.public:
+                exempt[i] = exempt[j] = True
+            else:
+                partners[i].append(j)
+                partners[j].append(i)
+    return partners, exempt
+
+
+def find_evidence(
+    params: JudgeParams,
+    history: History,
+    keys: Sequence[bytes],
+    hashes: Sequence[bytes],
+    gram: Sequence[Sequence[int]],
+) -> list[ProposerVerdict]:
+    """Step 1: a verdict per row; the first fired reason (in VERDICT_OF order) is slashed,
+    every fired one is listed."""
+    n = len(keys)
+    norms = [gram[i][i] for i in range(n)]
+    fired: dict[SlashReason, list[bool]] = {
+        SlashReason.NORM_BOUND: norm_violations(norms, params.norm_bound),
+        SlashReason.ZERO_UPDATE: zero_updates(norms),
+        SlashReason.REPLAY: replays(hashes, history),
+    }
+    partners, exempt = duplicate_pairs(gram, hashes, history)
+    fired[SlashReason.DUPLICATE] = [bool(p) for p in partners]
+    out = []
+    for i in range(n):
+        v = ProposerVerdict(pubkey=keys[i], norm_sq=norms[i])
+        v.duplicate_of = [keys[j] for j in partners[i]]
+        for reason in VERDICT_OF:  # precedence order
+            if fired[reason][i]:
+                v.reasons.append(reason.value)
+                if v.slash is None:
+                    v.slash, v.verdict = reason, VERDICT_OF[reason]
+        if exempt[i]:
+            v.reasons.append("copy_of_public_update")
+            if v.slash is None:
+                v.verdict = EXCLUDED
+        out.append(v)
+    return out
+
+
+# ------------------------------------------------------------------ 2. aggregate
+
+
+def admit(
+    params: JudgeParams,
+    history: History,
+    verdicts: list[ProposerVerdict],
+    deltas: np.ndarray,
+) -> tuple[list[int], np.ndarray | None]:
+    """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
+
+    Candidates are the rows still ``ACCEPTED`` after step 1; rows the aggregator leaves
+    out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves. The rule's ``f``
+    is the task's minus the rows slashed: each is a Byzantine key already accounted for.
+    """
+    cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
+    if not cand:
+        return [], None
+    # every slashed row is a Byzantine key spent: the rule trims only the rest of f
+    f = max(0, params.f - sum(v.slash is not None for v in verdicts))
+    rows = deltas[cand]
+    keys = [verdicts[i].pubkey for i in cand]
+    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f)]
+    for i in sorted(set(cand) - set(inside)):
+        verdicts[i].verdict = EXCLUDED
+        verdicts[i].reasons.append("not_admitted")
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed)
+    return inside, agg
+
+
+# ------------------------------------------------------------------ 3. rewards
+
+
+def contribution_weights(
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int, f: int
+) -> list[int]:
+    """Step 3: the reward weight of every admitted row (``gram``: exact inner products).
+
+    ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum of
+    <d_i, d_j> over the *other* admitted updates except the ``f`` largest terms, and S_i
+    the sum of those others. Leave-one-out: one's own size buys nothing; the f largest
+    terms dropped: up to f colluders sending similar vectors cannot pay each other; the
+    chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay under
+    it. Exact replays and same-round copies were slashed in step 1. Integer: one isqrt.
+
+    Measured limit (docs/protocol.md): measuring only the part orthogonal to Δ_prev would
+    stop the disguised free-rider (Δ_prev + noise) from being paid, but left every honest
+    client unpaid at Dirichlet α = 0.1 (their new parts cancel out), so it is not used.
+    """
+    k = len(admitted)
+    m = [[gram[i][j] for j in admitted] for i in admitted]
+    total = sum(sum(row) for row in m)
+    out = []
+    for i in range(k):
+        others = sorted(m[i][j] for j in range(k) if j != i)
+        agree = sum(others[: max(0, len(others) - f)])
+        s_sq = total - 2 * sum(m[i]) + m[i][i]
+        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
+        out.append(max(0, agree - chance))
+    return out
+
+
+def judge_epoch(
+    params: JudgeParams, history: History, pubkeys: Sequence[bytes], deltas: np.ndarray
+) -> Judgement:
+    """The three steps on one epoch's revealed updates (any row order; output by pubkey)."""
+    n = len(pubkeys)
+    if len(set(pubkeys)) != n or deltas.ndim != 2 or deltas.shape[0] != n:
+        raise ScoringError("pubkeys must be unique, one per row")
+    if history.prev_delta.shape != (deltas.shape[1],):
+        raise ScoringError("prev_delta shape mismatch")
+    order = sorted(range(n), key=lambda i: pubkeys[i])
+    keys = [pubkeys[i] for i in order]
+    rows = np.ascontiguousarray(deltas[order], dtype=np.int16)
+    hashes = [delta_hash(r) for r in rows]
+    gram = gram_matrix(rows) if n else []
+    verdicts = find_evidence(params, history, keys, hashes, gram)
+    inside, agg = admit(params, history, verdicts, rows)
+    weights: list[tuple[bytes, int]] = []
+    if agg is not None:
+        w_all = contribution_weights(gram, inside, max(rows.shape[1], 1), params.f)
+        for i, w in zip(inside, w_all, strict=True):
+            verdicts[i].reward_weight = w
+            weights.append((keys[i], w))
+    numbers = {"admitted": len(inside), "norm_bound": params.norm_bound, "revealed": n}
+    return Judgement(verdicts, agg, weights, numbers)
