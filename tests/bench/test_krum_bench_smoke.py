@@ -63,7 +63,6 @@ def test_bench_size_without_flower() -> None:
     assert (line["n"], line["d"], line["f"]) == (N, D, 1)
     assert line["bit_identical_1_vs_2_threads"] is True
     assert line["epoch_outcome"] == "accepted"
-    assert line["epoch_scores_match_ours"] is True
     assert sum(line["epoch_verdicts"].values()) == N
     assert line["flower"] is None and line["same_choice_as_flower"] is None
     assert line["flower_unavailable_reason"]
