@@ -54,7 +54,8 @@ class History:
         self._cache: OrderedDict[int, State] = OrderedDict()
         self._lock = threading.Lock()
         self._log: dict[int, dict[str, list[Any]]] = {}  # height -> keys it touched
-        self._snaps: dict[int, int] = {}  # snapshot height -> depth in its chain
+        self._snaps: dict[int, int] = {}  # committed snapshot height -> depth in its chain
+        self._written: dict[int, int] = {}  # written in a transaction not yet committed
 
     # ------------------------------------------------------------------ recovery
 
@@ -107,10 +108,20 @@ class History:
         if self.interval > 0 and state.height % self.interval == 0:
             self.write_snapshot(conn, state)
 
+    def committed(self, height: int) -> None:
+        """The transaction that wrote a snapshot at ``height`` (if any) committed: it may
+        now be the base of later incremental snapshots."""
+        depth = self._written.pop(height, None)
+        if depth is not None:
+            self._snaps[height] = depth
+
+    def rolled_back(self, height: int) -> None:
+        self._written.pop(height, None)
+
     def write_snapshot(self, conn: Connection, state: State) -> None:
         """Snapshot ``state`` (incremental when the touched log reaches a known base)."""
         h = state.height
-        if h in self._snaps or self.store.snapshot_at(h, conn) is not None:
+        if self.store.snapshot_at(h, conn) is not None:
             return
         bases = [k for k in self._snaps if k < h]
         base = max(bases) if bases else None
@@ -126,8 +137,8 @@ class History:
             depth = self._snaps[base] + 1
         data = snapshot.encode(state, changed, base, depth)
         self.store.insert_snapshot(conn, h, state.state_root(), data)
-        self._snaps[h] = depth
-        newest = max(self._snaps)
+        self._written[h] = depth
+        newest = max(self._snaps, default=h)
         for k in [k for k in self._log if k <= newest - LOG_KEEP]:
             del self._log[k]
 

@@ -483,7 +483,12 @@ class Sequencer:
                                        built.action_updates, built.blobs, None)
                 self._history.on_block(conn, new_state)
 
-            self._write(_commit)
+            try:
+                self._write(_commit)
+            except BaseException:
+                self._history.rolled_back(height)  # its snapshot must not become a base
+                raise
+            self._history.committed(height)
             with self._lock:
                 self._state = new_state
                 self._head_hash = bh
@@ -512,7 +517,12 @@ class Sequencer:
         def _cut(conn: Connection) -> Batch | None:
             return cut_batch(self.store, self._history, conn, self.chain_id, state, max_blocks)
 
-        batch: Batch | None = self._write(_cut)
+        try:
+            batch: Batch | None = self._write(_cut)
+        except BaseException:
+            self._history.rolled_back(head_h)
+            raise
+        self._history.committed(head_h)
         if batch is not None and batch.last_height == head_h:
             self._history.remember(state)
         return batch
