@@ -12,7 +12,9 @@ root. Replaying from genesis for that cost O(chain length) per request. Now:
   many costs little).
 
 Restart = latest snapshot + the blocks after it: it grows with blocks since that snapshot,
-not with chain length.
+not with chain length. Snapshots are all kept (proofs may be asked against any final
+batch): an incremental one holds only the entries its blocks touched (a few hundred bytes
+for a quiet batch), a full one (every ``FULL_EVERY``-th) is O(state).
 """
 
 from __future__ import annotations
