@@ -11,7 +11,6 @@ challenged with the verifier's bond.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,12 +192,3 @@ class Verifier:
                 break
             i += 1
         return out
-
-    def run(self, interval: float = 2.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except Exception as exc:  # keep following the chain through RPC hiccups
-                self.stats.last_error = str(exc)
-                log.exception("verifier step failed")
-            time.sleep(interval)

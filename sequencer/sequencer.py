@@ -37,14 +37,19 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer import admission
 from sequencer.batches import cut_batch
 from sequencer.blocks import build_block, closed_epoch
+from sequencer.bounded import check_msgpack_shape
 from sequencer.da import build_da
 from sequencer.errors import RecoveryError, SubmitError
+from sequencer.health import WriteHealth
 from sequencer.history import History
 from sequencer.mempool import EntryIndex
+from sequencer.mempool_guard import AdmissionGate, rejected_rows
+from sequencer.ratelog import RateLimitedLog
 from sequencer.store import BatchRow, Store
 from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
 from sequencer.types import Entry as _Entry
@@ -58,7 +63,12 @@ from state_machine.actions import (
     system_action,
 )
 from state_machine.constants import SYSTEM_SENDER
-from state_machine.crypto import ACK_DOMAIN, ACTION_DOMAIN, keccak256, verify
+from state_machine.crypto import (  # noqa: F401  (verify_ack re-exported)
+    ACTION_DOMAIN,
+    ack_message,
+    keccak256,
+    verify_ack,
+)
 from state_machine.epochs import can_open, next_deadline
 from state_machine.state import WAITING_CLIENTS, State
 from state_machine.transition import (
@@ -68,6 +78,7 @@ from state_machine.transition import (
 )
 
 log = logging.getLogger("flockchain.sequencer")
+_write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
 try:  # C keccak (safe-pysha3, in the lock): ~7x faster than pycryptodome for small inputs
     from sha3 import keccak_256 as _keccak_256
@@ -84,18 +95,6 @@ except ImportError:  # pragma: no cover - same result, slower
 Batch = BatchRow
 
 
-def ack_message(action_hash: bytes, received_height: int) -> bytes:
-    """What the ack signs: ``ACK_DOMAIN || action_hash || received_height`` (8 bytes BE).
-
-    The domain prefix (``b"flockchain/ack/v1"``) keeps an ack from ever being a valid
-    signature over an action (whose messages start with the action domain)."""
-    return ACK_DOMAIN + action_hash + received_height.to_bytes(8, "big")
-
-
-def verify_ack(sequencer_pubkey: bytes, action_hash: bytes, received_height: int,
-               ack: bytes) -> bool:
-    """True iff ``ack`` is the sequencer's signature for this action and height."""
-    return verify(sequencer_pubkey, ack_message(action_hash, received_height), ack)
 
 
 def _done(value: Ack) -> Future[Ack]:
@@ -128,8 +127,10 @@ class Sequencer:
         self._produce_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.write_health = WriteHealth()
         self._writer = GroupCommitWriter(store, config.group_commit_max,
-                                         config.group_commit_wait, self._acked, self._ack_failed)
+                                         config.group_commit_wait, self._acked, self._ack_failed,
+                                         self.write_health)
         self._wq = self._writer.queue  # admission puts acks here
         self._producer: threading.Thread | None = None
         self._maint: threading.Thread | None = None
@@ -141,6 +142,7 @@ class Sequencer:
         self._view = admission.PendingView()
         self._history = History(store, config.chain_id, config.snapshot_interval,
                                 config.batch_state_cache)
+        self._gate = AdmissionGate(config.limits)
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -152,10 +154,18 @@ class Sequencer:
         stored = self.store.get_meta("chain_id")
         if stored is not None and int(stored) != self.chain_id:
             raise RecoveryError(f"database belongs to chain {stored}, not {self.chain_id}")
-        with self.store.begin() as conn:
+        try:
+            with self.store.begin() as conn:
+                if stored is None:
+                    self.store.set_meta(conn, "chain_id", str(self.chain_id))
+                self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+        except (SQLAlchemyError, OSError) as exc:
             if stored is None:
-                self.store.set_meta(conn, "chain_id", str(self.chain_id))
-            self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+                raise
+            # e.g. a full disk: serve reads of the stored chain, refuse writes (503)
+            log.error("database not writable (%s): starting read-only", exc)
+            self.write_health.failed(exc)
+            self.write_health.read_only = True
         state = genesis_state(self.chain_id)
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
@@ -174,12 +184,15 @@ class Sequencer:
             self._mempool.append(e)
             self._pending[sa.action.sender] = self._pending.get(sa.action.sender, 0) + 1
             self._view.add(sa)
+            self._gate.mempool_bytes += len(row.bytes)
+        self._gate.recover(rejected_rows(self.store), state)
         if self._mempool:
             log.info("re-queued %d acknowledged actions", len(self._mempool))
 
     def start(self) -> Sequencer:
-        """Start the writer thread and (if configured) the block producer."""
-        if self._started:
+        """Start the writer thread and (if configured) the block producer (neither in
+        read-only mode)."""
+        if self._started or self.write_health.read_only:
             return self
         self._started = True
         self._writer.start()
@@ -283,9 +296,6 @@ class Sequencer:
         """Admit a signed action (canonical wire bytes); returns once it is durable."""
         return self.submit_nowait(raw).result(timeout)
 
-    def submit_action(self, sa: SignedAction, timeout: float | None = None) -> Ack:
-        return self.submit(sa.encode(), timeout)
-
     def submit_system(self, sa: SignedAction, timeout: float | None = None) -> Ack:
         """Admit a system action (``l1_*``, zero sender, empty signature) from the bridge.
         Its nonce must be the system sender's pending nonce (``pending_nonce(SYSTEM_SENDER)``),
@@ -312,11 +322,18 @@ class Sequencer:
         return SubmitError(reason, detail)
 
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        if self.write_health.read_only:
+            raise SubmitError("read_only", "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
             raise SubmitError("shutting_down", "sequencer is not running")
         if len(raw) > self.config.max_action_bytes:
             raise self._refuse("too_large", f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
+            try:
+                check_msgpack_shape(raw)
+            except SubmitError as exc:
+                self.hooks.action_rejected(exc.reason)
+                raise
             try:
                 sa = decode_signed(raw)
             except ActionError as exc:
@@ -341,7 +358,7 @@ class Sequencer:
             if a.sender == SYSTEM_SENDER or not _verify_env(a.sender, env, sa.signature):
                 raise self._refuse("bad_signature", "ed25519 signature does not verify")
             try:
-                admission.static_checks(self._state, sa)
+                admission.static_checks(self._state, sa, self._view)
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
@@ -357,8 +374,9 @@ class Sequencer:
                         self._check_l1_order(sa)
                     else:
                         backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
-                        admission.window_checks(state, sa, self._view,
-                                                state.height + 2 + backlog)
+                        self._gate.admit(state, sa, h, len(raw), self._view,
+                                         self._pending.get(a.sender, 0), len(self._by_hash),
+                                         state.height + 2 + backlog)
                 except SubmitError as exc:
                     self.hooks.action_rejected(exc.reason)
                     raise
@@ -368,11 +386,15 @@ class Sequencer:
                 self._by_hash[h] = entry
                 self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
                 self._view.add(sa)
+                self._gate.mempool_bytes += len(raw)
                 self._wq.put(entry)
                 return entry.future
         # nonce mismatch: the same action acknowledged earlier (and since included) is a
         # duplicate, anything else is a nonce conflict
         row = self.store.action_meta_by_hash(h)
+        if row is not None and row["status"] == "rejected":
+            raise self._refuse("already_rejected", "these signed bytes were included and "
+                               "rejected; sign a new action")
         if row is not None:
             return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
         raise self._refuse("bad_nonce", f"expected nonce {expected}, got {a.nonce}")
@@ -429,6 +451,7 @@ class Sequencer:
         else:
             self._pending.pop(s, None)
         self._view.remove(e.sa)
+        self._gate.mempool_bytes -= len(e.raw)
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
@@ -455,7 +478,7 @@ class Sequencer:
                 try:
                     self.produce_block()
                 except Exception:
-                    log.exception("block production failed; retrying")
+                    _write_log.exception("block production failed; retrying")
                     self._stopping.wait(bt)
                 continue
             self._wake.wait(max(0.0, bt - elapsed) if elapsed < bt else bt)
@@ -497,6 +520,9 @@ class Sequencer:
                     head = self._mempool.popleft()
                     assert head is e
                     self._forget(e)
+                self._gate.block_applied(
+                    ((e.sa, e.hash, r.applied) for e, r in zip(entries, receipts, strict=True)),
+                    new_state)
             self.last_block_wall = time.monotonic()
             self.hooks.block_applied(height, apply_s, len(entries), receipts)
             if closed_epoch(state, new_state):

@@ -369,13 +369,6 @@ class Store:
         if rows:
             conn.execute(insert(actions), list(rows))
 
-    def action_by_hash(self, h: bytes) -> ActionRow | None:
-        with self.engine.connect() as conn:
-            r = conn.execute(
-                select(actions).where(actions.c.hash == h).order_by(actions.c.seq.desc()).limit(1)
-            ).first()
-        return _row(ActionRow, r) if r else None
-
     def action_meta_by_hash(self, h: bytes) -> dict[str, Any] | None:
         """Everything about an action except its (possibly large) bytes."""
         cols = [c for c in actions.c if c.name != "bytes"]
@@ -404,15 +397,6 @@ class Store:
             .order_by(actions.c.block_index)
         )
         with self._reader(conn) as c:
-            return [_b(r[0]) for r in c.execute(q)]
-
-    def block_action_hashes(self, height: int) -> list[bytes]:
-        q = (
-            select(actions.c.hash)
-            .where(actions.c.block_height == height)
-            .order_by(actions.c.block_index)
-        )
-        with self.engine.connect() as c:
             return [_b(r[0]) for r in c.execute(q)]
 
     def count_actions(self) -> dict[str, int]:
@@ -534,10 +518,6 @@ class Store:
         body = decode_signed(_b(raw)).action.body
         return body.update_bytes  # type: ignore[attr-defined, no-any-return]
 
-    def has_blob(self, h: bytes) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(select(blobs.c.hash).where(blobs.c.hash == h)).first() is not None
-
     # ------------------------------------------------------------------ snapshots
 
     def latest_snapshot(self, max_height: int | None = None) -> tuple[int, bytes, bytes] | None:
@@ -606,11 +586,6 @@ class Store:
         with self._reader(conn) as c:
             r = c.execute(q).first()
         return _row(BatchRow, r) if r else None
-
-    def batches_list(self) -> list[BatchRow]:
-        with self.engine.connect() as conn:
-            rs = conn.execute(select(batches).order_by(batches.c.idx))
-            return [_row(BatchRow, r) for r in rs]
 
 
 class StoreWriter:

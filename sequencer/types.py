@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from sequencer.mempool_guard import Limits
 from state_machine.actions import SignedAction
 from state_machine.constants import MAX_ACTION_BYTES
 from state_machine.transition import Receipt
@@ -33,6 +34,7 @@ class SequencerConfig:
     group_commit_wait: float = 0.0
     produce_blocks: bool = True  # run the background block producer
     batch_state_cache: int = 64  # recent batch/historical states kept in memory
+    limits: Limits = field(default_factory=Limits)  # admission quotas and rate limits
 
 
 @dataclass(frozen=True)

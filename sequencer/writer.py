@@ -15,12 +15,16 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer.errors import SubmitError
+from sequencer.health import WriteHealth
+from sequencer.ratelog import RateLimitedLog
 from sequencer.store import Store, StoreWriter
 from sequencer.types import STOP, Entry, Job
 
 log = logging.getLogger("flockchain.sequencer")
+_write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
 
 def _row(e: Entry) -> dict[str, Any]:
@@ -41,8 +45,10 @@ class GroupCommitWriter:
 
     def __init__(self, store: Store, max_group: int, wait: float,
                  on_acked: Callable[[list[Entry], float], None],
-                 on_failed: Callable[[list[Entry], SubmitError], None]) -> None:
+                 on_failed: Callable[[list[Entry], SubmitError], None],
+                 health: WriteHealth | None = None) -> None:
         self.store = store
+        self.health = health or WriteHealth()
         self.max_group = max_group
         self.wait = wait
         self.on_acked = on_acked
@@ -106,8 +112,11 @@ class GroupCommitWriter:
                     with self._w.begin() as conn:
                         result = job.fn(conn)
                 except BaseException as exc:  # handed to the waiting caller
+                    if isinstance(exc, (SQLAlchemyError, OSError)):
+                        self.health.failed(exc)
                     job.future.set_exception(exc)
                 else:
+                    self.health.ok()
                     job.future.set_result(result)
 
     def _gather(self, first: Entry) -> tuple[list[Entry], Any]:
@@ -138,7 +147,9 @@ class GroupCommitWriter:
         try:
             self._w.insert_actions([_row(e) for e in group])
         except Exception as exc:
-            log.exception("ack commit failed for %d actions", len(group))
+            self.health.failed(exc)
+            _write_log.exception("ack commit failed for %d actions", len(group))
             self.on_failed(group, SubmitError("storage_error", str(exc)[:200]))
             return
+        self.health.ok()
         self.on_acked(group, time.perf_counter() - t0)

@@ -117,12 +117,13 @@ def test_duplicates_and_nonce_conflicts(db_url: str) -> None:
         st = seq.action_status(ack.action_hash)
         assert st is not None and st["status"] == "rejected"
         assert st["reason"] == "nothing_to_advance"
-        # the rejected action did not consume the nonce, so the same bytes may be sent
-        # again later: a fresh acknowledgement, queued anew
+        # the rejected action did not consume the nonce, but its bytes are never acked
+        # again (replay guard): the sender signs a new action for the same nonce
         assert seq.pending_nonce(m.pubkey) == 0
-        retry = seq.submit(a1)
-        assert not retry.duplicate and retry.received_height == 1
-        assert seq.action_status(ack.action_hash)["status"] == "queued"  # type: ignore[index]
+        with pytest.raises(SubmitError) as e:
+            seq.submit(a1)
+        assert (e.value.status, e.value.reason) == (409, "already_rejected")
+        assert seq.action_status(ack.action_hash)["status"] == "rejected"  # type: ignore[index]
         # an applied action is a duplicate forever
         d = members(2)[1]
         dep = seq.submit_l1_event("l1_deposit", deposit_body(d, 20))
