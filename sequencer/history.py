@@ -23,6 +23,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -119,6 +121,17 @@ class History:
 
     def rolled_back(self, height: int) -> None:
         self._written.pop(height, None)
+
+    @contextmanager
+    def transaction(self, height: int) -> Iterator[None]:
+        """Around the write of a block or batch at ``height``: its snapshot (if any) may
+        become a base only if the transaction committed."""
+        try:
+            yield
+        except BaseException:
+            self.rolled_back(height)
+            raise
+        self.committed(height)
 
     def write_snapshot(self, conn: Connection, state: State) -> None:
         """Snapshot ``state`` (incremental when the touched log reaches a known base)."""
