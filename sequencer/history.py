@@ -60,6 +60,7 @@ class History:
         self._log: dict[int, dict[str, list[Any]]] = {}  # height -> keys it touched
         self._snaps: dict[int, int] = {}  # committed snapshot height -> depth in its chain
         self._written: dict[int, int] = {}  # written in a transaction not yet committed
+        self._snap_lock = threading.Lock()  # _snaps/_written: writer and caller threads
 
     # ------------------------------------------------------------------ recovery
 
@@ -101,7 +102,8 @@ class History:
             return None
         state.seal()
         if track:  # the writer's base for the next incremental snapshot
-            self._snaps[height] = chain[-1]["depth"]
+            with self._snap_lock:
+                self._snaps[height] = chain[-1]["depth"]
         return state
 
     # ------------------------------------------------------------------ writing
@@ -115,12 +117,18 @@ class History:
     def committed(self, height: int) -> None:
         """The transaction that wrote a snapshot at ``height`` (if any) committed: it may
         now be the base of later incremental snapshots."""
-        depth = self._written.pop(height, None)
-        if depth is not None:
-            self._snaps[height] = depth
+        with self._snap_lock:
+            depth = self._written.pop(height, None)
+            if depth is not None:
+                self._snaps[height] = depth
+                if len(self._snaps) > 256:  # older ones can no longer be bases (log pruned)
+                    newest = max(self._snaps)
+                    for k in [k for k in self._snaps if k < newest - LOG_KEEP]:
+                        del self._snaps[k]
 
     def rolled_back(self, height: int) -> None:
-        self._written.pop(height, None)
+        with self._snap_lock:
+            self._written.pop(height, None)
 
     @contextmanager
     def transaction(self, height: int) -> Iterator[None]:
@@ -138,22 +146,25 @@ class History:
         h = state.height
         if self.store.snapshot_at(h, conn) is not None:
             return
-        bases = [k for k in self._snaps if k < h]
+        with self._snap_lock:
+            snaps = dict(self._snaps)
+        bases = [k for k in snaps if k < h]
         base = max(bases) if bases else None
         changed: dict[str, set[Any]] | None = None
         depth = 0
-        if base is not None and self._snaps[base] + 1 < snapshot.FULL_EVERY and all(
+        if base is not None and snaps[base] + 1 < snapshot.FULL_EVERY and all(
             k in self._log for k in range(base + 1, h + 1)
         ):
             changed = {}
             for k in range(base + 1, h + 1):
                 for name, keys in self._log[k].items():
                     changed.setdefault(name, set()).update(keys)
-            depth = self._snaps[base] + 1
+            depth = snaps[base] + 1
         data = snapshot.encode(state, changed, base, depth)
         self.store.insert_snapshot(conn, h, state.state_root(), data)
-        self._written[h] = depth
-        newest = max(self._snaps, default=h)
+        with self._snap_lock:
+            self._written[h] = depth
+        newest = max(snaps, default=h)
         for k in [k for k in self._log if k <= newest - LOG_KEEP]:
             del self._log[k]
 
