@@ -133,11 +133,11 @@ def bench_chain(blocks: int, root: Path, batch_every: int = 100) -> dict[str, An
             if h % batch_every == 0:
                 b = seq.make_batch()
                 seq.mark_posted(b.idx, b"\xaa" * 32, "final")
-            if h == 1000 and blocks > 1000:
+            if h in (1000, 10_000) and blocks > h:
                 seq.close()
                 t0 = time.perf_counter()
                 seq = _open(url)
-                out["restart_1000"] = time.perf_counter() - t0
+                out[f"restart_{h}"] = time.perf_counter() - t0
     finally:
         seq.close()
     out["produce_early"] = statistics.median(early)
@@ -320,7 +320,15 @@ def main() -> None:
     ap.add_argument("--old", default="", help="git revision to measure apply_block on too")
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     ap.add_argument("--only-apply", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--only-chain", action="store_true", help="only the chain figures")
     args = ap.parse_args()
+    if args.only_chain:  # e.g. --blocks 100000: restart and proofs on a longer chain
+        root = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))
+        try:
+            print(json.dumps(bench_chain(args.blocks, root)))
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        return
     if args.only_apply:
         print(json.dumps(bench_apply([int(x) for x in args.only_apply.split(",")])))
         return

@@ -33,3 +33,12 @@ def cut_batch(store: Store, history: History, conn: Connection, chain_id: int, h
     if head.height == end:  # proofs against this batch need no replay
         history.write_snapshot(conn, head)
     return row
+
+
+def read_da(store: Store, chain_id: int, index: int) -> bytes | None:
+    """The DA payload of batch ``index`` (its keccak256 is the batch's da_hash)."""
+    b = store.batch(index)
+    if b is None:
+        return None
+    with store.engine.connect() as conn:
+        return build_da(store, conn, chain_id, b.idx, b.first_height, b.last_height)

@@ -8,8 +8,19 @@ reads and refuses submissions with 503 ``read_only`` instead of not starting at 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from sequencer.errors import RecoveryError
+
+if TYPE_CHECKING:
+    from sequencer.store import Store
+
+log = logging.getLogger("flockchain.sequencer")
 
 
 class WriteHealth:
@@ -45,3 +56,23 @@ class WriteHealth:
         if self.read_only:
             return "read_only"
         return "degraded" if self.degraded else "ok"
+
+
+def claim_store(store: Store, chain_id: int, pubkey: bytes, health: WriteHealth) -> None:
+    """Bind the database to ``chain_id`` and this sequencer key. A database of another chain
+    is refused; one that cannot be written (e.g. a full disk) is opened read-only: reads of
+    the stored chain are served, writes refused (503)."""
+    stored = store.get_meta("chain_id")
+    if stored is not None and int(stored) != chain_id:
+        raise RecoveryError(f"database belongs to chain {stored}, not {chain_id}")
+    try:
+        with store.begin() as conn:
+            if stored is None:
+                store.set_meta(conn, "chain_id", str(chain_id))
+            store.set_meta(conn, "sequencer_pubkey", pubkey.hex())
+    except (SQLAlchemyError, OSError) as exc:
+        if stored is None:
+            raise
+        log.error("database not writable (%s): starting read-only", exc)
+        health.failed(exc)
+        health.read_only = True

@@ -12,7 +12,9 @@ root. Replaying from genesis for that cost O(chain length) per request. Now:
   many costs little).
 
 Restart = latest snapshot + the blocks after it: it grows with blocks since that snapshot,
-not with chain length.
+not with chain length. Snapshots are all kept (proofs may be asked against any final
+batch): an incremental one holds only the entries its blocks touched (a few hundred bytes
+for a quiet batch), a full one (every ``FULL_EVERY``-th) is O(state).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection
@@ -54,7 +58,9 @@ class History:
         self._cache: OrderedDict[int, State] = OrderedDict()
         self._lock = threading.Lock()
         self._log: dict[int, dict[str, list[Any]]] = {}  # height -> keys it touched
-        self._snaps: dict[int, int] = {}  # snapshot height -> depth in its chain
+        self._snaps: dict[int, int] = {}  # committed snapshot height -> depth in its chain
+        self._written: dict[int, int] = {}  # written in a transaction not yet committed
+        self._snap_lock = threading.Lock()  # _snaps/_written: writer and caller threads
 
     # ------------------------------------------------------------------ recovery
 
@@ -96,7 +102,8 @@ class History:
             return None
         state.seal()
         if track:  # the writer's base for the next incremental snapshot
-            self._snaps[height] = chain[-1]["depth"]
+            with self._snap_lock:
+                self._snaps[height] = chain[-1]["depth"]
         return state
 
     # ------------------------------------------------------------------ writing
@@ -107,27 +114,57 @@ class History:
         if self.interval > 0 and state.height % self.interval == 0:
             self.write_snapshot(conn, state)
 
+    def committed(self, height: int) -> None:
+        """The transaction that wrote a snapshot at ``height`` (if any) committed: it may
+        now be the base of later incremental snapshots."""
+        with self._snap_lock:
+            depth = self._written.pop(height, None)
+            if depth is not None:
+                self._snaps[height] = depth
+                if len(self._snaps) > 256:  # older ones can no longer be bases (log pruned)
+                    newest = max(self._snaps)
+                    for k in [k for k in self._snaps if k < newest - LOG_KEEP]:
+                        del self._snaps[k]
+
+    def rolled_back(self, height: int) -> None:
+        with self._snap_lock:
+            self._written.pop(height, None)
+
+    @contextmanager
+    def transaction(self, height: int) -> Iterator[None]:
+        """Around the write of a block or batch at ``height``: its snapshot (if any) may
+        become a base only if the transaction committed."""
+        try:
+            yield
+        except BaseException:
+            self.rolled_back(height)
+            raise
+        self.committed(height)
+
     def write_snapshot(self, conn: Connection, state: State) -> None:
         """Snapshot ``state`` (incremental when the touched log reaches a known base)."""
         h = state.height
-        if h in self._snaps or self.store.snapshot_at(h, conn) is not None:
+        if self.store.snapshot_at(h, conn) is not None:
             return
-        bases = [k for k in self._snaps if k < h]
+        with self._snap_lock:
+            snaps = dict(self._snaps)
+        bases = [k for k in snaps if k < h]
         base = max(bases) if bases else None
         changed: dict[str, set[Any]] | None = None
         depth = 0
-        if base is not None and self._snaps[base] + 1 < snapshot.FULL_EVERY and all(
+        if base is not None and snaps[base] + 1 < snapshot.FULL_EVERY and all(
             k in self._log for k in range(base + 1, h + 1)
         ):
             changed = {}
             for k in range(base + 1, h + 1):
                 for name, keys in self._log[k].items():
                     changed.setdefault(name, set()).update(keys)
-            depth = self._snaps[base] + 1
+            depth = snaps[base] + 1
         data = snapshot.encode(state, changed, base, depth)
         self.store.insert_snapshot(conn, h, state.state_root(), data)
-        self._snaps[h] = depth
-        newest = max(self._snaps)
+        with self._snap_lock:
+            self._written[h] = depth
+        newest = max(snaps, default=h)
         for k in [k for k in self._log if k <= newest - LOG_KEEP]:
             del self._log[k]
 

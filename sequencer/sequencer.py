@@ -1,22 +1,17 @@
-"""The sequencer: admission, durable acks (group commit), block production, recovery,
-batches.
+"""The sequencer: a thin facade over admission (here), the mempool (``mempool``), the
+group-commit writer (``writer``), block production (``blocks``), batches (``batches``) and
+historical states (``history``).
 
 Why this design:
 
 * **Ack only after commit.** An ack is the sequencer's signed promise to include the action
-  (SPEC §12). It is returned only after the action row is committed, so a crash can never
-  lose an acknowledged action: on restart it is either in a stored block or re-queued.
-* **One writer thread.** Every write (ack groups, blocks, batches) goes through one thread
-  and one transaction at a time. SQLite then never sees competing writers, and acks that
-  arrive while a commit is in flight are committed together in the next transaction
-  (group commit: one fsync for many acks).
-* **Pure STF outside the lock.** ``apply_block`` (which may score and aggregate large
-  models) runs without holding the admission lock, against an immutable state; the new
-  state is swapped in only after the block is durable. Submissions meanwhile are checked
-  against the old state plus the mempool, which still contains the block's actions.
-* **Pending view.** A sender's next nonce is its state nonce plus its acked-but-not-included
-  actions, so a client can pipeline actions; a second, different action for a nonce that
-  is already taken is refused (409), the very same action is acked again (idempotent).
+  (SPEC §12). It is returned only after the action row is committed (one writer thread,
+  group commit), so a crash can never lose an acknowledged action.
+* **Pure STF outside the lock.** ``execute_block`` runs without the admission lock, on an
+  immutable (sealed, copy-on-write) state; the new state is swapped in only after the
+  block is durable. Submissions meanwhile are checked against the old state plus the
+  mempool, which still contains the block's actions (the *pending view*: a sender's next
+  nonce is its state nonce plus its queued actions).
 
 Thread model: any thread may call ``submit*``; the background producer (or a test calling
 :meth:`produce_block`) builds blocks; the writer thread owns all writes.
@@ -27,74 +22,41 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from itertools import islice
 from typing import Any
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer import admission
-from sequencer.batches import cut_batch
-from sequencer.blocks import build_block, closed_epoch
+from sequencer.batches import cut_batch, read_da
+from sequencer.blocks import block_due, build_block, closed_epoch
 from sequencer.bounded import check_msgpack_shape
-from sequencer.da import build_da
-from sequencer.errors import RecoveryError, SubmitError
-from sequencer.health import WriteHealth
+from sequencer.envelope import action_hash as _action_hash
+from sequencer.envelope import envelope_bytes as _envelope_bytes
+from sequencer.envelope import verify_env as _verify_env
+from sequencer.errors import SubmitError
+from sequencer.health import WriteHealth, claim_store
 from sequencer.history import History
-from sequencer.mempool import EntryIndex
+from sequencer.mempool import Mempool
 from sequencer.mempool_guard import AdmissionGate, rejected_rows
 from sequencer.ratelog import RateLimitedLog
 from sequencer.store import BatchRow, Store
 from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
 from sequencer.types import Entry as _Entry
-from sequencer.writer import GroupCommitWriter
-from state_machine import codec
-from state_machine.actions import (
-    ActionError,
-    Body,
-    SignedAction,
-    decode_signed,
-    system_action,
-)
+from sequencer.writer import GroupCommitWriter, checkpoint_thread
+from state_machine.actions import ActionError, Body, SignedAction, decode_signed, system_action
 from state_machine.constants import SYSTEM_SENDER
-from state_machine.crypto import (  # noqa: F401  (verify_ack re-exported)
-    ACTION_DOMAIN,
-    ack_message,
-    keccak256,
-    verify_ack,
-)
-from state_machine.epochs import can_open, next_deadline
-from state_machine.state import WAITING_CLIENTS, State
-from state_machine.transition import (
-    GENESIS_PARENT,
-    Block,
-    genesis_state,
-)
+from state_machine.crypto import ack_message, verify_ack  # noqa: F401  (verify_ack re-exported)
+from state_machine.state import State
+from state_machine.transition import GENESIS_PARENT, Block, genesis_state
 
 log = logging.getLogger("flockchain.sequencer")
 _write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
-try:  # C keccak (safe-pysha3, in the lock): ~7x faster than pycryptodome for small inputs
-    from sha3 import keccak_256 as _keccak_256
-
-    def _action_hash(env: bytes, sig: bytes) -> bytes:
-        h = _keccak_256(env)
-        h.update(sig)
-        return h.digest()
-except ImportError:  # pragma: no cover - same result, slower
-
-    def _action_hash(env: bytes, sig: bytes) -> bytes:
-        return keccak256(env, sig)
-
 Batch = BatchRow
-
-
 
 
 def _done(value: Ack) -> Future[Ack]:
@@ -136,10 +98,9 @@ class Sequencer:
         self._maint: threading.Thread | None = None
         self._started = False
 
-        self._by_hash: EntryIndex = EntryIndex()  # in flight or queued
-        self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
-        self._pending: dict[bytes, int] = {}  # sender -> acked, not included
-        self._view = admission.PendingView()
+        self._mp = Mempool()  # the names below are its parts (admission uses them directly)
+        self._by_hash, self._mempool = self._mp.by_hash, self._mp.queue
+        self._pending, self._view = self._mp.pending, self._mp.view
         self._history = History(store, config.chain_id, config.snapshot_interval,
                                 config.batch_state_cache)
         self._gate = AdmissionGate(config.limits)
@@ -151,21 +112,7 @@ class Sequencer:
     # ------------------------------------------------------------------ lifecycle
 
     def _recover(self) -> None:
-        stored = self.store.get_meta("chain_id")
-        if stored is not None and int(stored) != self.chain_id:
-            raise RecoveryError(f"database belongs to chain {stored}, not {self.chain_id}")
-        try:
-            with self.store.begin() as conn:
-                if stored is None:
-                    self.store.set_meta(conn, "chain_id", str(self.chain_id))
-                self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
-        except (SQLAlchemyError, OSError) as exc:
-            if stored is None:
-                raise
-            # e.g. a full disk: serve reads of the stored chain, refuse writes (503)
-            log.error("database not writable (%s): starting read-only", exc)
-            self.write_health.failed(exc)
-            self.write_health.read_only = True
+        claim_store(self.store, self.chain_id, self.pubkey, self.write_health)
         state = genesis_state(self.chain_id)
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
@@ -180,10 +127,7 @@ class Sequencer:
             sa = decode_signed(row.bytes)
             e = _Entry(row.seq, sa, row.bytes, row.hash, row.received_height, row.ack)
             e.future.set_result(e.to_ack())
-            self._by_hash[e.hash] = e
-            self._mempool.append(e)
-            self._pending[sa.action.sender] = self._pending.get(sa.action.sender, 0) + 1
-            self._view.add(sa)
+            self._mp.requeue(e)
             self._gate.mempool_bytes += len(row.bytes)
         self._gate.recover(rejected_rows(self.store), state)
         if self._mempool:
@@ -201,18 +145,8 @@ class Sequencer:
                                               daemon=True)
             self._producer.start()
         if self.store.is_sqlite:
-            self._maint = threading.Thread(target=self._maintenance_loop, name="seq-maint",
-                                           daemon=True)
-            self._maint.start()
+            self._maint = checkpoint_thread(self.store, self._stopping)
         return self
-
-    def _maintenance_loop(self) -> None:
-        """Background WAL checkpoints (SQLite), so commits on the ack path stay short."""
-        while not self._stopping.wait(0.25):
-            try:
-                self.store.checkpoint()
-            except Exception as exc:  # busy or closing: try again next time
-                log.debug("checkpoint skipped: %s", exc)
 
     def close(self) -> None:
         """Stop producing, flush pending writes, release the database."""
@@ -265,25 +199,15 @@ class Sequencer:
     def pending_l1_cursor(self) -> tuple[int, int] | None:
         """Highest ``(l1_block, log_index)`` applied or queued: the bridge resumes after it."""
         with self._lock:
-            best = self._state.l1_cursor if self._state.l1_seen else None
-            queued = self._by_hash.last_l1_position()
-            if queued is not None and (best is None or queued > best):
-                best = queued
-            return best
+            return self._mp.l1_cursor(self._state)
 
     def action_status(self, action_hash: bytes) -> dict[str, Any] | None:
         """Status of an action: queued/included/rejected with block and reason; None if
         the sequencer never acknowledged it."""
         with self._lock:
-            e = self._by_hash.get(action_hash)
-            if e is not None:
-                return {
-                    "action_hash": action_hash, "status": "queued", "seq": e.seq,
-                    "type": e.sa.action.type, "sender": e.sa.action.sender,
-                    "nonce": e.sa.action.nonce, "received_height": e.received_height,
-                    "ack": e.ack, "block_height": None, "block_index": None,
-                    "reason": None, "detail": None,
-                }
+            queued = self._mp.status(action_hash)
+        if queued is not None:
+            return queued
         row = self.store.action_meta_by_hash(action_hash)
         if row is None:
             return None
@@ -443,14 +367,7 @@ class Sequencer:
 
     def _forget(self, e: _Entry) -> None:
         """Drop an entry from the pending view (included in a block, or failed to store)."""
-        self._by_hash.pop(e.hash, None)
-        s = e.sa.action.sender
-        n = self._pending.get(s, 0) - 1
-        if n > 0:
-            self._pending[s] = n
-        else:
-            self._pending.pop(s, None)
-        self._view.remove(e.sa)
+        self._mp.forget(e)
         self._gate.mempool_bytes -= len(e.raw)
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
@@ -462,12 +379,7 @@ class Sequencer:
     def wants_block(self) -> bool:
         """A block is due if actions wait, a phase deadline is pending (blocks must keep
         coming so it passes), or a task waiting for clients can now open its epoch."""
-        if self._mempool:
-            return True
-        st = self._state
-        if next_deadline(st) is not None:
-            return True
-        return any(t.phase == WAITING_CLIENTS and can_open(st, t) for t in st.tasks.values())
+        return bool(self._mempool) or block_due(self._state)
 
     def _producer_loop(self) -> None:
         bt = self.config.block_time
@@ -506,7 +418,8 @@ class Sequencer:
                                        built.action_updates, built.blobs, None)
                 self._history.on_block(conn, new_state)
 
-            self._write(_commit)
+            with self._history.transaction(height):  # a snapshot is a base once committed
+                self._write(_commit)
             with self._lock:
                 self._state = new_state
                 self._head_hash = bh
@@ -538,7 +451,8 @@ class Sequencer:
         def _cut(conn: Connection) -> Batch | None:
             return cut_batch(self.store, self._history, conn, self.chain_id, state, max_blocks)
 
-        batch: Batch | None = self._write(_cut)
+        with self._history.transaction(head_h):
+            batch: Batch | None = self._write(_cut)
         if batch is not None and batch.last_height == head_h:
             self._history.remember(state)
         return batch
@@ -561,12 +475,7 @@ class Sequencer:
 
     def da(self, index: int) -> bytes | None:
         """The DA payload of batch ``index`` (its keccak256 is the batch's da_hash)."""
-        b = self.store.batch(index)
-        if b is None:
-            return None
-        with self.store.engine.connect() as conn:
-            return build_da(self.store, conn, self.chain_id, b.idx, b.first_height,
-                            b.last_height)
+        return read_da(self.store, self.chain_id, index)
 
     def state_at(self, height: int) -> State:
         """The state after block ``height`` (current, cached, or nearest snapshot plus at
@@ -580,29 +489,3 @@ class Sequencer:
         if b is None:
             raise KeyError(f"no batch {index}")
         return self.state_at(b.last_height)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _verify_env(pubkey: bytes, env: bytes, sig: bytes) -> bool:
-    """ed25519 check of ``sig`` over ``ACTION_DOMAIN || env`` (same as
-    ``SignedAction.signature_valid``, with one copy of a large message instead of three)."""
-    try:
-        crypto_sign_open(sig + ACTION_DOMAIN + env, pubkey)
-    except (BadSignatureError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _envelope_bytes(raw: bytes, sa: SignedAction) -> bytes:
-    """The canonical envelope bytes inside canonical wire bytes ``raw``, without
-    re-encoding (tens of MB for a reveal). Wire layout: fixmap(2), "envelope", <envelope>,
-    "signature", bin(signature); falls back to re-encoding if the layout differs."""
-    tail = codec.encode({"signature": sa.signature})[1:]
-    if raw[:10] == _ENV_PREFIX and raw.endswith(tail):
-        return raw[10 : len(raw) - len(tail)]
-    return sa.action.encode()
-
-
-_ENV_PREFIX = b"\x82\xa8envelope"

@@ -28,7 +28,7 @@ class SequencerConfig:
     max_block_actions: int = 1024
     max_action_bytes: int = MAX_ACTION_BYTES
     snapshot_interval: int = 100
-    snapshots_kept: int = 3
+    snapshots_kept: int = 3  # unused: incremental snapshots are all kept (sequencer.history)
     group_commit_max: int = 2048
     # seconds the writer waits for more submissions before committing a small group
     group_commit_wait: float = 0.0

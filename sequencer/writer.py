@@ -153,3 +153,19 @@ class GroupCommitWriter:
             return
         self.health.ok()
         self.on_acked(group, time.perf_counter() - t0)
+
+
+def checkpoint_thread(store: Store, stopping: threading.Event) -> threading.Thread:
+    """Background WAL checkpoints (SQLite) until ``stopping`` is set, so commits on the ack
+    path stay short."""
+
+    def _loop() -> None:
+        while not stopping.wait(0.25):
+            try:
+                store.checkpoint()
+            except Exception as exc:  # busy or closing: try again next time
+                log.debug("checkpoint skipped: %s", exc)
+
+    t = threading.Thread(target=_loop, name="seq-maint", daemon=True)
+    t.start()
+    return t

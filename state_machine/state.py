@@ -246,7 +246,11 @@ class Task:
 
 @dataclass
 class State:
-    """The whole L2 state. Mutate only through the STF (``transition``)."""
+    """The whole L2 state. Mutate only through the STF (``transition``).
+
+    Maps are copy-on-write (``state_machine.cow``): ``state.accounts[pk]`` hands out an
+    entry this state may mutate; ``peek``, ``values()`` and ``items()`` are read-only views
+    (shared with parent states). States returned by ``apply_block`` are sealed."""
 
     chain_id: int
     height: int = 0

@@ -30,9 +30,7 @@ from state_machine.transition import (
     GENESIS_PARENT,
     Block,
     Receipt,
-    apply_block,
-    block_hash,
-    block_header,
+    execute_block,
     genesis_state,
 )
 
@@ -143,9 +141,8 @@ class Harness:
         b = Block(
             self.state.height + 1, self.parent, 1_700_000_000 + self.state.height, list(actions)
         )
-        self.state, receipts = apply_block(self.state, b)
-        header = block_header(b, self.state.state_root(), receipts)
-        self.parent = block_hash(header)
+        res = execute_block(self.state, b)
+        self.state, receipts, self.parent = res.state, res.receipts, res.hash
         self.receipts.extend(receipts)
         for c in self.signers.values():  # rejected actions consume no nonce
             c.nonce = self.state.nonces.get(c.pubkey, 0)

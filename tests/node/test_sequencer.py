@@ -255,8 +255,12 @@ def test_snapshot_at_every_height_restores_without_replay(sqlite_url: str) -> No
         for height, _, root in chain:
             st = hist.load(height)
             assert st is not None and st.state_root() == root, height
-        sizes = [len(store.snapshot_at(h)[1]) for h, _, _ in chain]  # type: ignore[index]
-        assert max(sizes[1:]) < 64 * 1024  # diffs, and no update bytes inside
+        datas = [store.snapshot_at(h)[1] for h, _, _ in chain]  # type: ignore[index]
+        assert max(len(d) for d in datas[1:]) < 64 * 1024  # diffs
+        ep = seq.state.epochs[(1, 0)]
+        for uh in ep.update_hashes.values():  # update bytes are referenced, never inside
+            ub = store.blob(uh)
+            assert ub is not None and not any(ub in d for d in datas)
     finally:
         store.close()
     seq = open_seq(sqlite_url, snapshot_interval=1)
@@ -266,3 +270,36 @@ def test_snapshot_at_every_height_restores_without_replay(sqlite_url: str) -> No
         assert seq.state_at(chain[5][0]).state_root() == chain[5][2]
     finally:
         seq.close()
+
+
+def test_snapshot_of_a_rolled_back_block_never_becomes_a_base(sqlite_url: str) -> None:
+    seq = open_seq(sqlite_url, snapshot_interval=1)
+    ms = members(3)
+    try:
+        seq.submit_l1_event("l1_deposit", deposit_body(ms[0], 10))
+        seq.produce_block()
+        seq.submit_l1_event("l1_deposit", deposit_body(ms[1], 11))
+        real = seq._history.on_block
+
+        def fail_after_snapshot(conn, state):  # type: ignore[no-untyped-def]
+            real(conn, state)
+            raise RuntimeError("disk full")
+
+        seq._history.on_block = fail_after_snapshot  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            seq.produce_block()
+        seq._history.on_block = real  # type: ignore[method-assign]
+        seq.submit_l1_event("l1_deposit", deposit_body(ms[2], 12))
+        seq.produce_block()
+        seq.produce_block()
+        roots = {b.height: b.state_root for b in seq.store.iter_blocks(1)}
+    finally:
+        seq.close()
+    store = Store(sqlite_url)
+    try:
+        hist = History(store, CHAIN_ID, 1, 1)
+        for h, root in roots.items():
+            st = hist.load(h)
+            assert st is not None and st.state_root() == root
+    finally:
+        store.close()

@@ -77,3 +77,25 @@ def test_rejected_action_is_rolled_back_even_if_a_handler_mutated_first(monkeypa
     empty, _ = apply_block(base, Block(base.height + 1, h.parent, 0, []))
     assert new.state_root() == empty.state_root()
     assert base.state_root() == before and base.accounts[c.pubkey].stake != 1
+
+
+def test_branching_from_every_state_of_the_recorded_chain_leaves_parents_untouched():
+    """Apply each recorded block twice to the same parent: same root both times, and the
+    parent (shared, copy-on-write) still has its own root afterwards."""
+    import msgpack
+
+    from state_machine.actions import decode_signed
+    from state_machine.transition import GENESIS_PARENT, execute_block, genesis_state
+    from tests.state_machine.test_recorded_chain import FIXTURE
+
+    chain = msgpack.unpackb(FIXTURE.read_bytes(), raw=False)
+    state, parent = genesis_state(chain["chain_id"]), GENESIS_PARENT
+    for rec in chain["blocks"]:
+        block = Block(rec["height"], parent, rec["timestamp"],
+                      [decode_signed(raw) for raw in rec["actions"]])
+        before = state.state_root()
+        first = execute_block(state, block, rec["state_root"], rec["block_hash"])
+        second = execute_block(state, block, rec["state_root"], rec["block_hash"])
+        assert state.state_root() == before
+        assert first.state_root == second.state_root
+        state, parent = first.state, first.hash
