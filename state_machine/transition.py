@@ -31,18 +31,16 @@ from state_machine.actions import (
 )
 from state_machine.crypto import keccak256
 from state_machine.epochs import (
-    can_open,
     close_phase,
     current_epoch,
     open_epoch,
-    phase_complete,
     process_deadlines,
 )
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
-    ACTIVE_PHASES,
     Rejected,
+    check_advance,
     check_awaiting_genesis,
     check_can_reveal,
     check_chain_id,
@@ -282,18 +280,9 @@ def _reveal_vote(state: State, sa: SignedAction, b: RevealVoteBody) -> list[str]
 
 def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) -> list[str]:
     task = task_of(state, b.task_id)
-    if task.phase == WAITING_CLIENTS:
-        if b.epoch != task.epoch or not can_open(state, task):
-            raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients")
+    if check_advance(state, task, b.epoch, state.height):
         open_epoch(state, task, pre_root)
         return ["epoch_opened"]
-    if task.phase not in ACTIVE_PHASES:
-        raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task is {task.phase}")
-    if b.epoch != task.epoch:
-        raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
-    ep = current_epoch(state, task)
-    if not (phase_complete(task, ep) or state.height > task.phase_deadline):
-        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}")
     close_phase(state, task, pre_root)
     return ["phase_closed"]
 
