@@ -56,6 +56,7 @@ from state_machine.actions import (
     vote_commitment,
 )
 from state_machine.crypto import keccak256, verify_ack
+from state_machine.reasons import Reason
 
 __all__ = [
     "FlockClient",
@@ -311,7 +312,7 @@ class FlockClient:
             try:
                 res = self.node.submit(sa)
             except NodeError as exc:
-                if exc.reason == "bad_nonce" and attempt == 0:
+                if exc.reason == Reason.BAD_NONCE and attempt == 0:
                     self.refresh_nonce()
                     continue
                 raise

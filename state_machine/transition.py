@@ -117,7 +117,7 @@ def precheck(state: State, sa: SignedAction) -> None:
 
 def _l1_order(state: State, l1_block: int, log_index: int) -> None:
     if state.l1_seen and (l1_block, log_index) <= state.l1_cursor:
-        raise Rejected("l1_out_of_order", f"cursor at {state.l1_cursor}")
+        raise Rejected(Reason.L1_OUT_OF_ORDER, f"cursor at {state.l1_cursor}")
 
 
 def _advance_l1(state: State, l1_block: int, log_index: int) -> None:
