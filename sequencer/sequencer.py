@@ -433,7 +433,9 @@ class Sequencer:
         self.hooks.action_rejected(reason)
         return SubmitError(reason, detail)
 
-    def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+    def _decoded(self, raw: bytes, system: bool, sa: SignedAction | None) -> SignedAction:
+        """Stateless checks of a submission (node state, size, bounded decoding, kind,
+        chain id); the decoded action."""
         if self.write_health.read_only:
             raise SubmitError(Reason.READ_ONLY, "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
@@ -443,13 +445,9 @@ class Sequencer:
                                f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
             try:
-                check_msgpack_shape(raw)
-            except SubmitError as exc:
-                self.hooks.action_rejected(exc.reason)
-                raise
-            try:
+                check_msgpack_shape(raw)  # before any object is built (sequencer/bounded.py)
                 sa = decode_signed(raw)
-            except ActionError as exc:
+            except (SubmitError, ActionError) as exc:
                 raise self._refuse(exc.reason, exc.detail) from None
         a = sa.action
         if a.is_system and not system:
@@ -459,6 +457,11 @@ class Sequencer:
             raise self._refuse(Reason.NOT_SYSTEM, "submit_system takes l1_* actions only")
         if a.chain_id != self.chain_id:
             raise self._refuse(Reason.BAD_CHAIN_ID, f"expected chain_id {self.chain_id}")
+        return sa
+
+    def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        sa = self._decoded(raw, system, sa)
+        a = sa.action
         env = _envelope_bytes(raw, sa)
         h = _action_hash(env, sa.signature)
         with self._lock:
