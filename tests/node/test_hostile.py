@@ -498,3 +498,15 @@ def test_unstaked_keeper_advances_are_not_throttled_when_useful(sqlite_url: str)
         assert seq.state.tasks[1].phase == "update_reveal"
     finally:
         seq.close()
+
+
+def test_slow_body_is_cut(live: object) -> None:
+    port = int(live.url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /v1/actions HTTP/1.1\r\nHost: x\r\ncontent-type: application/msgpack"
+                  b"\r\ncontent-length: 1048576\r\n\r\n" + b"\x00" * 10)
+        s.settimeout(10)
+        answer = s.recv(100)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - t0 < 5  # body_grace 1 s at 64 KiB/s
