@@ -39,6 +39,7 @@ COPY sequencer sequencer
 COPY rollup rollup
 COPY bridge bridge
 COPY federated federated
+COPY devtools devtools
 COPY contracts/out contracts/out
 RUN pip install --no-deps -e . \
  && flockchain --help > /dev/null \

@@ -7,6 +7,9 @@ caller's fault and retryable (409: nonce/window races) versus permanent (400/401
 from __future__ import annotations
 
 from state_machine.reasons import Reason
+from state_machine.transition import ChainMismatch
+
+__all__ = ["ChainMismatch", "RecoveryError", "SubmitError", "status_for"]
 
 R = Reason
 
@@ -61,19 +64,3 @@ class SubmitError(Exception):
 class RecoveryError(RuntimeError):
     """The database does not replay to the chain it claims (or was written by another
     chain id)."""
-
-
-class ChainMismatch(RecoveryError):
-    """Replaying block ``height`` gave a different state root or block hash."""
-
-    def __init__(self, height: int, expected_root: bytes, got_root: bytes,
-                 expected_hash: bytes, got_hash: bytes) -> None:
-        super().__init__(
-            f"block {height}: stored root 0x{expected_root.hex()} hash 0x{expected_hash.hex()}, "
-            f"replayed root 0x{got_root.hex()} hash 0x{got_hash.hex()}"
-        )
-        self.height = height
-        self.expected_root = expected_root
-        self.got_root = got_root
-        self.expected_hash = expected_hash
-        self.got_hash = got_hash

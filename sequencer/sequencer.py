@@ -25,14 +25,11 @@ Thread model: any thread may call ``submit*``; the background producer (or a tes
 from __future__ import annotations
 
 import logging
-import pickle
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -43,13 +40,20 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer import admission
+from sequencer.batches import cut_batch
+from sequencer.blocks import build_block, closed_epoch
 from sequencer.bounded import check_msgpack_shape
 from sequencer.da import build_da
-from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
+from sequencer.errors import RecoveryError, SubmitError
 from sequencer.health import WriteHealth
-from sequencer.mempool_guard import AdmissionGate, Limits, rejected_rows
+from sequencer.history import History
+from sequencer.mempool import EntryIndex
+from sequencer.mempool_guard import AdmissionGate, rejected_rows
 from sequencer.ratelog import RateLimitedLog
-from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
+from sequencer.store import BatchRow, Store
+from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
+from sequencer.types import Entry as _Entry
+from sequencer.writer import GroupCommitWriter
 from state_machine import codec
 from state_machine.actions import (
     ActionError,
@@ -58,7 +62,7 @@ from state_machine.actions import (
     decode_signed,
     system_action,
 )
-from state_machine.constants import MAX_ACTION_BYTES, SYSTEM_SENDER
+from state_machine.constants import SYSTEM_SENDER
 from state_machine.crypto import (  # noqa: F401  (verify_ack re-exported)
     ACTION_DOMAIN,
     ack_message,
@@ -71,10 +75,6 @@ from state_machine.state import WAITING_CLIENTS, State
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
-    Receipt,
-    apply_block,
-    block_hash,
-    block_header,
     genesis_state,
 )
 
@@ -96,85 +96,6 @@ except ImportError:  # pragma: no cover - same result, slower
 Batch = BatchRow
 
 
-@dataclass(frozen=True)
-class SequencerConfig:
-    """Tuning knobs; every field has a CLI/env/config-file counterpart in ``rollup.config``."""
-
-    chain_id: int
-    block_time: float = 1.0
-    max_block_actions: int = 1024
-    max_action_bytes: int = MAX_ACTION_BYTES
-    snapshot_interval: int = 100
-    snapshots_kept: int = 3
-    group_commit_max: int = 2048
-    # seconds the writer waits for more submissions before committing a small group
-    group_commit_wait: float = 0.0
-    produce_blocks: bool = True  # run the background block producer
-    batch_state_cache: int = 4
-    limits: Limits = field(default_factory=Limits)  # admission quotas and rate limits
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The sequencer's receipt of an action (returned with HTTP 202)."""
-
-    action_hash: bytes
-    received_height: int
-    signature: bytes
-    duplicate: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_hash": "0x" + self.action_hash.hex(),
-            "ack": "0x" + self.signature.hex(),
-            "received_height": self.received_height,
-            "duplicate": self.duplicate,
-        }
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    height: int
-    hash: bytes
-    state_root: bytes
-    timestamp: int
-    receipts: list[Receipt]
-
-
-class SequencerHooks:
-    """Observation points (metrics). Default: no-op. ``rollup.metrics`` implements them."""
-
-    def action_accepted(self, typ: str, size: int) -> None: ...
-    def action_rejected(self, reason: str) -> None: ...
-    def block_applied(self, height: int, seconds: float, n_actions: int,
-                      receipts: list[Receipt]) -> None: ...
-    def epoch_closed(self, seconds: float) -> None: ...
-    def acks_committed(self, n: int, seconds: float) -> None: ...
-
-
-@dataclass(eq=False)
-class _Entry:
-    """An acknowledged (or being-acknowledged) action."""
-
-    seq: int
-    sa: SignedAction
-    raw: bytes
-    hash: bytes
-    received_height: int
-    ack: bytes
-    future: Future[Ack] = field(default_factory=Future)
-
-    def to_ack(self, duplicate: bool = False) -> Ack:
-        return Ack(self.hash, self.received_height, self.ack, duplicate)
-
-
-@dataclass(eq=False)
-class _Job:
-    fn: Callable[[Connection], Any]
-    future: Future[Any] = field(default_factory=Future)
-
-
-_STOP = object()
 
 
 def _done(value: Ack) -> Future[Ack]:
@@ -207,19 +128,22 @@ class Sequencer:
         self._produce_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._wq: queue.Queue[Any] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self.write_health = WriteHealth()
+        self._writer = GroupCommitWriter(store, config.group_commit_max,
+                                         config.group_commit_wait, self._acked, self._ack_failed,
+                                         self.write_health)
+        self._wq = self._writer.queue  # admission puts acks here
         self._producer: threading.Thread | None = None
         self._maint: threading.Thread | None = None
         self._started = False
 
-        self._by_hash: dict[bytes, _Entry] = {}  # in flight or queued
+        self._by_hash: EntryIndex = EntryIndex()  # in flight or queued
         self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
+        self._history = History(store, config.chain_id, config.snapshot_interval,
+                                config.batch_state_cache)
         self._gate = AdmissionGate(config.limits)
-        self.write_health = WriteHealth()
-        self._batch_states: dict[int, State] = {}
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -247,26 +171,7 @@ class Sequencer:
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
         if head is not None:
-            start = 0
-            snap = self.store.latest_snapshot(head.height)
-            if snap is not None:
-                h, root, data = snap
-                blk = self.store.block(h)
-                try:
-                    st = pickle.loads(data)
-                    ok = blk is not None and st.state_root() == root == blk.state_root
-                except Exception as exc:  # a bad snapshot only costs replay time
-                    log.warning("snapshot at %d unusable: %s", h, exc)
-                    ok = False
-                if ok:
-                    state, start = st, h
-                else:
-                    log.warning("ignoring snapshot at height %d (root mismatch)", h)
-            t0 = time.perf_counter()
-            for b in self.store.iter_blocks(start + 1, head.height):
-                state = replay_block(self.store, state, b)
-            log.info("recovered height %d (snapshot %d, replayed %d blocks in %.2fs)",
-                     head.height, start, head.height - start, time.perf_counter() - t0)
+            state = self._history.recover(head)
             parent, ts = head.hash, head.timestamp
         self._state = state
         self._head_hash = parent
@@ -291,7 +196,6 @@ class Sequencer:
         if self._started or self.write_health.read_only:
             return self
         self._started = True
-        self._writer = threading.Thread(target=self._writer_loop, name="seq-writer", daemon=True)
         self._writer.start()
         if self.config.produce_blocks:
             self._producer = threading.Thread(target=self._producer_loop, name="seq-producer",
@@ -320,17 +224,8 @@ class Sequencer:
                 self._producer.join()
             if self._maint is not None:
                 self._maint.join()
-            self._wq.put(_STOP)
-            assert self._writer is not None
-            self._writer.join()
+            self._writer.stop()  # anything that raced with shutdown is refused
             self._started = False
-            while True:  # anything that raced with shutdown: refuse, never leave hanging
-                try:
-                    job = self._wq.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(job, (_Entry, _Job)):
-                    job.future.set_exception(SubmitError(Reason.SHUTTING_DOWN))
         self.store.close()
 
     def __enter__(self) -> Sequencer:
@@ -372,12 +267,9 @@ class Sequencer:
         """Highest ``(l1_block, log_index)`` applied or queued: the bridge resumes after it."""
         with self._lock:
             best = self._state.l1_cursor if self._state.l1_seen else None
-            for e in self._by_hash.values():
-                if e.sa.action.is_system:
-                    b = e.sa.action.body
-                    pos = (b.l1_block, b.log_index)  # type: ignore[attr-defined]
-                    if best is None or pos > best:
-                        best = pos
+            queued = self._by_hash.last_l1_position()
+            if queued is not None and (best is None or queued > best):
+                best = queued
             return best
 
     def action_status(self, action_hash: bytes) -> dict[str, Any] | None:
@@ -404,9 +296,6 @@ class Sequencer:
     def submit(self, raw: bytes, timeout: float | None = None) -> Ack:
         """Admit a signed action (canonical wire bytes); returns once it is durable."""
         return self.submit_nowait(raw).result(timeout)
-
-    def submit_action(self, sa: SignedAction, timeout: float | None = None) -> Ack:
-        return self.submit(sa.encode(), timeout)
 
     def submit_system(self, sa: SignedAction, timeout: float | None = None) -> Ack:
         """Admit a system action (``l1_*``, zero sender, empty signature) from the bridge.
@@ -539,80 +428,9 @@ class Sequencer:
 
     # ------------------------------------------------------------------ writer thread
 
-    def _writer_loop(self) -> None:
-        self._w = self.store.writer()
-        try:
-            self._writer_run()
-        finally:
-            self._w.close()
-
-    def _writer_run(self) -> None:
-        carry: Any = None
-        wait = self.config.group_commit_wait
-        while True:
-            job = carry if carry is not None else self._wq.get()
-            carry = None
-            if job is _STOP:
-                return
-            if isinstance(job, _Entry):
-                group = [job]
-                deadline = time.monotonic() + wait
-                while len(group) < self.config.group_commit_max:
-                    try:
-                        nxt = self._wq.get_nowait()
-                    except queue.Empty:
-                        # a short wait lets concurrent submissions share the commit (fsync)
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        try:
-                            nxt = self._wq.get(timeout=left)
-                        except queue.Empty:
-                            break
-                    if isinstance(nxt, _Entry):
-                        group.append(nxt)
-                    else:
-                        carry = nxt
-                        break
-                self._commit_acks(group)
-            else:
-                try:
-                    with self._w.begin() as conn:
-                        result = job.fn(conn)
-                except BaseException as exc:  # handed to the waiting caller
-                    if isinstance(exc, (SQLAlchemyError, OSError)):
-                        self.write_health.failed(exc)
-                    job.future.set_exception(exc)
-                else:
-                    self.write_health.ok()
-                    job.future.set_result(result)
-
-    def _commit_acks(self, group: list[_Entry]) -> None:
-        rows = [
-            {
-                "seq": e.seq, "hash": e.hash, "bytes": e.raw, "sender": e.sa.action.sender,
-                "nonce": e.sa.action.nonce, "type": e.sa.action.type, "size": len(e.raw),
-                "status": "queued", "reason": None, "detail": None,
-                "received_height": e.received_height, "ack": e.ack,
-                "block_height": None, "block_index": None,
-            }
-            for e in group
-        ]
-        t0 = time.perf_counter()
-        try:
-            self._w.insert_actions(rows)
-        except Exception as exc:
-            self.write_health.failed(exc)
-            _write_log.exception("ack commit failed for %d actions", len(group))
-            with self._lock:
-                for e in group:
-                    self._forget(e)
-            err = SubmitError(Reason.STORAGE_ERROR, str(exc)[:200])
-            for e in group:
-                e.future.set_exception(err)
-            return
-        self.write_health.ok()
-        self.hooks.acks_committed(len(group), time.perf_counter() - t0)
+    def _acked(self, group: list[_Entry], seconds: float) -> None:
+        """A group of acks is durable: queue the actions for blocks, answer the callers."""
+        self.hooks.acks_committed(len(group), seconds)
         with self._lock:
             was_empty = not self._mempool
             self._mempool.extend(group)
@@ -622,6 +440,13 @@ class Sequencer:
             e.future.set_result(e.to_ack())
         if full or was_empty:
             self._wake.set()
+
+    def _ack_failed(self, group: list[_Entry], err: SubmitError) -> None:
+        with self._lock:
+            for e in group:
+                self._forget(e)
+        for e in group:
+            e.future.set_exception(err)
 
     def _forget(self, e: _Entry) -> None:
         """Drop an entry from the pending view (included in a block, or failed to store)."""
@@ -637,12 +462,7 @@ class Sequencer:
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
-        if not self._started:
-            with self.store.begin() as conn:
-                return fn(conn)
-        job = _Job(fn)
-        self._wq.put(job)
-        return job.future.result()
+        return self._writer.write(fn)
 
     # ------------------------------------------------------------------ blocks
 
@@ -683,35 +503,15 @@ class Sequencer:
             ts = max(int(self._clock()), self._head_ts)
             block = Block(height, parent, ts, [e.sa for e in entries])
             t0 = time.perf_counter()
-            new_state, receipts = apply_block(state, block)
-            root = new_state.state_root()
-            header = block_header(block, root, receipts)
-            bh = block_hash(header)
+            built = build_block(state, block, [e.seq for e in entries])
             apply_s = time.perf_counter() - t0
-            row = BlockRow(height, bh, parent, ts, root, codec.encode(header), len(entries))
-            rrows = [
-                ReceiptRow(height, i, r.action_hash, r.applied, r.reason, r.detail,
-                           ",".join(r.events))
-                for i, r in enumerate(receipts)
-            ]
-            updates = [
-                {
-                    "b_seq": e.seq, "b_status": "included" if r.applied else "rejected",
-                    "b_reason": r.reason, "b_detail": r.detail or None, "b_height": height,
-                    "b_index": i,
-                }
-                for i, (e, r) in enumerate(zip(entries, receipts, strict=True))
-            ]
-            blobs = _collect_blobs(state, new_state, entries, receipts)
-            snapshot = None
-            interval = self.config.snapshot_interval
-            if interval > 0 and height % interval == 0:
-                snapshot = (root, pickle.dumps(new_state, protocol=5))
+            new_state, receipts, root, bh = (built.result.state, built.result.receipts,
+                                             built.result.state_root, built.result.hash)
 
             def _commit(conn: Connection) -> None:
-                self.store.write_block(conn, row, rrows, updates, blobs, snapshot)
-                if snapshot is not None:
-                    self.store.prune_snapshots(conn, self.config.snapshots_kept)
+                self.store.write_block(conn, built.row, built.receipt_rows,
+                                       built.action_updates, built.blobs, None)
+                self._history.on_block(conn, new_state)
 
             self._write(_commit)
             with self._lock:
@@ -727,7 +527,7 @@ class Sequencer:
                     new_state)
             self.last_block_wall = time.monotonic()
             self.hooks.block_applied(height, apply_s, len(entries), receipts)
-            if _closed_epoch(state, new_state):
+            if closed_epoch(state, new_state):
                 self.hooks.epoch_closed(apply_s)
             return BlockInfo(height, bh, root, ts, receipts)
 
@@ -741,28 +541,13 @@ class Sequencer:
         with self._lock:
             state = self._state
             head_h = state.height
-        chain_id = self.chain_id
 
         def _cut(conn: Connection) -> Batch | None:
-            last = self.store.latest_batch(conn)
-            first = last.last_height + 1 if last else 1
-            idx = last.idx + 1 if last else 0
-            end = head_h if max_blocks is None else min(head_h, first + max_blocks - 1)
-            if first > end:
-                return None
-            blk = next(iter(self.store.iter_blocks(end, end, conn=conn)))
-            da = build_da(self.store, conn, chain_id, idx, first, end)
-            row = BatchRow(idx, first, end, blk.hash, blk.state_root, keccak256(da), None,
-                           "pending")
-            self.store.insert_batch(conn, row)
-            return row
+            return cut_batch(self.store, self._history, conn, self.chain_id, state, max_blocks)
 
         batch: Batch | None = self._write(_cut)
         if batch is not None and batch.last_height == head_h:
-            with self._lock:
-                self._batch_states[batch.idx] = state
-                while len(self._batch_states) > self.config.batch_state_cache:
-                    self._batch_states.pop(min(self._batch_states))
+            self._history.remember(state)
         return batch
 
     def mark_posted(self, index: int, l1_tx_hash: bytes | None, status: str = "posted") -> None:
@@ -791,29 +576,13 @@ class Sequencer:
                             b.last_height)
 
     def state_at(self, height: int) -> State:
-        """The state after block ``height`` (current, cached batch state, or snapshot plus
-        replay). Raises KeyError if the chain is not that high."""
-        st = self._state
-        if height == st.height:
-            return st
-        if height > st.height or height < 0:
-            raise KeyError(f"no block {height}")
-        for s in list(self._batch_states.values()):
-            if s.height == height:
-                return s
-        state = genesis_state(self.chain_id)
-        snap = self.store.latest_snapshot(height)
-        if snap is not None:
-            state = pickle.loads(snap[2])
-        for b in self.store.iter_blocks(state.height + 1, height):
-            state = replay_block(self.store, state, b)
-        return state
+        """The state after block ``height`` (current, cached, or nearest snapshot plus at
+        most ``snapshot_interval`` blocks of replay). KeyError if the chain is not that
+        high."""
+        return self._history.state_at(height, self._state)
 
     def batch_state(self, index: int) -> State:
         """The state a batch commits to (for proofs against its state root)."""
-        s = self._batch_states.get(index)
-        if s is not None:
-            return s
         b = self.store.batch(index)
         if b is None:
             raise KeyError(f"no batch {index}")
@@ -821,18 +590,6 @@ class Sequencer:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def replay_block(store: Store, state: State, b: BlockRow) -> State:
-    """Re-apply stored block ``b`` to ``state`` and check its root and hash."""
-    acts = [decode_signed(raw) for raw in store.block_action_bytes(b.height)]
-    block = Block(b.height, b.parent_hash, b.timestamp, acts)
-    new_state, receipts = apply_block(state, block)
-    root = new_state.state_root()
-    h = block_hash(block_header(block, root, receipts))
-    if root != b.state_root or h != b.hash:
-        raise ChainMismatch(b.height, b.state_root, root, b.hash, h)
-    return new_state
 
 
 def _verify_env(pubkey: bytes, env: bytes, sig: bytes) -> bool:
@@ -856,41 +613,3 @@ def _envelope_bytes(raw: bytes, sa: SignedAction) -> bytes:
 
 
 _ENV_PREFIX = b"\x82\xa8envelope"
-
-
-def _closed_epoch(old: State, new: State) -> bool:
-    for key, ep in new.epochs.items():
-        if ep.outcome != "pending":
-            prev = old.epochs.get(key)
-            if prev is None or prev.outcome == "pending":
-                return True
-    return False
-
-
-def _collect_blobs(old: State, new: State, entries: list[_Entry],
-                   receipts: list[Receipt]) -> list[BlobWrite]:
-    """Blobs a block makes available: applied reveal updates (by reference to their
-    action), and every global model, previous delta and vote candidate that changed."""
-    out: list[BlobWrite] = []
-    for e, r in zip(entries, receipts, strict=True):
-        a = e.sa.action
-        if r.applied and a.type == "reveal_update":
-            b = a.body
-            ep = new.epochs[(b.task_id, b.epoch)]  # type: ignore[attr-defined]
-            out.append(BlobWrite(ep.update_hashes[a.sender], "update",
-                                 len(b.update_bytes), action_seq=e.seq))  # type: ignore[attr-defined]
-    for tid, t in new.tasks.items():
-        o = old.tasks.get(tid)
-        if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
-            data = t.global_model.astype("<i4").tobytes()
-            out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
-        if t.prev_delta is not None and (o is None or o.prev_delta_hash != t.prev_delta_hash):
-            data = t.prev_delta.astype("<i2").tobytes()
-            out.append(BlobWrite(t.prev_delta_hash, "prev_delta", len(data), data=data))
-        ep = new.epochs.get((tid, t.epoch))
-        if ep is not None and ep.candidate is not None:
-            prev = old.epochs.get((tid, t.epoch))
-            if prev is None or prev.candidate_hash != ep.candidate_hash:
-                data = ep.candidate.astype("<i4").tobytes()
-                out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
-    return out

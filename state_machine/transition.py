@@ -1,4 +1,5 @@
-"""The state-transition function: ``apply_block(state, block) -> (state, receipts)``.
+"""The state-transition function: ``apply_block(state, block) -> (state, receipts)`` and
+``execute_block`` (state, receipts, root, header, hash).
 
 Why check-then-apply handlers: every handler raises ``Rejected(reason)`` before its first
 mutation, so a rejected action leaves the state (and root) untouched and is recorded with
@@ -138,12 +139,8 @@ def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
             raise Rejected(Reason.PUBKEY_BOUND, "pubkey is bound to another L1 address")
         if acc.status != UNBONDING:
             raise Rejected(Reason.ALREADY_STAKED)
-    for other in state.accounts.values():
-        if (
-            other.l1_address == b.l1_address
-            and other.pubkey != b.pubkey
-            and other.status != UNBONDING
-        ):
+    for other in state.address_index.get(b.l1_address, ()):  # O(1): no account scan
+        if other != b.pubkey and state.accounts.peek(other).status != UNBONDING:
             raise Rejected(Reason.ADDRESS_BOUND, "L1 address already staked with another pubkey")
     _advance_l1(state, b.l1_block, b.log_index)
     if acc is None:
@@ -313,7 +310,12 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes) -> list[str]
 
 def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     """Apply ``block`` to a copy of ``state``; return the new state and one receipt per
-    action. Phase deadlines are processed first, then actions in block order."""
+    action. Phase deadlines are processed first, then actions in block order.
+
+    ``state`` is never modified. The copy is copy-on-write, so the cost follows what the
+    block touches, not how much state exists; each action runs inside a savepoint and a
+    rejected one is rolled back exactly. The new state is returned sealed (flushed, its
+    root computed, writes refused): copy it to change it."""
     if block.height != state.height + 1:
         raise BlockError(f"expected height {state.height + 1}, got {block.height}")
     pre_root = state.state_root()
@@ -322,12 +324,59 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     process_deadlines(st, pre_root)
     receipts = []
     for sa in block.actions:
+        st.begin_action()
         try:
             events = process_action(st, sa, pre_root)
-            receipts.append(Receipt(sa.hash, True, "ok", "", events))
         except Rejected as r:
+            st.rollback_action()
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))
+        else:
+            st.commit_action()
+            receipts.append(Receipt(sa.hash, True, "ok", "", events))
+    st.state_root()
+    st.seal()
     return st, receipts
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """Everything executing a block yields: the one place that derives root and hash."""
+
+    state: State
+    receipts: list[Receipt]
+    state_root: bytes
+    header: dict[str, Any]
+    hash: bytes
+
+
+class ChainMismatch(RuntimeError):
+    """Re-executing block ``height`` gave a different state root or block hash."""
+
+    def __init__(self, height: int, expected_root: bytes, got_root: bytes,
+                 expected_hash: bytes, got_hash: bytes) -> None:
+        super().__init__(
+            f"block {height}: stored root 0x{expected_root.hex()} hash 0x{expected_hash.hex()}, "
+            f"replayed root 0x{got_root.hex()} hash 0x{got_hash.hex()}"
+        )
+        self.height = height
+        self.expected_root = expected_root
+        self.got_root = got_root
+        self.expected_hash = expected_hash
+        self.got_hash = got_hash
+
+
+def execute_block(state: State, block: Block, expect_root: bytes | None = None,
+                  expect_hash: bytes | None = None) -> BlockResult:
+    """Apply ``block`` and derive its state root, header and hash (production, replay, DA
+    replay and tests all go through here). With ``expect_*`` given (re-execution of a
+    stored or published block), raise :class:`ChainMismatch` unless both match."""
+    new_state, receipts = apply_block(state, block)
+    root = new_state.state_root()
+    header = block_header(block, root, receipts)
+    h = block_hash(header)
+    if expect_root is not None and (root != expect_root or h != expect_hash):
+        raise ChainMismatch(block.height, expect_root, root, expect_hash or b"", h)
+    return BlockResult(new_state, receipts, root, header, h)
 
 
 def genesis_state(chain_id: int) -> State:

@@ -20,9 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yaml_subset
+import yaml
 
 from rollup.cli import build_parser
 from rollup.commands.deploy import ADMIN_TOKEN_ENV, L1_KEY_ENV, key_from_args
@@ -41,7 +39,7 @@ CLI_ENV = {L1_KEY_ENV, ADMIN_TOKEN_ENV, ADMIN_TOKEN_ENV + "_FILE", "FLOCKCHAIN_C
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml_subset.load(COMPOSE.read_text())
+    return yaml.safe_load(COMPOSE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -125,24 +123,6 @@ def _closure(services: dict[str, Any], name: str) -> set[str]:
     return seen
 
 
-# --------------------------------------------------------------------------- the reader
-
-
-def test_subset_reader_matches_pyyaml_when_available() -> None:
-    """The fallback reader gives exactly what PyYAML gives for the compose file."""
-    yaml = pytest.importorskip("yaml")
-    text = COMPOSE.read_text()
-    assert yaml_subset.parse(text) == yaml.safe_load(text)
-
-
-def test_subset_reader_refuses_what_it_does_not_support() -> None:
-    for text in ("a: &x 1\nb: *x\n", "a: |\n  text\n", "ports: [22:22]\n"):
-        with pytest.raises(yaml_subset.SubsetError):
-            yaml_subset.parse(text)
-    assert yaml_subset.parse('a:\n  - "x"\n  - k: [1, 2]\n    j: no\n') == {
-        "a": ["x", {"k": [1, 2], "j": False}]}
-
-
 # --------------------------------------------------------------------------- services
 
 
@@ -207,8 +187,8 @@ def test_l1_keys_and_admin_token_resolve(services: dict[str, Any],
 
 
 def test_client_can_stake_and_reads_valid_data_specs(services: dict[str, Any]) -> None:
+    from federated.commands.client import resolve_auto
     from federated.data import DataSpec
-    from rollup.commands.client import resolve_auto
 
     svc = services["client"]
     args = _parse(svc)

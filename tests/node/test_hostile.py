@@ -424,7 +424,7 @@ def test_health_degrades_when_writes_fail_and_recovers(sqlite_url: str, tmp_path
         def broken(rows: object) -> None:
             raise OperationalError("INSERT", {}, Exception("database or disk is full"))
 
-        seq._w.insert_actions = broken  # type: ignore[method-assign]
+        seq._writer._w.insert_actions = broken  # type: ignore[method-assign]
         m = members(1)[0]
         with pytest.raises(SubmitError) as e:
             seq.submit_l1_event("l1_deposit", deposit_body(m, 5))
@@ -432,7 +432,7 @@ def test_health_degrades_when_writes_fail_and_recovers(sqlite_url: str, tmp_path
         h = http.get("/v1/healthz")
         assert h.status_code == 503 and h.json()["status"] == "degraded"
         assert "disk is full" in h.json()["last_write_error"]
-        del seq._w.insert_actions  # the disk has room again
+        del seq._writer._w.insert_actions  # the disk has room again
         seq.submit_l1_event("l1_deposit", deposit_body(m, 6))
         assert http.get("/v1/healthz").status_code == 200
 
