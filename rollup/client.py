@@ -28,6 +28,19 @@ import httpx
 import numpy as np
 
 from rollup.keys import Keypair, load_or_create
+from rollup.schemas import (
+    AccountProof,
+    AccountView,
+    AckBody,
+    ActionStatus,
+    BatchView,
+    BlockView,
+    EpochRecord,
+    Health,
+    StateRootView,
+    TaskProof,
+    TaskRecord,
+)
 from rollup.wire import unhex
 from state_machine.actions import (
     AdvanceBody,
@@ -43,6 +56,7 @@ from state_machine.actions import (
     vote_commitment,
 )
 from state_machine.crypto import keccak256, verify_ack
+from state_machine.reasons import Reason
 
 __all__ = [
     "FlockClient",
@@ -75,6 +89,11 @@ class SubmitResult:
     ack: bytes
     received_height: int
     duplicate: bool
+
+    @classmethod
+    def from_json(cls, j: Any) -> SubmitResult:
+        a = AckBody.model_validate(j)
+        return cls(a.action_hash, a.ack, a.received_height, a.duplicate)
 
     def verify(self, sequencer_pubkey: bytes) -> bool:
         """Check the ack: ed25519 over ``ACK_DOMAIN || action_hash || height (8 BE)``."""
@@ -143,9 +162,7 @@ class NodeClient:
         """POST canonical wire bytes; retried on connection errors (idempotent by hash)."""
         r = self._check(self._request("POST", "/v1/actions", content=raw,
                                       headers={"content-type": MSGPACK}))
-        j = r.json()
-        return SubmitResult(unhex(j["action_hash"]), unhex(j["ack"]), j["received_height"],
-                            bool(j.get("duplicate")))
+        return SubmitResult.from_json(r.json())
 
     def submit(self, sa: SignedAction) -> SubmitResult:
         return self.submit_raw(sa.encode())
@@ -156,15 +173,13 @@ class NodeClient:
             "POST", "/v1/admin/system", json={"type": typ, "body": body},
             headers={"authorization": f"Bearer {admin_token}"},
         ))
-        j = r.json()
-        return SubmitResult(unhex(j["action_hash"]), unhex(j["ack"]), j["received_height"],
-                            bool(j.get("duplicate")))
+        return SubmitResult.from_json(r.json())
 
-    def action(self, action_hash: bytes) -> dict[str, Any]:
-        return self.get_json(f"/v1/actions/{_hex(action_hash)}")
+    def action(self, action_hash: bytes) -> ActionStatus:
+        return ActionStatus.model_validate(self.get_json(f"/v1/actions/{_hex(action_hash)}"))
 
     def wait_included(self, action_hash: bytes, timeout: float = 60.0,
-                      poll: float = 0.05) -> dict[str, Any]:
+                      poll: float = 0.05) -> ActionStatus:
         """Poll until the action is in a block (status ``included`` or ``rejected``)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -177,35 +192,43 @@ class NodeClient:
 
     # ------------------------------------------------------------------ reads
 
-    def health(self) -> dict[str, Any]:
-        return self.get_json("/v1/healthz")
+    def health(self) -> Health:
+        """The node's health; a degraded or read-only node (503) still answers it."""
+        r = self._request("GET", "/v1/healthz")
+        if r.status_code == 503:
+            try:
+                return Health.model_validate(r.json())
+            except ValueError:
+                pass
+        return Health.model_validate(self._check(r).json())
 
-    def state_root(self) -> dict[str, Any]:
-        return self.get_json("/v1/state/root")
+    def state_root(self) -> StateRootView:
+        return StateRootView.model_validate(self.get_json("/v1/state/root"))
 
-    def latest_block(self) -> dict[str, Any]:
-        return self.get_json("/v1/blocks/latest")
+    def latest_block(self) -> BlockView:
+        return BlockView.model_validate(self.get_json("/v1/blocks/latest"))
 
-    def block(self, height: int) -> dict[str, Any]:
-        return self.get_json(f"/v1/blocks/{height}")
+    def block(self, height: int) -> BlockView:
+        return BlockView.model_validate(self.get_json(f"/v1/blocks/{height}"))
 
-    def account(self, pubkey: bytes) -> dict[str, Any]:
-        return self.get_json(f"/v1/accounts/{_hex(pubkey)}")
+    def account(self, pubkey: bytes) -> AccountView:
+        return AccountView.model_validate(self.get_json(f"/v1/accounts/{_hex(pubkey)}"))
 
-    def account_proof(self, pubkey: bytes, batch: int | None = None) -> dict[str, Any]:
-        return self.get_json(f"/v1/accounts/{_hex(pubkey)}/proof", batch=batch)
+    def account_proof(self, pubkey: bytes, batch: int | None = None) -> AccountProof:
+        return AccountProof.model_validate(
+            self.get_json(f"/v1/accounts/{_hex(pubkey)}/proof", batch=batch))
 
-    def tasks(self) -> list[dict[str, Any]]:
-        return self.get_json("/v1/tasks")["tasks"]
+    def tasks(self) -> list[TaskRecord]:
+        return [TaskRecord.model_validate(t) for t in self.get_json("/v1/tasks")["tasks"]]
 
-    def task(self, task_id: int) -> dict[str, Any]:
-        return self.get_json(f"/v1/tasks/{task_id}")
+    def task(self, task_id: int) -> TaskRecord:
+        return TaskRecord.model_validate(self.get_json(f"/v1/tasks/{task_id}"))
 
-    def epoch(self, task_id: int, epoch: int) -> dict[str, Any]:
-        return self.get_json(f"/v1/tasks/{task_id}/epochs/{epoch}")
+    def epoch(self, task_id: int, epoch: int) -> EpochRecord:
+        return EpochRecord.model_validate(self.get_json(f"/v1/tasks/{task_id}/epochs/{epoch}"))
 
-    def task_proof(self, task_id: int, batch: int | None = None) -> dict[str, Any]:
-        return self.get_json(f"/v1/tasks/{task_id}/proof", batch=batch)
+    def task_proof(self, task_id: int, batch: int | None = None) -> TaskProof:
+        return TaskProof.model_validate(self.get_json(f"/v1/tasks/{task_id}/proof", batch=batch))
 
     def blob(self, blob_hash: bytes, verify_hash: bool = True) -> bytes:
         data = self.get_bytes(f"/v1/blobs/{_hex(blob_hash)}")
@@ -215,11 +238,11 @@ class NodeClient:
 
     def global_model(self, task_id: int) -> np.ndarray:
         """The task's current global model (int32, verified against its global_hash)."""
-        h = unhex(self.task(task_id)["global_hash"])
+        h = self.task(task_id).global_hash
         return np.frombuffer(self.blob(h), dtype="<i4").astype(np.int32)
 
-    def batch(self, index: int) -> dict[str, Any]:
-        return self.get_json(f"/v1/batches/{index}")
+    def batch(self, index: int) -> BatchView:
+        return BatchView.model_validate(self.get_json(f"/v1/batches/{index}"))
 
     def da(self, index: int) -> bytes:
         return self.get_bytes(f"/v1/da/{index}")
@@ -264,14 +287,14 @@ class FlockClient:
     @property
     def chain_id(self) -> int:
         if self._chain_id is None:
-            self._chain_id = int(self.node.health()["chain_id"])
+            self._chain_id = self.node.health().chain_id
         return self._chain_id
 
     # ------------------------------------------------------------------ nonce and signing
 
     def refresh_nonce(self) -> int:
         """Re-read the next nonce from the node (state nonce + this key's queued actions)."""
-        self._nonce = int(self.node.account(self.pubkey)["next_nonce"])
+        self._nonce = self.node.account(self.pubkey).next_nonce
         return self._nonce
 
     def sign(self, typ: str, body: Body, nonce: int | None = None) -> SignedAction:
@@ -280,7 +303,7 @@ class FlockClient:
         return make_action(self.key.seed, typ, self.chain_id, nonce, body, self.pubkey)
 
     def send(self, typ: str, body: Body, wait: bool = False,
-             timeout: float = 60.0) -> SubmitResult | dict[str, Any]:
+             timeout: float = 60.0) -> SubmitResult | ActionStatus:
         """Sign with the next nonce and submit. On a nonce conflict (another process used
         this key, or an earlier action of ours was rejected in a block) the nonce is
         re-read once and the action re-signed. ``wait`` returns the inclusion status."""
@@ -289,7 +312,7 @@ class FlockClient:
             try:
                 res = self.node.submit(sa)
             except NodeError as exc:
-                if exc.reason == "bad_nonce" and attempt == 0:
+                if exc.reason == Reason.BAD_NONCE and attempt == 0:
                     self.refresh_nonce()
                     continue
                 raise
@@ -306,12 +329,12 @@ class FlockClient:
     # ------------------------------------------------------------------ actions
 
     def publish_genesis(self, task_id: int, model: np.ndarray | bytes,
-                        **kw: Any) -> SubmitResult | dict[str, Any]:
+                        **kw: Any) -> SubmitResult | ActionStatus:
         data = model if isinstance(model, bytes) else np.asarray(model).astype("<i4").tobytes()
         return self.send("publish_genesis", PublishGenesisBody(task_id, data), **kw)
 
     def commit_update(self, task_id: int, epoch: int, update: np.ndarray | bytes,
-                      **kw: Any) -> SubmitResult | dict[str, Any]:
+                      **kw: Any) -> SubmitResult | ActionStatus:
         """Commit to an int16 delta (kept in memory for :meth:`reveal_update`)."""
         data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
         self._updates[(task_id, epoch)] = data
@@ -319,7 +342,7 @@ class FlockClient:
         return self.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
     def reveal_update(self, task_id: int, epoch: int, update: np.ndarray | bytes | None = None,
-                      **kw: Any) -> SubmitResult | dict[str, Any]:
+                      **kw: Any) -> SubmitResult | ActionStatus:
         if update is None:
             data = self._updates[(task_id, epoch)]
         else:
@@ -329,28 +352,28 @@ class FlockClient:
         return self.send("reveal_update", body, **kw)
 
     def commit_vote(self, task_id: int, epoch: int, acc_candidate_bps: int, acc_current_bps: int,
-                    **kw: Any) -> SubmitResult | dict[str, Any]:
+                    **kw: Any) -> SubmitResult | ActionStatus:
         self._votes[(task_id, epoch)] = (acc_candidate_bps, acc_current_bps)
         c = vote_commitment(acc_candidate_bps, acc_current_bps, self.salt("vote", task_id, epoch))
         return self.send("commit_vote", CommitVoteBody(task_id, epoch, c), **kw)
 
     def reveal_vote(self, task_id: int, epoch: int, acc_candidate_bps: int | None = None,
-                    acc_current_bps: int | None = None, **kw: Any) -> SubmitResult | dict[str, Any]:
+                    acc_current_bps: int | None = None, **kw: Any) -> SubmitResult | ActionStatus:
         if acc_candidate_bps is None or acc_current_bps is None:
             acc_candidate_bps, acc_current_bps = self._votes[(task_id, epoch)]
         body = RevealVoteBody(task_id, epoch, acc_candidate_bps, acc_current_bps,
                               self.salt("vote", task_id, epoch))
         return self.send("reveal_vote", body, **kw)
 
-    def advance(self, task_id: int, epoch: int, **kw: Any) -> SubmitResult | dict[str, Any]:
+    def advance(self, task_id: int, epoch: int, **kw: Any) -> SubmitResult | ActionStatus:
         return self.send("advance", AdvanceBody(task_id, epoch), **kw)
 
     # ------------------------------------------------------------------ reads
 
-    def account(self) -> dict[str, Any]:
+    def account(self) -> AccountView:
         return self.node.account(self.pubkey)
 
-    def proof(self, batch: int | None = None) -> dict[str, Any]:
+    def proof(self, batch: int | None = None) -> AccountProof:
         return self.node.account_proof(self.pubkey, batch)
 
 

@@ -102,6 +102,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _check_body_rate(self) -> None:
         if self._in_headers or self.cycle is None or not self.cycle.more_body:
             return
+        if self.flow.read_paused:  # the app is behind, not the client: do not count it
+            self._body_start += 1.0
+            self._arm(1.0, self._check_body_rate)
+            return
         elapsed = time.monotonic() - self._body_start
         if elapsed >= self.limits.body_grace and \
                 self._body_bytes < self.limits.body_min_rate * elapsed:

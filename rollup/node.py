@@ -54,10 +54,28 @@ def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> Sequenc
 
 
 def http_limits(config: NodeConfig) -> HttpLimits:
+    """The server's limits; the connection cap is kept below the file-descriptor limit
+    (raised to the hard limit if needed) so accept() never fails for lack of descriptors
+    and the cap, not the kernel, decides which connection goes."""
+    fd_room = _raise_nofile(config.max_connections + 128) - 128
     return HttpLimits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
                       idle_timeout=config.idle_timeout, header_timeout=config.header_timeout,
                       body_min_rate=config.body_min_rate, body_grace=config.body_grace,
-                      max_connections=config.max_connections)
+                      max_connections=max(8, min(config.max_connections, fd_room)))
+
+
+def _raise_nofile(want: int) -> int:
+    """Raise the soft RLIMIT_NOFILE towards ``want`` (within the hard limit); the result."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return want
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want and (hard == resource.RLIM_INFINITY or soft < hard):
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        soft = new
+    return soft
 
 
 def uvicorn_config(app: FastAPI, config: NodeConfig, log_level: str = "warning"

@@ -52,11 +52,38 @@ Hex = Annotated[
 ]
 
 
-class _Model(BaseModel):
+class JsonView(BaseModel):
+    """Read access by key to the model's JSON form (``m["stake"]`` is the decimal string
+    the API sent, ``m.stake`` the int), so SDK callers written against plain JSON dicts
+    keep working while new code uses the typed attributes."""
+
+    def _json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def __getitem__(self, key: str) -> Any:
+        return self._json()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._json()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._json().get(key, default)
+
+    def keys(self) -> Any:
+        return self._json().keys()
+
+    def items(self) -> Any:
+        return self._json().items()
+
+    def values(self) -> Any:
+        return self._json().values()
+
+
+class _Model(JsonView):
     model_config = ConfigDict(extra="forbid")
 
 
-class _Record(BaseModel):
+class _Record(JsonView):
     """A state record: the listed fields are typed, other fields pass through."""
 
     model_config = ConfigDict(extra="allow")

@@ -26,6 +26,7 @@ import numpy as np
 
 from state_machine import codec
 from state_machine.actions import BODY_TYPES, ActionError, SignedAction, decode_signed
+from state_machine.reasons import Reason
 
 
 def hexb(b: bytes) -> str:
@@ -129,7 +130,7 @@ def wire_from_json(obj: Any) -> bytes:
     except ActionError:
         raise
     except (ValueError, TypeError, codec.CodecError) as exc:
-        raise ActionError("malformed", str(exc)) from None
+        raise ActionError(Reason.MALFORMED, str(exc)) from None
 
 
 def action_from_json(obj: Any) -> SignedAction:

@@ -34,7 +34,7 @@ from sequencer.errors import SubmitError
 from sequencer.store import Store, actions
 from state_machine.actions import SignedAction
 from state_machine.reasons import Reason
-from state_machine.rules import is_eligible
+from state_machine.rules import Rejected, check_advance, is_eligible
 from state_machine.state import State
 
 
@@ -188,7 +188,8 @@ class AdmissionGate:
         advances = view.advances.get(a.body.task_id, 0) if a.type == "advance" else None  # type: ignore[attr-defined]
         check_quotas(self.limits, mempool_len, self.mempool_bytes, sender_pending, size,
                      advances)
-        if not is_eligible(state, a.sender) and view.deposits.get(a.sender, 0) == 0:
+        if not is_eligible(state, a.sender) and view.deposits.get(a.sender, 0) == 0 \
+                and not _first_useful_advance(state, sa, view):
             self.rates.unstaked(a.sender)  # last: charge only what is otherwise admissible
 
     def block_applied(self, actions: Iterable[tuple[SignedAction, bytes, bool]],
@@ -207,6 +208,24 @@ class AdmissionGate:
         """Rebuild the replay guard from stored rejected rows ``(sender, nonce, hash)``."""
         for sender, nonce, h in rows:
             self.replays.add(sender, nonce, h, state.nonces.get(sender, 0))
+
+
+def _first_useful_advance(state: State, sa: SignedAction, view: admission.PendingView) -> bool:
+    """An ``advance`` that would apply in the next block, with none queued for its task:
+    what an honest keeper (the aggregator, often unstaked) sends. Exempt from the unstaked
+    rate limit so keepers are never throttled; at most one is free per task at a time,
+    and only while a phase can close (phases also close on their own at their deadline)."""
+    b = sa.action.body
+    if sa.action.type != "advance" or view.advances.get(b.task_id, 0):  # type: ignore[attr-defined]
+        return False
+    task = state.tasks.get(b.task_id)  # type: ignore[attr-defined]
+    if task is None:
+        return False
+    try:
+        check_advance(state, task, b.epoch, state.height + 1)  # type: ignore[attr-defined]
+    except Rejected:
+        return False
+    return True
 
 
 def rejected_rows(store: Store) -> list[tuple[bytes, int, bytes]]:

@@ -50,6 +50,7 @@ from sequencer.writer import GroupCommitWriter, checkpoint_thread
 from state_machine.actions import ActionError, Body, SignedAction, decode_signed, system_action
 from state_machine.constants import SYSTEM_SENDER
 from state_machine.crypto import ack_message, verify_ack  # noqa: F401  (verify_ack re-exported)
+from state_machine.reasons import Reason
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, Block, genesis_state
 
@@ -241,34 +242,39 @@ class Sequencer:
         SubmitError at once for a refused action."""
         return self._submit(raw, system=False)
 
-    def _refuse(self, reason: str, detail: str = "") -> SubmitError:
+    def _refuse(self, reason: Reason | str, detail: str = "") -> SubmitError:
         self.hooks.action_rejected(reason)
         return SubmitError(reason, detail)
 
-    def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+    def _decoded(self, raw: bytes, system: bool, sa: SignedAction | None) -> SignedAction:
+        """Stateless checks of a submission (node state, size, bounded decoding, kind,
+        chain id); the decoded action."""
         if self.write_health.read_only:
-            raise SubmitError("read_only", "the database is not writable (disk full?)")
+            raise SubmitError(Reason.READ_ONLY, "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
-            raise SubmitError("shutting_down", "sequencer is not running")
+            raise SubmitError(Reason.SHUTTING_DOWN, "sequencer is not running")
         if len(raw) > self.config.max_action_bytes:
-            raise self._refuse("too_large", f"action exceeds {self.config.max_action_bytes} bytes")
+            raise self._refuse(Reason.TOO_LARGE,
+                               f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
             try:
-                check_msgpack_shape(raw)
-            except SubmitError as exc:
-                self.hooks.action_rejected(exc.reason)
-                raise
-            try:
+                check_msgpack_shape(raw)  # before any object is built (sequencer/bounded.py)
                 sa = decode_signed(raw)
-            except ActionError as exc:
+            except (SubmitError, ActionError) as exc:
                 raise self._refuse(exc.reason, exc.detail) from None
         a = sa.action
         if a.is_system and not system:
-            raise self._refuse("system_action", "l1_* actions are submitted by the bridge only")
+            raise self._refuse(Reason.SYSTEM_ACTION,
+                               "l1_* actions are submitted by the bridge only")
         if system and not a.is_system:
-            raise self._refuse("not_system", "submit_system takes l1_* actions only")
+            raise self._refuse(Reason.NOT_SYSTEM, "submit_system takes l1_* actions only")
         if a.chain_id != self.chain_id:
-            raise self._refuse("bad_chain_id", f"expected chain_id {self.chain_id}")
+            raise self._refuse(Reason.BAD_CHAIN_ID, f"expected chain_id {self.chain_id}")
+        return sa
+
+    def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        sa = self._decoded(raw, system, sa)
+        a = sa.action
         env = _envelope_bytes(raw, sa)
         h = _action_hash(env, sa.signature)
         with self._lock:
@@ -277,10 +283,11 @@ class Sequencer:
             return self._dup_future(e)
         if system:
             if not sa.signature_valid():
-                raise self._refuse("malformed", "system actions have a zero sender, no signature")
+                raise self._refuse(Reason.MALFORMED,
+                                   "system actions have a zero sender, no signature")
         else:
             if a.sender == SYSTEM_SENDER or not _verify_env(a.sender, env, sa.signature):
-                raise self._refuse("bad_signature", "ed25519 signature does not verify")
+                raise self._refuse(Reason.BAD_SIGNATURE, "ed25519 signature does not verify")
             try:
                 admission.static_checks(self._state, sa, self._view)
             except SubmitError as exc:
@@ -317,11 +324,11 @@ class Sequencer:
         # duplicate, anything else is a nonce conflict
         row = self.store.action_meta_by_hash(h)
         if row is not None and row["status"] == "rejected":
-            raise self._refuse("already_rejected", "these signed bytes were included and "
+            raise self._refuse(Reason.ALREADY_REJECTED, "these signed bytes were included and "
                                "rejected; sign a new action")
         if row is not None:
             return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
-        raise self._refuse("bad_nonce", f"expected nonce {expected}, got {a.nonce}")
+        raise self._refuse(Reason.BAD_NONCE, f"expected nonce {expected}, got {a.nonce}")
 
     def _dup_future(self, e: _Entry) -> Future[Ack]:
         out: Future[Ack] = Future()
@@ -341,7 +348,7 @@ class Sequencer:
         pos = (b.l1_block, b.log_index)  # type: ignore[attr-defined]
         cur = self.pending_l1_cursor()
         if cur is not None and pos <= cur:
-            raise SubmitError("l1_out_of_order", f"L1 cursor is at {cur}")
+            raise SubmitError(Reason.L1_OUT_OF_ORDER, f"L1 cursor is at {cur}")
 
     # ------------------------------------------------------------------ writer thread
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from state_machine.actions import Action, SignedAction
 from state_machine.constants import BPS, MIN_STAKE
 from state_machine.crypto import keccak256
+from state_machine.epochs import can_open, current_epoch, phase_complete
 from state_machine.reasons import Reason
 from state_machine.state import (
     ACTIVE,
@@ -122,6 +123,22 @@ def check_epoch_reachable(task: Task, epoch: int) -> None:
     if epoch > task.epoch + 1:
         raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}; {epoch} "
                        "cannot open before this action is included")
+
+
+def check_advance(state: State, task: Task, epoch: int, height: int) -> bool:
+    """``advance(epoch)`` applies to ``task`` in a block at ``height``: it opens the epoch
+    (True) or closes the current phase (False). Raises Rejected otherwise."""
+    if task.phase == WAITING_CLIENTS:
+        if epoch != task.epoch or not can_open(state, task):
+            raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients")
+        return True
+    if task.phase not in ACTIVE_PHASES:
+        raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task is {task.phase}")
+    if epoch != task.epoch:
+        raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
+    if not (phase_complete(task, current_epoch(state, task)) or height > task.phase_deadline):
+        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}")
+    return False
 
 
 # ---------------------------------------------------------------- roles

@@ -32,18 +32,16 @@ from state_machine.actions import (
 )
 from state_machine.crypto import keccak256
 from state_machine.epochs import (
-    can_open,
     close_phase,
     current_epoch,
     open_epoch,
-    phase_complete,
     process_deadlines,
 )
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
-    ACTIVE_PHASES,
     Rejected,
+    check_advance,
     check_awaiting_genesis,
     check_can_reveal,
     check_chain_id,
@@ -120,7 +118,7 @@ def precheck(state: State, sa: SignedAction) -> None:
 
 def _l1_order(state: State, l1_block: int, log_index: int) -> None:
     if state.l1_seen and (l1_block, log_index) <= state.l1_cursor:
-        raise Rejected("l1_out_of_order", f"cursor at {state.l1_cursor}")
+        raise Rejected(Reason.L1_OUT_OF_ORDER, f"cursor at {state.l1_cursor}")
 
 
 def _advance_l1(state: State, l1_block: int, log_index: int) -> None:
@@ -279,18 +277,9 @@ def _reveal_vote(state: State, sa: SignedAction, b: RevealVoteBody) -> list[str]
 
 def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) -> list[str]:
     task = task_of(state, b.task_id)
-    if task.phase == WAITING_CLIENTS:
-        if b.epoch != task.epoch or not can_open(state, task):
-            raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients")
+    if check_advance(state, task, b.epoch, state.height):
         open_epoch(state, task, pre_root)
         return ["epoch_opened"]
-    if task.phase not in ACTIVE_PHASES:
-        raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task is {task.phase}")
-    if b.epoch != task.epoch:
-        raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
-    ep = current_epoch(state, task)
-    if not (phase_complete(task, ep) or state.height > task.phase_deadline):
-        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}")
     close_phase(state, task, pre_root)
     return ["phase_closed"]
 

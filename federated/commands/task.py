@@ -136,7 +136,7 @@ def _create(args: argparse.Namespace) -> int:
 
 def _publish_genesis(args: argparse.Namespace, task_id: int, genesis: np.ndarray) -> bool:
     """Wait for the task on L2 (an aggregator must be injecting L1 logs), then publish."""
-    from rollup.client import FlockClient, NodeError
+    from rollup.client import FlockClient, NodeError, SubmitResult
     from rollup.commands.deploy import wait_for_node
     from rollup.keys import Keypair, load_or_create
 
@@ -155,7 +155,7 @@ def _publish_genesis(args: argparse.Namespace, task_id: int, genesis: np.ndarray
         return True  # someone else published it already
     kp = load_or_create(args.genesis_key_file) if args.genesis_key_file else Keypair.generate()
     st = FlockClient(node, kp).publish_genesis(task_id, genesis, wait=True, timeout=args.wait)
-    assert isinstance(st, dict)
+    assert not isinstance(st, SubmitResult)  # wait=True: the inclusion status
     if st["status"] != "included":
         raise CommandError(f"publish_genesis rejected: {st.get('reason')} {st.get('detail')}")
     return True

@@ -23,6 +23,20 @@ from rollup.config import NodeConfig
 from rollup.metrics import Metrics
 from sequencer.sequencer import Sequencer
 
+ROUTERS = (actions.router, chain.router, state.router, batches.router, ops.router,
+           admin.router)
+TITLE = "FLockChain node"
+DESCRIPTION = ("Micro-rollup node for federated learning (SPEC §12). Errors are "
+               "`{reason, detail}` JSON.")
+
+
+def openapi_doc() -> dict:
+    """The node's OpenAPI document without a sequencer (for tooling and fuzzing)."""
+    doc = FastAPI(title=TITLE, version="1", description=DESCRIPTION)
+    for r in ROUTERS:
+        doc.include_router(r)
+    return doc.openapi()
+
 
 def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None = None,
                manage: bool = True) -> FastAPI:
@@ -43,13 +57,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
             if manage:
                 await run_in_threadpool(seq.close)
 
-    app = FastAPI(
-        title="FLockChain node",
-        version="1",
-        description="Micro-rollup node for federated learning (SPEC §12). Errors are "
-        "`{reason, detail}` JSON.",
-        lifespan=lifespan,
-    )
+    app = FastAPI(title=TITLE, version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.sequencer = seq
     app.state.metrics = metrics
     app.state.config = config
@@ -58,8 +66,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
     ingress = Ingress(seq, config, metrics)
     app.state.ingress = ingress
     errors.install(app)
-    for r in (actions.router, chain.router, state.router, batches.router, ops.router,
-              admin.router):
+    for r in ROUTERS:
         app.include_router(r)
     app.add_middleware(ActionIngress, handler=ingress)
     return app

@@ -162,12 +162,12 @@ class Ingress:
                 return err(Reason.MALFORMED, "bad Content-Length")
             expected = int(cl)
             if expected > limit:
-                self.metrics.action_rejected("too_large")
+                self.metrics.action_rejected(Reason.TOO_LARGE)
                 await _drain(receive, True)
                 return err(Reason.TOO_LARGE, f"body exceeds {limit} bytes")
         raw = await read_limited(receive, limit, expected)
         if raw is None:
-            self.metrics.action_rejected("too_large")
+            self.metrics.action_rejected(Reason.TOO_LARGE)
             return err(Reason.TOO_LARGE, f"body exceeds {limit} bytes")
         self.metrics.body_received(len(raw))
         return raw

@@ -200,6 +200,6 @@ def _check_admin(node: Any, token: str) -> None:
                           headers={"authorization": f"Bearer {token}"})
     if r.status_code == 404:
         raise CommandError("the node's admin endpoints are disabled (start it with "
-                           "--admin-token or FLOCKCHAIN_ADMIN_TOKEN)")
+                           "FLOCKCHAIN_ADMIN_TOKEN or --admin-token-file)")
     if r.status_code in (401, 403):
         raise CommandError("the node refused the admin token")

@@ -15,6 +15,7 @@ from rollup import cli
 from rollup.client import FlockClient, NodeClient, SubmitResult
 from rollup.config import NodeConfig
 from rollup.keys import Keypair, load_or_create
+from rollup.schemas import AccountView, Health, dump
 from rollup.wire import action_from_json, action_to_json, jsonable, wire_from_json
 from sequencer import Sequencer, SequencerConfig, Store
 from sequencer.store import blocks
@@ -120,10 +121,13 @@ def test_sdk_retries_connection_errors_and_salts(tmp_path: Path) -> None:
         calls["n"] += 1
         if calls["n"] <= 2:
             raise httpx.ConnectError("node restarting")
-        if request.url.path == "/v1/accounts/0x" + kp.pubkey.hex():
-            return httpx.Response(200, json={"next_nonce": 5, "nonce": 5})
+        if request.url.path == "/v1/accounts/0x" + kp.pubkey.hex():  # the server's models
+            return httpx.Response(200, json=dump(AccountView(
+                pubkey=kp.pubkey, nonce=5, next_nonce=5, staked=False, account=None)))
         if request.url.path == "/v1/healthz":
-            return httpx.Response(200, json={"chain_id": CHAIN_ID})
+            return httpx.Response(200, json=dump(Health(
+                ok=True, status="ok", chain_id=CHAIN_ID, height=0, block_hash=b"\0" * 32,
+                sequencer_pubkey=b"\1" * 32, mempool=0, max_body_bytes=1024, l1_cursor=None)))
         assert request.headers["content-type"] == "application/msgpack"
         return httpx.Response(202, json=ack)
 

@@ -474,3 +474,39 @@ def test_repeated_write_failures_log_one_traceback_per_period(
     with caplog.at_level(logging.ERROR, logger="flockchain.test"):
         rl.error("write failed")
     assert "999 more" in caplog.records[-1].getMessage()
+
+
+def test_unstaked_keeper_advances_are_not_throttled_when_useful(sqlite_url: str) -> None:
+    seq = open_seq(sqlite_url, limits=Limits(unstaked_sender_burst=0, unstaked_burst=0))
+    try:
+        ms, proposers = running_epoch(seq)
+        keeper = members(1, prefix="keeper")[0]  # no stake, like an aggregator's key
+        adv = make_action(keeper.seed, "advance", CHAIN_ID, 0, AdvanceBody(1, 0),
+                          keeper.pubkey).encode()
+        assert refused(seq, adv) == "rate_limited"  # the phase cannot close yet
+        for m in ms:
+            if m.pubkey in proposers:
+                seq.submit(make_action(m.seed, "commit_update", CHAIN_ID,
+                                       seq.pending_nonce(m.pubkey),
+                                       CommitUpdateBody(1, 0, m.pubkey), m.pubkey).encode())
+        seq.produce_block()
+        seq.submit(adv)  # every proposer committed: this advance closes the phase
+        other = make_action(members(1, prefix="spam")[0].seed, "advance", CHAIN_ID, 0,
+                            AdvanceBody(1, 0), members(1, prefix="spam")[0].pubkey).encode()
+        assert refused(seq, other) == "rate_limited"  # only one free advance per task
+        seq.produce_block()
+        assert seq.state.tasks[1].phase == "update_reveal"
+    finally:
+        seq.close()
+
+
+def test_slow_body_is_cut(live: object) -> None:
+    port = int(live.url.rsplit(":", 1)[1])  # type: ignore[attr-defined]
+    t0 = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"POST /v1/actions HTTP/1.1\r\nHost: x\r\ncontent-type: application/msgpack"
+                  b"\r\ncontent-length: 1048576\r\n\r\n" + b"\x00" * 10)
+        s.settimeout(10)
+        answer = s.recv(100)
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert time.monotonic() - t0 < 5  # body_grace 1 s at 64 KiB/s
