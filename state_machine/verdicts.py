@@ -15,8 +15,9 @@ against someone else:
    carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
 3. :func:`contribution_weights` (incentive): each admitted update is paid by its
    leave-one-out agreement with the others (the f largest terms dropped, so colluders
-   cannot pay each other) above the level chance reaches, so zero, noise and small noise
-   earn ~nothing (exact replays and same-round copies were slashed in step 1).
+   cannot pay each other) above the level chance reaches, if its part beyond the public
+   Δ_prev has a peer; zero, noise, small noise and Δ_prev + noise earn ~nothing (exact
+   replays and same-round copies were slashed in step 1).
 
 :func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
 and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
@@ -33,7 +34,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from state_machine import aggregation
-from state_machine.constants import DEFAULT_AGGREGATOR, DUPLICATE_REL_SQ, REWARD_SIGMAS
+from state_machine.constants import (
+    DEFAULT_AGGREGATOR,
+    DUPLICATE_REL_SQ,
+    NOVELTY_COS,
+    REWARD_SIGMAS,
+)
 from state_machine.crypto import keccak256
 from state_machine.penalties import SlashReason
 from state_machine.scoring import ScoringError, gram_matrix
@@ -249,24 +255,52 @@ def admit(
 # ------------------------------------------------------------------ 3. rewards
 
 
+def residual_gram(gram: Sequence[Sequence[int]], rows: Sequence[int]) -> list[list[int]]:
+    """P * <r_i, r_j> over ``rows``, r = the part orthogonal to p (the last row of ``gram``).
+
+    P = |p|^2; when P = 0 (no previous step yet) r = d: the plain inner products.
+    """
+    p = len(gram) - 1
+    big_p = gram[p][p]
+    if big_p == 0:
+        return [[gram[i][j] for j in rows] for i in rows]
+    return [[big_p * gram[i][j] - gram[i][p] * gram[j][p] for j in rows] for i in rows]
+
+
+def has_novel_peer(res: Sequence[Sequence[int]], i: int) -> bool:
+    """Some other row's new part points the same way: cos(r_i, r_j) >= NOVELTY_COS.
+
+    Δ_prev plus noise (the disguised free-rider) has only noise as its new part, which
+    agrees with nobody's; an honest client's new part agrees with a client holding
+    similar data (docs/protocol.md has the measured distributions).
+    """
+    p, q = NOVELTY_COS
+    for j in range(len(res)):
+        if j != i and res[i][j] > 0 and q * q * res[i][j] ** 2 >= p * p * res[i][i] * res[j][j]:
+            return True
+    return False
+
+
 def contribution_weights(
     gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int, f: int
 ) -> list[int]:
-    """Step 3: the reward weight of every admitted row (``gram``: exact inner products).
+    """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, Δ_prev]).
 
     ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum of
     <d_i, d_j> over the *other* admitted updates except the ``f`` largest terms, and S_i
-    the sum of those others. Leave-one-out: one's own size buys nothing; the f largest
+    the sum of those others; and 0 unless the part of d_i orthogonal to Δ_prev has a peer
+    (:func:`has_novel_peer`). Leave-one-out: one's own size buys nothing; the f largest
     terms dropped: up to f colluders sending similar vectors cannot pay each other; the
     chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay under
-    it. Exact replays and same-round copies were slashed in step 1. Integer: one isqrt.
+    it; the novelty gate: Δ_prev + noise is not paid for Δ_prev. Exact replays and
+    same-round copies were slashed in step 1. Integers; one isqrt per row.
 
-    Measured limit (docs/protocol.md): measuring only the part orthogonal to Δ_prev would
-    stop the disguised free-rider (Δ_prev + noise) from being paid, but left every honest
-    client unpaid at Dirichlet α = 0.1 (their new parts cancel out), so it is not used.
+    Measured (docs/protocol.md): paying only the part orthogonal to Δ_prev left every
+    honest client unpaid at α = 0.1, so that part is used as a gate, not as the measure.
     """
     k = len(admitted)
     m = [[gram[i][j] for j in admitted] for i in admitted]
+    res = residual_gram(gram, admitted)
     total = sum(sum(row) for row in m)
     out = []
     for i in range(k):
@@ -274,7 +308,7 @@ def contribution_weights(
         agree = sum(others[: max(0, len(others) - f)])
         s_sq = total - 2 * sum(m[i]) + m[i][i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        out.append(max(0, agree - chance))
+        out.append(max(0, agree - chance) if has_novel_peer(res, i) else 0)
     return out
 
 
@@ -296,7 +330,8 @@ def judge_epoch(
     inside, agg = admit(params, history, verdicts, rows)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        w_all = contribution_weights(gram, inside, max(rows.shape[1], 1), params.f)
+        full = gram_matrix(np.vstack([rows, history.prev_delta[None, :]]))
+        w_all = contribution_weights(full, inside, max(rows.shape[1], 1), params.f)
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))

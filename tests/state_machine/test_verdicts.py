@@ -205,3 +205,16 @@ def test_bad_inputs_are_rejected():
         V.judge_epoch(PARAMS, hist(), keys(2) + keys(1), np.zeros((3, D), dtype=np.int16))
     with pytest.raises(ValueError):
         V.judge_epoch(PARAMS, hist(np.zeros(3, dtype=np.int16)), keys(3), np.zeros((3, D)))
+
+
+def test_disguised_free_rider_is_not_paid_for_the_previous_step():
+    rng = np.random.default_rng(7)
+    prev = rng.normal(0, 300, D).astype(np.int16)
+    base = 0.8 * prev + rng.normal(0, 200, D)  # this round's consensus: mostly Δ_prev again
+    rows = honest(rng, 8, base)
+    rows[7] = (prev.astype(np.int32) + rng.normal(0, 300, D)).astype(np.int16)  # Δ + noise
+    j = V.judge_epoch(V.SimParams(f=1), hist(prev), keys(8), rows)
+    w = [v.reward_weight for v in j.verdicts]
+    assert w[7] == 0 and all(x > 0 for x in w[:7])
+    res = V.residual_gram(gram_matrix(np.vstack([rows, prev[None, :]])), list(range(8)))
+    assert not V.has_novel_peer(res, 7) and V.has_novel_peer(res, 0)
