@@ -46,6 +46,7 @@ REWARD_SIGMAS = 3  # contribution above 3 x the chance level |r||S|/sqrt(d) is p
 # reward gate: the update's part orthogonal to Δ_prev must reach cos >= 1/5 with another's
 # (measured: disguised free-riders <= 0.19; honest median 0.39-0.52, 5th percentile 0.13-0.23)
 NOVELTY_COS = (1, 5)
+PAIR_COS_CAP = (1, 2)  # reward: one pair's agreement counts at most as cos 1/2
 MAX_NORM_BOUND = 2**31  # TaskParams.norm_bound (int16 LSB units); keeps x * tau in int64
 
 # ---- voting (SPEC §7) ----

@@ -156,7 +156,8 @@ def test_leave_one_out_own_size_buys_nothing():
     b = np.zeros(D, dtype=np.int16)
     a[0], b[1] = 1000, 1000
     g = gram_matrix(np.stack([a, b, np.zeros(D, dtype=np.int16)]))
-    assert V.contribution_weights(g, [0, 1], D, 0) == [0, 0]
+    assert V.contribution_weights(g, [0, 1], D) == [0, 0]
+    assert V.pair_credit(100, 100, 100) == 50 and V.pair_credit(-7, 100, 100) == -7
 
 
 # ---- determinism
