@@ -334,12 +334,13 @@ def judge_epoch(
     keys = [pubkeys[i] for i in order]
     rows = np.ascontiguousarray(deltas[order], dtype=np.int16)
     hashes = [delta_hash(r) for r in rows]
-    gram = gram_matrix(rows) if n else []
+    prev = np.ascontiguousarray(history.prev_delta, dtype=np.int16)[None, :]
+    full = gram_matrix(np.vstack([rows, prev]))  # one exact GEMM: rows and Δ_prev
+    gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
     inside, agg = admit(params, history, verdicts, rows)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        full = gram_matrix(np.vstack([rows, history.prev_delta[None, :]]))
         w_all = contribution_weights(full, inside, max(rows.shape[1], 1))
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
