@@ -30,7 +30,7 @@ demo: install
 bench: install
 	$(BIN)/python bench/krum.py
 	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/efficacy.py
+	$(BIN)/python bench/efficacy.py --quick  # the full grid (no flag) takes hours
 	$(BIN)/python -m pytest -q -s tests/contracts/test_gas.py -p no:warnings
 
 lint: install

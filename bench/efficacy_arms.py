@@ -221,6 +221,7 @@ def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any) ->
         "att_accepted": sum(v[i].verdict == verdicts.ACCEPTED for i in att),
         "honest_slashed": [i for i in hon if v[i].slash is not None],
         "honest_excluded": sum(v[i].verdict == verdicts.EXCLUDED for i in hon),
+        "honest_unpaid": sum(v[i].reward_weight == 0 for i in hon),
         "att_weight_share": sum(v[i].reward_weight for i in att) / total_w if total_w else 0.0,
         "att_weight_mean": sum(v[i].reward_weight for i in att) / max(len(att), 1),
         "honest_weight_mean": sum(v[i].reward_weight for i in hon) / max(len(hon), 1),

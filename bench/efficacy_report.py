@@ -70,6 +70,9 @@ def summarize(cfg: Any, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if attack != HONEST:
             row.update(_attack_row(per_seed, attack, cfg))
         row["honest_slashed"] = _honest_slashes(per_seed, attack, "v2")
+        row["honest_unpaid"] = sum(
+            r["honest_unpaid"] for s in per_seed for r in s[attack]["v2"]["records"]
+        )
         n_att = 0 if attack == HONEST else per_seed[0][attack]["f"]
         row["honest_proposals"] = sum(
             (s["n"] - n_att) * len(s[attack]["v2"]["records"]) for s in per_seed
@@ -113,8 +116,8 @@ def render_markdown(cfg: Any, summary: dict[str, Any], runtime: float) -> str:
             f"## {key}",
             "",
             f"All-honest: acc {_pct(h['v2_acc'])} %, honest slashed {len(h['honest_slashed'])}"
-            f" of {h['honest_proposals']}"
-            f" (v1 rules: {h.get('v1_honest_slashed', '—')}); closest honest pair "
+            f" of {h['honest_proposals']} (v1 rules: {h.get('v1_honest_slashed', '—')}), "
+            f"honest proposals unpaid (weight 0) {h['honest_unpaid']}; closest honest pair "
             f"|a−b|²/|a|² = {h['min_pair_rel_sq']:.3f}, closest consecutive updates of one "
             f"client {h['min_own_rel_sq'] or float('nan'):.3f} (duplicate rule: ≤ 0.0025).",
             "",

@@ -361,9 +361,8 @@ def prepare_epoch_close(deltas: np.ndarray, f: int) -> EpochCloseSetup:
     h = Harness()
     clients = [Client.make(f"krum-bench-{i}") for i in range(n)]
     genesis = np.zeros(d, dtype=np.int32)
-    # multi_krum: the epoch close then pays for the same exact Krum scoring as ``ours``
-    params = replace(default_params(d, genesis, proposers=n, f=f, voters=0, window=50),
-                     aggregator="multi_krum")
+    params = default_params(d, genesis, proposers=n, f=f, voters=0, window=50)
+    params = replace(params, aggregator="multi_krum")  # v2: the close runs exact Krum
     h.block(*[h.deposit(c) for c in clients], h.create_task(TASK_ID, params, max_epochs=2))
     h.block(h.genesis(clients[0], TASK_ID, genesis))
     h.block()  # block start: the task has enough eligible clients, epoch 0 opens
@@ -430,6 +429,9 @@ def bench_epoch_close(work: Workload, t: Timings) -> dict[str, Any]:
     return {
         "epoch_outcome": ep.outcome,
         "epoch_verdicts": dict(sorted(verdicts.items())),
+        # v2 epoch records keep each update's exact norm (the Gram diagonal), not Krum scores
+        "epoch_norms_match": [s["norm_sq"] for s in ep.scores]
+        == [int(r @ r) for r in work.deltas.astype(np.int64)],
     }
 
 
@@ -481,6 +483,7 @@ def bench_size(
         line["epoch_close_block_s"] = med["epoch_close_block"]
         line["epoch_outcome"] = ec["epoch_outcome"]
         line["epoch_verdicts"] = ec["epoch_verdicts"]
+        line["epoch_scores_match_ours"] = ec["epoch_norms_match"]
     line["bit_identical_1_vs_2_threads"] = threads["bit_identical"] and threads["scores_1"] == ours
     line["ours_choice"] = ours_choice
     line["ours_choice_is_honest"] = ours_choice not in work.byzantine

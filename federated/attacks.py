@@ -1,8 +1,8 @@
 """Client behaviours: honest training and the attacks the protocol must withstand.
 
 Why a registry of behaviours instead of ad-hoc scripts: the demo, the tests and the
-benchmarks all need the same attacker to act the same way, so that "the STF flags
-ALIE as OUTLIER" means one reproducible thing. Each behaviour is a pure function of
+benchmarks all need the same attacker to act the same way, so that "the STF slashes
+a zero update" means one reproducible thing. Each behaviour is a pure function of
 a :class:`ClientContext` (which includes an integer seed): run it twice, get the same
 bytes.
 
@@ -16,26 +16,21 @@ A behaviour has two sides, matching the two roles of SPEC §3:
 Attacks on one side behave honestly on the other (a ``sign_flip`` proposer votes
 honestly if selected as a voter; a ``dishonest_voter`` proposes honest updates).
 
-Which protocol check each attack meets (SPEC §5, §7):
+What each attack is (v2 verdicts: ``state_machine.verdicts``):
 
 ============================  ==========================================================
-``honest``                    trains on its data; ``ACCEPTED``
-``sign_flip``                 −(honest delta); "adversarial direction"
-``gaussian_noise``            N(0, σ²) per coordinate, no training; outlier / direction
+``honest``                    trains on its data (clipped to the norm bound)
+``sign_flip``                 −scale · honest delta
+``gaussian_noise``            N(0, σ²) per coordinate, no training
 ``label_flip``                trains on labels ``9 − y`` (data poisoning)
-``alie``                      Baruch et al. 2019: mean − z·std of colluders' estimates
-``ipm``                       Xie et al. 2020: −ε · mean of honest estimates
-``lazy``                      zero update; lazy free-rider check
-``replay``                    resubmits Δ_prev; replay free-rider check
+``alie`` / ``ipm``            Baruch 2019: mean − z·std; Xie 2020: −ε · mean of estimates
+``lazy`` / ``replay``         zero update / resubmits Δ_prev (``zero_update``/``replay``)
 ``disguised_free_rider``      Δ_prev + Gaussian noise shaped like honest spread
 ``duplicate``                 sybil pair sharing one trained delta (+ tiny noise)
 ``min_max`` / ``min_sum``     Shejwalkar & Houmansadr 2021: mean − γ·std, largest γ
                               whose distances stay within the honest spread
-``fang``                      Fang et al. 2020 (trimmed-mean/median attack): each
-                              coordinate pushed beyond the honest extreme, against the
-                              honest mean's sign
-``backdoor``                  trains on its data plus triggered copies labelled 0
-                              (``scale`` boosts it, Bagdasaryan et al. 2020)
+``fang``                      Fang et al. 2020: past the honest extreme, per coordinate
+``backdoor``                  own data + triggered copies labelled 0 (``scale`` boosts)
 ``small_noise``               free-rider: tiny Gaussian noise (just above zero)
 ``stale_copy``                free-rider: resubmits its own previous update
 ``frame_replay``              replays a victim's past public update (framing attempt)
@@ -46,23 +41,20 @@ Which protocol check each attack meets (SPEC §5, §7):
 Tunable knobs go in ``ClientContext.params`` (real-valued):
 
 - ``sigma`` (``gaussian_noise``, ``disguised_free_rider``): noise std in *real* units.
-- ``sigma_ratio`` (``gaussian_noise``, default 3): without ``sigma``, std = ratio ×
-  RMS of the attacker's own honest delta, large enough to matter, small enough not to
-  be pure int16 saturation.
-- ``noise_ratio``: ``disguised_free_rider`` (default 0.5: std = ratio × RMS(Δ_prev) when
-  no honest estimates are given); ``duplicate`` (default 0.01: "tiny"); ``alie``/``ipm``
-  (default 0: colluders submit identical vectors, which the duplicate check may see).
+- ``sigma_ratio`` (``gaussian_noise``, default 3; ``small_noise``, 0.05): std = ratio ×
+  RMS of an honest delta.
+- ``noise_ratio``: jitter, std = ratio × RMS of the crafted vector (``duplicate`` 0.01,
+  ``disguised_free_rider`` 0.5 of Δ_prev without estimates, others 0: identical copies).
 - ``z`` (``alie``): overrides the formula of :func:`alie_z`.
 - ``epsilon`` (``ipm``, default 0.5).
-- ``estimates`` (``alie``/``ipm``, default 4): bootstrap resamples of the attacker's own
-  data used as honest estimates when ``honest_deltas`` is not given.
+- ``estimates`` (default 4): bootstrap resamples of own data without ``honest_deltas``.
 - ``pair_seed`` (``duplicate``): the seed both sybils train with (default ``seed``).
 - ``scale`` (``sign_flip``, ``backdoor``; default 1): multiply the crafted update.
 - ``clip`` (any attack; default 0): 1 = rule-aware, clip the result to the task's
   ``norm_bound`` so the norm rule cannot fire (the largest passing perturbation).
 
-Honest training (and every attack built on it) is clipped to ``ClientContext.norm_bound``
-with ``state_machine.aggregation.clip_update``, as the protocol asks of every client.
+Training (honest or in an attack) is clipped to ``ClientContext.norm_bound`` with
+``state_machine.aggregation.clip_update``, as the protocol asks of every client.
 
 Unknown parameter names raise ``ValueError`` (typos would otherwise silently run the
 default attack).
@@ -72,6 +64,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from statistics import NormalDist
 from typing import Protocol, runtime_checkable
 
@@ -86,11 +79,8 @@ BACKDOOR_TARGET = 0  # label the trigger maps to
 BACKDOOR_PIXELS = (54, 55, 62, 63)  # bottom-right 2x2 of the 8x8 digit
 BPS_MAX = 10_000
 KNOWN_PARAMS = frozenset(
-    {
-        "sigma", "sigma_ratio", "noise_ratio", "z", "epsilon", "estimates", "pair_seed",
-        "scale", "clip",
-    }
-)
+    {"sigma", "sigma_ratio", "noise_ratio", "z", "epsilon", "estimates", "pair_seed", "scale"}
+) | {"clip"}
 
 
 @dataclass(frozen=True)
@@ -372,20 +362,10 @@ def _spread_attack(ctx: ClientContext, agg: str) -> np.ndarray:
     return to_int16(_jitter(ctx, mu - lo * p, ctx.param("noise_ratio", 0.0), 6))
 
 
-def _min_max(ctx: ClientContext) -> np.ndarray:
-    return _spread_attack(ctx, "max")
-
-
-def _min_sum(ctx: ClientContext) -> np.ndarray:
-    return _spread_attack(ctx, "sum")
-
-
 def _fang(ctx: ClientContext) -> np.ndarray:
-    """Fang et al. 2020 (full knowledge, trimmed mean): past the honest extreme, per coordinate.
-
-    Where the honest mean rises (s_j > 0) send a value below the honest minimum, scaled
-    by a random factor in [1, 2] (toward the far side), and symmetrically where it falls.
-    """
+    """Fang et al. 2020 (full knowledge, trimmed mean): where the honest mean rises, a
+    value below the honest minimum (random factor in [1, 2] toward the far side), and
+    symmetrically where it falls."""
     est = honest_estimates(ctx).astype(np.float64)
     s = np.sign(est.mean(axis=0))
     lo, hi = est.min(axis=0), est.max(axis=0)
@@ -487,8 +467,10 @@ _ALL = (
     Attack("replay", "resubmit the previous global step", _replay),
     Attack("disguised_free_rider", "previous step + honest-like noise", _disguised_free_rider),
     Attack("duplicate", "sybil pair sharing one delta", _duplicate),
-    Attack("min_max", "mean - gamma*std within the honest max distance", _min_max),
-    Attack("min_sum", "mean - gamma*std within the honest sum of distances", _min_sum),
+    Attack("min_max", "mean - gamma*std within the honest max distance",
+           partial(_spread_attack, agg="max")),
+    Attack("min_sum", "mean - gamma*std within the honest sum of distances",
+           partial(_spread_attack, agg="sum")),
     Attack("fang", "past the honest extreme against the mean's sign", _fang),
     Attack("backdoor", "trigger -> label 0 on top of own data", _backdoor),
     Attack("small_noise", "free-rider: tiny Gaussian noise", _small_noise),

@@ -26,7 +26,7 @@ from stf_harness import Client, Harness, default_params  # noqa: E402
 
 from state_machine.actions import UnbondBody  # noqa: E402
 
-PROTOCOL = "v1"
+PROTOCOL = "v2-verdicts"
 OUT = ROOT / "tests" / "fixtures" / "chain_v1.msgpack"
 D = 512
 

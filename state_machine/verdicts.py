@@ -14,9 +14,10 @@ against someone else:
 2. :func:`admit` (robustness): the task's exact integer aggregator over every update that
    carries no evidence; Multi-Krum may leave some out (``EXCLUDED``, not slashed).
 3. :func:`contribution_weights` (incentive): each admitted update is paid by its
-   leave-one-out agreement with the others (the f largest terms dropped, so colluders
-   cannot pay each other) above the level chance reaches, so zero, noise and small noise
-   earn ~nothing (exact replays and same-round copies were slashed in step 1).
+   leave-one-out agreement with the others (each pair counted at most as cos 1/2, so
+   colluders cannot pay each other more than agreeing clients) above the chance level,
+   if its part beyond the public Δ_prev has a peer; zero, noise, small noise and Δ_prev
+   + noise earn ~nothing (exact replays and same-round copies were slashed in step 1).
 
 :func:`judge_epoch` is the one pure entry point; the STF (``epochs.process_reveal_close``)
 and the simulations (``bench/efficacy.py``, ``federated/experiments.py``) call it. Every
@@ -33,7 +34,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from state_machine import aggregation
-from state_machine.constants import DEFAULT_AGGREGATOR, DUPLICATE_REL_SQ, REWARD_SIGMAS
+from state_machine.constants import (
+    DEFAULT_AGGREGATOR,
+    DUPLICATE_REL_SQ,
+    NOVELTY_COS,
+    PAIR_COS_CAP,
+    REWARD_SIGMAS,
+)
 from state_machine.crypto import keccak256
 from state_machine.penalties import SlashReason
 from state_machine.scoring import ScoringError, gram_matrix
@@ -249,32 +256,68 @@ def admit(
 # ------------------------------------------------------------------ 3. rewards
 
 
+def residual_gram(gram: Sequence[Sequence[int]], rows: Sequence[int]) -> list[list[int]]:
+    """P * <r_i, r_j> over ``rows``, r = the part orthogonal to p (the last row of ``gram``).
+
+    P = |p|^2; when P = 0 (no previous step yet) r = d: the plain inner products.
+    """
+    p = len(gram) - 1
+    big_p = gram[p][p]
+    if big_p == 0:
+        return [[gram[i][j] for j in rows] for i in rows]
+    return [[big_p * gram[i][j] - gram[i][p] * gram[j][p] for j in rows] for i in rows]
+
+
+def has_novel_peer(res: Sequence[Sequence[int]], i: int) -> bool:
+    """Some other row's new part points the same way: cos(r_i, r_j) >= NOVELTY_COS.
+
+    Δ_prev plus noise (the disguised free-rider) has only noise as its new part, which
+    agrees with nobody's; an honest client's new part agrees with a client holding
+    similar data (docs/protocol.md has the measured distributions).
+    """
+    p, q = NOVELTY_COS
+    for j in range(len(res)):
+        if j != i and res[i][j] > 0 and q * q * res[i][j] ** 2 >= p * p * res[i][i] * res[j][j]:
+            return True
+    return False
+
+
+def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
+    """<d_i, d_j> counted at most as if cos = PAIR_COS_CAP: near-copies (colluders paying
+    each other) get no more credit than two clients that merely agree."""
+    p, q = PAIR_COS_CAP
+    return min(g_ij, math.isqrt(g_ii * g_jj) * p // q)
+
+
 def contribution_weights(
-    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int, f: int
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int
 ) -> list[int]:
-    """Step 3: the reward weight of every admitted row (``gram``: exact inner products).
+    """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, Δ_prev]).
 
-    ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum of
-    <d_i, d_j> over the *other* admitted updates except the ``f`` largest terms, and S_i
-    the sum of those others. Leave-one-out: one's own size buys nothing; the f largest
-    terms dropped: up to f colluders sending similar vectors cannot pay each other; the
-    chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay under
-    it. Exact replays and same-round copies were slashed in step 1. Integer: one isqrt.
+    ``w_i = max(0, A_i - REWARD_SIGMAS |d_i| |S_i| / sqrt(d))`` where A_i is the sum over
+    the *other* admitted updates of :func:`pair_credit` (<d_i, d_j>, capped at cos 1/2) and
+    S_i the sum of those others; and 0 unless the part of d_i orthogonal to Δ_prev has a
+    peer (:func:`has_novel_peer`). Leave-one-out: one's own size buys nothing; the cap:
+    colluders sending similar vectors cannot pay each other more than agreeing clients;
+    the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
+    under it; the gate: Δ_prev + noise is not paid for Δ_prev. Exact replays and
+    same-round copies were slashed in step 1. Integers; isqrt only.
 
-    Measured limit (docs/protocol.md): measuring only the part orthogonal to Δ_prev would
-    stop the disguised free-rider (Δ_prev + noise) from being paid, but left every honest
-    client unpaid at Dirichlet α = 0.1 (their new parts cancel out), so it is not used.
+    Measured (docs/protocol.md): paying only the part orthogonal to Δ_prev left every
+    honest client unpaid at α = 0.1, and dropping each row's f largest terms instead of
+    the cap left 84 % of honest proposals unpaid there (a specialist's f largest terms are
+    its class-mates).
     """
     k = len(admitted)
     m = [[gram[i][j] for j in admitted] for i in admitted]
+    res = residual_gram(gram, admitted)
     total = sum(sum(row) for row in m)
     out = []
     for i in range(k):
-        others = sorted(m[i][j] for j in range(k) if j != i)
-        agree = sum(others[: max(0, len(others) - f)])
+        agree = sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
         s_sq = total - 2 * sum(m[i]) + m[i][i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        out.append(max(0, agree - chance))
+        out.append(max(0, agree - chance) if has_novel_peer(res, i) else 0)
     return out
 
 
@@ -291,12 +334,14 @@ def judge_epoch(
     keys = [pubkeys[i] for i in order]
     rows = np.ascontiguousarray(deltas[order], dtype=np.int16)
     hashes = [delta_hash(r) for r in rows]
-    gram = gram_matrix(rows) if n else []
+    prev = np.ascontiguousarray(history.prev_delta, dtype=np.int16)[None, :]
+    full = gram_matrix(np.vstack([rows, prev]))  # one exact GEMM: rows and Δ_prev
+    gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
     inside, agg = admit(params, history, verdicts, rows)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        w_all = contribution_weights(gram, inside, max(rows.shape[1], 1), params.f)
+        w_all = contribution_weights(full, inside, max(rows.shape[1], 1))
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))

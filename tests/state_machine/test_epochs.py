@@ -225,3 +225,16 @@ def test_penalty_table_and_ejection():
     post = run_step(h.state, step)
     acc = post.accounts[pk]
     assert acc.stake == MIN_STAKE - MIN_STAKE * SLASH_BPS // BPS and acc.status == EJECTED
+
+
+def test_task_params_carry_a_known_aggregator_and_a_bounded_norm_bound():
+    from state_machine import codec
+    from state_machine.constants import MAX_NORM_BOUND
+    from state_machine.tasks import TaskParamsError, decode_task_params
+
+    good = default_params(D, np.zeros(D, dtype=np.int32))
+    assert decode_task_params(good.encode()) == good
+    for field, value in (("aggregator", "krum2"), ("norm_bound", MAX_NORM_BOUND + 1)):
+        raw = {**good.to_record(), field: value}
+        with pytest.raises(TaskParamsError):
+            decode_task_params(codec.encode(raw))

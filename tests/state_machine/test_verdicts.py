@@ -156,7 +156,8 @@ def test_leave_one_out_own_size_buys_nothing():
     b = np.zeros(D, dtype=np.int16)
     a[0], b[1] = 1000, 1000
     g = gram_matrix(np.stack([a, b, np.zeros(D, dtype=np.int16)]))
-    assert V.contribution_weights(g, [0, 1], D, 0) == [0, 0]
+    assert V.contribution_weights(g, [0, 1], D) == [0, 0]
+    assert V.pair_credit(100, 100, 100) == 50 and V.pair_credit(-7, 100, 100) == -7
 
 
 # ---- determinism
@@ -205,3 +206,16 @@ def test_bad_inputs_are_rejected():
         V.judge_epoch(PARAMS, hist(), keys(2) + keys(1), np.zeros((3, D), dtype=np.int16))
     with pytest.raises(ValueError):
         V.judge_epoch(PARAMS, hist(np.zeros(3, dtype=np.int16)), keys(3), np.zeros((3, D)))
+
+
+def test_disguised_free_rider_is_not_paid_for_the_previous_step():
+    rng = np.random.default_rng(7)
+    prev = rng.normal(0, 300, D).astype(np.int16)
+    base = 0.8 * prev + rng.normal(0, 200, D)  # this round's consensus: mostly Δ_prev again
+    rows = honest(rng, 8, base)
+    rows[7] = (prev.astype(np.int32) + rng.normal(0, 300, D)).astype(np.int16)  # Δ + noise
+    j = V.judge_epoch(V.SimParams(f=1), hist(prev), keys(8), rows)
+    w = [v.reward_weight for v in j.verdicts]
+    assert w[7] == 0 and all(x > 0 for x in w[:7])
+    res = V.residual_gram(gram_matrix(np.vstack([rows, prev[None, :]])), list(range(8)))
+    assert not V.has_novel_peer(res, 7) and V.has_novel_peer(res, 0)
