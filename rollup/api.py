@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rollup.blob_routes import blob_router
 from rollup.config import NodeConfig
 from rollup.metrics import Metrics
 from rollup.wire import jsonable, unhex, wire_from_json
@@ -594,4 +595,5 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
         b = seq.batch(index)
         return _json(_batch_json(b))
 
+    app.include_router(blob_router(seq, config))  # chunked uploads of large blobs
     return app

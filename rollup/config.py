@@ -45,6 +45,12 @@ class NodeConfig(BaseSettings):
     snapshot_interval: int = Field(100, ge=0, description="blocks between state snapshots")
     snapshots_kept: int = Field(3, ge=1)
     blob_dir: Path | None = Field(None, description="directory for large blobs (else in SQL)")
+    blob_store_url: str | None = Field(
+        None, description="blob backend: s3://bucket/prefix?endpoint=URL, else blob_dir")
+    max_blob_bytes: int | None = Field(None, ge=1, description="largest chunked upload")
+    upload_sender_quota: int | None = Field(None, ge=1,
+                                            description="bytes of unfinished uploads per signer")
+    upload_ttl_s: float | None = Field(None, gt=0, description="idle upload lifetime")
     admin_token: str | None = Field(
         None, description="bearer token for POST /v1/admin/system; unset = endpoint disabled"
     )
