@@ -55,6 +55,9 @@ def build_da(store: Store, conn: Connection, chain_id: int, batch_index: int, fi
             if r[1] == "reveal_update" and r[2] == "included":
                 ub = decode_signed(raws[i]).action.body.update_bytes  # type: ignore[attr-defined]
                 updates.append([b.height, i, keccak256(ub)])
+            elif r[1] == "reveal_update_v2" and r[2] == "included":  # bytes: GET /v1/blobs
+                uh = decode_signed(raws[i]).action.body.update_hash  # type: ignore[attr-defined]
+                updates.append([b.height, i, uh])
         blocks_out.append({
             "height": b.height,
             "parent_hash": b.parent_hash,
@@ -92,7 +95,8 @@ class DaReplay:
 
 
 def replay_da(state: State, da: dict[str, Any],
-              on_block: Callable[[int, bytes, bytes], None] | None = None) -> DaReplay:
+              on_block: Callable[[int, bytes, bytes], None] | None = None,
+              blobs: Any = None) -> DaReplay:
     """Re-execute a decoded DA payload on top of ``state`` (the state after block
     ``first_height - 1``). Raises :class:`ChainMismatch` at the first block whose recomputed
     root or hash differs from the one claimed in the payload."""
@@ -100,7 +104,7 @@ def replay_da(state: State, da: dict[str, Any],
     root = state.state_root()
     for blk in da["blocks"]:
         acts = [decode_signed(raw) for raw in blk["actions"]]
-        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts)
+        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts, blobs=blobs)
         state, receipts = apply_block(state, block)
         root = state.state_root()
         last_hash = block_hash(block_header(block, root, receipts))

@@ -41,6 +41,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
+from blobstore.source import StoreSource
 from sequencer import admission
 from sequencer.da import build_da
 from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
@@ -452,6 +453,7 @@ class Sequencer:
                 raise self._refuse("bad_signature", "ed25519 signature does not verify")
             try:
                 admission.static_checks(self._state, sa)
+                _blob_available(self.store, sa)
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
@@ -645,7 +647,8 @@ class Sequencer:
                 parent = self._head_hash
             height = state.height + 1
             ts = max(int(self._clock()), self._head_ts)
-            block = Block(height, parent, ts, [e.sa for e in entries])
+            block = Block(height, parent, ts, [e.sa for e in entries],
+                          blobs=StoreSource(self.store.blobstore))
             t0 = time.perf_counter()
             new_state, receipts = apply_block(state, block)
             root = new_state.state_root()
@@ -787,7 +790,8 @@ class Sequencer:
 def replay_block(store: Store, state: State, b: BlockRow) -> State:
     """Re-apply stored block ``b`` to ``state`` and check its root and hash."""
     acts = [decode_signed(raw) for raw in store.block_action_bytes(b.height)]
-    block = Block(b.height, b.parent_hash, b.timestamp, acts)
+    block = Block(b.height, b.parent_hash, b.timestamp, acts,
+                  blobs=StoreSource(store.blobstore))
     new_state, receipts = apply_block(state, block)
     root = new_state.state_root()
     h = block_hash(block_header(block, root, receipts))
@@ -819,6 +823,16 @@ def _envelope_bytes(raw: bytes, sa: SignedAction) -> bytes:
 _ENV_PREFIX = b"\x82\xa8envelope"
 
 
+def _blob_available(store: Store, sa: SignedAction) -> None:
+    """A v2 reveal is acked only once its blob is stored (never deleted afterwards), so the
+    block that includes it and every replay of that block see the same bytes."""
+    if sa.action.type == "reveal_update_v2":
+        h = sa.action.body.update_hash  # type: ignore[attr-defined]
+        if store.blobstore is None or not store.blobstore.has(h):
+            raise SubmitError("blob_unavailable", "upload the update (POST /v1/blobs/uploads) "
+                              "before revealing it", status=409)
+
+
 def _closed_epoch(old: State, new: State) -> bool:
     for key, ep in new.epochs.items():
         if ep.outcome != "pending":
@@ -840,6 +854,8 @@ def _collect_blobs(old: State, new: State, entries: list[_Entry],
             ep = new.epochs[(b.task_id, b.epoch)]  # type: ignore[attr-defined]
             out.append(BlobWrite(ep.update_hashes[a.sender], "update",
                                  len(b.update_bytes), action_seq=e.seq))  # type: ignore[attr-defined]
+        elif r.applied and a.type == "reveal_update_v2":  # bytes already in the blob store
+            out.append(BlobWrite(a.body.update_hash, "update", a.body.size))  # type: ignore[attr-defined]
     for tid, t in new.tasks.items():
         o = old.tasks.get(tid)
         if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
