@@ -10,7 +10,9 @@ shorter; an empty blob has no chunk). ``chunk_hash = keccak256(chunk)``. The chu
 
     keccak256(CHUNK_ROOT_DOMAIN || u64(size) || u64(chunk_size) || merkle_root(chunk_hashes))
 
-with ``merkle_root`` the positional OpenZeppelin tree of ``state_machine.merkle``. Binding
+with ``merkle_root`` an *ordered* binary tree: ``node = keccak256(left || right)``, an odd
+node out paired with 32 zero bytes, up to one root (not OpenZeppelin's commutative pairs of
+``state_machine.merkle``, which would let two sibling chunks swap places unnoticed). Binding
 the size and chunk size fixes the number of leaves, so a leaf can never pose as an interior
 node (no domain byte inside the chunk hashes, which stay plain keccak256 of the bytes).
 """
@@ -21,8 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from state_machine.crypto import keccak256
-from state_machine.merkle import MerkleTree
+from state_machine.crypto import ZERO32, keccak256
 
 try:  # C keccak (safe-pysha3): the streaming path hashes hundreds of MiB
     from sha3 import keccak_256 as _keccak_256
@@ -70,11 +71,23 @@ def check_layout(size: int, chunk_size: int, max_size: int = MAX_BLOB_BYTES) -> 
     return num_chunks(size, chunk_size)
 
 
+def ordered_merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """Root of an ordered keccak256 tree (see the module docstring); ZERO32 if empty."""
+    level = list(leaves)
+    if not level:
+        return ZERO32
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(ZERO32)
+        level = [keccak256(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
 def chunk_root(size: int, chunk_size: int, chunk_hashes: Sequence[bytes]) -> bytes:
     """The root a v2 reveal signs: binds size, chunk size and every chunk hash in order."""
     if len(chunk_hashes) != num_chunks(size, chunk_size):
         raise ChunkError("bad_chunk_count", f"expected {num_chunks(size, chunk_size)} hashes")
-    tree = MerkleTree(chunk_hashes).root()
+    tree = ordered_merkle_root(chunk_hashes)
     return keccak256(CHUNK_ROOT_DOMAIN, size.to_bytes(8, "big"), chunk_size.to_bytes(8, "big"),
                      tree)
 
@@ -82,7 +95,7 @@ def chunk_root(size: int, chunk_size: int, chunk_hashes: Sequence[bytes]) -> byt
 def chunk_hashes_of(data: bytes | memoryview, chunk_size: int) -> list[bytes]:
     """Chunk hashes of an in-memory blob (SDK side and tests)."""
     mv = memoryview(data)
-    return [keccak256(bytes(mv[i:i + chunk_size])) for i in range(0, len(mv), chunk_size)]
+    return [keccak256(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)]
 
 
 def root_of(data: bytes | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
@@ -128,6 +141,7 @@ class VerifiedBlob:
     root: bytes
     size: int
     chunk_size: int
+    chunk_hashes: tuple[bytes, ...] = ()  # kept when known (the uploader declares them)
 
 
 def verify_blob(data: bytes | memoryview, chunk_size: int) -> VerifiedBlob:
@@ -140,7 +154,7 @@ def verify_blob(data: bytes | memoryview, chunk_size: int) -> VerifiedBlob:
         d.update(mv[i:i + chunk_size])
         hashes.append(d.digest())
     return VerifiedBlob(data, bytes(whole.digest()), chunk_root(len(mv), chunk_size, hashes),
-                        len(mv), chunk_size)
+                        len(mv), chunk_size, tuple(hashes))
 
 
 def iter_chunks(data: bytes | memoryview, chunk_size: int) -> Iterable[memoryview]:
