@@ -406,9 +406,9 @@ def upload_blob(node: NodeClient, key: Keypair, data: bytes | memoryview, *,
     with prog:
         prog.update(task, completed=vb.size - sum(b - a for a, b in spans.values()))
         for i, (a, b) in spans.items():
-            node._check(node._request("PUT", f"/v1/blobs/{vb.keccak.hex()}/chunks/{i}",
-                                      content=bytes(mv[a:b]),
-                                      headers={"content-type": "application/octet-stream"}))
+            status = node._check(node._request(
+                "PUT", f"/v1/blobs/{vb.keccak.hex()}/chunks/{i}", content=bytes(mv[a:b]),
+                headers={"content-type": "application/octet-stream"})).json()
             prog.advance(task, b - a)
     if complete and not status.get("complete"):
         status = node._check(node._request("POST", f"/v1/blobs/{vb.keccak.hex()}/complete"))\

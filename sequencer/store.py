@@ -520,8 +520,8 @@ class Store:
         """Blob bytes by keccak256, wherever they live."""
         with self.engine.connect() as conn:
             r = conn.execute(select(blobs).where(blobs.c.hash == h)).first()
-            if r is None:
-                return None
+            if r is None:  # uploaded (v2) but not yet referenced by a block
+                return self.blobstore.get(h) if self.blobstore is not None else None
             if r.location == "db":
                 return _b(r.data)
             if r.location == "dir":
