@@ -173,4 +173,46 @@ def blob_router(seq: Any, config: Any) -> APIRouter:
         data = await run_in_threadpool(store.read, h, start, end)
         return Response(data, media_type="application/octet-stream")
 
+    _da_routes(router, seq)
     return router
+
+
+def _da_routes(router: APIRouter, seq: Any) -> None:
+    """DA in chunks: a verifier hashes the pieces as they arrive and compares the running
+    keccak256 with the batch's ``da_hash``. With v2 updates the payload carries update hashes,
+    not update bytes (those come chunk-verified from the blob routes), so it stays small; the
+    last built payload is kept so a chunked fetch does not rebuild it per chunk."""
+    cache: dict[int, bytes] = {}
+
+    def payload(index: int) -> bytes | None:
+        data = cache.get(index)
+        if data is None:
+            data = seq.da(index)
+            if data is not None:
+                cache.clear()
+                cache[index] = data
+        return data  # type: ignore[no-any-return]
+
+    @router.get("/v1/da/{index}/meta", tags=["batches"], summary="DA size and da_hash")
+    async def da_meta(index: int,
+                      chunk_size: int = Query(DEFAULT_CHUNK_SIZE, ge=1, le=MAX_CHUNK_SIZE)
+                      ) -> Response:
+        data = await run_in_threadpool(payload, index)
+        b = seq.batch(index)
+        if data is None or b is None:
+            return _err(404, "unknown_batch", f"no batch {index}")
+        return JSONResponse({"batch": index, "size": len(data), "da_hash": b.da_hash.hex(),
+                             "chunk_size": chunk_size, "chunks": -(-len(data) // chunk_size)})
+
+    @router.get("/v1/da/{index}/chunks/{i}", tags=["batches"], response_class=Response,
+                summary="One chunk of a batch's DA payload")
+    async def da_chunk(index: int, i: int,
+                       chunk_size: int = Query(DEFAULT_CHUNK_SIZE, ge=1, le=MAX_CHUNK_SIZE)
+                       ) -> Response:
+        data = await run_in_threadpool(payload, index)
+        if data is None:
+            return _err(404, "unknown_batch", f"no batch {index}")
+        start, end = chunk_span(len(data), chunk_size, i)
+        if i < 0 or (start >= len(data) and len(data) > 0):
+            return _err(404, "bad_chunk_index", "past the end of the payload")
+        return Response(data[start:end], media_type="application/octet-stream")

@@ -487,3 +487,21 @@ def reveal_update_auto(fc: FlockClient, task_id: int, epoch: int,
     if len(fc._updates[(task_id, epoch)]) > LARGE_UPDATE_BYTES:
         return reveal_update_v2(fc, task_id, epoch, **kw)
     return fc.reveal_update(task_id, epoch, **kw)
+
+
+def download_da(node: NodeClient, index: int, chunk_size: int | None = None) -> bytes:
+    """A batch's DA payload fetched in chunks, hashed incrementally as they arrive and
+    checked against the batch's ``da_hash``; raises NodeError(502) on a mismatch."""
+    from state_machine.chunks import DEFAULT_CHUNK_SIZE, whole_hasher
+
+    cs = chunk_size or DEFAULT_CHUNK_SIZE
+    meta = node.get_json(f"/v1/da/{index}/meta", chunk_size=cs)
+    h, buf = whole_hasher(), bytearray()
+    for i in range(int(meta["chunks"])):
+        part = node._check(node._request("GET", f"/v1/da/{index}/chunks/{i}",
+                                         params={"chunk_size": cs})).content
+        h.update(part)
+        buf += part
+    if bytes(h.digest()).hex() != meta["da_hash"]:
+        raise NodeError(502, "da_mismatch", "DA chunks do not hash to the batch's da_hash")
+    return bytes(buf)

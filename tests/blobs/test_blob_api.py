@@ -138,7 +138,9 @@ def test_v2_reveals_drive_an_epoch_and_replay_from_da(tmp_path: Path) -> None:
             assert sdk.download_blob(node, unhex(h)) == clients[unhex(pk)]._updates[(1, 0)]
         b = seq.make_batch()
         assert b is not None
-        da = decode_da(node.da(b.idx))
+        da_bytes = sdk.download_da(node, b.idx, chunk_size=1000)  # chunked, checked
+        assert da_bytes == node.da(b.idx) and len(da_bytes) > 1000
+        da = decode_da(da_bytes)
         v2 = {bytes(h) for _, _, h in da["updates"]}
         assert v2 == {unhex(h) for _, h in ep["update_hashes"]}
         from blobstore.source import VerifyingSource
