@@ -48,7 +48,8 @@ from state_machine.crypto import verify
 UPLOAD_DOMAIN = b"flockchain/upload/v1"
 DEFAULT_TTL_S = 3600.0
 DEFAULT_SENDER_QUOTA = 2 * 1024 * 1024 * 1024  # bytes of unfinished uploads per signer
-DEFAULT_MAX_UPLOADS = 256  # unfinished uploads on the node at once
+DEFAULT_MAX_UPLOADS = 8  # unfinished uploads of unstaked signers, all together
+DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 512 MiB total)
 READ_BACK = 8 * 1024 * 1024
 
 
@@ -153,12 +154,15 @@ class UploadManager:
                  max_size: int, ttl: float = DEFAULT_TTL_S,
                  sender_quota: int = DEFAULT_SENDER_QUOTA,
                  max_uploads: int = DEFAULT_MAX_UPLOADS,
+                 unstaked_quota: int = DEFAULT_UNSTAKED_QUOTA,
+                 is_staked: Callable[[bytes], bool] = lambda _pk: False,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.staging = Path(staging)
         self.staging.mkdir(parents=True, exist_ok=True)
         self.max_size, self.ttl = max_size, ttl
         self.sender_quota, self.max_uploads = sender_quota, max_uploads
+        self.unstaked_quota, self.is_staked = unstaked_quota, is_staked
         self.clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
@@ -203,15 +207,24 @@ class UploadManager:
             return True, self.status_of(s)
 
     def _admit(self, decl: Declaration) -> None:
-        """Per-node and per-signer bounds on unfinished uploads (caller holds the lock)."""
-        if len(self._sessions) >= self.max_uploads:
-            raise UploadError(503, "too_many_uploads", f"{self.max_uploads} uploads open")
+        """Bounds on unfinished uploads (caller holds the lock). A staked signer has its own
+        quota and never competes with anyone else; unstaked signers share ``max_uploads``
+        slots of ``unstaked_quota`` bytes each, so keys without stake can make the node
+        stage at most ``max_uploads * unstaked_quota`` bytes and cannot crowd out a
+        proposer's upload."""
+        staked = self.is_staked(decl.sender)
+        if not staked:
+            n = sum(1 for s in self._sessions.values() if not self.is_staked(s.decl.sender))
+            if n >= self.max_uploads:
+                raise UploadError(503, "too_many_uploads",
+                                  f"{self.max_uploads} uploads of unstaked keys are open")
+        quota = self.sender_quota if staked else min(self.sender_quota, self.unstaked_quota)
         open_bytes = sum(s.decl.size for s in self._sessions.values()
                          if s.decl.sender == decl.sender)
-        if open_bytes + decl.size > self.sender_quota:
+        if open_bytes + decl.size > quota:
             raise UploadError(413, "quota_exceeded",
                               f"sender has {open_bytes} bytes of unfinished uploads; "
-                              f"quota {self.sender_quota}")
+                              f"quota {quota}")
 
     # ------------------------------------------------------------------ chunks
 

@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from blobstore import BlobStore, FsBlobStore
 from blobstore.uploads import Declaration, UploadError, UploadManager
 from state_machine.chunks import DEFAULT_CHUNK_SIZE, MAX_BLOB_BYTES, MAX_CHUNK_SIZE, chunk_span
+from state_machine.state import ACTIVE
 
 UPLOADS_DIR = ".uploads"
 
@@ -65,12 +66,18 @@ def upload_manager(seq: Any, config: Any) -> UploadManager:
         staging = Path(config.blob_dir) / UPLOADS_DIR
     else:
         staging = Path(tempfile.mkdtemp(prefix="flockchain-uploads-"))
-    kw: dict[str, Any] = {}
-    for name, attr in (("sender_quota", "upload_sender_quota"), ("ttl", "upload_ttl_s")):
+    kw: dict[str, Any] = {"is_staked": lambda pk: _staked(seq, pk)}
+    for name, attr in (("sender_quota", "upload_sender_quota"), ("ttl", "upload_ttl_s"),
+                       ("unstaked_quota", "upload_unstaked_quota")):
         if getattr(config, attr, None) is not None:
             kw[name] = getattr(config, attr)
     return UploadManager(store, staging,
                          max_size=getattr(config, "max_blob_bytes", None) or MAX_BLOB_BYTES, **kw)
+
+
+def _staked(seq: Any, pubkey: bytes) -> bool:
+    acc = seq.state.accounts.get(pubkey)
+    return acc is not None and acc.status == ACTIVE
 
 
 async def _read_chunk(request: Request, expected: int) -> bytearray | JSONResponse:

@@ -51,6 +51,8 @@ class NodeConfig(BaseSettings):
     upload_sender_quota: int | None = Field(None, ge=1,
                                             description="bytes of unfinished uploads per signer")
     upload_ttl_s: float | None = Field(None, gt=0, description="idle upload lifetime")
+    upload_unstaked_quota: int | None = Field(
+        None, ge=1, description="bytes of unfinished uploads per key without stake")
     admin_token: str | None = Field(
         None, description="bearer token for POST /v1/admin/system; unset = endpoint disabled"
     )

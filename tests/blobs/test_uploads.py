@@ -161,3 +161,18 @@ def test_per_sender_quota_and_idle_uploads_collected(tmp_path: Path, fs_store) -
         mgr.put_chunk(keccak256(a), 1, chunk(a, 1))
     assert e.value.reason == "unknown_upload"
     mgr.declare(declare(a))  # the quota was released with the collected upload
+
+
+def test_unstaked_keys_cannot_crowd_out_a_staked_proposer(tmp_path: Path, fs_store) -> None:  # type: ignore[no-untyped-def]
+    staked = Keypair.from_seed(b"\x08" * 32)
+    mgr = UploadManager(fs_store, tmp_path / "st", max_size=64 * CS, max_uploads=2,
+                        unstaked_quota=2 * CS, is_staked=lambda pk: pk == staked.pubkey)
+    mgr.declare(declare(os.urandom(CS), Keypair.from_seed(b"\x20" * 32)))
+    with pytest.raises(UploadError) as e:  # 2 CS per key without stake
+        mgr.declare(declare(os.urandom(2 * CS), Keypair.from_seed(b"\x20" * 32)))
+    assert (e.value.status, e.value.reason) == (413, "quota_exceeded")
+    mgr.declare(declare(os.urandom(CS), Keypair.from_seed(b"\x21" * 32)))
+    with pytest.raises(UploadError) as e:  # the shared slots of keys without stake are full
+        mgr.declare(declare(os.urandom(CS), Keypair.from_seed(b"\x30" * 32)))
+    assert (e.value.status, e.value.reason) == (503, "too_many_uploads")
+    assert mgr.declare(declare(os.urandom(8 * CS), staked))[0]  # the proposer still gets in
