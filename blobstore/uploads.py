@@ -243,28 +243,33 @@ class UploadManager:
         return end - start
 
     def put_chunk(self, blob_hash: bytes, index: int, data: bytes | memoryview) -> dict[str, Any]:
-        """Verify, write and durably record one chunk; idempotent for a chunk already held."""
+        """Verify, write and durably record one chunk held in memory (see ChunkWriter)."""
+        w = self.begin_chunk(blob_hash, index)
+        w.update(data)
+        return w.commit()
+
+    def begin_chunk(self, blob_hash: bytes, index: int) -> ChunkWriter:
+        """A writer that hashes the chunk's bytes as they arrive (the HTTP route feeds it
+        each received piece, so hashing overlaps the transfer) and commits at the end."""
         s = self.session(blob_hash)
-        if len(data) != self.expected_length(blob_hash, index):
-            raise UploadError(400, "bad_chunk_length",
-                              f"chunk {index} must be {self.expected_length(blob_hash, index)} "
-                              "bytes")
+        return ChunkWriter(self, s, index, self.expected_length(blob_hash, index))
+
+    def _commit_chunk(self, w: ChunkWriter) -> dict[str, Any]:
+        s, index = w.session, w.index
+        if len(w.buf) != w.expected:
+            raise UploadError(400, "bad_chunk_length", f"chunk {index} must be {w.expected} bytes")
+        if w.digest.digest() != s.decl.chunk_hashes[index]:
+            raise UploadError(422, "chunk_hash_mismatch",
+                              f"chunk {index} does not match its declared hash")
         with s.lock:
-            if index in s.received:
+            if index in s.received:  # a retried chunk: acked again, idempotent
                 return self.status_of(s)
-            in_order = index == s.hashed_upto
-            whole = s.whole.copy() if in_order else whole_hasher()
-            digest = ChunkDigest(whole)
-            digest.update(data)
-            if digest.digest() != s.decl.chunk_hashes[index]:
-                raise UploadError(422, "chunk_hash_mismatch",
-                                  f"chunk {index} does not match its declared hash")
             start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
-            _write_at(s.dir / "data", start, data)
+            _write_at(s.dir / "data", start, w.buf)
             _journal(s.dir, index)
             s.received.add(index)
-            if in_order:
-                s.whole, s.hashed_upto = whole, index + 1
+            if w.in_order and s.hashed_upto == index:  # its bytes are in w's whole-hash copy
+                s.whole, s.hashed_upto = w.whole, index + 1
             return self.status_of(s)
 
     # ------------------------------------------------------------------ complete
@@ -326,6 +331,28 @@ class UploadManager:
     def open_uploads(self) -> int:
         with self._lock:
             return len(self._sessions)
+
+
+class ChunkWriter:
+    """One chunk in flight: bytes buffered (at most one chunk) and hashed as they arrive;
+    nothing touches the staging file until :meth:`commit` has checked the chunk hash."""
+
+    def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
+        self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
+        with session.lock:  # chunk k+1 arriving after chunk k extends the running whole hash
+            self.in_order = index == session.hashed_upto and index not in session.received
+            self.whole = session.whole.copy() if self.in_order else whole_hasher()
+        self.digest = ChunkDigest(self.whole)
+        self.buf = bytearray()
+
+    def update(self, part: bytes | memoryview) -> None:
+        if len(self.buf) + len(part) > self.expected:
+            raise UploadError(413, "bad_chunk_length", f"chunk must be {self.expected} bytes")
+        self.buf += part
+        self.digest.update(part)
+
+    def commit(self) -> dict[str, Any]:
+        return self.mgr._commit_chunk(self)
 
 
 # ---------------------------------------------------------------------- file helpers

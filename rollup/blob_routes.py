@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from blobstore import BlobStore, FsBlobStore
-from blobstore.uploads import Declaration, UploadError, UploadManager
+from blobstore.uploads import ChunkWriter, Declaration, UploadError, UploadManager
 from state_machine.chunks import DEFAULT_CHUNK_SIZE, MAX_BLOB_BYTES, MAX_CHUNK_SIZE, chunk_span
 from state_machine.state import ACTIVE
 
@@ -80,18 +80,19 @@ def _staked(seq: Any, pubkey: bytes) -> bool:
     return acc is not None and acc.status == ACTIVE
 
 
-async def _read_chunk(request: Request, expected: int) -> bytearray | JSONResponse:
-    """The request body, refused as soon as it exceeds the chunk's length."""
+async def _stream_chunk(request: Request, w: ChunkWriter) -> JSONResponse | None:
+    """Feed the request body to ``w`` piece by piece (hashing overlaps the transfer);
+    refused as soon as it exceeds the chunk's length."""
     cl = request.headers.get("content-length")
-    if cl is not None and (not cl.isdigit() or int(cl) != expected):
-        return _err(400 if cl.isdigit() and int(cl) < expected else 413, "bad_chunk_length",
-                    f"chunk must be {expected} bytes")
-    buf = bytearray()
-    async for part in request.stream():
-        buf += part
-        if len(buf) > expected:
-            return _err(413, "bad_chunk_length", f"chunk must be {expected} bytes")
-    return buf
+    if cl is not None and (not cl.isdigit() or int(cl) != w.expected):
+        return _err(400 if cl.isdigit() and int(cl) < w.expected else 413, "bad_chunk_length",
+                    f"chunk must be {w.expected} bytes")
+    try:
+        async for part in request.stream():
+            w.update(part)
+    except UploadError as exc:
+        return JSONResponse(exc.to_json(), status_code=exc.status)
+    return None
 
 
 def blob_router(seq: Any, config: Any) -> APIRouter:
@@ -132,14 +133,13 @@ def blob_router(seq: Any, config: Any) -> APIRouter:
     @router.put("/v1/blobs/{blob_hash}/chunks/{index}", summary="Upload one chunk")
     async def put_chunk(blob_hash: str, index: int, request: Request) -> Response:
         try:
-            h = _hash_arg(blob_hash)
-            expected = mgr.expected_length(h, index)
+            w = mgr.begin_chunk(_hash_arg(blob_hash), index)
         except UploadError as exc:
             return JSONResponse(exc.to_json(), status_code=exc.status)
-        body = await _read_chunk(request, expected)
-        if isinstance(body, JSONResponse):
-            return body
-        return await guarded(mgr.put_chunk, h, index, memoryview(body))
+        refused = await _stream_chunk(request, w)
+        if refused is not None:
+            return refused
+        return await guarded(w.commit)
 
     @router.post("/v1/blobs/{blob_hash}/complete", summary="Verify and publish an upload")
     async def complete(blob_hash: str) -> Response:
