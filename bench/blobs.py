@@ -13,9 +13,12 @@ in the same run:
 * ``s3``: the node with its blob store on an S3-compatible server (moto in server mode,
   another local process; completion uploads the staged file as an S3 multipart upload).
 
-Reported: MiB/s of each, the ratio node / sink, and the node's peak RSS (``VmHWM``) next to
-its RSS before the upload. Prints one JSON line.
-Usage: ``python bench/blobs.py [--mib 96] [--full] [--chunk-mib 4] [--backends fs,s3]``.
+Reported: median MiB/s of each over ``--repeat`` rounds (every sample listed), the ratio
+node / sink, and each node's peak RSS (``VmHWM``) next to its RSS before the first upload.
+The load average is printed before and after: on a shared machine, read the ratio with it.
+Prints one JSON line.
+Usage: ``python bench/blobs.py [--mib 96] [--full] [--repeat 3] [--chunk-mib 4]
+[--backends fs,s3]``.
 """
 
 from __future__ import annotations
@@ -112,51 +115,57 @@ def sink_time(url: str, data: bytes, vb: Any) -> float:
         return time.perf_counter() - t0
 
 
-def bench_node(tmp: Path, name: str, data: bytes, vb: Any,
-               env: dict[str, str] | None = None) -> dict[str, Any]:
-    proc, url = start_node(tmp, name, env)
-    try:
-        before = rss_kib(proc.pid)
-        dt = upload(url, data, vb)
-        after = rss_kib(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(60)
-    mib = len(data) / 2**20
-    return {"seconds": round(dt, 3), "mib_s": round(mib / dt, 1),
-            "node_rss_before_mib": round(before["VmRSS"] / 1024, 1),
-            "node_peak_rss_mib": round(after["VmHWM"] / 1024, 1)}
-
-
-def run(tmp: Path, mib: int, chunk_mib: int, backends: list[str]) -> dict[str, Any]:
-    data = np.random.default_rng(1).integers(0, 256, mib * 2**20, dtype=np.uint8).tobytes()
-    t0 = time.perf_counter()
-    vb = verify_blob(data, chunk_mib * 2**20)  # what the SDK does before uploading
-    out: dict[str, Any] = {"mib": mib, "chunk_mib": chunk_mib,
-                           "client_hash_s": round(time.perf_counter() - t0, 3)}
+def _servers(tmp: Path, backends: list[str]) -> dict[str, tuple[Any, str]]:
+    """The sink, and one node per backend (plus moto for S3), all started up front."""
+    procs: dict[str, tuple[Any, str]] = {}
     port = free_port()
-    sink = start([sys.executable, str(REPO / "bench" / "ingest.py"), "--serve-sink", str(port)],
-                 tmp, "sink", f"http://127.0.0.1:{port}/")
-    try:
-        out["sink_mib_s"] = round(mib / sink_time(f"http://127.0.0.1:{port}", data, vb), 1)
-    finally:
-        sink.terminate()
-        sink.wait(30)
+    procs["sink"] = (start([sys.executable, str(REPO / "bench" / "ingest.py"), "--serve-sink",
+                            str(port)], tmp, "sink", f"http://127.0.0.1:{port}/"),
+                     f"http://127.0.0.1:{port}")
     if "fs" in backends:
-        out["fs"] = bench_node(tmp, "fs", data, vb)
+        procs["fs"] = start_node(tmp, "fs")
     if "s3" in backends:
         s3port = free_port()
-        moto = start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3port)],
-                     tmp, "moto", f"http://127.0.0.1:{s3port}/", S3_ENV)
-        try:
-            url = f"s3://bench/updates?endpoint=http://127.0.0.1:{s3port}&create=1"
-            out["s3"] = bench_node(tmp, "s3", data, vb,
-                                   {**S3_ENV, "FLOCKCHAIN_BLOB_STORE_URL": url})
-        finally:
-            moto.terminate()
-            moto.wait(30)
+        procs["moto"] = (start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(s3port)], tmp, "moto", f"http://127.0.0.1:{s3port}/",
+                               S3_ENV), "")
+        url = f"s3://bench/updates?endpoint=http://127.0.0.1:{s3port}&create=1"
+        procs["s3"] = start_node(tmp, "s3", {**S3_ENV, "FLOCKCHAIN_BLOB_STORE_URL": url})
+    return procs
+
+
+def run(tmp: Path, mib: int, chunk_mib: int, backends: list[str], repeat: int) -> dict[str, Any]:
+    """``repeat`` rounds; each round uploads a fresh update (no dedup) to every target, in a
+    rotating order so a noisy neighbour does not always hit the same one. Medians reported."""
+    base = np.random.default_rng(1).integers(0, 256, mib * 2**20, dtype=np.uint8).tobytes()
+    procs = _servers(tmp, backends)
+    targets = ["sink", *backends]
+    samples: dict[str, list[float]] = {t: [] for t in targets}
+    out: dict[str, Any] = {"mib": mib, "chunk_mib": chunk_mib, "repeat": repeat}
+    try:
+        before = {b: rss_kib(procs[b][0].pid)["VmRSS"] for b in backends}
+        for r in range(repeat):
+            data = bytes([r]) + base[1:]
+            t0 = time.perf_counter()
+            vb = verify_blob(data, chunk_mib * 2**20)  # what the SDK does before uploading
+            out["client_hash_s"] = round(time.perf_counter() - t0, 3)
+            for t in targets[r % len(targets):] + targets[:r % len(targets)]:
+                url = procs[t][1]
+                dt = sink_time(url, data, vb) if t == "sink" else upload(url, data, vb)
+                samples[t].append(round(mib / dt, 1))
+        peak = {b: rss_kib(procs[b][0].pid)["VmHWM"] for b in backends}
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(60)
+    med = {t: float(np.median(v)) for t, v in samples.items()}
+    out["sink_mib_s"] = med["sink"]
+    out["sink_samples"] = samples["sink"]
     for b in backends:
-        out[b]["ratio_vs_sink"] = round(out[b]["mib_s"] / out["sink_mib_s"], 2)
+        out[b] = {"mib_s": med[b], "samples": samples[b],
+                  "ratio_vs_sink": round(med[b] / med["sink"], 2),
+                  "node_rss_before_mib": round(before[b] / 1024, 1),
+                  "node_peak_rss_mib": round(peak[b] / 1024, 1)}
     return out
 
 
@@ -166,12 +175,14 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="the 512 MiB case of issue 14")
     ap.add_argument("--chunk-mib", type=int, default=4)
     ap.add_argument("--backends", default="fs,s3")
+    ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     mib = 512 if args.full else args.mib
     with tempfile.TemporaryDirectory(prefix="flockchain-blobs-") as td:
         out = {"bench": "blobs", "cpus": os.cpu_count(), "python": platform.python_version(),
                "loadavg_before": round(os.getloadavg()[0], 2),
-               **run(Path(td), mib, args.chunk_mib, args.backends.split(","))}
+               **run(Path(td), mib, args.chunk_mib, args.backends.split(","), args.repeat),
+               "loadavg_after": round(os.getloadavg()[0], 2)}
     print(json.dumps(out))
     return 0
 

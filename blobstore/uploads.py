@@ -359,14 +359,15 @@ class ChunkWriter:
 
 
 def _write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
-    """pwrite + fsync: the chunk is on disk before it is journalled."""
+    """pwrite + fdatasync: the chunk is on disk before it is journalled (fdatasync also
+    flushes the size when a write extends the file, which is all a later read needs)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         mv = memoryview(data)
         while mv:
             n = os.pwrite(fd, mv, offset)
             mv, offset = mv[n:], offset + n
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
 
@@ -378,7 +379,7 @@ def _journal(d: Path, index: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, f"{index}\n".encode())
-        os.fsync(fd)
+        os.fdatasync(fd)
     finally:
         os.close(fd)
     if new:
