@@ -149,6 +149,14 @@ def blob_router(seq: Any, config: Any) -> APIRouter:
             return JSONResponse(exc.to_json(), status_code=exc.status)
         return await guarded(mgr.complete, h, status=201)
 
+    _download_routes(router, store)
+    _da_routes(router, seq)
+    return router
+
+
+def _download_routes(router: APIRouter, store: BlobStore) -> None:
+    """Chunked reads of stored (published) blobs."""
+
     @router.get("/v1/blobs/{blob_hash}/meta", summary="Size and chunk root of a stored blob")
     async def blob_meta(blob_hash: str) -> Response:
         try:
@@ -179,9 +187,6 @@ def blob_router(seq: Any, config: Any) -> APIRouter:
             return _err(404, "bad_chunk_index", f"blob has {-(-m.size // cs)} chunks")
         data = await run_in_threadpool(store.read, h, start, end)
         return Response(data, media_type="application/octet-stream")
-
-    _da_routes(router, seq)
-    return router
 
 
 def _da_routes(router: APIRouter, seq: Any) -> None:

@@ -368,18 +368,12 @@ LARGE_UPDATE_BYTES = 8 * 1024 * 1024  # above this, updates go through the blob 
 
 
 def _progress(total: int, label: str, show: bool) -> Any:
-    """A rich progress bar (a no-op object when ``show`` is false or stderr is no TTY)."""
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
+    """A rich progress bar (a no-op object when ``show`` is false)."""
+    from rich import progress as rp
 
-    prog = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                    TransferSpeedColumn(), TimeRemainingColumn(), disable=not show,
-                    transient=True)
+    prog = rp.Progress("[progress.description]{task.description}", rp.BarColumn(),
+                       rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeRemainingColumn(),
+                       disable=not show, transient=True)
     return prog, prog.add_task(label, total=total)
 
 
@@ -436,10 +430,6 @@ def download_blob(node: NodeClient, blob_hash: bytes, *, progress: bool = False)
     return bytes(vb.data)
 
 
-def _v2_state(fc: FlockClient) -> dict[tuple[int, int], Any]:
-    return fc.__dict__.setdefault("_v2_blobs", {})  # type: ignore[no-any-return]
-
-
 def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarray | bytes,
                      progress: bool = False, **kw: Any) -> SubmitResult | dict[str, Any]:
     """v2 commit: stage every chunk on the node (not readable until completed, so nobody can
@@ -450,7 +440,7 @@ def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarr
     data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
     vb = verify_blob(data, DEFAULT_CHUNK_SIZE)
     fc._updates[(task_id, epoch)] = data
-    _v2_state(fc)[(task_id, epoch)] = vb
+    fc.__dict__.setdefault("_v2_blobs", {})[(task_id, epoch)] = vb
     upload_blob(fc.node, fc.key, data, blob=vb, complete=False, progress=progress)
     c = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root,
                              fc.salt("update", task_id, epoch))
@@ -463,7 +453,7 @@ def reveal_update_v2(fc: FlockClient, task_id: int, epoch: int, progress: bool =
     from state_machine.actions import RevealUpdateV2Body
     from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
 
-    vb = _v2_state(fc).get((task_id, epoch))
+    vb = fc.__dict__.get("_v2_blobs", {}).get((task_id, epoch))
     if vb is None:
         vb = verify_blob(fc._updates[(task_id, epoch)], DEFAULT_CHUNK_SIZE)
     upload_blob(fc.node, fc.key, vb.data, blob=vb, complete=True, progress=progress)
