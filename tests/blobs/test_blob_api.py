@@ -143,14 +143,16 @@ def test_v2_reveals_drive_an_epoch_and_replay_from_da(tmp_path: Path) -> None:
         da = decode_da(da_bytes)
         v2 = {bytes(h) for _, _, h in da["updates"]}
         assert v2 == {unhex(h) for _, h in ep["update_hashes"]}
-        from blobstore.source import VerifyingSource
+        from types import SimpleNamespace
+
+        from bridge.verifier import Verifier
         from state_machine.transition import genesis_state
 
-        src = VerifyingSource(
-            lambda h: (lambda m: (m["size"], m["chunk_size"]))(
-                node.get_json(f"/v1/blobs/{h.hex()}/meta")),
-            lambda h, i: node.get_bytes(f"/v1/blobs/{h.hex()}/chunks/{i}"))
-        out = replay_da(genesis_state(CHAIN_ID), da, blobs=src)  # a verifier over HTTP
+        verifier = SimpleNamespace(node_urls=[str(http.base_url)], http=http)
+        assert Verifier.blob_source(verifier, [*v2, b"\x01" * 32]) is None  # one unavailable
+        src = Verifier.blob_source(verifier, sorted(v2))  # the independent verifier's source
+        assert src is not None
+        out = replay_da(genesis_state(CHAIN_ID), da, blobs=src)  # chunks checked on arrival
         assert out.state_root == b.state_root
         with pytest.raises(ChainMismatch):  # without the bytes the batch does not replay
             replay_da(genesis_state(CHAIN_ID), da)
