@@ -156,3 +156,13 @@ def test_v2_reveals_drive_an_epoch_and_replay_from_da(tmp_path: Path) -> None:
         assert out.state_root == b.state_root
         with pytest.raises(ChainMismatch):  # without the bytes the batch does not replay
             replay_da(genesis_state(CHAIN_ID), da)
+    import subprocess
+    import sys
+
+    db = f"sqlite:///{tmp_path}/chain.db"  # the CLI audit replays v2 reveals from the blob dir
+    ok = subprocess.run([sys.executable, "-m", "rollup.cli", "replay", "--db", db,
+                         "--blob-dir", str(tmp_path / "blobs")], capture_output=True, text=True)
+    assert ok.returncode == 0 and '"ok": true' in ok.stdout, ok.stdout + ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "rollup.cli", "replay", "--db", db],
+                         capture_output=True, text=True)
+    assert bad.returncode == 1, bad.stdout
