@@ -126,6 +126,14 @@ def test_v2_reveals_drive_an_epoch_and_replay_from_da(tmp_path: Path) -> None:
             first.send("reveal_update_v2", RevealUpdateV2Body(
                 1, 0, vb.keccak, vb.size, CS, vb.root, first.salt("update", 1, 0)))
         assert (e.value.status, e.value.reason) == (409, "blob_unavailable")
+        stranger = FlockClient(node, Keypair.from_seed(b"\x0a" * 32))  # no stake, no commit
+        data = os.urandom(CS)
+        svb = verify_blob(data, CS)
+        assert sdk.upload_blob(node, stranger.key, data, blob=svb)["complete"]
+        with pytest.raises(NodeError) as e:  # same role checks as a v1 reveal
+            stranger.send("reveal_update_v2", RevealUpdateV2Body(
+                1, 0, svb.keccak, svb.size, CS, svb.root, b"\x00" * 32))
+        assert e.value.reason in ("not_selected", "not_staked"), e.value
         acks = [sdk.reveal_update_v2(clients[p], 1, 0) for p in proposers]
         acks.append(clients[proposers[1]].advance(1, 0))
         recs = [node.wait_included(a.action_hash) for a in acks]
@@ -166,3 +174,4 @@ def test_v2_reveals_drive_an_epoch_and_replay_from_da(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "rollup.cli", "replay", "--db", db],
                          capture_output=True, text=True)
     assert bad.returncode == 1, bad.stdout
+
