@@ -7,11 +7,12 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``declare``: the uploader signs ``(hash, size, chunk_size, chunk_root)`` and lists every
   chunk hash; the node checks the list against the root (``state_machine.chunks``) before
   accepting a single byte, and charges the declared size to the signer's quota.
-* ``put_chunk``: each chunk is hashed once (its own keccak and, when it arrives in order,
-  the running keccak of the whole blob, in the same pass), written at its offset into one
-  preallocated staging file, fsynced, and only then recorded in an append-only journal;
-  the 200 follows the journal's fsync. A chunk that does not match its declared hash
-  changes nothing.
+* ``put_chunk``: each chunk is hashed as it arrives (its own keccak), written at its offset
+  into one preallocated staging file, fdatasynced, and only then recorded in an append-only
+  journal; the 200 follows the journal's sync. A chunk that does not match its declared
+  hash changes nothing. A chunk that continues the in-order prefix is then handed, from
+  memory, to a background thread that extends the running keccak of the whole blob (keccak
+  releases the GIL), so the two hashes of a byte run side by side, not one after the other.
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
@@ -29,6 +30,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,6 @@ from typing import Any
 from blobstore.base import BlobMeta, BlobStore
 from blobstore.fs import atomic_write, fsync_dir
 from state_machine.chunks import (
-    ChunkDigest,
     ChunkError,
     check_layout,
     chunk_root,
@@ -51,6 +52,7 @@ DEFAULT_SENDER_QUOTA = 2 * 1024 * 1024 * 1024  # bytes of unfinished uploads per
 DEFAULT_MAX_UPLOADS = 8  # unfinished uploads of unstaked signers, all together
 DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 512 MiB total)
 READ_BACK = 8 * 1024 * 1024
+WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
 
 
 class UploadError(Exception):
@@ -136,8 +138,9 @@ class _Session:
     dir: Path
     received: set[int]
     lock: threading.Lock = field(default_factory=threading.Lock)
-    whole: Any = field(default_factory=whole_hasher)
+    whole: Any = field(default_factory=whole_hasher)  # owned by the manager's hash thread
     hashed_upto: int = 0  # chunks [0, hashed_upto) are in ``whole``
+    submitted: int = 0  # chunks [0, submitted) were handed to the hash thread
 
     @property
     def n(self) -> int:
@@ -166,6 +169,8 @@ class UploadManager:
         self.clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
+        self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
     # ------------------------------------------------------------------ recovery
@@ -268,9 +273,22 @@ class UploadManager:
             _write_at(s.dir / "data", start, w.buf)
             _journal(s.dir, index)
             s.received.add(index)
-            if w.in_order and s.hashed_upto == index:  # its bytes are in w's whole-hash copy
-                s.whole, s.hashed_upto = w.whole, index + 1
+            if index == s.submitted:  # continues the prefix: extend the whole hash off-path
+                s.submitted = index + 1
+                self._inflight.acquire()  # backpressure: at most a few chunks queued
+                self._hasher.submit(self._extend_whole, s, w.buf)
             return self.status_of(s)
+
+    def _extend_whole(self, s: _Session, buf: bytearray) -> None:
+        try:
+            s.whole.update(buf)
+            s.hashed_upto += 1
+        finally:
+            self._inflight.release()
+
+    def _drain(self) -> None:
+        """Wait until every queued whole-hash extension ran (one FIFO worker)."""
+        self._hasher.submit(lambda: None).result()
 
     # ------------------------------------------------------------------ complete
 
@@ -284,6 +302,7 @@ class UploadManager:
             if missing:
                 raise UploadError(409, "missing_chunks", f"{len(missing)} chunks missing",
                                   {"missing": missing[:1024]})
+            self._drain()
             if _finish_hash(s) != s.decl.blob_hash:
                 self._drop(s)
                 raise UploadError(422, "hash_mismatch",
@@ -339,10 +358,7 @@ class ChunkWriter:
 
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
-        with session.lock:  # chunk k+1 arriving after chunk k extends the running whole hash
-            self.in_order = index == session.hashed_upto and index not in session.received
-            self.whole = session.whole.copy() if self.in_order else whole_hasher()
-        self.digest = ChunkDigest(self.whole)
+        self.digest = whole_hasher()  # this chunk's keccak, fed as the bytes arrive
         self.buf = bytearray()
 
     def update(self, part: bytes | memoryview) -> None:
