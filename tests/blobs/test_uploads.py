@@ -7,7 +7,10 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from blobstore import FsBlobStore
 from blobstore.uploads import Declaration, UploadError, UploadManager, declaration_message
 from rollup.keys import Keypair
 from state_machine.chunks import MIN_CHUNK_SIZE, chunk_span, verify_blob
@@ -176,3 +179,18 @@ def test_unstaked_keys_cannot_crowd_out_a_staked_proposer(tmp_path: Path, fs_sto
         mgr.declare(declare(os.urandom(CS), Keypair.from_seed(b"\x30" * 32)))
     assert (e.value.status, e.value.reason) == (503, "too_many_uploads")
     assert mgr.declare(declare(os.urandom(8 * CS), staked))[0]  # the proposer still gets in
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(order=st.lists(st.integers(0, 4), min_size=5, max_size=12), tail=st.integers(1, 3 * CS))
+def test_any_arrival_order_with_repeats_publishes_the_same_blob(
+        order: list[int], tail: int, tmp_path: Path) -> None:
+    data = random.Random(tail).randbytes(4 * CS + tail)  # 5 chunks, the last one short
+    h = keccak256(data)
+    staging = tmp_path / os.urandom(8).hex()  # a fresh node per example
+    mgr = UploadManager(FsBlobStore(staging / "blobs"), staging / "up", max_size=64 * CS)
+    mgr.declare(declare(data))
+    for i in [*order, *range(5)]:  # arbitrary order and repeats, then every chunk once more
+        mgr.put_chunk(h, i, chunk(data, i))
+    assert mgr.complete(h)["complete"] and mgr.store.get(h) == data
