@@ -183,7 +183,7 @@ def test_unstaked_keys_cannot_crowd_out_a_staked_proposer(tmp_path: Path, fs_sto
 
 @settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(order=st.lists(st.integers(0, 4), min_size=5, max_size=12), tail=st.integers(1, 3 * CS))
+@given(order=st.lists(st.integers(0, 4), min_size=5, max_size=12), tail=st.integers(1, CS))
 def test_any_arrival_order_with_repeats_publishes_the_same_blob(
         order: list[int], tail: int, tmp_path: Path) -> None:
     data = random.Random(tail).randbytes(4 * CS + tail)  # 5 chunks, the last one short
