@@ -321,6 +321,8 @@ def main() -> None:
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     ap.add_argument("--only-apply", default="", help=argparse.SUPPRESS)
     ap.add_argument("--only-chain", action="store_true", help="only the chain figures")
+    ap.add_argument("--blob-mib", type=int, default=0,
+                    help="also run bench/blobs.py (large-update ingest) with this size; 0: skip")
     args = ap.parse_args()
     if args.only_chain:  # e.g. --blocks 100000: restart and proofs on a longer chain
         root = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))
@@ -346,6 +348,10 @@ def main() -> None:
     if args.krum_n:
         r.update(krum_n=args.krum_n, krum_log_d=args.krum_log_d)
         r.update(bench_krum(args.krum_n, args.krum_log_d))
+    if args.blob_mib:  # chunked upload through the node, fs and S3, vs a do-nothing endpoint
+        out = subprocess.run([sys.executable, str(REPO / "bench" / "blobs.py"), "--mib",
+                              str(args.blob_mib)], capture_output=True, text=True, check=True)
+        r["blobs"] = json.loads(out.stdout.strip().splitlines()[-1])
     print(table(r, old, sizes, args.blocks))
     print(json.dumps({**r, "old": old}))
 

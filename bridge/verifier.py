@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from web3 import Web3
 
+from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
@@ -94,6 +95,32 @@ class Verifier:
             self.stats.last_error = f"{url}: DA for batch {index} unavailable or wrong"
         return None
 
+    def blob_source(self, hashes: list[bytes]) -> VerifyingSource | None:
+        """Protocol v2 update bytes, fetched chunk by chunk from the first node holding each
+        and checked as they arrive (``VerifyingSource``); None if one is held by no node."""
+        where: dict[bytes, tuple[str, int, int]] = {}
+        for h in hashes:
+            for url in self.node_urls:
+                try:
+                    r = self.http.get(f"{url.rstrip('/')}/v1/blobs/{h.hex()}/meta")
+                except httpx.HTTPError:
+                    continue
+                if r.status_code == 200:
+                    m = r.json()
+                    where[h] = (url.rstrip("/"), int(m["size"]), int(m["chunk_size"]))
+                    break
+            else:
+                return None
+
+        def chunk(h: bytes, i: int) -> bytes:
+            try:
+                r = self.http.get(f"{where[h][0]}/v1/blobs/{h.hex()}/chunks/{i}")
+            except httpx.HTTPError:
+                return b""  # the source then reports the blob as unavailable
+            return r.content if r.status_code == 200 else b""
+
+        return VerifyingSource(lambda h: where[h][1:] if h in where else None, chunk)
+
     def _system_ok(self, sa) -> bool:
         """The system action equals the L1 log at the position it names."""
         body = sa.action.body
@@ -130,6 +157,7 @@ class Verifier:
         ):
             return self.challenge(index, "da_does_not_match_header")
         parent = base.parent
+        v2_hashes: list[bytes] = []
         for blk in blocks:
             if blk["parent_hash"] != parent:
                 return self.challenge(index, f"broken_parent_link at height {blk['height']}")
@@ -141,8 +169,17 @@ class Verifier:
                     continue  # recorded as rejected by the STF; re-execution covers it
                 if sa.action.is_system and not self._system_ok(sa):
                     return self.challenge(index, f"forged_l1_action at height {blk['height']}")
+                if sa.action.type == "reveal_update_v2":
+                    v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
+        blobs = self.blob_source(v2_hashes)
+        if blobs is None:  # v2 update bytes are data too: same grace as the payload
+            self.stats.da_failures += 1
+            deadline = self.sc.functions.challengeDeadline(index).call()
+            if latest_timestamp(self.w3) + self.da_grace >= deadline:
+                return self.challenge(index, "data_unavailable")
+            return "waiting:data_unavailable"
         try:
-            result = replay_da(base.state, da)
+            result = replay_da(base.state, da, blobs=blobs)
         except ChainMismatch as exc:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:

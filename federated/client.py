@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from federated.roles import ClientProfile, make_update, make_vote
-from rollup.client import FlockClient, NodeError
+from rollup.client import FlockClient, NodeError, commit_update_auto, reveal_update_auto
 from rollup.wire import hexb, unhex
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class ClientAgent:
                 self.done.add((tid, e, "commit_update"))  # absent by choice
                 return
             self._act(tid, e, "commit_update",
-                      lambda: self.client.commit_update(tid, e, delta))
+                      lambda: commit_update_auto(self.client, tid, e, delta))
         elif is_prop and phase == "update_reveal" and self.me in _pairs(rec["update_commits"]) \
                 and self.me not in _pairs(rec["update_hashes"]):
             if (tid, e) not in self.client._updates:  # restarted: recompute deterministically
@@ -91,7 +91,7 @@ class ClientAgent:
                 if delta is None:
                     return
                 self.client._updates[(tid, e)] = delta.astype("<i2").tobytes()
-            self._act(tid, e, "reveal_update", lambda: self.client.reveal_update(tid, e))
+            self._act(tid, e, "reveal_update", lambda: reveal_update_auto(self.client, tid, e))
         elif is_voter and phase == "vote_commit" and self.me not in _pairs(rec["vote_commits"]):
             cand = np.frombuffer(self.client.node.blob(unhex(rec["candidate_hash"], 32)),
                                  dtype="<i4").astype(np.int32)

@@ -383,3 +383,137 @@ def keypair_from_env_or_file(path: str | os.PathLike[str]) -> Keypair:
     if env:
         return Keypair.from_seed(unhex(env, 32, "FLOCKCHAIN_CLIENT_SEED"))
     return load_or_create(path)
+
+
+# ---------------------------------------------------------------------- large updates (v2)
+
+LARGE_UPDATE_BYTES = 8 * 1024 * 1024  # above this, updates go through the blob store (v2)
+
+
+def _progress(total: int, label: str, show: bool) -> Any:
+    """A rich progress bar (a no-op object when ``show`` is false)."""
+    from rich import progress as rp
+
+    prog = rp.Progress("[progress.description]{task.description}", rp.BarColumn(),
+                       rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeRemainingColumn(),
+                       disable=not show, transient=True)
+    return prog, prog.add_task(label, total=total)
+
+
+def upload_blob(node: NodeClient, key: Keypair, data: bytes | memoryview, *,
+                chunk_size: int | None = None, complete: bool = True, progress: bool = False,
+                blob: Any = None) -> dict[str, Any]:
+    """Upload ``data`` in chunks (resuming whatever the node already holds) and, with
+    ``complete``, publish it. Returns the node's upload status (``complete: true`` once
+    published). Retries each chunk on connection errors; safe to call again after a cut."""
+    from blobstore.uploads import declaration_message
+    from state_machine.chunks import DEFAULT_CHUNK_SIZE, chunk_span, verify_blob
+
+    vb = blob if blob is not None else verify_blob(data, chunk_size or DEFAULT_CHUNK_SIZE)
+    hashes = vb.chunk_hashes  # computed in the same single pass as the whole keccak
+    sig = key.sign(declaration_message(vb.keccak, vb.size, vb.chunk_size, vb.root))
+    decl = {"hash": vb.keccak.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
+            "chunk_hashes": [h.hex() for h in hashes], "root": vb.root.hex(),
+            "sender": key.pubkey.hex(), "signature": sig.hex()}
+    status = node._check(node._request("POST", "/v1/blobs/uploads", json=decl)).json()
+    mv = memoryview(data)
+    prog, task = _progress(vb.size, f"upload {vb.keccak.hex()[:10]}", progress)
+    spans = {i: chunk_span(vb.size, vb.chunk_size, i) for i in status.get("missing", [])}
+    with prog:
+        prog.update(task, completed=vb.size - sum(b - a for a, b in spans.values()))
+        for i, (a, b) in spans.items():
+            status = node._check(node._request(
+                "PUT", f"/v1/blobs/{vb.keccak.hex()}/chunks/{i}", content=bytes(mv[a:b]),
+                headers={"content-type": "application/octet-stream"})).json()
+            prog.advance(task, b - a)
+    if complete and not status.get("complete"):
+        status = node._check(node._request("POST", f"/v1/blobs/{vb.keccak.hex()}/complete"))\
+            .json()
+    return status  # type: ignore[no-any-return]
+
+
+def download_blob(node: NodeClient, blob_hash: bytes, *, progress: bool = False) -> bytes:
+    """Fetch a stored blob chunk by chunk; every chunk is hashed once as it arrives (the
+    chunk root and the whole keccak256 in the same pass) and checked at the end."""
+    from blobstore.source import VerifyingSource
+
+    meta = node.get_json(f"/v1/blobs/{blob_hash.hex()}/meta")
+    prog, task = _progress(int(meta["size"]), f"download {blob_hash.hex()[:10]}", progress)
+
+    def chunk(h: bytes, i: int) -> bytes:
+        data = node.get_bytes(f"/v1/blobs/{h.hex()}/chunks/{i}")
+        prog.advance(task, len(data))
+        return data
+
+    with prog:
+        vb = VerifyingSource(lambda h: (int(meta["size"]), int(meta["chunk_size"])),
+                             chunk).get(blob_hash)
+    if vb is None or (meta["root"] and vb.root.hex() != meta["root"]):
+        raise NodeError(502, "blob_mismatch", "served chunks do not hash to the blob")
+    return bytes(vb.data)
+
+
+def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarray | bytes,
+                     progress: bool = False, **kw: Any) -> SubmitResult | dict[str, Any]:
+    """v2 commit: stage every chunk on the node (not readable until completed, so nobody can
+    copy the update before the reveal phase) and commit to (hash, size, chunk root)."""
+    from state_machine.actions import update_commitment_v2
+    from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
+
+    data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
+    vb = verify_blob(data, DEFAULT_CHUNK_SIZE)
+    fc._updates[(task_id, epoch)] = data
+    fc.__dict__.setdefault("_v2_blobs", {})[(task_id, epoch)] = vb
+    upload_blob(fc.node, fc.key, data, blob=vb, complete=False, progress=progress)
+    c = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root,
+                             fc.salt("update", task_id, epoch))
+    return fc.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
+
+
+def reveal_update_v2(fc: FlockClient, task_id: int, epoch: int, progress: bool = False,
+                     **kw: Any) -> SubmitResult | dict[str, Any]:
+    """v2 reveal: finish (resume) the upload, publish the blob, then sign only its hash."""
+    from state_machine.actions import RevealUpdateV2Body
+    from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
+
+    vb = fc.__dict__.get("_v2_blobs", {}).get((task_id, epoch))
+    if vb is None:
+        vb = verify_blob(fc._updates[(task_id, epoch)], DEFAULT_CHUNK_SIZE)
+    upload_blob(fc.node, fc.key, vb.data, blob=vb, complete=True, progress=progress)
+    body = RevealUpdateV2Body(task_id, epoch, vb.keccak, vb.size, vb.chunk_size, vb.root,
+                              fc.salt("update", task_id, epoch))
+    return fc.send("reveal_update_v2", body, **kw)
+
+
+def commit_update_auto(fc: FlockClient, task_id: int, epoch: int, update: np.ndarray | bytes,
+                       **kw: Any) -> SubmitResult | dict[str, Any]:
+    """v1 for small updates, v2 (blob store) above ``LARGE_UPDATE_BYTES``."""
+    n = len(update) if isinstance(update, bytes) else 2 * int(np.asarray(update).size)
+    if n > LARGE_UPDATE_BYTES:
+        return commit_update_v2(fc, task_id, epoch, update, **kw)
+    return fc.commit_update(task_id, epoch, update, **kw)
+
+
+def reveal_update_auto(fc: FlockClient, task_id: int, epoch: int,
+                       **kw: Any) -> SubmitResult | dict[str, Any]:
+    if len(fc._updates[(task_id, epoch)]) > LARGE_UPDATE_BYTES:
+        return reveal_update_v2(fc, task_id, epoch, **kw)
+    return fc.reveal_update(task_id, epoch, **kw)
+
+
+def download_da(node: NodeClient, index: int, chunk_size: int | None = None) -> bytes:
+    """A batch's DA payload fetched in chunks, hashed incrementally as they arrive and
+    checked against the batch's ``da_hash``; raises NodeError(502) on a mismatch."""
+    from state_machine.chunks import DEFAULT_CHUNK_SIZE, whole_hasher
+
+    cs = chunk_size or DEFAULT_CHUNK_SIZE
+    meta = node.get_json(f"/v1/da/{index}/meta", chunk_size=cs)
+    h, buf = whole_hasher(), bytearray()
+    for i in range(int(meta["chunks"])):
+        part = node._check(node._request("GET", f"/v1/da/{index}/chunks/{i}",
+                                         params={"chunk_size": cs})).content
+        h.update(part)
+        buf += part
+    if bytes(h.digest()).hex() != meta["da_hash"]:
+        raise NodeError(502, "da_mismatch", "DA chunks do not hash to the batch's da_hash")
+    return bytes(buf)

@@ -60,6 +60,14 @@ class NodeConfig(BaseSettings):
     snapshot_interval: int = Field(100, ge=0, description="blocks between state snapshots")
     snapshots_kept: int = Field(3, ge=1)
     blob_dir: Path | None = Field(None, description="directory for large blobs (else in SQL)")
+    blob_store_url: str | None = Field(
+        None, description="blob backend: s3://bucket/prefix?endpoint=URL, else blob_dir")
+    max_blob_bytes: int | None = Field(None, ge=1, description="largest chunked upload")
+    upload_sender_quota: int | None = Field(None, ge=1,
+                                            description="bytes of unfinished uploads per signer")
+    upload_ttl_s: float | None = Field(None, gt=0, description="idle upload lifetime")
+    upload_unstaked_quota: int | None = Field(
+        None, ge=1, description="bytes of unfinished uploads per key without stake")
     admin_token: str | None = Field(
         None, description="bearer token for /v1/admin/* (env FLOCKCHAIN_ADMIN_TOKEN or a "
         "config file; never a CLI flag); unset with no admin_token_file = admin disabled"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import uvicorn
 from fastapi import FastAPI
 
+from blobstore import open_blobstore
 from rollup.api import create_app
 from rollup.config import NodeConfig
 from rollup.http_limits import HttpLimits, protocol_class
@@ -92,7 +93,9 @@ def open_sequencer(config: NodeConfig, *, clock: Callable[[], int] | None = None
                    produce_blocks: bool = True, metrics: Metrics | None = None) -> Sequencer:
     """Open (and recover) the sequencer described by ``config``; not started yet."""
     key = load_or_create(config.sequencer_key_file)
-    store = Store(config.db_url, blob_dir=config.blob_dir)
+    store = Store(config.db_url, blob_dir=config.blob_dir,
+                  blobstore=open_blobstore(config.blob_store_url) if config.blob_store_url
+                  else None)
     return Sequencer(store, key.seed, sequencer_config(config, produce_blocks), clock=clock,
                      hooks=metrics)
 

@@ -33,6 +33,7 @@ from state_machine.actions import (
     CommitVoteBody,
     PublishGenesisBody,
     RevealUpdateBody,
+    RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
 )
@@ -75,7 +76,8 @@ _RANK = {
     VOTE_REVEAL: 5,
 }
 PARTICIPANT_TYPES = frozenset(PHASE_OF)
-_COMMIT_OF = {"reveal_update": "commit_update", "reveal_vote": "commit_vote"}
+_COMMIT_OF = {"reveal_update": "commit_update", "reveal_update_v2": "commit_update",
+              "reveal_vote": "commit_vote"}
 
 
 def _bump(d: dict, k: object, by: int) -> None:
@@ -235,8 +237,8 @@ def window_checks(state: State, sa: SignedAction, view: PendingView,
                         and not view.deposits and not can_open(state, task)):
                     raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients "
                                    "(and no deposit queued)")
-        elif isinstance(body, (CommitUpdateBody, RevealUpdateBody, CommitVoteBody,
-                               RevealVoteBody)):
+        elif isinstance(body, (CommitUpdateBody, RevealUpdateBody, RevealUpdateV2Body,
+                               CommitVoteBody, RevealVoteBody)):
             task = _task_or_pending(state, body.task_id, view)
             if task is not None:
                 _participant_window(state, sa, task, view, max_inclusion_height)
@@ -279,7 +281,7 @@ def _participant_window(state: State, sa: SignedAction, task: Task, view: Pendin
         check_not_committed(ep.update_commits, sender)
     elif a.type == "commit_vote":
         check_not_committed(ep.vote_commits, sender)
-    elif a.type == "reveal_update":
+    elif a.type in ("reveal_update", "reveal_update_v2"):
         check_can_reveal(ep.update_commits, ep.update_hashes, sender)
     else:
         check_can_reveal(ep.vote_commits, ep.votes, sender)

@@ -77,6 +77,8 @@ def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
             ep = new.epochs.peek((b.task_id, b.epoch))  # type: ignore[attr-defined]
             out.append(BlobWrite(ep.update_hashes[a.sender], "update",
                                  len(b.update_bytes), action_seq=seq))  # type: ignore[attr-defined]
+        elif r.applied and a.type == "reveal_update_v2":  # bytes already in the blob store
+            out.append(BlobWrite(a.body.update_hash, "update", a.body.size))  # type: ignore[attr-defined]
     for tid, t in new.tasks.items():
         o = old.tasks.peek(tid)
         if t.global_model is not None and (o is None or o.global_hash != t.global_hash):

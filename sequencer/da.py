@@ -35,6 +35,9 @@ def build_da(store: Store, conn: Connection, chain_id: int, batch_index: int, fi
             if r[1] == "reveal_update" and r[2] == "included":
                 ub = decode_signed(raws[i]).action.body.update_bytes  # type: ignore[attr-defined]
                 updates.append([b.height, i, keccak256(ub)])
+            elif r[1] == "reveal_update_v2" and r[2] == "included":  # bytes: GET /v1/blobs
+                uh = decode_signed(raws[i]).action.body.update_hash  # type: ignore[attr-defined]
+                updates.append([b.height, i, uh])
         blocks_out.append({
             "height": b.height,
             "parent_hash": b.parent_hash,

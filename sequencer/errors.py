@@ -26,6 +26,7 @@ STATUS_BY_REASON: dict[str, int] = {
     **dict.fromkeys((R.NOT_FOUND, R.UNKNOWN_ACTION, R.UNKNOWN_BLOCK, R.UNKNOWN_BATCH,
                      R.UNKNOWN_EPOCH, R.UNKNOWN_BLOB, R.UNKNOWN_ACCOUNT), 404),
     R.METHOD_NOT_ALLOWED: 405,
+    R.BLOB_UNAVAILABLE: 409,  # upload the update first, then reveal again
     # 409: conflicts with the chain's (pending) order: nonce, window, duplicates
     **dict.fromkeys((R.BAD_NONCE, R.WRONG_WINDOW, R.WRONG_EPOCH, R.ALREADY_COMMITTED,
                      R.ALREADY_REVEALED, R.DUPLICATE_COMMITMENT, R.L1_OUT_OF_ORDER,

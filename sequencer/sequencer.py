@@ -30,6 +30,7 @@ from typing import Any
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
+from blobstore.source import StoreSource
 from sequencer import admission
 from sequencer.batches import cut_batch, read_da
 from sequencer.blocks import block_due, build_block, closed_epoch
@@ -290,6 +291,7 @@ class Sequencer:
                 raise self._refuse(Reason.BAD_SIGNATURE, "ed25519 signature does not verify")
             try:
                 admission.static_checks(self._state, sa, self._view)
+                _blob_available(self.store, sa)
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
@@ -413,7 +415,8 @@ class Sequencer:
                 parent = self._head_hash
             height = state.height + 1
             ts = max(int(self._clock()), self._head_ts)
-            block = Block(height, parent, ts, [e.sa for e in entries])
+            block = Block(height, parent, ts, [e.sa for e in entries],
+                          blobs=StoreSource(self.store.blobstore))
             t0 = time.perf_counter()
             built = build_block(state, block, [e.seq for e in entries])
             apply_s = time.perf_counter() - t0
@@ -496,3 +499,16 @@ class Sequencer:
         if b is None:
             raise KeyError(f"no batch {index}")
         return self.state_at(b.last_height)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _blob_available(store: Store, sa: SignedAction) -> None:
+    """A v2 reveal is acked only once its blob is stored (never deleted afterwards), so the
+    block that includes it and every replay of that block see the same bytes."""
+    if sa.action.type == "reveal_update_v2":
+        h = sa.action.body.update_hash  # type: ignore[attr-defined]
+        if store.blobstore is None or not store.blobstore.has(h):
+            raise SubmitError("blob_unavailable", "upload the update (POST /v1/blobs/uploads) "
+                              "before revealing it")

@@ -42,6 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import StaticPool
 
+from blobstore import BlobStore, FsBlobStore
 from sequencer.schema import (  # noqa: F401  (re-exported: tables and rows live in schema)
     TABLES,
     WAL_AUTOCHECKPOINT_PAGES,
@@ -82,9 +83,13 @@ class Store:
     """
 
     def __init__(self, url: str, blob_dir: str | os.PathLike[str] | None = None,
-                 blob_inline_max: int = 1 << 20) -> None:
+                 blob_inline_max: int = 1 << 20, blobstore: BlobStore | None = None) -> None:
         self.url = url
         self.blob_dir = Path(blob_dir) if blob_dir else None
+        # large blobs (v1 models above blob_inline_max, v2 updates): one content-addressed
+        # backend, the local blob_dir by default (see the blobstore package)
+        self.blobstore = blobstore or (FsBlobStore(self.blob_dir) if self.blob_dir else None)
+        self._large_blobs_out = self.blobstore is not None  # else v1 models stay in SQL
         self.blob_inline_max = blob_inline_max
         self.engine = self._make_engine(url)
         self._compiled = self._compile_bulk()
@@ -283,8 +288,10 @@ class Store:
         if bw.action_seq is not None:
             row["location"] = "action"
             row["action_seq"] = bw.action_seq
-        elif self.blob_dir is not None and bw.size > self.blob_inline_max:
-            assert bw.data is not None
+        elif bw.data is None:  # v2 update: already verified and stored in the blob store
+            row["location"] = "dir"
+        elif self._large_blobs_out and bw.size > self.blob_inline_max:
+            assert self.blobstore is not None
             self._write_blob_file(bw.hash, bw.data)
             row["location"] = "dir"
         else:
@@ -298,16 +305,8 @@ class Store:
         return self.blob_dir / hx[:2] / hx
 
     def _write_blob_file(self, h: bytes, data: bytes) -> None:
-        path = self._blob_path(h)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        assert self.blobstore is not None
+        self.blobstore.put_bytes(h, data)  # temp file + fsync + rename (or an S3 PUT)
 
     def head(self) -> BlockRow | None:
         with self.engine.connect() as conn:
@@ -350,12 +349,13 @@ class Store:
         """Blob bytes by keccak256, wherever they live."""
         with self.engine.connect() as conn:
             r = conn.execute(select(blobs).where(blobs.c.hash == h)).first()
-            if r is None:
-                return None
+            if r is None:  # uploaded (v2) but not yet referenced by a block
+                return self.blobstore.get(h) if self.blobstore is not None else None
             if r.location == "db":
                 return _b(r.data)
             if r.location == "dir":
-                return self._blob_path(h).read_bytes()
+                assert self.blobstore is not None
+                return self.blobstore.get(h)
             q = select(actions.c.bytes).where(actions.c.seq == r.action_seq)
             raw = conn.execute(q).scalar()
         from state_machine.actions import decode_signed  # local: keep store STF-agnostic

@@ -191,6 +191,30 @@ class RevealUpdateBody(Body):
 
 
 @dataclass(frozen=True)
+class RevealUpdateV2Body(Body):
+    """Protocol v2 reveal: the signed envelope carries the update's keccak256, size and
+    chunk root, never its bytes; the bytes travel in chunks into the blob store and reach
+    the STF beside the block (``Block.blobs``), hashed once when they were streamed."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {
+        "task_id": "u64",
+        "epoch": "u64",
+        "update_hash": "b32",
+        "size": "u64",
+        "chunk_size": "u64",
+        "chunk_root": "b32",
+        "salt": "b32",
+    }
+    task_id: int
+    epoch: int
+    update_hash: bytes
+    size: int
+    chunk_size: int
+    chunk_root: bytes
+    salt: bytes
+
+
+@dataclass(frozen=True)
 class CommitVoteBody(Body):
     SCHEMA: ClassVar[dict[str, str]] = {"task_id": "u64", "epoch": "u64", "commitment": "b32"}
     task_id: int
@@ -228,6 +252,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "publish_genesis": PublishGenesisBody,
     "commit_update": CommitUpdateBody,
     "reveal_update": RevealUpdateBody,
+    "reveal_update_v2": RevealUpdateV2Body,
     "commit_vote": CommitVoteBody,
     "reveal_vote": RevealVoteBody,
     "advance": AdvanceBody,
@@ -238,6 +263,18 @@ SYSTEM_TYPES = frozenset({"l1_deposit", "l1_unbond", "l1_task_created"})
 def update_commitment(update_bytes: bytes, salt: bytes) -> bytes:
     """keccak256(update_bytes || salt) (SPEC §2)."""
     return keccak256(update_bytes, salt)
+
+
+UPDATE_V2_DOMAIN = b"flockchain/update/v2"
+
+
+def update_commitment_v2(update_hash: bytes, size: int, chunk_size: int, chunk_root: bytes,
+                         salt: bytes) -> bytes:
+    """keccak256(UPDATE_V2_DOMAIN || update_hash || u64 size || u64 chunk_size || chunk_root
+    || salt): what a v2 proposer commits to. The domain keeps a v2 commitment from ever being
+    opened as a v1 reveal of the same 32 bytes, and the chunk root binds every chunk."""
+    return keccak256(UPDATE_V2_DOMAIN, update_hash, size.to_bytes(8, "big"),
+                     chunk_size.to_bytes(8, "big"), chunk_root, salt)
 
 
 def vote_commitment(acc_candidate_bps: int, acc_current_bps: int, salt: bytes) -> bytes:

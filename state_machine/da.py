@@ -68,15 +68,17 @@ class DaReplay:
 
 
 def replay_da(state: State, da: dict[str, Any],
-              on_block: Callable[[int, bytes, bytes], None] | None = None) -> DaReplay:
+              on_block: Callable[[int, bytes, bytes], None] | None = None,
+              blobs: Any = None) -> DaReplay:
     """Re-execute a decoded DA payload on top of ``state`` (the state after block
     ``first_height - 1``). Raises ``ChainMismatch`` at the first block whose recomputed
-    root or hash differs from the one claimed in the payload."""
+    root or hash differs from the one claimed in the payload. ``blobs`` resolves v2 updates
+    (``.get(update_hash) -> VerifiedBlob``), e.g. ``blobstore.source.VerifyingSource``."""
     last_hash = b""
     root = state.state_root()
     for blk in da["blocks"]:
         acts = [decode_signed(raw) for raw in blk["actions"]]
-        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts)
+        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts, blobs=blobs)
         res = execute_block(state, block, blk["state_root"], blk["block_hash"])
         state, root, last_hash = res.state, res.state_root, res.hash
         if on_block is not None:

@@ -47,6 +47,9 @@ class Reason(StrEnum):
     HASH_MISMATCH = "hash_mismatch"
     NOTHING_TO_ADVANCE = "nothing_to_advance"
     PHASE_INCOMPLETE = "phase_incomplete"
+    # ---- protocol v2 updates (bytes in the blob store, see state_machine/chunks.py)
+    BLOB_UNAVAILABLE = "blob_unavailable"
+    BLOB_MISMATCH = "blob_mismatch"
     # ---- node only: admission, transport, operations (never in a receipt)
     NOT_STAKED = "not_staked"
     ALREADY_REJECTED = "already_rejected"

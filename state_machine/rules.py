@@ -38,6 +38,7 @@ ACTIVE_PHASES = (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL)
 PHASE_OF = {
     "commit_update": UPDATE_COMMIT,
     "reveal_update": UPDATE_REVEAL,
+    "reveal_update_v2": UPDATE_REVEAL,
     "commit_vote": VOTE_COMMIT,
     "reveal_vote": VOTE_REVEAL,
 }

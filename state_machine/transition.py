@@ -23,11 +23,13 @@ from state_machine.actions import (
     DepositBody,
     PublishGenesisBody,
     RevealUpdateBody,
+    RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
     TaskCreatedBody,
     UnbondBody,
     update_commitment,
+    update_commitment_v2,
     vote_commitment,
 )
 from state_machine.crypto import keccak256
@@ -85,6 +87,9 @@ class Block:
     parent_hash: bytes
     timestamp: int
     actions: Sequence[SignedAction]
+    # v2 updates' bytes by keccak256 (``.get(hash) -> VerifiedBlob | None``), resolved by the
+    # sequencer or verifier from its blob store: the STF reads them and does no I/O
+    blobs: Any = None
 
 
 @dataclass
@@ -259,6 +264,31 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
     return ["update_revealed"]
 
 
+def _reveal_update_v2(state: State, sa: SignedAction, b: RevealUpdateV2Body,
+                      blobs: Any) -> list[str]:
+    """A v2 reveal: the signed hash, size and chunk root must open the commitment, and
+    the blob beside the block must be the one they name (hashed once, when streamed)."""
+    task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
+    assert task.params is not None
+    if b.size != 2 * task.params.num_params:
+        raise Rejected(Reason.WRONG_LENGTH, f"expected {2 * task.params.num_params} bytes")
+    c = update_commitment_v2(b.update_hash, b.size, b.chunk_size, b.chunk_root, b.salt)
+    if c != committed:
+        raise Rejected(Reason.COMMITMENT_MISMATCH)
+    blob = blobs.get(b.update_hash) if blobs is not None else None
+    if blob is None:
+        raise Rejected(Reason.BLOB_UNAVAILABLE, "update bytes are not in the blob store")
+    if (blob.keccak, blob.size, blob.chunk_size, blob.root) != (
+            b.update_hash, b.size, b.chunk_size, b.chunk_root):
+        raise Rejected(Reason.BLOB_MISMATCH, "stored blob differs from the signed hash/root")
+    delta = np.frombuffer(blob.data, dtype="<i2").astype(np.int16)
+    delta.setflags(write=False)
+    ep.updates[sa.action.sender] = delta
+    ep.update_hashes[sa.action.sender] = b.update_hash
+    state.touch_epoch(ep.task_id, ep.epoch)
+    return ["update_revealed"]
+
+
 def _commit_vote(state: State, sa: SignedAction, b: CommitVoteBody) -> list[str]:
     _record_commitment(state, sa, b.task_id, b.epoch, b.commitment, VOTE_COMMIT)
     return ["vote_committed"]
@@ -296,12 +326,15 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
 }
 
 
-def process_action(state: State, sa: SignedAction, pre_root: bytes) -> list[str]:
+def process_action(state: State, sa: SignedAction, pre_root: bytes,
+                   blobs: Any = None) -> list[str]:
     """Apply one action or raise Rejected (state untouched on rejection)."""
     precheck(state, sa)
     a = sa.action
     if a.type == "advance":
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
+    elif a.type == "reveal_update_v2":
+        events = _reveal_update_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
     else:
         events = _HANDLERS[a.type](state, sa, a.body)
     state.bump_nonce(a.sender)
@@ -326,7 +359,7 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     for sa in block.actions:
         st.begin_action()
         try:
-            events = process_action(st, sa, pre_root)
+            events = process_action(st, sa, pre_root, block.blobs)
         except Rejected as r:
             st.rollback_action()
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))

@@ -19,6 +19,7 @@ from rollup.api import errors
 from rollup.api.deps import AdminGate
 from rollup.api.ingress import ActionIngress, Ingress
 from rollup.api.routers import actions, admin, batches, chain, ops, state
+from rollup.blob_routes import blob_router
 from rollup.config import NodeConfig
 from rollup.metrics import Metrics
 from sequencer.sequencer import Sequencer
@@ -68,5 +69,6 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)
+    app.include_router(blob_router(seq, config))  # chunked uploads of large blobs
     app.add_middleware(ActionIngress, handler=ingress)
     return app

@@ -20,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", dest="sequencer_key_file", help="sequencer key file (hex seed)")
     p.add_argument("--snapshot-interval", type=int)
     p.add_argument("--blob-dir")
+    p.add_argument("--blob-store-url", help="s3://bucket/prefix?endpoint=URL (else --blob-dir)")
     p.add_argument("--admin-token-file", help="enables /v1/admin/* with the bearer token in "
                    "this file (or set FLOCKCHAIN_ADMIN_TOKEN; never a flag: argv is public)")
     p.add_argument("--admin-remote", action="store_true", default=None,
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     fields = ("db_url", "host", "port", "chain_id", "block_time", "max_block_actions",
               "max_body_bytes", "sequencer_key_file", "snapshot_interval", "blob_dir",
-              "admin_token_file", "admin_remote", "log_level")
+              "blob_store_url", "admin_token_file", "admin_remote", "log_level")
     config = NodeConfig.load(args.config, **{f: getattr(args, f) for f in fields})
 
     def ready(url: str) -> None:

@@ -1,0 +1,191 @@
+"""Large-update ingest through the node's chunked blob uploads (protocol v2, issue 14).
+
+One update of ``--mib`` MiB (96 by default on shared machines; ``--full`` for 512 MiB) is
+uploaded the way the SDK does it: a signed declaration (chunk hashes and root computed
+client-side before the clock starts), then every chunk as its own ``PUT`` on one connection,
+then ``complete`` (whole keccak256 checked, blob published). Each 200 means the chunk is
+fsynced and journalled; the 201 means the blob is durable in the backend. Side by side,
+in the same run:
+
+* ``sink``: the same chunk bodies PUT to a do-nothing ASGI app on the same uvicorn (reads
+  the body, answers), i.e. the cost of HTTP alone;
+* ``fs``: the node with its blob store on the local filesystem;
+* ``s3``: the node with its blob store on an S3-compatible server (moto in server mode,
+  another local process; completion uploads the staged file as an S3 multipart upload).
+
+Reported: median MiB/s of each over ``--repeat`` rounds (every sample listed), the ratio
+node / sink, and each node's peak RSS (``VmHWM``) next to its RSS before the first upload.
+The load average is printed before and after: on a shared machine, read the ratio with it.
+Prints one JSON line.
+Usage: ``python bench/blobs.py [--mib 96] [--full] [--repeat 3] [--chunk-mib 4]
+[--backends fs,s3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from ingest import free_port, wait_up  # noqa: E402
+
+from blobstore.uploads import declaration_message  # noqa: E402
+from rollup.keys import Keypair  # noqa: E402
+from state_machine.chunks import chunk_span, verify_blob  # noqa: E402
+
+KEY = Keypair.from_seed(b"\x42" * 32)
+S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """Current and peak resident set size of ``pid`` (Linux /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+def start(cmd: list[str], tmp: Path, name: str, health: str,
+          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=open(tmp / f"{name}.log", "ab"),
+                            env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    wait_up(health, proc)
+    return proc
+
+
+def start_node(tmp: Path, name: str, env: dict[str, str] | None = None
+               ) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "rollup.cli", "node", "--db", f"sqlite:///{tmp}/{name}.db",
+           "--port", str(port), "--chain-id", "7", "--key", str(tmp / "seq.key"),
+           "--blob-dir", str(tmp / f"{name}-blobs"), "--log-level", "warning"]
+    url = f"http://127.0.0.1:{port}"
+    env = {"FLOCKCHAIN_UPLOAD_UNSTAKED_QUOTA": str(2**30), **(env or {})}  # unstaked bench key
+    return start(cmd, tmp, name, url + "/v1/healthz", env), url
+
+
+def put_chunks(http: httpx.Client, data: bytes, vb: Any, prefix: str) -> None:
+    mv = memoryview(data)
+    for i in range(len(vb.chunk_hashes)):
+        a, b = chunk_span(vb.size, vb.chunk_size, i)
+        r = http.put(f"{prefix}/chunks/{i}", content=bytes(mv[a:b]))
+        if r.status_code >= 300:
+            raise RuntimeError(f"chunk {i}: {r.status_code} {r.text[:200]}")
+
+
+def upload(url: str, data: bytes, vb: Any) -> float:
+    """Seconds from the first chunk to the durable, published blob."""
+    sig = KEY.sign(declaration_message(vb.keccak, vb.size, vb.chunk_size, vb.root))
+    decl = {"hash": vb.keccak.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
+            "chunk_hashes": [h.hex() for h in vb.chunk_hashes], "root": vb.root.hex(),
+            "sender": KEY.pubkey.hex(), "signature": sig.hex()}
+    with httpx.Client(base_url=url, timeout=600) as http:
+        http.post("/v1/blobs/uploads", json=decl).raise_for_status()
+        t0 = time.perf_counter()
+        put_chunks(http, data, vb, f"/v1/blobs/{vb.keccak.hex()}")
+        r = http.post(f"/v1/blobs/{vb.keccak.hex()}/complete")
+        dt = time.perf_counter() - t0
+        if r.status_code != 201:
+            raise RuntimeError(f"complete: {r.status_code} {r.text[:200]}")
+    return dt
+
+
+def sink_time(url: str, data: bytes, vb: Any) -> float:
+    with httpx.Client(base_url=url, timeout=600) as http:
+        t0 = time.perf_counter()
+        put_chunks(http, data, vb, f"/v1/blobs/{vb.keccak.hex()}")
+        return time.perf_counter() - t0
+
+
+def _servers(tmp: Path, backends: list[str]) -> dict[str, tuple[Any, str]]:
+    """The sink, and one node per backend (plus moto for S3), all started up front."""
+    procs: dict[str, tuple[Any, str]] = {}
+    port = free_port()
+    procs["sink"] = (start([sys.executable, str(REPO / "bench" / "ingest.py"), "--serve-sink",
+                            str(port)], tmp, "sink", f"http://127.0.0.1:{port}/"),
+                     f"http://127.0.0.1:{port}")
+    if "fs" in backends:
+        procs["fs"] = start_node(tmp, "fs")
+    if "s3" in backends:
+        s3port = free_port()
+        procs["moto"] = (start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                                str(s3port)], tmp, "moto", f"http://127.0.0.1:{s3port}/",
+                               S3_ENV), "")
+        url = f"s3://bench/updates?endpoint=http://127.0.0.1:{s3port}&create=1"
+        procs["s3"] = start_node(tmp, "s3", {**S3_ENV, "FLOCKCHAIN_BLOB_STORE_URL": url})
+    return procs
+
+
+def run(tmp: Path, mib: int, chunk_mib: int, backends: list[str], repeat: int) -> dict[str, Any]:
+    """``repeat`` rounds; each round uploads a fresh update (no dedup) to every target, in a
+    rotating order so a noisy neighbour does not always hit the same one. Medians reported."""
+    base = np.random.default_rng(1).integers(0, 256, mib * 2**20, dtype=np.uint8).tobytes()
+    procs = _servers(tmp, backends)
+    targets = ["sink", *backends]
+    samples: dict[str, list[float]] = {t: [] for t in targets}
+    out: dict[str, Any] = {"mib": mib, "chunk_mib": chunk_mib, "repeat": repeat}
+    try:
+        before = {b: rss_kib(procs[b][0].pid)["VmRSS"] for b in backends}
+        for r in range(repeat):
+            data = bytes([r]) + base[1:]
+            t0 = time.perf_counter()
+            vb = verify_blob(data, chunk_mib * 2**20)  # what the SDK does before uploading
+            out["client_hash_s"] = round(time.perf_counter() - t0, 3)
+            for t in targets[r % len(targets):] + targets[:r % len(targets)]:
+                url = procs[t][1]
+                dt = sink_time(url, data, vb) if t == "sink" else upload(url, data, vb)
+                samples[t].append(round(mib / dt, 1))
+        peak = {b: rss_kib(procs[b][0].pid)["VmHWM"] for b in backends}
+    finally:
+        for proc, _ in procs.values():
+            proc.terminate()
+            proc.wait(60)
+    med = {t: float(np.median(v)) for t, v in samples.items()}
+    out["sink_mib_s"] = med["sink"]
+    out["sink_samples"] = samples["sink"]
+    for b in backends:
+        out[b] = {"mib_s": med[b], "samples": samples[b],
+                  "ratio_vs_sink": round(med[b] / med["sink"], 2),
+                  "node_rss_before_mib": round(before[b] / 1024, 1),
+                  "node_peak_rss_mib": round(peak[b] / 1024, 1)}
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--mib", type=int, default=96, help="update size (MiB)")
+    ap.add_argument("--full", action="store_true", help="the 512 MiB case of issue 14")
+    ap.add_argument("--chunk-mib", type=int, default=4)
+    ap.add_argument("--backends", default="fs,s3")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    mib = 512 if args.full else args.mib
+    with tempfile.TemporaryDirectory(prefix="flockchain-blobs-") as td:
+        out = {"bench": "blobs", "cpus": os.cpu_count(), "python": platform.python_version(),
+               "loadavg_before": round(os.getloadavg()[0], 2),
+               **run(Path(td), mib, args.chunk_mib, args.backends.split(","), args.repeat),
+               "loadavg_after": round(os.getloadavg()[0], 2)}
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

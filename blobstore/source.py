@@ -1,0 +1,66 @@
+"""Blob bytes for the STF: ``Block.blobs`` resolves a v2 update's hash to a VerifiedBlob.
+
+Why no hashing here: a blob store only ever holds content that was verified when it was
+streamed in (``blobstore.uploads``), and its key *is* that content's keccak256, so the
+sequencer hands the STF the stored bytes with the hashes recorded at upload. A verifier
+fetching bytes from someone else's node uses :class:`VerifyingSource`, which checks every
+chunk as it arrives instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from blobstore.base import BlobStore
+from state_machine.chunks import ChunkDigest, VerifiedBlob, chunk_root, whole_hasher
+
+
+class StoreSource:
+    """``get(hash) -> VerifiedBlob | None`` over a trusted (own) blob store."""
+
+    def __init__(self, store: BlobStore | None) -> None:
+        self.store = store
+
+    def get(self, key: bytes) -> VerifiedBlob | None:
+        if self.store is None:
+            return None
+        m = self.store.meta(key)
+        if m is None or m.chunk_size == 0:  # only chunk-uploaded blobs carry a root
+            return None
+        data = self.store.get(key)
+        if data is None:
+            return None
+        return VerifiedBlob(data, key, m.chunk_root, m.size, m.chunk_size)
+
+
+class VerifyingSource:
+    """Blobs fetched chunk by chunk from an untrusted party (a verifier reading DA from the
+    sequencer): ``fetch_meta(hash) -> (size, chunk_size) | None`` and ``fetch_chunk(hash,
+    i) -> bytes``; every chunk is hashed once, the whole keccak in the same pass."""
+
+    def __init__(self, fetch_meta: Callable[[bytes], tuple[int, int] | None],
+                 fetch_chunk: Callable[[bytes, int], bytes]) -> None:
+        self.fetch_meta, self.fetch_chunk = fetch_meta, fetch_chunk
+        self._cache: dict[bytes, VerifiedBlob | None] = {}
+
+    def get(self, key: bytes) -> VerifiedBlob | None:
+        if key not in self._cache:
+            self._cache[key] = self._load(key)
+        return self._cache[key]
+
+    def _load(self, key: bytes) -> VerifiedBlob | None:
+        meta = self.fetch_meta(key)
+        if meta is None:
+            return None
+        size, chunk_size = meta
+        whole, hashes, buf = whole_hasher(), [], bytearray()
+        for i in range(-(-size // chunk_size)):
+            part = self.fetch_chunk(key, i)
+            d = ChunkDigest(whole)
+            d.update(part)
+            hashes.append(d.digest())
+            buf += part
+        if len(buf) != size or bytes(whole.digest()) != key:
+            return None  # served bytes are not the blob: unavailable to this verifier
+        return VerifiedBlob(bytes(buf), key, chunk_root(size, chunk_size, hashes), size,
+                            chunk_size)

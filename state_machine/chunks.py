@@ -1,0 +1,164 @@
+"""Chunk hashes and the chunk root of a large blob (protocol v2 updates, SPEC §13 §2).
+
+Why here (the pure STF package): the SDK computes the chunk root before uploading, the node
+checks every chunk and the root while the bytes stream in, and the STF compares the root a
+v2 reveal signed with the one the blob was verified against. All three must agree bit for
+bit, so there is one definition, free of I/O.
+
+Layout: the blob is cut into ``ceil(size / chunk_size)`` chunks (the last one may be
+shorter; an empty blob has no chunk). ``chunk_hash = keccak256(chunk)``. The chunk root is::
+
+    keccak256(CHUNK_ROOT_DOMAIN || u64(size) || u64(chunk_size) || merkle_root(chunk_hashes))
+
+with ``merkle_root`` an *ordered* binary tree: ``node = keccak256(left || right)``, an odd
+node out paired with 32 zero bytes, up to one root (not OpenZeppelin's commutative pairs of
+``state_machine.merkle``, which would let two sibling chunks swap places unnoticed). Binding
+the size and chunk size fixes the number of leaves, so a leaf can never pose as an interior
+node (no domain byte inside the chunk hashes, which stay plain keccak256 of the bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from state_machine.crypto import ZERO32, keccak256
+
+try:  # C keccak (safe-pysha3): the streaming path hashes hundreds of MiB
+    from sha3 import keccak_256 as _keccak_256
+except ImportError:  # pragma: no cover - same digest, slower
+    from Crypto.Hash import keccak as _keccak
+
+    def _keccak_256(data: bytes = b"") -> Any:  # type: ignore[misc]
+        return _keccak.new(digest_bits=256, data=data)
+
+
+CHUNK_ROOT_DOMAIN = b"flockchain/chunks/v1"
+DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # 128 chunks for a 512 MiB update
+MIN_CHUNK_SIZE = 64 * 1024  # keeps the chunk list of a 512 MiB blob <= 8,192 hashes
+MAX_CHUNK_SIZE = 32 * 1024 * 1024  # one chunk is one HTTP body: bounded memory per request
+MAX_BLOB_BYTES = 512 * 1024 * 1024  # largest update the protocol carries (d = 2^28 int16)
+
+
+class ChunkError(ValueError):
+    """A chunk layout or chunk content that does not match; ``reason`` is machine-readable."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def num_chunks(size: int, chunk_size: int) -> int:
+    """How many chunks a blob of ``size`` bytes has (0 for an empty blob)."""
+    return -(-size // chunk_size)
+
+
+def chunk_span(size: int, chunk_size: int, index: int) -> tuple[int, int]:
+    """Byte range ``[start, end)`` of chunk ``index``."""
+    start = index * chunk_size
+    return start, min(size, start + chunk_size)
+
+
+def check_layout(size: int, chunk_size: int, max_size: int = MAX_BLOB_BYTES) -> int:
+    """Validate a declared layout; returns the number of chunks or raises ChunkError."""
+    if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ChunkError("bad_chunk_size", f"chunk size must be in [{MIN_CHUNK_SIZE}, "
+                                           f"{MAX_CHUNK_SIZE}]")
+    if not 0 < size <= max_size:
+        raise ChunkError("bad_size", f"size must be in [1, {max_size}]")
+    return num_chunks(size, chunk_size)
+
+
+def ordered_merkle_root(leaves: Sequence[bytes]) -> bytes:
+    """Root of an ordered keccak256 tree (see the module docstring); ZERO32 if empty."""
+    level = list(leaves)
+    if not level:
+        return ZERO32
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(ZERO32)
+        level = [keccak256(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def chunk_root(size: int, chunk_size: int, chunk_hashes: Sequence[bytes]) -> bytes:
+    """The root a v2 reveal signs: binds size, chunk size and every chunk hash in order."""
+    if len(chunk_hashes) != num_chunks(size, chunk_size):
+        raise ChunkError("bad_chunk_count", f"expected {num_chunks(size, chunk_size)} hashes")
+    tree = ordered_merkle_root(chunk_hashes)
+    return keccak256(CHUNK_ROOT_DOMAIN, size.to_bytes(8, "big"), chunk_size.to_bytes(8, "big"),
+                     tree)
+
+
+def chunk_hashes_of(data: bytes | memoryview, chunk_size: int) -> list[bytes]:
+    """Chunk hashes of an in-memory blob (SDK side and tests)."""
+    mv = memoryview(data)
+    return [keccak256(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)]
+
+
+def root_of(data: bytes | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
+    """Chunk root of an in-memory blob."""
+    return chunk_root(len(data), chunk_size, chunk_hashes_of(data, chunk_size))
+
+
+@dataclass
+class ChunkDigest:
+    """Hashes one chunk and feeds the whole-blob keccak in the same pass over the bytes.
+
+    Why one pass: a 512 MiB update must not be read twice (once per hash); every buffer
+    that arrives updates both running hashes and is then written out and dropped."""
+
+    whole: Any
+    _chunk: Any = field(default_factory=_keccak_256)
+    length: int = 0
+
+    def update(self, buf: bytes | memoryview) -> None:
+        self._chunk.update(buf)
+        self.whole.update(buf)
+        self.length += len(buf)
+
+    def digest(self) -> bytes:
+        return bytes(self._chunk.digest())
+
+
+def whole_hasher() -> Any:
+    """A running keccak256 (``update``/``digest``/``copy``) for a streamed blob."""
+    return _keccak_256()
+
+
+@dataclass(frozen=True)
+class VerifiedBlob:
+    """Blob bytes together with the hashes computed the one time they were streamed.
+
+    The STF never hashes a large update again: the party that streamed the bytes (the node's
+    blob store at upload, a verifier reading DA) builds this with :func:`verify_blob` or
+    from its own streaming digests, and the STF compares the signed fields to it."""
+
+    data: Any  # bytes, memoryview or a read-only numpy memmap; len() == size
+    keccak: bytes
+    root: bytes
+    size: int
+    chunk_size: int
+    chunk_hashes: tuple[bytes, ...] = ()  # kept when known (the uploader declares them)
+
+
+def verify_blob(data: bytes | memoryview, chunk_size: int) -> VerifiedBlob:
+    """Hash an in-memory blob once (whole keccak and chunk hashes in one pass)."""
+    whole = whole_hasher()
+    mv = memoryview(data)
+    hashes = []
+    for i in range(0, len(mv), chunk_size):
+        d = ChunkDigest(whole)
+        d.update(mv[i:i + chunk_size])
+        hashes.append(d.digest())
+    return VerifiedBlob(data, bytes(whole.digest()), chunk_root(len(mv), chunk_size, hashes),
+                        len(mv), chunk_size, tuple(hashes))
+
+
+def iter_chunks(data: bytes | memoryview, chunk_size: int) -> Iterable[memoryview]:
+    """Zero-copy views of consecutive chunks."""
+    mv = memoryview(data)
+    for i in range(0, len(mv), chunk_size):
+        yield mv[i:i + chunk_size]

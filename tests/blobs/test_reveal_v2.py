@@ -1,0 +1,117 @@
+"""STF: the v2 reveal (hash + size + chunk root signed, bytes beside the block)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from stf_harness import Client, Harness, default_params
+
+from state_machine.actions import (
+    CommitUpdateBody,
+    RevealUpdateV2Body,
+    update_commitment_v2,
+)
+from state_machine.chunks import MIN_CHUNK_SIZE, VerifiedBlob, verify_blob
+from state_machine.crypto import keccak256
+from state_machine.transition import Block, apply_block, block_hash, block_header
+
+D = 256
+CS = MIN_CHUNK_SIZE
+
+
+class V2Harness(Harness):
+    """The STF harness, with a blob source handed to every block."""
+
+    blobs: dict[bytes, VerifiedBlob]
+
+    def block(self, *actions):  # type: ignore[no-untyped-def, override]
+        b = Block(self.state.height + 1, self.parent, 1_700_000_000 + self.state.height,
+                  list(actions), blobs=getattr(self, "blobs", {}))
+        self.state, receipts = apply_block(self.state, b)
+        self.parent = block_hash(block_header(b, self.state.state_root(), receipts))
+        self.receipts.extend(receipts)
+        for c in self.signers.values():
+            c.nonce = self.state.nonces.get(c.pubkey, 0)
+        return receipts
+
+    def salt(self, c: Client) -> bytes:
+        return keccak256(c.pubkey, b"salt2")
+
+    def commit_v2(self, c: Client, vb: VerifiedBlob):  # type: ignore[no-untyped-def]
+        com = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root, self.salt(c))
+        return self.signed(c, "commit_update", CommitUpdateBody(1, 0, com))
+
+    def reveal_v2(self, c: Client, vb: VerifiedBlob, **over):  # type: ignore[no-untyped-def]
+        f = {"update_hash": vb.keccak, "size": vb.size, "chunk_size": vb.chunk_size,
+             "chunk_root": vb.root, **over}
+        return self.signed(c, "reveal_update_v2", RevealUpdateV2Body(
+            1, 0, f["update_hash"], f["size"], f["chunk_size"], f["chunk_root"], self.salt(c)))
+
+
+def _epoch(h: Harness, v2: bool) -> tuple[dict, bytes]:
+    clients = [Client.make(f"v{i}") for i in range(8)]
+    g = np.arange(D, dtype=np.int32)
+    h.block(*[h.deposit(c) for c in clients], h.create_task(1, default_params(D, g, 5, 1), 1))
+    h.block(h.genesis(clients[0], 1, g))
+    h.block()
+    by = {c.pubkey: c for c in clients}
+    ep = h.state.epochs[(1, 0)]
+    rng = np.random.default_rng(7)
+    deltas = {pk: rng.normal(0, 300, D).astype(np.int16) for pk in ep.proposers}
+    deltas[ep.proposers[0]] = (-3 * deltas[ep.proposers[1]]).astype(np.int16)
+    vbs = {pk: verify_blob(d.astype("<i2").tobytes(), CS) for pk, d in deltas.items()}
+    if v2:
+        h.blobs = {vb.keccak: vb for vb in vbs.values()}  # type: ignore[attr-defined]
+        h.block(*[h.commit_v2(by[pk], vbs[pk]) for pk in ep.proposers])  # type: ignore[attr-defined]
+    else:
+        h.block(*[h.commit(by[pk], 1, 0, deltas[pk]) for pk in ep.proposers])
+    h.until_phase_changes(1)
+    if v2:
+        r = h.block(*[h.reveal_v2(by[pk], vbs[pk]) for pk in ep.proposers])  # type: ignore[attr-defined]
+    else:
+        r = h.block(*[h.reveal(by[pk], 1, 0, deltas[pk]) for pk in ep.proposers])
+    assert all(x.applied for x in r), r
+    h.until_phase_changes(1)
+    e = h.state.epochs[(1, 0)]
+    return dict(e.verdicts), h.state.tasks[1].global_hash
+
+
+def test_v2_reveals_score_and_aggregate_exactly_like_v1() -> None:
+    v1 = _epoch(Harness(), v2=False)
+    v2 = _epoch(V2Harness(), v2=True)
+    assert v1 == v2 and "OUTLIER" in v1[0].values()
+
+
+def test_v2_reveal_rejections_change_nothing() -> None:
+    h = V2Harness()
+    clients = [Client.make(f"v{i}") for i in range(8)]
+    g = np.arange(D, dtype=np.int32)
+    h.block(*[h.deposit(c) for c in clients], h.create_task(1, default_params(D, g, 5, 1), 1))
+    h.block(h.genesis(clients[0], 1, g))
+    h.block()
+    c = next(x for x in clients if x.pubkey in h.state.epochs[(1, 0)].proposers)
+    data = np.ones(D, dtype="<i2").tobytes()
+    vb = verify_blob(data, CS)
+    h.block(h.commit_v2(c, vb))
+    h.until_phase_changes(1)
+    forged = dataclasses.replace(vb, root=b"\x07" * 32)
+    cases = [
+        ({}, {}, "blob_unavailable"),
+        ({vb.keccak: forged}, {}, "blob_mismatch"),
+        ({vb.keccak: vb}, {"chunk_root": b"\x01" * 32}, "commitment_mismatch"),
+        ({vb.keccak: vb}, {"size": 2 * D + 2}, "wrong_length"),
+    ]
+    for blobs, over, reason in cases:
+        h.blobs = blobs
+        root = h.state.state_root()
+        empty, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [], blobs=blobs))
+        sa = h.reveal_v2(c, vb, **over)
+        c.nonce -= 1
+        new, rec = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [sa],
+                                              blobs=blobs))
+        assert (rec[0].applied, rec[0].reason) == (False, reason)
+        assert new.state_root() == empty.state_root() and h.state.state_root() == root
+    h.blobs = {vb.keccak: vb}
+    assert h.block(h.reveal_v2(c, vb))[0].applied
+    assert h.state.epochs[(1, 0)].update_hashes[c.pubkey] == keccak256(data)
