@@ -3,12 +3,25 @@ pragma solidity 0.8.28;
 
 import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {StateCommitment} from "./StateCommitment.sol";
+import {StateProof} from "./StateProof.sol";
+
+/// @notice What the registry asks the SlashingManager before letting a stake leave.
+interface ISlashLedger {
+    function alreadySlashed(address account) external view returns (uint256);
+}
 
 /// @title StakingRegistry
 /// @notice Clients stake exactly `stakeAmount` wei on L1, binding an ed25519 public key used
 ///         on the rollup. Unbonding starts a timelock of `unbondPeriod` seconds; the remaining
-///         (post-slash) stake can be withdrawn only after it. Only the SlashingManager can
-///         reduce a stake.
+///         (post-slash) stake can be withdrawn only after it, and only once the exit is tied
+///         to finality (F-03): no dispute may be open on StateCommitment, and the caller proves
+///         its account leaf in a final batch proposed at or after `unlockTime -
+///         challengePeriod` whose `cumulativeSlashed` is fully settled on L1. Because the
+///         rollup stops selecting an account once its unbond is processed and every task
+///         phase fits inside `unbondPeriod - challengePeriod` (checked at deploy), every slash
+///         the account can still receive is in that leaf. Only the SlashingManager can reduce
+///         a stake.
 /// @dev Binding rule: the first stake permanently binds `account <-> pubkey` one-to-one. A
 ///      pubkey can never be used by a second address, and an address that withdrew can stake
 ///      again only with the same pubkey. This keeps the rollup's per-account cumulative
@@ -33,6 +46,8 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     uint256 public immutable stakeAmount;
     /// @notice Seconds between `unbond()` and the earliest `withdraw()`.
     uint256 public immutable unbondPeriod;
+    /// @notice The rollup's batches: exits need a final batch and no open dispute.
+    StateCommitment public immutable commitment;
     /// @notice The only address allowed to call `reduceStake`; set once by the owner.
     address public slashingManager;
 
@@ -81,14 +96,34 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     error TransferFailed(address to, uint256 amount);
     /// @notice A period does not fit in 64 bits.
     error InvalidPeriod(uint256 period);
+    /// @notice `unbondPeriod` must exceed `challengePeriod + resolutionWindow` of the commitment.
+    error PeriodsDoNotFit(uint256 unbondPeriod, uint256 challengePeriod, uint256 resolutionWindow);
+    /// @notice Exits wait while a dispute is open on StateCommitment.
+    error ChallengesPending(uint256 count);
+    /// @notice The batch is not final.
+    error BatchNotFinal(uint256 batchIndex);
+    /// @notice The batch was proposed before `notBefore`: it may miss slashes.
+    error BatchTooOld(uint256 batchIndex, uint256 proposedAt, uint256 notBefore);
+    /// @notice The state proof does not verify.
+    error InvalidProof();
+    /// @notice The proven slash is not yet settled on L1 (relay it with `SlashingManager.slash`).
+    error SlashNotSettled(uint256 cumulativeSlashed, uint256 alreadySlashed);
 
     /// @param stakeAmount_ Exact stake in wei (must be > 0).
     /// @param unbondPeriod_ Unbonding timelock in seconds (< 2^64).
-    constructor(uint256 stakeAmount_, uint256 unbondPeriod_) Ownable(msg.sender) {
+    /// @param commitment_ The StateCommitment; `unbondPeriod_` must exceed its challenge period
+    ///        plus resolution window, so a dispute opened on the last batch before the unlock is
+    ///        over before the stake can leave.
+    constructor(uint256 stakeAmount_, uint256 unbondPeriod_, StateCommitment commitment_) Ownable(msg.sender) {
         if (stakeAmount_ == 0) revert ZeroAmount();
+        if (address(commitment_) == address(0)) revert ZeroAddress();
         if (unbondPeriod_ > type(uint64).max) revert InvalidPeriod(unbondPeriod_);
+        uint256 cp = commitment_.challengePeriod();
+        uint256 rw = commitment_.resolutionWindow();
+        if (unbondPeriod_ <= cp + rw) revert PeriodsDoNotFit(unbondPeriod_, cp, rw);
         stakeAmount = stakeAmount_;
         unbondPeriod = unbondPeriod_;
+        commitment = commitment_;
     }
 
     modifier onlySlashingManager() {
@@ -135,12 +170,25 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         emit Unbonded(msg.sender, _pubkeyOf[msg.sender], unlock);
     }
 
-    /// @notice Withdraw the remaining (post-slash) stake once the timelock has elapsed.
-    function withdraw() external nonReentrant {
+    /// @notice Withdraw the remaining (post-slash) stake once the timelock has elapsed and the
+    ///         exit is tied to finality (see the contract notice).
+    /// @param stake_ Rollup stake field of the caller's account leaf (only hashed).
+    /// @param cumulativeSlashed Rollup cumulative slash of the caller (must be settled on L1).
+    /// @param cumulativeReward Rollup cumulative reward field (only hashed).
+    /// @param batchIndex A final batch proposed at or after `unlockTime - challengePeriod`.
+    /// @param proof State proof of the leaf (see StateProof).
+    function withdraw(
+        uint256 stake_,
+        uint256 cumulativeSlashed,
+        uint256 cumulativeReward,
+        uint256 batchIndex,
+        bytes32[] calldata proof
+    ) external nonReentrant {
         StakeInfo storage s = _stakes[msg.sender];
         if (s.status != Status.Unbonding) revert NotUnbonding(msg.sender);
         if (block.timestamp < s.unlockTime) revert StillLocked(s.unlockTime, block.timestamp);
         uint256 amount = s.amount;
+        if (amount > 0) _checkExit(s.unlockTime, stake_, cumulativeSlashed, cumulativeReward, batchIndex, proof);
         // Effects before the interaction.
         delete _stakes[msg.sender];
         emit Withdrawn(msg.sender, _pubkeyOf[msg.sender], amount);
@@ -148,6 +196,31 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
             (bool ok,) = payable(msg.sender).call{value: amount}("");
             if (!ok) revert TransferFailed(msg.sender, amount);
         }
+    }
+
+    /// @dev The exit rule: no open dispute, a final recent batch proving the caller's leaf,
+    ///      and every wei of its proven slash already moved on L1.
+    function _checkExit(
+        uint256 unlockTime,
+        uint256 stake_,
+        uint256 cumulativeSlashed,
+        uint256 cumulativeReward,
+        uint256 batchIndex,
+        bytes32[] calldata proof
+    ) private view {
+        uint256 pending = commitment.pendingCount();
+        if (pending != 0) revert ChallengesPending(pending);
+        if (!commitment.isFinal(batchIndex)) revert BatchNotFinal(batchIndex);
+        uint256 notBefore = unlockTime - commitment.challengePeriod();
+        uint256 proposedAt = commitment.batch(batchIndex).proposedAt;
+        if (proposedAt < notBefore) revert BatchTooOld(batchIndex, proposedAt, notBefore);
+        bytes32 leaf =
+            StateProof.accountLeaf(msg.sender, _pubkeyOf[msg.sender], stake_, cumulativeSlashed, cumulativeReward);
+        if (!StateProof.verify(commitment.stateRoot(batchIndex), StateProof.SUBTREE_ACCOUNTS, leaf, proof)) {
+            revert InvalidProof();
+        }
+        uint256 settled = ISlashLedger(slashingManager).alreadySlashed(msg.sender);
+        if (cumulativeSlashed > settled) revert SlashNotSettled(cumulativeSlashed, settled);
     }
 
     /// @notice Take `amount` wei out of `account`'s stake and send it to the SlashingManager.
