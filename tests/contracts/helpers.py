@@ -243,9 +243,9 @@ class Env:
             self.tx(sc.claimPayout(), who)
         return amount
 
-    def withdraw(self, who: str, rec: AccountRec | None = None) -> TxReceipt:
-        """Withdraw ``who``'s unbonded stake, proving its leaf (``rec``, or an unslashed
-        leaf) in a fresh final batch proposed after ``unlockTime - challengePeriod``."""
+    def exit_args(self, who: str, rec: AccountRec | None = None) -> list[Any]:
+        """``withdraw`` arguments for ``who``: its leaf (``rec``, or an unslashed leaf) proven
+        in a fresh final batch proposed after ``unlockTime - challengePeriod``."""
         if rec is None:
             rec = AccountRec(who, self.registry.functions.pubkeyOf(who).call(),
                              self.params.stake_amount)
@@ -255,9 +255,12 @@ class Env:
         if wait > 0:
             self.advance(wait + 1)
         batch = self.publish(state)
-        return self.tx(self.registry.functions.withdraw(
-            rec.stake, rec.cumulative_slashed, rec.cumulative_reward, batch,
-            state.account_proof(0)), who)
+        return [rec.stake, rec.cumulative_slashed, rec.cumulative_reward, batch,
+                state.account_proof(0)]
+
+    def withdraw(self, who: str, rec: AccountRec | None = None) -> TxReceipt:
+        """Withdraw ``who``'s unbonded stake through the finality-tied exit."""
+        return self.tx(self.registry.functions.withdraw(*self.exit_args(who, rec)), who)
 
     def finalize(self) -> None:
         self.advance(self.params.challenge_period + 1)

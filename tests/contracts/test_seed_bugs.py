@@ -27,12 +27,11 @@ def test_seed_withdraw_only_after_timelock(env: Env) -> None:
     env.stake(alice, pk(0))
     env.tx(env.registry.functions.unbond(), alice)
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), alice)
     env.advance(PARAMS.unbond_period // 2)
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
-    env.advance(PARAMS.unbond_period // 2 + SLACK)
-    receipt = env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), alice)
+    receipt = env.withdraw(alice)
     assert env.events(env.registry, "Withdrawn", receipt)[0]["amount"] == STAKE
 
 
@@ -50,15 +49,15 @@ def test_seed_zero_eth_staker_cannot_drain(env: Env) -> None:
         env.tx(env.registry.functions.unbond(), thief)
     env.advance(PARAMS.unbond_period + SLACK)
     with reverts("NotUnbonding", thief):
-        env.tx(env.registry.functions.withdraw(), thief)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), thief)
     assert env.balance(env.registry) == pool
     # A real staker gets back exactly what it put in, once.
     env.stake(thief, pk(50))
     env.tx(env.registry.functions.unbond(), thief)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(env.registry.functions.withdraw(), thief)
+    args = env.exit_args(thief)
+    env.tx(env.registry.functions.withdraw(*args), thief)
     with reverts("NotUnbonding", thief):
-        env.tx(env.registry.functions.withdraw(), thief)
+        env.tx(env.registry.functions.withdraw(*args), thief)
     assert env.balance(env.registry) == pool
     for v in victims:
         assert env.registry.functions.stakeOf(v).call() == STAKE
@@ -100,6 +99,10 @@ def test_seed_fee_collection_not_repeatable_and_no_overpayment(env: Env) -> None
         with reverts("AlreadyRefunded", tid):
             env.refund(t, batch, state.task_proof(0), who)
     assert env.balance(env.reward_treasury) == treasury
+    owed = t.escrow - t.charged
+    assert env.rewards.functions.refunds(env.task_owner).call() == owed  # pulled, not pushed
+    assert env.balance(env.rewards) == t.charged - t.treasury_share + owed
+    env.tx(rm.withdrawRefund(), env.task_owner)
     assert env.balance(env.rewards) == t.charged - t.treasury_share
     # Treasury funds leave only through the owner.
     with reverts("OwnableUnauthorizedAccount", env.other):

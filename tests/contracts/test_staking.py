@@ -13,6 +13,9 @@ from .helpers import PARAMS, SLACK, Env, pk, reverts
 STAKE = PARAMS.stake_amount
 
 
+NO_PROOF = (0, 0, 0, 0, [])
+
+
 def test_stake_exact_amount(env: Env) -> None:
     alice = env.clients[0]
     before = env.balance(env.registry)
@@ -62,8 +65,7 @@ def test_same_pubkey_other_address(env: Env) -> None:
         env.stake(bob, pk(1))
     # The binding is permanent: still refused after alice withdrew.
     env.tx(env.registry.functions.unbond(), alice)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(env.registry.functions.withdraw(), alice)
+    env.withdraw(alice)
     with reverts("PubkeyBoundToOtherAccount", pk(1), alice):
         env.stake(bob, pk(1))
 
@@ -72,8 +74,7 @@ def test_restake_after_withdraw_same_pubkey_only(env: Env) -> None:
     alice = env.clients[0]
     env.stake(alice, pk(1))
     env.tx(env.registry.functions.unbond(), alice)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(env.registry.functions.withdraw(), alice)
+    env.withdraw(alice)
     with reverts("AccountBoundToOtherPubkey", alice, pk(1)):
         env.stake(alice, pk(2))
     receipt = env.stake(alice, pk(1))
@@ -100,10 +101,10 @@ def test_unbond(env: Env) -> None:
 def test_withdraw_requires_unbond(env: Env) -> None:
     alice = env.clients[0]
     with reverts("NotUnbonding", alice):  # never staked
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(*NO_PROOF), alice)
     env.stake(alice, pk(1))
     with reverts("NotUnbonding", alice):  # staked, not unbonding
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(*NO_PROOF), alice)
 
 
 def test_early_withdraw_reverts(env: Env) -> None:
@@ -112,11 +113,11 @@ def test_early_withdraw_reverts(env: Env) -> None:
     env.tx(env.registry.functions.unbond(), alice)
     unlock = env.registry.functions.stakeInfo(alice).call()[1]
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(*NO_PROOF), alice)
     env.advance(PARAMS.unbond_period - SLACK)
     assert env.now() < unlock
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(*NO_PROOF), alice)
     assert env.registry.functions.stakeOf(alice).call() == STAKE
 
 
@@ -125,9 +126,9 @@ def test_withdraw_after_timelock_pays_stake(env: Env) -> None:
     env.stake(alice, pk(1))
     env.stake(env.clients[1], pk(2))
     env.tx(env.registry.functions.unbond(), alice)
-    env.advance(PARAMS.unbond_period + SLACK)
+    args = env.exit_args(alice)
     reg_before, alice_before = env.balance(env.registry), env.balance(alice)
-    receipt = env.tx(env.registry.functions.withdraw(), alice)
+    receipt = env.tx(env.registry.functions.withdraw(*args), alice)
     assert env.balance(alice) == alice_before + STAKE - l1.gas_cost(receipt)
     assert env.balance(env.registry) == reg_before - STAKE
     assert env.events(env.registry, "Withdrawn", receipt) == [
@@ -136,7 +137,7 @@ def test_withdraw_after_timelock_pays_stake(env: Env) -> None:
     assert env.registry.functions.stakeInfo(alice).call() == (0, 0, 0)
     assert env.registry.functions.pubkeyOf(alice).call() == pk(1)  # binding stays
     with reverts("NotUnbonding", alice):
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(*args), alice)
 
 
 def test_reduce_stake_only_slashing_manager(env: Env) -> None:
@@ -156,7 +157,8 @@ def test_set_slashing_manager(env: Env) -> None:
     with reverts("SlashingManagerAlreadySet"):
         env.tx(r.setSlashingManager(env.other), env.owner)
 
-    fresh = deploy_contract(env.w3, "StakingRegistry", env.owner, STAKE, 10)
+    fresh = deploy_contract(env.w3, "StakingRegistry", env.owner, STAKE, 10_000,
+                            env.commitment.address)
     with reverts("ZeroAddress"):
         env.tx(fresh.functions.setSlashingManager("0x" + "00" * 20), env.owner)
     receipt = env.tx(fresh.functions.setSlashingManager(env.other), env.owner)
@@ -177,7 +179,8 @@ def test_set_slashing_manager(env: Env) -> None:
 
 def test_constructor_rejects_zero_stake(env: Env) -> None:
     with reverts("ZeroAmount"):
-        deploy_contract(env.w3, "StakingRegistry", env.owner, 0, 10)
+        deploy_contract(env.w3, "StakingRegistry", env.owner, 0, 10_000,
+                        env.commitment.address)
 
 
 def test_withdraw_is_not_reentrant(env: Env) -> None:
@@ -190,10 +193,11 @@ def test_withdraw_is_not_reentrant(env: Env) -> None:
         STAKE,
     )
     env.tx(attacker.functions.execute(reg.address, reg.encode_abi("unbond", [])), env.owner)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(attacker.functions.setReenter(reg.address, reg.encode_abi("withdraw", [])), env.owner)
+    args = env.exit_args(attacker.address)
+    env.tx(attacker.functions.setReenter(reg.address, reg.encode_abi("withdraw", args)),
+           env.owner)
     before = env.balance(reg)
-    env.tx(attacker.functions.execute(reg.address, reg.encode_abi("withdraw", [])), env.owner)
+    env.tx(attacker.functions.execute(reg.address, reg.encode_abi("withdraw", args)), env.owner)
     a = attacker.functions
     assert a.reenterAttempted().call() and not a.reenterSucceeded().call()
     assert a.received().call() == STAKE
@@ -206,9 +210,9 @@ def test_withdraw_to_rejecting_contract_reverts(env: Env) -> None:
     call = attacker.functions.execute
     env.tx(call(reg.address, reg.encode_abi("stake", [pk(7)])), env.owner, STAKE)
     env.tx(call(reg.address, reg.encode_abi("unbond", [])), env.owner)
-    env.advance(PARAMS.unbond_period + SLACK)
+    args = env.exit_args(attacker.address)
     env.tx(attacker.functions.setRejectPayments(True), env.owner)
     with reverts("TransferFailed", attacker.address, STAKE):
-        env.tx(call(reg.address, reg.encode_abi("withdraw", [])), env.owner)
+        env.tx(call(reg.address, reg.encode_abi("withdraw", args)), env.owner)
     assert reg.functions.stakeOf(attacker.address).call() == STAKE  # nothing lost
     assert Web3.to_checksum_address(reg.functions.accountOf(pk(7)).call()) == attacker.address
