@@ -6,6 +6,14 @@ against ``da_hash``, checks every system action against the L1 log it names, re-
 the blocks on its own state and compares the last block hash and state root. Any
 mismatch, or data still unavailable when the challenge window is about to close, is
 challenged with the verifier's bond.
+
+Why it never goes blind (issue 11, F-08): a challenge is remembered with its dispute id
+(and persisted by the service). While the dispute is open the verifier waits at that
+batch; once it ends it looks again: a batch deleted by the verdict is forgotten, a batch
+that survived (dismissed, or a dispute it did not win) is re-verified from scratch, and
+re-challenged if it is still wrong and its window still open. A wrong batch that can no
+longer be challenged raises an alert (``stats.alerts``, unhealthy in ``/healthz``) instead
+of silently stopping. Bonds of finished disputes are collected (``claimChallenge``).
 """
 
 from __future__ import annotations
@@ -38,6 +46,13 @@ class VerifierStats:
     challenges: list[dict[str, Any]] = field(default_factory=list)
     da_failures: int = 0
     last_error: str = ""
+    alerts: list[str] = field(default_factory=list)
+    rechecks: int = 0
+
+    def alert(self, text: str) -> None:
+        if text not in self.alerts:
+            self.alerts.append(text)
+            log.critical("verifier alert: %s", text)
 
     def metrics(self) -> str:
         return "\n".join(
@@ -46,6 +61,8 @@ class VerifierStats:
                 f"flockchain_verifier_height {self.verified_height}",
                 f"flockchain_verifier_challenges_total {len(self.challenges)}",
                 f"flockchain_verifier_da_failures_total {self.da_failures}",
+                f"flockchain_verifier_alerts_total {len(self.alerts)}",
+                f"flockchain_verifier_rechecks_total {self.rechecks}",
                 "",
             ]
         )
@@ -79,7 +96,7 @@ class Verifier:
         self.da_grace = da_grace_seconds
         self.genesis = _Checkpoint(genesis_state(chain_id), GENESIS_PARENT, b"")
         self.checkpoints: dict[int, _Checkpoint] = {}
-        self.challenged: set[int] = set()
+        self.challenged: dict[int, int] = {}  # batch index -> dispute id we joined
         self.stats = VerifierStats()
 
     # ---- data ----
@@ -160,11 +177,11 @@ class Verifier:
         bond = self.sc.functions.challengeBond().call()
         try:
             receipt = send(self.w3, self.sc.functions.challenge(index), self.key, value=bond)
-        except Exception as exc:  # the window closed or someone else challenged first
+        except Exception as exc:  # the window closed: this wrong batch will finalize
             self.stats.last_error = f"challenge {index} failed: {exc}"
-            log.error("challenge of batch %d failed: %s", index, exc)
+            self.stats.alert(f"batch {index} is wrong ({why}) and could not be challenged")
             return f"challenge_failed:{why}"
-        self.challenged.add(index)
+        self.challenged[index] = int(self.sc.functions.batch(index).call()[6])
         self.stats.challenges.append(
             {"batch": index, "reason": why, "tx": bytes(receipt["transactionHash"]).hex()}
         )
@@ -172,22 +189,44 @@ class Verifier:
         return f"challenged:{why}"
 
     # ---- loop ----
-    def step(self) -> list[tuple[int, str]]:
-        """Check every posted batch not yet verified; returns (index, outcome) pairs."""
-        n = self.sc.functions.nextIndex().call()
-        # L1 rewound (a challenged batch was deleted): forget what is no longer there
+    def _forget_rewound(self, n: int) -> None:
+        """L1 rewound (a batch was deleted or replaced): drop what is no longer there."""
         for i in [i for i in self.checkpoints if i >= n]:
             del self.checkpoints[i]
-        for i in list(self.checkpoints):
+        for i in sorted(self.checkpoints):
             if bytes(self.sc.functions.stateRoot(i).call()) != self.checkpoints[i].root:
                 for j in [j for j in self.checkpoints if j >= i]:
                     del self.checkpoints[j]
-        self.challenged = {i for i in self.challenged if i < n}
+                break
+        for i in [i for i in self.challenged if i >= n]:
+            self._collect(self.challenged.pop(i))
+
+    def _dispute_over(self, index: int) -> bool:
+        """True once the dispute we joined on ``index`` ended (the batch survived it)."""
+        b = self.sc.functions.batch(index).call()
+        if int(b[6]) == self.challenged[index] and int(b[7]) == 1:
+            return False  # still open: wait for the verdict or the deadline
+        self._collect(self.challenged.pop(index))
+        return True
+
+    def _collect(self, dispute_id: int) -> None:
+        try:
+            send(self.w3, self.sc.functions.claimChallenge(dispute_id), self.key)
+        except Exception as exc:  # nothing to collect (dismissed, already collected)
+            log.info("dispute %d: nothing collected (%s)", dispute_id, exc)
+
+    def step(self) -> list[tuple[int, str]]:
+        """Check every posted batch not yet verified; returns (index, outcome) pairs."""
+        n = self.sc.functions.nextIndex().call()
+        self._forget_rewound(n)
         out = []
         i = max(self.checkpoints, default=-1) + 1
         while i < n:
             if i in self.challenged:
-                break  # successors build on a state we dispute
+                if not self._dispute_over(i):
+                    break  # successors build on a state we dispute
+                self.stats.rechecks += 1
+                log.warning("batch %d survived our dispute: verifying it again", i)
             outcome = self.check_batch(i)
             out.append((i, outcome))
             if outcome != "ok":

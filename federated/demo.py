@@ -210,7 +210,8 @@ class Demo:
 
         agg_key = Keypair.from_seed(_seed_bytes(cfg, "ed25519/aggregator"))
         aggregator = Aggregator(FlockClient(node_client, agg_key), ports, w3, dep,
-                                accounts["sequencer"], batch_every_s=2.0)
+                                accounts["sequencer"], batch_every_s=2.0,
+                                confirmations=0)  # the embedded chain cannot reorg
         if cfg.fault == "forge-deposit":
             ports.forge_deposit()
         aggregator.watcher.poll()

@@ -457,7 +457,9 @@ class Localnet:
         agg = self._spawn("aggregator", _cli(
             "aggregator", "--node", node_url, *common, "--key-file", str(agg_key),
             "--l1-key-file", str(keys["sequencer"][0]), "--interval", "0.5",
-            "--batch-every", str(cfg.batch_every)), secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
+            "--batch-every", str(cfg.batch_every),
+            "--confirmations", "0"),  # a private automining anvil cannot reorg
+            secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
         ver = self._spawn("verifier", _cli(
             "verifier", "--node", node_url, *common, "--l1-key-file",
             str(keys["verifier"][0]), "--chain-id", str(cfg.chain_id), "--db", verifier_db,

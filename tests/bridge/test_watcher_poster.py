@@ -61,7 +61,7 @@ def test_logs_injected_in_l1_order_exactly_once_across_restarts(chain):
         owner,
         value=rm.functions.taskPrice(2).call(),
     )
-    w = L1Watcher(w3, dep, sink)
+    w = L1Watcher(w3, dep, sink, confirmations=0)
     assert w.poll() == 4
     types = [t for t, _ in sink.actions]
     assert types == ["l1_deposit"] * 3 + ["l1_task_created"]
@@ -69,10 +69,85 @@ def test_logs_injected_in_l1_order_exactly_once_across_restarts(chain):
     assert positions == sorted(positions)
     assert sink.actions[3][1].task_params == params
     assert w.poll() == 0  # nothing new
-    assert L1Watcher(w3, dep, sink).poll() == 0  # a restarted watcher resumes at the cursor
+    # a restarted watcher resumes at the cursor
+    assert L1Watcher(w3, dep, sink, confirmations=0).poll() == 0
     unbond = dep.contract(w3, "StakingRegistry").functions.unbond()
     send(w3, unbond, w3.eth.accounts[2])
-    assert L1Watcher(w3, dep, sink).poll() == 1 and sink.actions[-1][0] == "l1_unbond"
+    w = L1Watcher(w3, dep, sink, confirmations=0)
+    assert w.poll() == 1 and sink.actions[-1][0] == "l1_unbond"
+
+
+def test_confirmation_depth_is_on_by_default(chain):
+    """F-11: a log in the head block (which a one-block reorg can drop) is not injected."""
+    from bridge.watcher import DEFAULT_CONFIRMATIONS
+
+    w3, dep, _, _ = chain
+    sink = FakeSink()
+    w = L1Watcher(w3, dep, sink)
+    assert w.confirmations == DEFAULT_CONFIRMATIONS >= 1
+    _stake(w3, dep, w3.eth.accounts[1], b"\x07" * 32)
+    assert w.poll() == 0
+    mine(w3, DEFAULT_CONFIRMATIONS)
+    assert w.poll() == 1
+
+
+def test_a_log_that_cannot_be_encoded_is_skipped_not_retried_forever(chain, monkeypatch):
+    """F-02: one unencodable log (e.g. from an older contract that took any uint256) is
+    recorded as ignored and ingestion goes on with the logs after it."""
+    import dataclasses
+
+    import bridge.watcher as watcher
+
+    w3, dep, owner, _ = chain
+    rm = dep.contract(w3, "RewardManager")
+    params = TaskParams("mlp", 10, 5, 1, b"\x01" * 32).encode()
+    send(w3, rm.functions.createTask(b"\x02" * 32, 2, 9000, params), owner,
+         value=rm.functions.taskPrice(2).call())
+    _stake(w3, dep, w3.eth.accounts[1], b"\x07" * 32)
+    real = watcher._event_to_action
+
+    def old_contract(ev):  # what the pre-fix contract let through
+        out = real(ev)
+        if out.typ == "l1_task_created":
+            return dataclasses.replace(out, body=dataclasses.replace(
+                out.body, target_accuracy_bps=2**64))
+        return out
+
+    monkeypatch.setattr(watcher, "_event_to_action", old_contract)
+    sink = FakeSink()
+    w = L1Watcher(w3, dep, sink, confirmations=0)
+    assert w.poll() == 1 and [t for t, _ in sink.actions] == ["l1_deposit"]
+    assert [i[2] for i in w.ignored] == ["l1_task_created"]
+    assert w.poll() == 0 and len(w.ignored) == 1  # not retried, not re-reported
+
+
+def test_aggregator_duties_are_independent(chain):
+    """F-02: a watcher that fails on every poll no longer stops batch posting."""
+    from types import SimpleNamespace
+
+    from rollup.aggregator import Aggregator
+
+    w3, dep, _, seq = chain
+    src = FakeBatches([_batch(0, b"\xaa" * 32)])
+
+    class Ports(FakeSink, FakeBatches):
+        def __init__(self) -> None:
+            FakeSink.__init__(self)
+            FakeBatches.__init__(self, src.batches)
+
+        def account_proofs(self, batch_index):
+            return []
+
+    signer = SimpleNamespace(node=SimpleNamespace(tasks=lambda: []))
+    agg = Aggregator(signer, Ports(), w3, dep, seq, batch_every_s=0.0)  # type: ignore[arg-type]
+
+    def broken():
+        raise ValueError("log cannot be decoded")
+
+    agg.watcher.poll = broken  # type: ignore[method-assign]
+    agg.step()
+    assert agg.failures == {"ingest": 1}
+    assert dep.contract(w3, "StateCommitment").functions.nextIndex().call() == 1
 
 
 def test_confirmations_hold_back_recent_logs(chain):
