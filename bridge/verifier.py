@@ -27,6 +27,7 @@ import httpx
 from web3 import Web3
 
 from bridge.contracts import Deployment
+from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, lagging_events, skipped_events
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from sequencer.da import decode_da, replay_da
@@ -85,7 +86,9 @@ class Verifier:
         key: Sender,
         da_grace_seconds: int = 60,
         http: httpx.Client | None = None,
+        max_lag_blocks: int | None = DEFAULT_MAX_LAG_BLOCKS,
     ) -> None:
+        self.max_lag_blocks = max_lag_blocks
         self.w3 = w3
         self.deployment = deployment
         self.node_urls = node_urls
@@ -149,6 +152,7 @@ class Verifier:
         ):
             return self.challenge(index, "da_does_not_match_header")
         parent = base.parent
+        carried: set[tuple[int, int]] = set()
         for blk in blocks:
             if blk["parent_hash"] != parent:
                 return self.challenge(index, f"broken_parent_link at height {blk['height']}")
@@ -158,18 +162,50 @@ class Verifier:
                     sa = decode_signed(raw)
                 except ActionError:
                     continue  # recorded as rejected by the STF; re-execution covers it
-                if sa.action.is_system and not self._system_ok(sa):
-                    return self.challenge(index, f"forged_l1_action at height {blk['height']}")
+                if sa.action.is_system:
+                    if not self._system_ok(sa):
+                        return self.challenge(index,
+                                              f"forged_l1_action at height {blk['height']}")
+                    carried.add((sa.action.body.l1_block, sa.action.body.log_index))
         try:
             result = replay_da(base.state, da)
         except ChainMismatch as exc:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:
             return self.challenge(index, "wrong_state_root")
+        unfair = self._inclusion_fault(index, base.state, result.state, carried)
+        if unfair:
+            return self.challenge(index, unfair)
         self.checkpoints[index] = _Checkpoint(result.state, result.last_block_hash, root)
         self.stats.verified_batches = len(self.checkpoints)
         self.stats.verified_height = last
         return "ok"
+
+    def _inclusion_fault(self, index: int, before: State, after: State,
+                         carried: set[tuple[int, int]]) -> str:
+        """'' or why the batch skipped or sat on an L1 log (see ``bridge.inclusion``)."""
+        start = before.l1_cursor if before.l1_seen else None
+        end = after.l1_cursor if after.l1_seen else None
+        if end is not None and end != start:
+            evs = self.l1.fetch(start[0] if start else self.l1.start_block, end[0])
+            missing = skipped_events(evs, carried, start, end)
+            if missing:
+                return f"skipped_l1_event at {missing[0].l1_block}/{missing[0].log_index}"
+        if self.max_lag_blocks is None:
+            return ""
+        proposed = self._proposed_block(index)
+        if proposed is None or proposed - self.max_lag_blocks < self.l1.start_block:
+            return ""
+        evs = self.l1.fetch(end[0] if end else self.l1.start_block,
+                            proposed - self.max_lag_blocks)
+        late = lagging_events(evs, end, proposed, self.max_lag_blocks)
+        return f"l1_inclusion_lag at {late[0].l1_block}/{late[0].log_index}" if late else ""
+
+    def _proposed_block(self, index: int) -> int | None:
+        """L1 block of the latest ``BatchProposed`` for ``index``."""
+        logs = self.sc.events.BatchProposed.get_logs(
+            from_block=self.l1.start_block, argument_filters={"index": index})
+        return max((int(e["blockNumber"]) for e in logs), default=None)
 
     def challenge(self, index: int, why: str) -> str:
         if index in self.challenged:

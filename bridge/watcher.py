@@ -103,10 +103,16 @@ class L1Watcher:
         events = []
         for e in logs:
             try:
-                events.append(_event_to_action(dict(e)))
+                ev = _event_to_action(dict(e))
             except (ValueError, OverflowError, TypeError, KeyError) as exc:
                 self._ignore(int(e["blockNumber"]), int(e["logIndex"]), str(e["event"]),
                              str(exc))
+                continue
+            why = _encodable(ev)
+            if why is None:
+                events.append(ev)
+            else:  # the verifier's fetch drops it too, so it never counts as skipped
+                self._ignore(ev.l1_block, ev.log_index, ev.typ, why)
         return sorted(events, key=lambda e: (e.l1_block, e.log_index))
 
     def _ignore(self, block: int, index: int, typ: str, why: str) -> None:
@@ -129,10 +135,6 @@ class L1Watcher:
             for ev in self.fetch(start, end):
                 if cursor is not None and (ev.l1_block, ev.log_index) <= cursor:
                     continue  # already on L2 (or queued for it)
-                why = _encodable(ev)
-                if why is not None:
-                    self._ignore(ev.l1_block, ev.log_index, ev.typ, why)
-                    continue
                 self.sink.submit_system(ev.typ, ev.body)
                 cursor = (ev.l1_block, ev.log_index)
                 injected += 1

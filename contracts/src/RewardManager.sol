@@ -50,6 +50,11 @@ contract RewardManager is ReentrancyGuard {
     uint256 public nextTaskId = 1;
     /// @notice Cumulative reward already paid per address.
     mapping(address account => uint256 amount) public alreadyClaimed;
+    /// @notice Number of `TaskCreated` logs emitted so far (F-09).
+    uint256 public inboxCount;
+    /// @notice Running hash over the `TaskCreated` logs: `keccak256(abi.encode(prev, taskId,
+    ///         owner, specHash, maxEpochs, targetAccuracyBps, keccak256(taskParams), escrow))`.
+    bytes32 public inboxHash;
     /// @notice Refunds credited to task owners, withdrawn with `withdrawRefund`.
     mapping(address owner => uint256 amount) public refunds;
 
@@ -145,6 +150,12 @@ contract RewardManager is ReentrancyGuard {
         uint256 escrow = price - baseFee;
         taskId = nextTaskId++;
         _tasks[taskId] = Task({owner: msg.sender, refunded: false, escrow: escrow});
+        inboxHash = keccak256(
+            abi.encode(
+                inboxHash, taskId, msg.sender, specHash, maxEpochs, targetAccuracyBps, keccak256(taskParams), escrow
+            )
+        );
+        ++inboxCount;
         emit TaskCreated(taskId, msg.sender, specHash, maxEpochs, targetAccuracyBps, taskParams, escrow);
         emit BaseFeeCollected(taskId, baseFee);
         _send(payable(address(treasury)), baseFee);

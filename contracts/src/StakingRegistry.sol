@@ -50,6 +50,11 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     StateCommitment public immutable commitment;
     /// @notice The only address allowed to call `reduceStake`; set once by the owner.
     address public slashingManager;
+    /// @notice Number of bridge logs (`Staked`, `Unbonded`) emitted so far (F-09).
+    uint256 public inboxCount;
+    /// @notice Running hash over the bridge logs: `keccak256(abi.encode(prev, kind, account,
+    ///         pubkey, value))`; lets a batch be checked for a skipped or withheld log.
+    bytes32 public inboxHash;
 
     mapping(address account => StakeInfo) private _stakes;
     mapping(address account => bytes32 pubkey) private _pubkeyOf;
@@ -157,6 +162,7 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         s.amount = msg.value;
         s.unlockTime = 0;
         s.status = Status.Active;
+        _record(1, msg.sender, pubkey, msg.value);
         emit Staked(msg.sender, pubkey, msg.value);
     }
 
@@ -167,6 +173,7 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         uint256 unlock = block.timestamp + unbondPeriod;
         s.unlockTime = unlock;
         s.status = Status.Unbonding;
+        _record(2, msg.sender, _pubkeyOf[msg.sender], unlock);
         emit Unbonded(msg.sender, _pubkeyOf[msg.sender], unlock);
     }
 
@@ -238,6 +245,11 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         (bool ok,) = payable(msg.sender).call{value: amount}("");
         if (!ok) revert TransferFailed(msg.sender, amount);
         return amount;
+    }
+
+    function _record(uint256 kind, address account, bytes32 pubkey, uint256 value) private {
+        inboxHash = keccak256(abi.encode(inboxHash, kind, account, pubkey, value));
+        ++inboxCount;
     }
 
     /// @notice Remaining stake of `account` in wei (0 once withdrawn).

@@ -315,3 +315,29 @@ def test_f10_owner_refusing_eth_strands_nothing_else(env: Env) -> None:
     env.refund(t, batch, state.task_proof(0), env.relayer)  # not blocked by the owner
     assert env.balance(env.reward_treasury) == treasury0 + 200  # treasury share moved
     assert rm.functions.refunds(owner.address).call() == t.escrow - t.charged
+
+
+# ------------------------------------------------------------------ F-09 L1 inbox
+
+
+def test_f09_every_bridge_log_is_counted_and_chained(env: Env) -> None:
+    from eth_abi import encode
+
+    reg, rm = env.registry.functions, env.rewards.functions
+    assert (reg.inboxCount().call(), rm.inboxCount().call()) == (0, 0)
+    alice = env.clients[0]
+    env.stake(alice, pk(0))
+    h1 = Web3.keccak(encode(["bytes32", "uint256", "address", "bytes32", "uint256"],
+                            [b"\x00" * 32, 1, alice, pk(0), STAKE]))
+    assert (reg.inboxCount().call(), reg.inboxHash().call()) == (1, h1)
+    receipt = env.tx(reg.unbond(), alice)
+    unlock = env.events(env.registry, "Unbonded", receipt)[0]["unlockTime"]
+    h2 = Web3.keccak(encode(["bytes32", "uint256", "address", "bytes32", "uint256"],
+                            [h1, 2, alice, pk(0), unlock]))
+    assert (reg.inboxCount().call(), reg.inboxHash().call()) == (2, h2)
+    tid = env.create_task(env.task_owner, 2, b"\x01\x02")
+    h3 = Web3.keccak(encode(
+        ["bytes32", "uint256", "address", "bytes32", "uint256", "uint256", "bytes32", "uint256"],
+        [b"\x00" * 32, tid, env.task_owner, Web3.keccak(b"spec"), 2, 9000,
+         Web3.keccak(b"\x01\x02"), 2 * PARAMS.fee_per_epoch]))
+    assert (rm.inboxCount().call(), rm.inboxHash().call()) == (1, h3)
