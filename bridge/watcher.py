@@ -1,5 +1,5 @@
 """L1 → L2: turn confirmed ``Staked``, ``Unbonded`` and ``TaskCreated`` logs into system
-actions, in L1 order, exactly once.
+actions (``l1_deposit_pop``, ``l1_unbond``, ``l1_task_created``), in L1 order, exactly once.
 
 Why this is exactly-once without a private cursor file: the L2 state itself records the
 last injected L1 position (``l1_cursor``; the sequencer also counts queued system
@@ -26,7 +26,7 @@ from web3 import Web3
 
 from bridge.contracts import Deployment
 from bridge.ports import SystemSink
-from state_machine.actions import Body, DepositBody, TaskCreatedBody, UnbondBody
+from state_machine.actions import Body, DepositPopBody, TaskCreatedBody, UnbondBody
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ def _event_to_action(ev: dict) -> L1Event:
     args = ev["args"]
     blk, idx, txh = int(ev["blockNumber"]), int(ev["logIndex"]), bytes(ev["transactionHash"])
     if name == "Staked":
-        body: Body = DepositBody(_addr(args["account"]), bytes(args["pubkey"]), int(args["amount"]),
-                                 blk, idx, txh)
-        return L1Event(blk, idx, "l1_deposit", body)
+        body: Body = DepositPopBody(_addr(args["account"]), bytes(args["pubkey"]),
+                                    int(args["amount"]), bytes(args["pop"]), blk, idx, txh)
+        return L1Event(blk, idx, "l1_deposit_pop", body)
     if name == "Unbonded":
         body = UnbondBody(_addr(args["account"]), bytes(args["pubkey"]), int(args["unlockTime"]),
                           blk, idx, txh)

@@ -150,6 +150,7 @@ class Demo:
         from rollup.aggregator import Aggregator
         from rollup.client import FlockClient, Keypair, NodeClient, NodeError
         from rollup.ports import InProcessPorts
+        from state_machine.actions import pop_message
         from state_machine.crypto import keccak256
         from state_machine.tasks import TaskParams
 
@@ -184,12 +185,14 @@ class Demo:
         agents: list[ClientAgent] = []
         records: list[ClientRecord] = []
         node_client = NodeClient(self.node.url)
+        l2_chain = int(node_client.health()["chain_id"])
         for i, beh in enumerate(behaviours):
             name = f"client{i:02d}"
             kp = Keypair.from_seed(_seed_bytes(cfg, f"ed25519/{name}"))
             acct = Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
             send_value(w3, funder, acct.address, 10**18)
-            send(w3, registry.functions.stake(kp.pubkey), acct, value=stake_amount)
+            pop = kp.sign(pop_message(l2_chain, bytes.fromhex(acct.address[2:])))
+            send(w3, registry.functions.stake(kp.pubkey, pop), acct, value=stake_amount)
             train = DataSpec.parse(
                 f"digits:dirichlet:alpha={cfg.alpha}:client={i}:of={n}:seed={cfg.seed}"
             )

@@ -20,17 +20,19 @@ from state_machine.actions import (
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
+    DepositPopBody,
     PublishGenesisBody,
     RevealUpdateBody,
     RevealVoteBody,
     SignedAction,
     TaskCreatedBody,
     UnbondBody,
+    pop_message,
     update_commitment,
     vote_commitment,
 )
 from state_machine.constants import BPS
-from state_machine.crypto import keccak256
+from state_machine.crypto import keccak256, verify
 from state_machine.epochs import (
     can_open,
     close_phase,
@@ -167,6 +169,16 @@ def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
         acc.stake, acc.status, acc.unlock_time = b.amount, ACTIVE, 0
         state.touch_account(b.pubkey)
     return ["staked"]
+
+
+def _deposit_pop(state: State, sa: SignedAction, b: DepositPopBody) -> list[str]:
+    """A deposit binds its pubkey only with a valid proof of possession (issue 11, F-15);
+    a copied pubkey is rejected before it can claim the victim's identity."""
+    _l1_order(state, b.l1_block, b.log_index)
+    if not verify(b.pubkey, pop_message(state.chain_id, b.l1_address), b.pop):
+        raise Rejected("bad_pop", "pop is not the pubkey's signature over the L1 address")
+    plain = DepositBody(b.l1_address, b.pubkey, b.amount, b.l1_block, b.log_index, b.tx_hash)
+    return _deposit(state, sa, plain)
 
 
 def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
@@ -329,6 +341,7 @@ def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) ->
 
 _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_deposit": _deposit,
+    "l1_deposit_pop": _deposit_pop,
     "l1_unbond": _unbond,
     "l1_task_created": _task_created,
     "publish_genesis": _publish_genesis,

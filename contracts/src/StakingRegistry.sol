@@ -22,9 +22,14 @@ interface ISlashLedger {
 ///         phase fits inside `unbondPeriod - challengePeriod` (checked at deploy), every slash
 ///         the account can still receive is in that leaf. Only the SlashingManager can reduce
 ///         a stake.
-/// @dev Binding rule: the first stake permanently binds `account <-> pubkey` one-to-one. A
-///      pubkey can never be used by a second address, and an address that withdrew can stake
-///      again only with the same pubkey. This keeps the rollup's per-account cumulative
+/// @dev Binding rule: the first stake permanently binds `account -> pubkey`: an address that
+///      withdrew can stake again only with the same pubkey. Which address owns a pubkey is
+///      decided by the rollup, from the proof of possession `pop` each stake carries (an
+///      ed25519 signature of the key over the staking address, F-15): L1 cannot verify
+///      ed25519 cheaply, so it does not let the first staker of a pubkey lock it (a
+///      front-runner copying a victim's pubkey would otherwise block the victim for good);
+///      the rollup rejects a deposit whose `pop` does not verify, and such a stake can
+///      never prove an account leaf, so it can never leave. This keeps the rollup's per-account cumulative
 ///      counters (`cumulativeSlashed`, `cumulativeReward`) and the L1 managers' per-address
 ///      "already settled" counters referring to the same identity forever.
 contract StakingRegistry is Ownable, ReentrancyGuard {
@@ -60,8 +65,9 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     mapping(address account => bytes32 pubkey) private _pubkeyOf;
     mapping(bytes32 pubkey => address account) private _accountOf;
 
-    /// @notice A stake of `amount` wei was deposited by `account` for `pubkey`.
-    event Staked(address indexed account, bytes32 indexed pubkey, uint256 amount);
+    /// @notice A stake of `amount` wei was deposited by `account` for `pubkey`, with the
+    ///         key's proof of possession `pop` (checked by the rollup).
+    event Staked(address indexed account, bytes32 indexed pubkey, uint256 amount, bytes pop);
     /// @notice `account` started unbonding; it can withdraw at `unlockTime`.
     event Unbonded(address indexed account, bytes32 indexed pubkey, uint256 unlockTime);
     /// @notice `account` withdrew its remaining stake of `amount` wei.
@@ -75,10 +81,10 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     error WrongStakeAmount(uint256 sent, uint256 required);
     /// @notice The pubkey is the zero word.
     error InvalidPubkey();
+    /// @notice The proof of possession is not a 64-byte ed25519 signature.
+    error InvalidPop(uint256 length);
     /// @notice The address already has an active or unbonding stake.
     error AlreadyStaked(address account);
-    /// @notice The pubkey is bound to another address.
-    error PubkeyBoundToOtherAccount(bytes32 pubkey, address boundAccount);
     /// @notice The address is bound to another pubkey.
     error AccountBoundToOtherPubkey(address account, bytes32 boundPubkey);
     /// @notice The address has no active stake.
@@ -147,23 +153,24 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
 
     /// @notice Stake exactly `stakeAmount` wei, binding `pubkey` to the caller.
     /// @param pubkey The caller's ed25519 public key on the rollup.
-    function stake(bytes32 pubkey) external payable {
+    /// @param pop ed25519 signature by `pubkey` over `"flockchain/pop/v1" || uint64 chainId ||
+    ///        caller` (proof of possession, verified by the rollup).
+    function stake(bytes32 pubkey, bytes calldata pop) external payable {
         if (msg.value != stakeAmount) revert WrongStakeAmount(msg.value, stakeAmount);
         if (pubkey == bytes32(0)) revert InvalidPubkey();
+        if (pop.length != 64) revert InvalidPop(pop.length);
         StakeInfo storage s = _stakes[msg.sender];
         if (s.status != Status.None) revert AlreadyStaked(msg.sender);
-        address bound = _accountOf[pubkey];
-        if (bound != address(0) && bound != msg.sender) revert PubkeyBoundToOtherAccount(pubkey, bound);
         bytes32 boundKey = _pubkeyOf[msg.sender];
         if (boundKey != bytes32(0) && boundKey != pubkey) revert AccountBoundToOtherPubkey(msg.sender, boundKey);
 
-        _accountOf[pubkey] = msg.sender;
+        if (_accountOf[pubkey] == address(0)) _accountOf[pubkey] = msg.sender;
         _pubkeyOf[msg.sender] = pubkey;
         s.amount = msg.value;
         s.unlockTime = 0;
         s.status = Status.Active;
-        _record(1, msg.sender, pubkey, msg.value);
-        emit Staked(msg.sender, pubkey, msg.value);
+        _record(1, msg.sender, pubkey, uint256(keccak256(abi.encode(msg.value, pop))));
+        emit Staked(msg.sender, pubkey, msg.value, pop);
     }
 
     /// @notice Start the unbonding timelock; the stake stays slashable until withdrawn.
@@ -262,7 +269,8 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         return _pubkeyOf[account];
     }
 
-    /// @notice The address bound to `pubkey` (zero if unused). The binding is permanent.
+    /// @notice The first address that staked `pubkey` (zero if unused). Informational only:
+    ///         the rollup binds a pubkey to the first address with a valid proof of possession.
     function accountOf(bytes32 pubkey) external view returns (address) {
         return _accountOf[pubkey];
     }

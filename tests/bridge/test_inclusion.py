@@ -16,7 +16,7 @@ def _logs():
     dep = deploy_all(w3, a[0], a[1], DeployParams())
     reg = dep.contract(w3, "StakingRegistry")
     for i, who in enumerate(a[2:6]):
-        l1.send(w3, reg.functions.stake(bytes([i + 1]) * 32), who,
+        l1.send(w3, reg.functions.stake(bytes([i + 1]) * 32, b"\x00" * 64), who,
                 value=reg.functions.stakeAmount().call())
     watcher = L1Watcher(w3, dep, sink=None, confirmations=0)  # type: ignore[arg-type]
     return watcher.fetch(dep.deploy_block, w3.eth.block_number)

@@ -45,7 +45,7 @@ def chain():
 
 def _stake(w3, dep, who: str, pk: bytes) -> None:
     reg = dep.contract(w3, "StakingRegistry")
-    send(w3, reg.functions.stake(pk), who, value=reg.functions.stakeAmount().call())
+    send(w3, reg.functions.stake(pk, b"\x00" * 64), who, value=reg.functions.stakeAmount().call())
 
 
 def test_logs_injected_in_l1_order_exactly_once_across_restarts(chain):
@@ -64,7 +64,7 @@ def test_logs_injected_in_l1_order_exactly_once_across_restarts(chain):
     w = L1Watcher(w3, dep, sink, confirmations=0)
     assert w.poll() == 4
     types = [t for t, _ in sink.actions]
-    assert types == ["l1_deposit"] * 3 + ["l1_task_created"]
+    assert types == ["l1_deposit_pop"] * 3 + ["l1_task_created"]
     positions = [(b.l1_block, b.log_index) for _, b in sink.actions]
     assert positions == sorted(positions)
     assert sink.actions[3][1].task_params == params
@@ -116,7 +116,7 @@ def test_a_log_that_cannot_be_encoded_is_skipped_not_retried_forever(chain, monk
     monkeypatch.setattr(watcher, "_event_to_action", old_contract)
     sink = FakeSink()
     w = L1Watcher(w3, dep, sink, confirmations=0)
-    assert w.poll() == 1 and [t for t, _ in sink.actions] == ["l1_deposit"]
+    assert w.poll() == 1 and [t for t, _ in sink.actions] == ["l1_deposit_pop"]
     assert [i[2] for i in w.ignored] == ["l1_task_created"]
     assert w.poll() == 0 and len(w.ignored) == 1  # not retried, not re-reported
 

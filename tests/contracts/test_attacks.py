@@ -327,8 +327,11 @@ def test_f09_every_bridge_log_is_counted_and_chained(env: Env) -> None:
     assert (reg.inboxCount().call(), rm.inboxCount().call()) == (0, 0)
     alice = env.clients[0]
     env.stake(alice, pk(0))
+    from .helpers import POP
+
+    value = int.from_bytes(Web3.keccak(encode(["uint256", "bytes"], [STAKE, POP])), "big")
     h1 = Web3.keccak(encode(["bytes32", "uint256", "address", "bytes32", "uint256"],
-                            [b"\x00" * 32, 1, alice, pk(0), STAKE]))
+                            [b"\x00" * 32, 1, alice, pk(0), value]))
     assert (reg.inboxCount().call(), reg.inboxHash().call()) == (1, h1)
     receipt = env.tx(reg.unbond(), alice)
     unlock = env.events(env.registry, "Unbonded", receipt)[0]["unlockTime"]

@@ -13,7 +13,7 @@ from bridge import l1
 from bridge.contracts import CONTRACT_NAMES, Deployment, decode_error
 from bridge.deploy import DeployParams, deploy_all, deploy_contract
 
-from .helpers import ETHER, Env, pk, reverts
+from .helpers import ETHER, POP, Env, pk, reverts
 
 
 def test_deployment_json_roundtrip(env: Env) -> None:
@@ -116,12 +116,12 @@ def test_send_with_local_account(env: Env) -> None:
     acct = Account.from_key(Web3.keccak(text="local-signer"))
     l1.send_value(env.w3, env.other, acct.address, ETHER)
     receipt = l1.send(
-        env.w3, env.registry.functions.stake(pk(3)), acct, value=env.params.stake_amount
+        env.w3, env.registry.functions.stake(pk(3), POP), acct, value=env.params.stake_amount
     )
     assert receipt["status"] == 1
     assert env.registry.functions.accountOf(pk(3)).call() == acct.address
     with pytest.raises(l1.TxFailed) as info:
-        l1.send(env.w3, env.registry.functions.stake(pk(4)), acct, value=1)
+        l1.send(env.w3, env.registry.functions.stake(pk(4), POP), acct, value=1)
     assert info.value.error == "WrongStakeAmount"
     # A signed plain transfer.
     l1.send_value(env.w3, acct, env.other, 12345)

@@ -6,7 +6,7 @@ from web3 import Web3
 
 from bridge import l1
 
-from .helpers import PARAMS, SLACK, AccountRec, Env, RollupState, TaskRec, pk, reverts
+from .helpers import PARAMS, POP, SLACK, AccountRec, Env, RollupState, TaskRec, pk, reverts
 
 STAKE = PARAMS.stake_amount
 
@@ -15,8 +15,8 @@ def test_seed_stake_accepts_exact_amount_rejects_others(env: Env) -> None:
     """Seed: the amount check was inverted (correct amount refused, anything else taken)."""
     for i, wrong in enumerate((0, 1, STAKE - 1, STAKE + 1)):
         with reverts("WrongStakeAmount", wrong, STAKE):
-            env.tx(env.registry.functions.stake(pk(i)), env.clients[0], wrong)
-    env.tx(env.registry.functions.stake(pk(0)), env.clients[0], STAKE)
+            env.tx(env.registry.functions.stake(pk(i), POP), env.clients[0], wrong)
+    env.tx(env.registry.functions.stake(pk(0), POP), env.clients[0], STAKE)
     assert env.registry.functions.stakeOf(env.clients[0]).call() == STAKE
     assert env.balance(env.registry) == STAKE
 
@@ -44,7 +44,7 @@ def test_seed_zero_eth_staker_cannot_drain(env: Env) -> None:
     pool = env.balance(env.registry)
     thief = env.other
     with reverts("WrongStakeAmount", 0, STAKE):
-        env.tx(env.registry.functions.stake(pk(50)), thief, 0)
+        env.tx(env.registry.functions.stake(pk(50), POP), thief, 0)
     with reverts("NotActive", thief):
         env.tx(env.registry.functions.unbond(), thief)
     env.advance(PARAMS.unbond_period + SLACK)

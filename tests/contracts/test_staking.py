@@ -8,7 +8,7 @@ from web3 import Web3
 from bridge import l1
 from bridge.deploy import deploy_contract
 
-from .helpers import PARAMS, SLACK, Env, pk, reverts
+from .helpers import PARAMS, POP, SLACK, Env, pk, reverts
 
 STAKE = PARAMS.stake_amount
 
@@ -21,7 +21,7 @@ def test_stake_exact_amount(env: Env) -> None:
     before = env.balance(env.registry)
     receipt = env.stake(alice, pk(1))
     assert env.events(env.registry, "Staked", receipt) == [
-        {"account": alice, "pubkey": pk(1), "amount": STAKE}
+        {"account": alice, "pubkey": pk(1), "amount": STAKE, "pop": POP}
     ]
     r = env.registry.functions
     assert r.stakeOf(alice).call() == STAKE
@@ -34,7 +34,7 @@ def test_stake_exact_amount(env: Env) -> None:
 @pytest.mark.parametrize("value", [0, 1, STAKE - 1, STAKE + 1, 2 * STAKE])
 def test_stake_wrong_amount(env: Env, value: int) -> None:
     with reverts("WrongStakeAmount", value, STAKE):
-        env.tx(env.registry.functions.stake(pk(1)), env.clients[0], value)
+        env.tx(env.registry.functions.stake(pk(1), POP), env.clients[0], value)
     assert env.registry.functions.stakeOf(env.clients[0]).call() == 0
     assert env.registry.functions.accountOf(pk(1)).call() == l1.Web3.to_checksum_address(
         "0x" + "00" * 20
@@ -58,16 +58,23 @@ def test_double_stake_same_address(env: Env) -> None:
         env.stake(alice, pk(1))
 
 
-def test_same_pubkey_other_address(env: Env) -> None:
+def test_same_pubkey_other_address_is_not_locked_on_l1(env: Env) -> None:
+    """F-15: L1 no longer lets the first staker of a pubkey lock it (a front-runner could
+    block the key's owner for good); the rollup binds the key to the address whose proof of
+    possession verifies (tests/bridge/test_pop.py)."""
     alice, bob = env.clients[0], env.clients[1]
-    env.stake(alice, pk(1))
-    with reverts("PubkeyBoundToOtherAccount", pk(1), alice):
-        env.stake(bob, pk(1))
-    # The binding is permanent: still refused after alice withdrew.
-    env.tx(env.registry.functions.unbond(), alice)
-    env.withdraw(alice)
-    with reverts("PubkeyBoundToOtherAccount", pk(1), alice):
-        env.stake(bob, pk(1))
+    env.stake(bob, pk(1))  # front-runner copies alice's key from the mempool
+    receipt = env.stake(alice, pk(1))
+    assert env.events(env.registry, "Staked", receipt) == [
+        {"account": alice, "pubkey": pk(1), "amount": STAKE, "pop": POP}]
+    assert env.registry.functions.accountOf(pk(1)).call() == bob  # informational only
+    assert env.registry.functions.pubkeyOf(alice).call() == pk(1)
+
+
+def test_stake_needs_a_64_byte_pop(env: Env) -> None:
+    for bad in (b"", b"\x01" * 63, b"\x01" * 65):
+        with reverts("InvalidPop", len(bad)):
+            env.tx(env.registry.functions.stake(pk(1), bad), env.clients[0], STAKE)
 
 
 def test_restake_after_withdraw_same_pubkey_only(env: Env) -> None:
@@ -164,7 +171,7 @@ def test_set_slashing_manager(env: Env) -> None:
     receipt = env.tx(fresh.functions.setSlashingManager(env.other), env.owner)
     assert env.events(fresh, "SlashingManagerSet", receipt) == [{"slashingManager": env.other}]
     # The configured manager can reduce, but never more than the stake, never zero.
-    env.tx(fresh.functions.stake(pk(9)), env.clients[0], STAKE)
+    env.tx(fresh.functions.stake(pk(9), POP), env.clients[0], STAKE)
     with reverts("ZeroAmount"):
         env.tx(fresh.functions.reduceStake(env.clients[0], 0), env.other)
     with reverts("InsufficientStake", STAKE, STAKE + 1):
@@ -188,7 +195,7 @@ def test_withdraw_is_not_reentrant(env: Env) -> None:
     reg = env.registry
     env.stake(env.clients[0], pk(1))  # someone else's stake that must stay put
     env.tx(
-        attacker.functions.execute(reg.address, reg.encode_abi("stake", [pk(7)])),
+        attacker.functions.execute(reg.address, reg.encode_abi("stake", [pk(7), POP])),
         env.owner,
         STAKE,
     )
@@ -208,7 +215,7 @@ def test_withdraw_to_rejecting_contract_reverts(env: Env) -> None:
     attacker = deploy_contract(env.w3, "test/Reenterer", env.owner)
     reg = env.registry
     call = attacker.functions.execute
-    env.tx(call(reg.address, reg.encode_abi("stake", [pk(7)])), env.owner, STAKE)
+    env.tx(call(reg.address, reg.encode_abi("stake", [pk(7), POP])), env.owner, STAKE)
     env.tx(call(reg.address, reg.encode_abi("unbond", [])), env.owner)
     args = env.exit_args(attacker.address)
     env.tx(attacker.functions.setRejectPayments(True), env.owner)
