@@ -124,11 +124,3 @@ class Aggregator:
             log.exception("aggregator %s failed: %s", duty, exc)
             return None
         return result
-
-    def run(self, interval: float = 1.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except Exception:  # keep the daemon alive through node or RPC hiccups
-                log.exception("aggregator step failed")
-            time.sleep(interval)

@@ -8,10 +8,11 @@ from bridge import l1
 from bridge.deploy import DeployParams, deploy_all
 from bridge.inclusion import lagging_events, skipped_events
 from bridge.watcher import L1Watcher
+from devtools import l1 as dev_l1
 
 
 def _logs():
-    w3 = l1.embedded_web3()
+    w3 = dev_l1.embedded_web3()
     a = w3.eth.accounts
     dep = deploy_all(w3, a[0], a[1], DeployParams())
     reg = dep.contract(w3, "StakingRegistry")

@@ -14,13 +14,14 @@ from bridge import l1
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
 from bridge.verifier import Verifier
 from bridge.verifier_service import CheckpointStore, VerifierService
+from devtools import l1 as dev_l1
 
 PARAMS = DeployParams(unbond_period=2_000, challenge_period=600, resolution_delay=60,
                       resolution_window=300, l2_block_time=0.001)
 
 
 def _setup():
-    w3 = l1.embedded_web3()
+    w3 = dev_l1.embedded_web3()
     owner, seq, ver = w3.eth.accounts[0], w3.eth.accounts[1], w3.eth.accounts[2]
     dep = deploy_all(w3, owner, seq, PARAMS)
     bond_sequencer(w3, dep, seq)
@@ -34,7 +35,7 @@ def _setup():
 
 def _dismiss(w3, owner, sc) -> None:
     l1.send(w3, sc.functions.proposeVerdict(0, False), owner)
-    l1.advance_time(w3, PARAMS.resolution_delay + 1)
+    dev_l1.advance_time(w3, PARAMS.resolution_delay + 1)
     l1.send(w3, sc.functions.executeVerdict(0), owner)
 
 
@@ -51,7 +52,7 @@ def test_verifier_rechecks_after_dismissal_and_alerts_when_stuck(tmp_path):
 
     _dismiss(w3, owner, sc)  # governance dismisses a correct challenge
     deadline = sc.functions.challengeDeadline(0).call()
-    l1.advance_time(w3, deadline - l1.latest_timestamp(w3) - 30)
+    dev_l1.advance_time(w3, deadline - l1.latest_timestamp(w3) - 30)
     assert svc.step() == [(0, "challenged:data_unavailable")]  # not blind: disputes again
     assert v.challenged == {0: 2} and v.stats.rechecks == 1
     assert svc.healthy()

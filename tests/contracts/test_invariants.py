@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from bridge import l1
+from devtools import l1 as dev_l1
 
 from .helpers import PARAMS, SLACK, AccountRec, Env, RollupState, pk
 from .test_attacks import owed_by_commitment
@@ -39,12 +40,12 @@ class Settlement(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.snap = l1.snapshot(self.env.w3)
+        self.snap = dev_l1.snapshot(self.env.w3)
         self.slashed = {c: 0 for c in self.env.clients}  # rollup cumulative slash
         self.withdrawn: list[str] = []
 
     def teardown(self) -> None:
-        l1.revert(self.env.w3, self.snap)
+        dev_l1.revert(self.env.w3, self.snap)
 
     # ---- helpers
     def _rec(self, who: str) -> AccountRec:

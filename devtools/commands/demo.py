@@ -1,4 +1,4 @@
-"""``flockchain demo``: run the whole system end to end (see ``federated.demo``)."""
+"""``flockchain demo``: run the whole system end to end (see ``devtools.demo``)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from devtools.demo import DemoConfig, main_json
     from federated.attacks import ATTACKS
-    from federated.demo import DemoConfig, main_json
 
     attackers = tuple(a for a in args.attackers.split(",") if a and a != "none")
     unknown = [a for a in attackers if a not in ATTACKS]
