@@ -116,3 +116,24 @@ def refund_task(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[st
     return {"task_id": f["task_id"], "refund": f["escrow"] - f["charged"],
             "treasury": f["treasury"], "gas": gas,
             "tx": bytes(receipt["transactionHash"]).hex()}
+
+
+def withdraw_stake(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[str, Any],
+                   batch: int) -> dict[str, Any]:
+    """StakingRegistry.withdraw for the sender's own leaf, proven in final ``batch``.
+
+    The exit is tied to finality (issue 11, F-03): ``batch`` must be final, proposed at or
+    after ``unlockTime - challengePeriod``, no dispute may be open, and the leaf's slash
+    must already be settled (relay it first with ``SlashRelay``); the contract says which
+    with a custom error otherwise."""
+    reg = deployment.contract(w3, "StakingRegistry")
+    f = proof["fields"]
+    call = reg.functions.withdraw(f["stake"], f["cumulative_slashed"], f["cumulative_reward"],
+                                  batch, proof["proof"])
+    receipt = send(w3, call, sender)
+    from web3.logs import DISCARD
+
+    events = reg.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    paid = sum(int(e["args"]["amount"]) for e in events)
+    return {"account": _cs(f["l1_address"]), "paid": paid, "gas": receipt["gasUsed"],
+            "tx": bytes(receipt["transactionHash"]).hex()}

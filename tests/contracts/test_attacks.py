@@ -344,3 +344,20 @@ def test_f09_every_bridge_log_is_counted_and_chained(env: Env) -> None:
         [b"\x00" * 32, tid, env.task_owner, Web3.keccak(b"spec"), 2, 9000,
          Web3.keccak(b"\x01\x02"), 2 * PARAMS.fee_per_epoch]))
     assert (rm.inboxCount().call(), rm.inboxHash().call()) == (1, h3)
+
+
+def test_f03_withdraw_stake_helper_follows_the_exit_rule(env: Env) -> None:
+    from bridge.settlement import withdraw_stake
+
+    alice = env.clients[0]
+    rec = _slashed_leaf(env, alice, 0, STAKE // 10)
+    env.tx(env.registry.functions.unbond(), alice)
+    args = env.exit_args(alice, rec)
+    proof = {"fields": {"l1_address": bytes.fromhex(alice[2:]), "stake": rec.stake,
+                        "cumulative_slashed": rec.cumulative_slashed,
+                        "cumulative_reward": rec.cumulative_reward}, "proof": args[4]}
+    with reverts("SlashNotSettled", STAKE // 10, 0):
+        withdraw_stake(env.w3, env.deployment, alice, proof, args[3])
+    env.slash(rec, args[3], args[4], env.relayer)
+    out = withdraw_stake(env.w3, env.deployment, alice, proof, args[3])
+    assert out["paid"] == STAKE - STAKE // 10 and out["account"] == alice
