@@ -146,6 +146,18 @@ class DepositPopBody(Body):
 
 
 @dataclass(frozen=True)
+class BeaconBody(Body):
+    """L1 ``Beacon(number, randomness)`` log: L1's ``prevrandao`` for epoch selection."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {"number": "u64", "randomness": "b32", **_L1}
+    number: int
+    randomness: bytes
+    l1_block: int
+    log_index: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
 class UnbondBody(Body):
     """L1 ``Unbonded(account, pubkey, unlockTime)`` log."""
 
@@ -256,6 +268,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "l1_deposit": DepositBody,
     "l1_deposit_pop": DepositPopBody,
     "l1_unbond": UnbondBody,
+    "l1_beacon": BeaconBody,
     "l1_task_created": TaskCreatedBody,
     "publish_genesis": PublishGenesisBody,
     "commit_update": CommitUpdateBody,
@@ -264,7 +277,9 @@ BODY_TYPES: dict[str, type[Body]] = {
     "reveal_vote": RevealVoteBody,
     "advance": AdvanceBody,
 }
-SYSTEM_TYPES = frozenset({"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_task_created"})
+SYSTEM_TYPES = frozenset(
+    {"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_beacon", "l1_task_created"}
+)
 
 
 def update_commitment(update_bytes: bytes, salt: bytes) -> bytes:

@@ -18,6 +18,7 @@ import numpy as np
 from state_machine import codec
 from state_machine.actions import (
     AdvanceBody,
+    BeaconBody,
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
@@ -166,6 +167,16 @@ def _deposit_pop(state: State, sa: SignedAction, b: DepositPopBody) -> list[str]
     return _deposit(state, sa, plain)
 
 
+def _beacon(state: State, sa: SignedAction, b: BeaconBody) -> list[str]:
+    """The next L1 randomness beacon (numbers are consecutive: none can be skipped)."""
+    _l1_order(state, b.l1_block, b.log_index)
+    if b.number != state.beacon[0] + 1:
+        raise Rejected(Reason.L1_OUT_OF_ORDER, f"expected beacon {state.beacon[0] + 1}")
+    _advance_l1(state, b.l1_block, b.log_index)
+    state.beacon = (b.number, b.randomness)
+    return ["beacon"]
+
+
 def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
     _l1_order(state, b.l1_block, b.log_index)
     acc = state.accounts.get(b.pubkey)
@@ -311,6 +322,7 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_deposit": _deposit,
     "l1_deposit_pop": _deposit_pop,
     "l1_unbond": _unbond,
+    "l1_beacon": _beacon,
     "l1_task_created": _task_created,
     "publish_genesis": _publish_genesis,
     "commit_update": _commit_update,

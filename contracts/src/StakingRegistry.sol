@@ -55,7 +55,13 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     StateCommitment public immutable commitment;
     /// @notice The only address allowed to call `reduceStake`; set once by the owner.
     address public slashingManager;
-    /// @notice Number of bridge logs (`Staked`, `Unbonded`) emitted so far (F-09).
+    /// @notice L1 blocks between two randomness beacons.
+    uint256 public constant BEACON_INTERVAL = 32;
+    /// @notice Number of `Beacon` logs emitted so far.
+    uint256 public beaconCount;
+    /// @notice L1 block of the latest beacon.
+    uint256 public lastBeaconBlock;
+    /// @notice Number of bridge logs (`Staked`, `Unbonded`, `Beacon`) emitted so far (F-09).
     uint256 public inboxCount;
     /// @notice Running hash over the bridge logs: `keccak256(abi.encode(prev, kind, account,
     ///         pubkey, value))`; lets a batch be checked for a skipped or withheld log.
@@ -76,6 +82,9 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     event StakeReduced(address indexed account, bytes32 indexed pubkey, uint256 amount, uint256 remaining);
     /// @notice The SlashingManager address was set.
     event SlashingManagerSet(address indexed slashingManager);
+    /// @notice Randomness beacon `number`: this block's `prevrandao`, carried to the rollup,
+    ///         where it seeds epoch selection (nobody on the rollup can grind it).
+    event Beacon(uint256 indexed number, bytes32 randomness);
 
     /// @notice `msg.value` was not exactly `stakeAmount`.
     error WrongStakeAmount(uint256 sent, uint256 required);
@@ -107,6 +116,8 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     error TransferFailed(address to, uint256 amount);
     /// @notice A period does not fit in 64 bits.
     error InvalidPeriod(uint256 period);
+    /// @notice The next beacon can be posted from block `nextBlock`.
+    error BeaconTooSoon(uint256 nextBlock);
     /// @notice `unbondPeriod` must exceed `challengePeriod + resolutionWindow` of the commitment.
     error PeriodsDoNotFit(uint256 unbondPeriod, uint256 challengePeriod, uint256 resolutionWindow);
     /// @notice Exits wait while a dispute is open on StateCommitment.
@@ -171,6 +182,18 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         s.status = Status.Active;
         _record(1, msg.sender, pubkey, uint256(keccak256(abi.encode(msg.value, pop))));
         emit Staked(msg.sender, pubkey, msg.value, pop);
+    }
+
+    /// @notice Post the next randomness beacon (anyone; at most one per `BEACON_INTERVAL`
+    ///         blocks). Its value is `block.prevrandao`, fixed by L1, not by the caller.
+    function postBeacon() external {
+        uint256 next = lastBeaconBlock + BEACON_INTERVAL;
+        if (beaconCount != 0 && block.number < next) revert BeaconTooSoon(next);
+        lastBeaconBlock = block.number;
+        uint256 n = ++beaconCount;
+        bytes32 r = bytes32(block.prevrandao);
+        _record(3, address(0), r, n);
+        emit Beacon(n, r);
     }
 
     /// @notice Start the unbonding timelock; the stake stays slashable until withdrawn.

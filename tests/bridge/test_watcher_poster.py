@@ -196,3 +196,21 @@ def test_poster_posts_in_order_and_reconciles_after_a_crash(chain):
     send(w3, sc.functions.proposeBatch(3, 31, 40, b"\x04" * 32, b"\xee" * 32, b"\x09" * 32), seq)
     with pytest.raises(BatchConflict):
         BatchPoster(w3, dep, seq, src).post_pending()
+
+
+def test_beacons_are_carried_and_the_aggregator_posts_them(chain):
+    from types import SimpleNamespace
+
+    from rollup.aggregator import Aggregator
+
+    w3, dep, _, seq = chain
+    signer = SimpleNamespace(node=SimpleNamespace(tasks=lambda: []))
+    agg = Aggregator(signer, FakeSink(), w3, dep, seq, confirmations=0,  # type: ignore[arg-type]
+                     beacon_every_s=0.0)
+    assert agg.post_beacon() is True
+    assert agg.post_beacon() is False  # not due for BEACON_INTERVAL blocks
+    mine(w3, 32)
+    assert agg.post_beacon() is True
+    sink = FakeSink()
+    assert L1Watcher(w3, dep, sink, confirmations=0).poll() == 2
+    assert [(t, b.number) for t, b in sink.actions] == [("l1_beacon", 1), ("l1_beacon", 2)]

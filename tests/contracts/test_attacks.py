@@ -361,3 +361,26 @@ def test_f03_withdraw_stake_helper_follows_the_exit_rule(env: Env) -> None:
     env.slash(rec, args[3], args[4], env.relayer)
     out = withdraw_stake(env.w3, env.deployment, alice, proof, args[3])
     assert out["paid"] == STAKE - STAKE // 10 and out["account"] == alice
+
+
+# ------------------------------------------------------------------ selection randomness
+
+
+def test_beacon_is_l1_randomness_rate_limited_and_counted(env: Env) -> None:
+    reg = env.registry.functions
+    receipt = env.tx(reg.postBeacon(), env.other)  # anyone
+    [ev] = env.events(env.registry, "Beacon", receipt)
+    block = env.w3.eth.get_block(receipt["blockNumber"])
+    assert ev["number"] == 1
+    if env.backend == "anvil":  # py-evm's dev chain has no RANDAO (prevrandao reads 0)
+        assert ev["randomness"] == bytes(block["mixHash"])  # prevrandao
+    assert (reg.beaconCount().call(), reg.lastBeaconBlock().call()) == (1, block["number"])
+    assert reg.inboxCount().call() == 1
+    nxt = block["number"] + 32
+    with reverts("BeaconTooSoon", nxt):  # nobody can pick among many beacons
+        env.tx(reg.postBeacon(), env.relayer)
+    from devtools import l1 as dev_l1
+
+    dev_l1.mine(env.w3, nxt - env.w3.eth.block_number)
+    receipt = env.tx(reg.postBeacon(), env.relayer)
+    assert env.events(env.registry, "Beacon", receipt)[0]["number"] == 2
