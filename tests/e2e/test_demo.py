@@ -134,7 +134,7 @@ def test_wrong_root_is_challenged_never_final_and_governance_moves_bonds():
         assert exc.value.error == "BatchNotFinal"
         # governance: the root was wrong -> sequencer bond + challenge bond to the challenger,
         # through the verdict timelock (issue 11, F-07)
-        from bridge.l1 import advance_time
+        from devtools.l1 import advance_time
 
         bond, cbond = sc.functions.sequencerBond().call(), sc.functions.challengeBond().call()
         send(w3, sc.functions.proposeVerdict(0, True), acc["owner"])
