@@ -6,11 +6,12 @@ evaluates candidates on ``--test-data`` and votes; ``--behaviour`` makes it one 
 attacks in ``federated.attacks`` (for experiments). Every action it takes is printed as a
 JSON line.
 
-With ``--stake`` it first stakes on L1 (``StakingRegistry.stake(pubkey)`` with exactly
-``stakeAmount``) unless its L1 account already staked this key. Without an L1 key it
-creates one next to ``--key`` (``<key>.l1``); ``--dev-fund`` tops that account up with
-``anvil_setBalance``, which only development chains (anvil) accept: that is how scaled
-compose replicas get distinct funded accounts without a faucet.
+With ``--stake`` it first stakes on L1 (``StakingRegistry.stake(pubkey, pop)``, ``pop`` the
+key's signature over its L1 address, with exactly ``stakeAmount``) unless its L1 account
+already staked this key. Without an L1 key it creates one next to ``--key``
+(``<key>.l1``); ``--dev-fund`` tops that account up with ``anvil_setBalance``, which only
+development chains (anvil) accept: that is how scaled compose replicas get distinct funded
+accounts without a faucet.
 
 ``client=auto`` / ``voter=auto`` in a data spec pick the index from the client's public
 key (``pubkey mod of``), so identical replicas (``docker compose --scale client=8``) spread
