@@ -18,6 +18,7 @@ Either makes the batch wrong, and the verifier challenges it like a wrong root.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from bridge.watcher import L1Event
 
@@ -44,3 +45,28 @@ def lagging_events(events: Iterable[L1Event], cursor: Position | None, proposed_
     return [ev for ev in events
             if ev.l1_block <= limit
             and (cursor is None or (ev.l1_block, ev.log_index) > cursor)]
+
+
+class L1Index:
+    """Every bridge log and the block of every ``BatchProposed``, read once and extended
+    incrementally: the inclusion checks of N batches cost one scan of L1, not N (a scan
+    per batch made the verifier quadratic in the chain's age)."""
+
+    def __init__(self, watcher: Any, commitment: Any) -> None:
+        self.watcher, self.sc = watcher, commitment
+        self.events: list[L1Event] = []
+        self.at: dict[Position, L1Event] = {}
+        self.proposed: dict[int, int] = {}  # batch index -> L1 block of its latest proposal
+        self.scanned = watcher.start_block - 1
+
+    def refresh(self, upto: int) -> None:
+        """Read blocks ``(scanned, upto]``."""
+        if upto <= self.scanned:
+            return
+        frm = self.scanned + 1
+        for ev in self.watcher.fetch(frm, upto):
+            self.events.append(ev)
+            self.at[(ev.l1_block, ev.log_index)] = ev
+        for e in self.sc.events.BatchProposed.get_logs(from_block=frm, to_block=upto):
+            self.proposed[int(e["args"]["index"])] = int(e["blockNumber"])
+        self.scanned = upto

@@ -26,7 +26,7 @@ import httpx
 from web3 import Web3
 
 from bridge.contracts import Deployment
-from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, lagging_events, skipped_events
+from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, L1Index, lagging_events, skipped_events
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from state_machine.actions import ActionError, decode_signed
@@ -93,6 +93,7 @@ class Verifier:
         self.key = key
         self.sc = deployment.contract(w3, "StateCommitment")
         self.l1 = L1Watcher(w3, deployment, sink=None)  # type: ignore[arg-type]
+        self.l1_index = L1Index(self.l1, self.sc)
         self.http = http or httpx.Client(timeout=30)
         self.da_grace = da_grace_seconds
         self.genesis = _Checkpoint(genesis_state(chain_id), GENESIS_PARENT, b"")
@@ -117,10 +118,9 @@ class Verifier:
     def _system_ok(self, sa) -> bool:
         """The system action equals the L1 log at the position it names."""
         body = sa.action.body
-        for ev in self.l1.fetch(body.l1_block, body.l1_block):
-            if ev.log_index == body.log_index:
-                return ev.typ == sa.action.type and ev.body == body
-        return False
+        self.l1_index.refresh(min(body.l1_block, self.w3.eth.block_number))
+        ev = self.l1_index.at.get((body.l1_block, body.log_index))
+        return ev is not None and ev.typ == sa.action.type and ev.body == body
 
     # ---- one batch ----
     def _base(self, index: int) -> _Checkpoint:
@@ -182,28 +182,19 @@ class Verifier:
     def _inclusion_fault(self, index: int, before: State, after: State,
                          carried: set[tuple[int, int]]) -> str:
         """'' or why the batch skipped or sat on an L1 log (see ``bridge.inclusion``)."""
+        self.l1_index.refresh(self.w3.eth.block_number)
+        evs = self.l1_index.events
         start = before.l1_cursor if before.l1_seen else None
         end = after.l1_cursor if after.l1_seen else None
         if end is not None and end != start:
-            evs = self.l1.fetch(start[0] if start else self.l1.start_block, end[0])
             missing = skipped_events(evs, carried, start, end)
             if missing:
                 return f"skipped_l1_event at {missing[0].l1_block}/{missing[0].log_index}"
-        if self.max_lag_blocks is None:
+        proposed = self.l1_index.proposed.get(index)
+        if self.max_lag_blocks is None or proposed is None:
             return ""
-        proposed = self._proposed_block(index)
-        if proposed is None or proposed - self.max_lag_blocks < self.l1.start_block:
-            return ""
-        evs = self.l1.fetch(end[0] if end else self.l1.start_block,
-                            proposed - self.max_lag_blocks)
         late = lagging_events(evs, end, proposed, self.max_lag_blocks)
         return f"l1_inclusion_lag at {late[0].l1_block}/{late[0].log_index}" if late else ""
-
-    def _proposed_block(self, index: int) -> int | None:
-        """L1 block of the latest ``BatchProposed`` for ``index``."""
-        logs = self.sc.events.BatchProposed.get_logs(
-            from_block=self.l1.start_block, argument_filters={"index": index})
-        return max((int(e["blockNumber"]) for e in logs), default=None)
 
     def challenge(self, index: int, why: str) -> str:
         if index in self.challenged:
