@@ -18,8 +18,13 @@ from web3.contract import Contract
 
 from bridge.contracts import Deployment, factory
 from bridge.l1 import Sender, TxFailed, build, send, submit
+from state_machine.constants import MAX_WINDOW_BLOCKS, PHASES_PER_EPOCH
 
 ETHER = 10**18
+
+
+class UnsafeParams(ValueError):
+    """The parameter set lets a stake leave L1 before a slash against it can be final."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,29 @@ class DeployParams:
     challenge_period: int = 24 * 3600  # CHALLENGE_PERIOD 1 day
     sequencer_bond: int = ETHER  # SEQUENCER_BOND 1 ether
     challenge_bond: int = ETHER // 10  # CHALLENGE_BOND 0.1 ether
+    resolution_delay: int = 6 * 3600  # verdict timelock
+    resolution_window: int = 2 * 24 * 3600  # dispute deadline (then the default applies)
+    l2_block_time: float = 1.0  # slowest L2 block interval the deployment assumes (seconds)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | float]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def max_epoch_seconds(self) -> float:
+        """Longest an epoch the client was selected in can stay open on L2."""
+        return PHASES_PER_EPOCH * MAX_WINDOW_BLOCKS * self.l2_block_time
+
+    def check(self) -> None:
+        """Refuse periods under which a stake could leave before its last slash is final:
+        the epochs of an unbonding client, one challenge period and one dispute must all
+        fit inside the unbonding period (issue 11, F-03). Raises ``UnsafeParams``."""
+        if self.resolution_delay >= self.resolution_window:
+            raise UnsafeParams("resolution_delay must be below resolution_window")
+        need = self.challenge_period + self.resolution_window + self.max_epoch_seconds()
+        if self.unbond_period <= need:
+            raise UnsafeParams(
+                f"unbond_period {self.unbond_period}s must exceed challenge_period + "
+                f"resolution_window + {PHASES_PER_EPOCH} x {MAX_WINDOW_BLOCKS} blocks x "
+                f"{self.l2_block_time}s = {need:g}s")
 
 
 def deploy_contract(w3: Web3, name: str, sender: Sender, *args: Any) -> Contract:
@@ -55,8 +80,8 @@ def deploy_all(
     """Deploy every contract from ``owner`` (an unlocked address or a ``LocalAccount``) and
     wire them; ``sequencer`` is the address allowed to bond and propose batches."""
     p = params or DeployParams()
+    p.check()
     start_block = w3.eth.block_number
-    registry = deploy_contract(w3, "StakingRegistry", owner, p.stake_amount, p.unbond_period)
     commitment = deploy_contract(
         w3,
         "StateCommitment",
@@ -65,6 +90,11 @@ def deploy_all(
         p.sequencer_bond,
         p.challenge_bond,
         p.challenge_period,
+        p.resolution_delay,
+        p.resolution_window,
+    )
+    registry = deploy_contract(
+        w3, "StakingRegistry", owner, p.stake_amount, p.unbond_period, commitment.address
     )
     slash_treasury = deploy_contract(w3, "SlashTreasury", owner)
     reward_treasury = deploy_contract(w3, "RewardTreasury", owner)

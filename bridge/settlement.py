@@ -40,7 +40,9 @@ def _leaf_args(p: dict[str, Any]) -> list[Any]:
 
 
 class SlashRelay:
-    """Submits ``SlashingManager.slash`` for every account whose proven slash grew."""
+    """Settles every account whose proven slash grew, in one ``SlashingManager.slashMany``
+    transaction per round: one base cost for the whole batch, so the 10 % relay reward
+    covers the gas even when each slash is small (issue 11, F-14)."""
 
     def __init__(self, w3: Web3, deployment: Deployment, caller: Sender,
                  proofs: ProofSource) -> None:
@@ -48,27 +50,37 @@ class SlashRelay:
         self.sm = deployment.contract(w3, "SlashingManager")
         self.registry = deployment.contract(w3, "StakingRegistry")
 
+    def due(self, batch: int) -> list[dict[str, Any]]:
+        """Account proofs at ``batch`` with slash owed and stake left to take it from."""
+        out = []
+        for p in self.proofs.account_proofs(batch):
+            account = _cs(p["fields"]["l1_address"])
+            if p["fields"]["cumulative_slashed"] <= self.sm.functions.alreadySlashed(
+                    account).call():
+                continue
+            if self.registry.functions.stakeOf(account).call() == 0:
+                continue  # withdrawn or fully slashed: the debt stays owed (F-04)
+            out.append(p)
+        return out
+
     def run_once(self) -> list[dict[str, Any]]:
         batch = latest_final_batch(self.w3, self.deployment)
         if batch is None:
             return []
+        due = self.due(batch)
+        if not due:
+            return []
+        accounts = [_cs(p["fields"]["l1_address"]) for p in due]
+        before = {a: self.registry.functions.stakeOf(a).call() for a in accounts}
+        items = [(*_leaf_args(p), batch, p["proof"]) for p in due]
+        receipt = send(self.w3, self.sm.functions.slashMany(items), self.caller)
         done = []
-        for p in self.proofs.account_proofs(batch):
-            f = p["fields"]
-            account = _cs(f["l1_address"])
-            already = self.sm.functions.alreadySlashed(account).call()
-            if f["cumulative_slashed"] <= already:
-                continue
-            if self.registry.functions.stakeOf(account).call() == 0:
-                continue  # withdrawn or fully slashed: nothing left to move
-            before = self.registry.functions.stakeOf(account).call()
-            receipt = send(self.w3, self.sm.functions.slash(*_leaf_args(p), batch, p["proof"]),
-                           self.caller)
-            after = self.registry.functions.stakeOf(account).call()
-            done.append({"account": account, "batch": batch, "moved": before - after,
+        for a in accounts:
+            moved = before[a] - self.registry.functions.stakeOf(a).call()
+            done.append({"account": a, "batch": batch, "moved": moved,
                          "tx": bytes(receipt["transactionHash"]).hex(),
-                         "gas": receipt["gasUsed"]})
-            log.info("slashed %s by %d wei at batch %d", account, before - after, batch)
+                         "gas": receipt["gasUsed"] // len(accounts)})
+            log.info("slashed %s by %d wei at batch %d", a, moved, batch)
         return done
 
 
@@ -95,6 +107,33 @@ def refund_task(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[st
     call = rm.functions.refund(f["task_id"], _cs(f["owner"]), f["escrow"], f["charged"],
                                f["treasury"], status, proof["detail_hash"], batch, proof["proof"])
     receipt = send(w3, call, sender)
+    gas = receipt["gasUsed"]
+    # Refunds are credited (pull payment, F-10); the owner collects its own at once.
+    owner = _cs(f["owner"])
+    sender_addr = sender if isinstance(sender, str) else sender.address
+    if _cs(sender_addr) == owner and rm.functions.refunds(owner).call() > 0:
+        gas += send(w3, rm.functions.withdrawRefund(), sender)["gasUsed"]
     return {"task_id": f["task_id"], "refund": f["escrow"] - f["charged"],
-            "treasury": f["treasury"], "gas": receipt["gasUsed"],
+            "treasury": f["treasury"], "gas": gas,
+            "tx": bytes(receipt["transactionHash"]).hex()}
+
+
+def withdraw_stake(w3: Web3, deployment: Deployment, sender: Sender, proof: dict[str, Any],
+                   batch: int) -> dict[str, Any]:
+    """StakingRegistry.withdraw for the sender's own leaf, proven in final ``batch``.
+
+    The exit is tied to finality (issue 11, F-03): ``batch`` must be final, proposed at or
+    after ``unlockTime - challengePeriod``, no dispute may be open, and the leaf's slash
+    must already be settled (relay it first with ``SlashRelay``); the contract says which
+    with a custom error otherwise."""
+    reg = deployment.contract(w3, "StakingRegistry")
+    f = proof["fields"]
+    call = reg.functions.withdraw(f["stake"], f["cumulative_slashed"], f["cumulative_reward"],
+                                  batch, proof["proof"])
+    receipt = send(w3, call, sender)
+    from web3.logs import DISCARD
+
+    events = reg.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    paid = sum(int(e["args"]["amount"]) for e in events)
+    return {"account": _cs(f["l1_address"]), "paid": paid, "gas": receipt["gasUsed"],
             "tx": bytes(receipt["transactionHash"]).hex()}

@@ -6,6 +6,14 @@ against ``da_hash``, checks every system action against the L1 log it names, re-
 the blocks on its own state and compares the last block hash and state root. Any
 mismatch, or data still unavailable when the challenge window is about to close, is
 challenged with the verifier's bond.
+
+Why it never goes blind (issue 11, F-08): a challenge is remembered with its dispute id
+(and persisted by the service). While the dispute is open the verifier waits at that
+batch; once it ends it looks again: a batch deleted by the verdict is forgotten, a batch
+that survived (dismissed, or a dispute it did not win) is re-verified from scratch, and
+re-challenged if it is still wrong and its window still open. A wrong batch that can no
+longer be challenged raises an alert (``stats.alerts``, unhealthy in ``/healthz``) instead
+of silently stopping. Bonds of finished disputes are collected (``claimChallenge``).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from web3 import Web3
 
 from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
+from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, L1Index, lagging_events, skipped_events
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from state_machine.actions import ActionError, decode_signed
@@ -37,6 +46,13 @@ class VerifierStats:
     challenges: list[dict[str, Any]] = field(default_factory=list)
     da_failures: int = 0
     last_error: str = ""
+    alerts: list[str] = field(default_factory=list)
+    rechecks: int = 0
+
+    def alert(self, text: str) -> None:
+        if text not in self.alerts:
+            self.alerts.append(text)
+            log.critical("verifier alert: %s", text)
 
     def metrics(self) -> str:
         return "\n".join(
@@ -45,6 +61,8 @@ class VerifierStats:
                 f"flockchain_verifier_height {self.verified_height}",
                 f"flockchain_verifier_challenges_total {len(self.challenges)}",
                 f"flockchain_verifier_da_failures_total {self.da_failures}",
+                f"flockchain_verifier_alerts_total {len(self.alerts)}",
+                f"flockchain_verifier_rechecks_total {self.rechecks}",
                 "",
             ]
         )
@@ -67,18 +85,21 @@ class Verifier:
         key: Sender,
         da_grace_seconds: int = 60,
         http: httpx.Client | None = None,
+        max_lag_blocks: int | None = DEFAULT_MAX_LAG_BLOCKS,
     ) -> None:
+        self.max_lag_blocks = max_lag_blocks
         self.w3 = w3
         self.deployment = deployment
         self.node_urls = node_urls
         self.key = key
         self.sc = deployment.contract(w3, "StateCommitment")
         self.l1 = L1Watcher(w3, deployment, sink=None)  # type: ignore[arg-type]
+        self.l1_index = L1Index(self.l1, self.sc)
         self.http = http or httpx.Client(timeout=30)
         self.da_grace = da_grace_seconds
         self.genesis = _Checkpoint(genesis_state(chain_id), GENESIS_PARENT, b"")
         self.checkpoints: dict[int, _Checkpoint] = {}
-        self.challenged: set[int] = set()
+        self.challenged: dict[int, int] = {}  # batch index -> dispute id we joined
         self.stats = VerifierStats()
 
     # ---- data ----
@@ -124,10 +145,9 @@ class Verifier:
     def _system_ok(self, sa) -> bool:
         """The system action equals the L1 log at the position it names."""
         body = sa.action.body
-        for ev in self.l1.fetch(body.l1_block, body.l1_block):
-            if ev.log_index == body.log_index:
-                return ev.typ == sa.action.type and ev.body == body
-        return False
+        self.l1_index.refresh(min(body.l1_block, self.w3.eth.block_number))
+        ev = self.l1_index.at.get((body.l1_block, body.log_index))
+        return ev is not None and ev.typ == sa.action.type and ev.body == body
 
     # ---- one batch ----
     def _base(self, index: int) -> _Checkpoint:
@@ -158,6 +178,7 @@ class Verifier:
             return self.challenge(index, "da_does_not_match_header")
         parent = base.parent
         v2_hashes: list[bytes] = []
+        carried: set[tuple[int, int]] = set()
         for blk in blocks:
             if blk["parent_hash"] != parent:
                 return self.challenge(index, f"broken_parent_link at height {blk['height']}")
@@ -167,8 +188,11 @@ class Verifier:
                     sa = decode_signed(raw)
                 except ActionError:
                     continue  # recorded as rejected by the STF; re-execution covers it
-                if sa.action.is_system and not self._system_ok(sa):
-                    return self.challenge(index, f"forged_l1_action at height {blk['height']}")
+                if sa.action.is_system:
+                    if not self._system_ok(sa):
+                        return self.challenge(index,
+                                              f"forged_l1_action at height {blk['height']}")
+                    carried.add((sa.action.body.l1_block, sa.action.body.log_index))
                 if sa.action.type == "reveal_update_v2":
                     v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
         blobs = self.blob_source(v2_hashes)
@@ -184,10 +208,30 @@ class Verifier:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:
             return self.challenge(index, "wrong_state_root")
+        unfair = self._inclusion_fault(index, base.state, result.state, carried)
+        if unfair:
+            return self.challenge(index, unfair)
         self.checkpoints[index] = _Checkpoint(result.state, result.last_block_hash, root)
         self.stats.verified_batches = len(self.checkpoints)
         self.stats.verified_height = last
         return "ok"
+
+    def _inclusion_fault(self, index: int, before: State, after: State,
+                         carried: set[tuple[int, int]]) -> str:
+        """'' or why the batch skipped or sat on an L1 log (see ``bridge.inclusion``)."""
+        self.l1_index.refresh(self.w3.eth.block_number)
+        evs = self.l1_index.events
+        start = before.l1_cursor if before.l1_seen else None
+        end = after.l1_cursor if after.l1_seen else None
+        if end is not None and end != start:
+            missing = skipped_events(evs, carried, start, end)
+            if missing:
+                return f"skipped_l1_event at {missing[0].l1_block}/{missing[0].log_index}"
+        proposed = self.l1_index.proposed.get(index)
+        if self.max_lag_blocks is None or proposed is None:
+            return ""
+        late = lagging_events(evs, end, proposed, self.max_lag_blocks)
+        return f"l1_inclusion_lag at {late[0].l1_block}/{late[0].log_index}" if late else ""
 
     def challenge(self, index: int, why: str) -> str:
         if index in self.challenged:
@@ -195,11 +239,11 @@ class Verifier:
         bond = self.sc.functions.challengeBond().call()
         try:
             receipt = send(self.w3, self.sc.functions.challenge(index), self.key, value=bond)
-        except Exception as exc:  # the window closed or someone else challenged first
+        except Exception as exc:  # the window closed: this wrong batch will finalize
             self.stats.last_error = f"challenge {index} failed: {exc}"
-            log.error("challenge of batch %d failed: %s", index, exc)
+            self.stats.alert(f"batch {index} is wrong ({why}) and could not be challenged")
             return f"challenge_failed:{why}"
-        self.challenged.add(index)
+        self.challenged[index] = int(self.sc.functions.batch(index).call()[6])
         self.stats.challenges.append(
             {"batch": index, "reason": why, "tx": bytes(receipt["transactionHash"]).hex()}
         )
@@ -207,22 +251,44 @@ class Verifier:
         return f"challenged:{why}"
 
     # ---- loop ----
-    def step(self) -> list[tuple[int, str]]:
-        """Check every posted batch not yet verified; returns (index, outcome) pairs."""
-        n = self.sc.functions.nextIndex().call()
-        # L1 rewound (a challenged batch was deleted): forget what is no longer there
+    def _forget_rewound(self, n: int) -> None:
+        """L1 rewound (a batch was deleted or replaced): drop what is no longer there."""
         for i in [i for i in self.checkpoints if i >= n]:
             del self.checkpoints[i]
-        for i in list(self.checkpoints):
+        for i in sorted(self.checkpoints):
             if bytes(self.sc.functions.stateRoot(i).call()) != self.checkpoints[i].root:
                 for j in [j for j in self.checkpoints if j >= i]:
                     del self.checkpoints[j]
-        self.challenged = {i for i in self.challenged if i < n}
+                break
+        for i in [i for i in self.challenged if i >= n]:
+            self._collect(self.challenged.pop(i))
+
+    def _dispute_over(self, index: int) -> bool:
+        """True once the dispute we joined on ``index`` ended (the batch survived it)."""
+        b = self.sc.functions.batch(index).call()
+        if int(b[6]) == self.challenged[index] and int(b[7]) == 1:
+            return False  # still open: wait for the verdict or the deadline
+        self._collect(self.challenged.pop(index))
+        return True
+
+    def _collect(self, dispute_id: int) -> None:
+        try:
+            send(self.w3, self.sc.functions.claimChallenge(dispute_id), self.key)
+        except Exception as exc:  # nothing to collect (dismissed, already collected)
+            log.info("dispute %d: nothing collected (%s)", dispute_id, exc)
+
+    def step(self) -> list[tuple[int, str]]:
+        """Check every posted batch not yet verified; returns (index, outcome) pairs."""
+        n = self.sc.functions.nextIndex().call()
+        self._forget_rewound(n)
         out = []
         i = max(self.checkpoints, default=-1) + 1
         while i < n:
             if i in self.challenged:
-                break  # successors build on a state we dispute
+                if not self._dispute_over(i):
+                    break  # successors build on a state we dispute
+                self.stats.rechecks += 1
+                log.warning("batch %d survived our dispute: verifying it again", i)
             outcome = self.check_batch(i)
             out.append((i, outcome))
             if outcome != "ok":

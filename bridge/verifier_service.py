@@ -15,6 +15,12 @@ Why old checkpoints are pruned: L1 can only delete batches that are not final, s
 checkpoint older than a *final* batch is never needed to rewind; only the newest few
 (``keep``) are retained, which bounds memory, the database, and the per-step root checks.
 
+Why challenges are stored too (issue 11, F-08): a verifier that forgot, after a restart,
+that it disputes a batch would either challenge it twice or, worse, verify past it. The
+``verifier_challenges`` table keeps ``batch index -> dispute id`` beside the checkpoints.
+Any alert (a wrong batch that could not be challenged) makes ``/healthz`` unhealthy, so a
+verifier that is stuck is loud, never silent.
+
 Why the HTTP server runs on a thread: the verifier loop owns the main thread (and its
 SIGTERM handling), uvicorn only reads the service's counters.
 """
@@ -74,7 +80,33 @@ class CheckpointStore:
             Column("state", LargeBinary, nullable=False),
             Column("created_at", Float, nullable=False),
         )
+        self.challenges = Table(
+            "verifier_challenges", self.meta,
+            Column("scope", String(128), primary_key=True),
+            Column("batch_index", Integer, primary_key=True, autoincrement=False),
+            Column("dispute_id", Integer, nullable=False),
+        )
         self.meta.create_all(self.engine)
+
+    def load_challenges(self) -> dict[int, int]:
+        """``{batch index: dispute id}`` this verifier joined and has not seen end."""
+        from sqlalchemy import select
+
+        t = self.challenges
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.batch_index, t.c.dispute_id)
+                                .where(t.c.scope == self.scope)).all()
+        return {int(i): int(d) for i, d in rows}
+
+    def sync_challenges(self, challenged: dict[int, int]) -> None:
+        """Make the table hold exactly ``challenged``."""
+        from sqlalchemy import delete
+
+        t = self.challenges
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.scope == self.scope))
+            for i, d in sorted(challenged.items()):
+                conn.execute(t.insert().values(scope=self.scope, batch_index=i, dispute_id=d))
 
     def load(self) -> dict[int, tuple[Any, bytes, bytes]]:
         """``{index: (state, parent, root)}`` for every row whose state matches its root,
@@ -149,6 +181,7 @@ class VerifierService:
             return None
         from bridge.verifier import _Checkpoint
 
+        self.verifier.challenged.update(self.store.load_challenges())
         loaded = self.store.load()
         for idx, (state, parent, root) in loaded.items():
             self.verifier.checkpoints[idx] = _Checkpoint(state, parent, root)
@@ -181,6 +214,7 @@ class VerifierService:
             self.verifier.stats.verified_batches = max(cps) + 1 if cps else 0
             if self.store is not None:
                 self.store.sync(cps)
+                self.store.sync_challenges(self.verifier.challenged)
             self.l1_next_index = self.verifier.sc.functions.nextIndex().call()
         except Exception as exc:
             self.failed_steps += 1
@@ -193,8 +227,9 @@ class VerifierService:
 
     # ---- what the HTTP endpoints show
     def healthy(self) -> bool:
-        """A step succeeded recently (three intervals, at least 30 s)."""
-        if self.last_ok_at is None:
+        """A step succeeded recently (three intervals, at least 30 s) and nothing is
+        alerting (a wrong batch that could not be challenged)."""
+        if self.last_ok_at is None or self.verifier.stats.alerts:
             return False
         return time.time() - self.last_ok_at <= max(3 * self.interval, 30.0)
 
@@ -207,6 +242,9 @@ class VerifierService:
             "l1_next_index": self.l1_next_index,
             "challenges": list(st.challenges),
             "da_failures": st.da_failures,
+            "alerts": list(st.alerts),
+            "disputing": {str(i): d for i, d in sorted(self.verifier.challenged.items())},
+            "rechecks": st.rechecks,
             "last_error": st.last_error,
             "last_outcomes": [list(o) for o in self.last_outcomes],
             "steps": self.steps,

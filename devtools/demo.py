@@ -197,8 +197,10 @@ class Demo:
         from bridge.l1 import send, send_value
         from federated.client import ClientAgent
         from rollup.client import FlockClient, Keypair
+        from state_machine.actions import pop_message
 
         cfg, w3 = self.cfg, self.w3
+        l2_chain = int(self.node_client.health()["chain_id"])
         n = cfg.proposers + cfg.voters
         behaviours = list(cfg.attackers) + ["honest"] * (n - len(cfg.attackers))
         registry = self.deployment.contract(w3, "StakingRegistry")
@@ -210,7 +212,8 @@ class Demo:
             kp = Keypair.from_seed(_seed_bytes(cfg, f"ed25519/{name}"))
             acct = Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
             send_value(w3, w3.eth.accounts[0], acct.address, 10**18)
-            send(w3, registry.functions.stake(kp.pubkey), acct, value=stake_amount)
+            pop = kp.sign(pop_message(l2_chain, bytes.fromhex(acct.address[2:])))
+            send(w3, registry.functions.stake(kp.pubkey, pop), acct, value=stake_amount)
             profile = self._profile(i, n, name, beh)
             self.agents.append(ClientAgent(FlockClient(self.node_client, kp), profile))
             self.records.append(ClientRecord(
@@ -245,7 +248,8 @@ class Demo:
         agg_key = Keypair.from_seed(_seed_bytes(self.cfg, "ed25519/aggregator"))
         self.aggregator = Aggregator(FlockClient(self.node_client, agg_key), self.ports,
                                      self.w3, self.deployment, self.l1_accounts["sequencer"],
-                                     batch_every_s=2.0)
+                                     batch_every_s=2.0,
+                                     confirmations=0)  # the embedded chain cannot reorg
         if self.cfg.fault == "forge-deposit":
             self.ports.forge_deposit()
         self.aggregator.watcher.poll()

@@ -356,7 +356,8 @@ class Localnet:
         agg = self._spawn("aggregator", cli_argv(
             "aggregator", "--node", self.state["node"], *self._common(), "--key-file",
             str(keys["ed25519/aggregator"][0]), "--l1-key-file", str(keys["sequencer"][0]),
-            "--interval", "0.5", "--batch-every", str(cfg.batch_every)),
+            "--interval", "0.5", "--batch-every", str(cfg.batch_every),
+            "--confirmations", "0"),  # a private automining anvil cannot reorg
             secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
         ver = self._spawn("verifier", cli_argv(
             "verifier", "--node", self.state["node"], *self._common(), "--l1-key-file",

@@ -16,10 +16,10 @@ from typing import Any
 from web3 import Web3
 
 from bridge.contracts import Deployment
-from bridge.l1 import Sender
+from bridge.l1 import Sender, send
 from bridge.poster import BatchPoster
 from bridge.settlement import SlashRelay
-from bridge.watcher import L1Watcher
+from bridge.watcher import DEFAULT_CONFIRMATIONS, L1Watcher
 from rollup.client import FlockClient, NodeError
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,15 @@ class Aggregator:
     w3: Web3
     deployment: Deployment
     l1_sender: Sender
-    confirmations: int = 0
+    confirmations: int = DEFAULT_CONFIRMATIONS
     batch_every_s: float = 5.0
     advanced: set[tuple[int, int, str]] = field(default_factory=set)
     reported: set[tuple[int, int]] = field(default_factory=set)
     slashes: list[dict[str, Any]] = field(default_factory=list)
     last_batch_at: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)
+    beacon_every_s: float = 60.0
+    last_beacon_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.watcher = L1Watcher(self.w3, self.deployment, self.ports, self.confirmations)
@@ -103,9 +106,38 @@ class Aggregator:
         self.last_batch_at = time.monotonic()
         return self.poster.post_pending(cut=True)
 
+    def post_beacon(self, force: bool = False) -> bool:
+        """Post the next L1 randomness beacon when one is due (anyone may; the operator
+        does, so epochs get seeds the sequencer cannot grind, see
+        ``state_machine.randomness``). Returns whether one was posted."""
+        if not force and time.monotonic() - self.last_beacon_at < self.beacon_every_s:
+            return False
+        reg = self.deployment.contract(self.w3, "StakingRegistry").functions
+        due = reg.lastBeaconBlock().call() + reg.BEACON_INTERVAL().call()
+        if reg.beaconCount().call() and self.w3.eth.block_number < due:
+            return False
+        self.last_beacon_at = time.monotonic()
+        send(self.w3, reg.postBeacon(), self.l1_sender)
+        return True
+
     def step(self) -> None:
-        self.watcher.poll()
-        self.advance_ready()
-        self.report_epochs()
-        self.post_batches()
-        self.slashes.extend(self.relay.run_once())
+        """One round of every duty. Each runs on its own: a failing L1 log, node call or
+        transaction in one never keeps the others from running (issue 11, F-02), so
+        batches are posted and slashes relayed even while ingestion is stuck."""
+        self._guard("ingest", self.watcher.poll)
+        self._guard("advance", self.advance_ready)
+        self._guard("report", self.report_epochs)
+        self._guard("post", self.post_batches)
+        self._guard("beacon", self.post_beacon)
+        done = self._guard("relay", self.relay.run_once)
+        if done:
+            self.slashes.extend(done)
+
+    def _guard(self, duty: str, fn: Any) -> Any:
+        try:
+            result = fn()
+        except Exception as exc:
+            self.failures[duty] = self.failures.get(duty, 0) + 1
+            log.exception("aggregator %s failed: %s", duty, exc)
+            return None
+        return result

@@ -114,6 +114,49 @@ class DepositBody(Body):
     tx_hash: bytes
 
 
+POP_DOMAIN = b"flockchain/pop/v1"
+
+
+def pop_message(chain_id: int, l1_address: bytes) -> bytes:
+    """What a client signs with its ed25519 key to bind it to ``l1_address`` on rollup
+    ``chain_id`` (proof of possession, issue 11 F-15): a front-runner who copies a victim's
+    pubkey into its own ``stake()`` cannot produce this signature for its own address."""
+    return POP_DOMAIN + chain_id.to_bytes(8, "big") + l1_address
+
+
+@dataclass(frozen=True)
+class DepositPopBody(Body):
+    """L1 ``Staked(account, pubkey, amount, pop)`` log: a deposit with its proof of
+    possession (``pop`` = ed25519 signature over ``pop_message``)."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {
+        "l1_address": "b20",
+        "pubkey": "b32",
+        "amount": "u256",
+        "pop": "bytes",
+        **_L1,
+    }
+    l1_address: bytes
+    pubkey: bytes
+    amount: int
+    pop: bytes
+    l1_block: int
+    log_index: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
+class BeaconBody(Body):
+    """L1 ``Beacon(number, randomness)`` log: L1's ``prevrandao`` for epoch selection."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {"number": "u64", "randomness": "b32", **_L1}
+    number: int
+    randomness: bytes
+    l1_block: int
+    log_index: int
+    tx_hash: bytes
+
+
 @dataclass(frozen=True)
 class UnbondBody(Body):
     """L1 ``Unbonded(account, pubkey, unlockTime)`` log."""
@@ -247,7 +290,9 @@ class AdvanceBody(Body):
 
 BODY_TYPES: dict[str, type[Body]] = {
     "l1_deposit": DepositBody,
+    "l1_deposit_pop": DepositPopBody,
     "l1_unbond": UnbondBody,
+    "l1_beacon": BeaconBody,
     "l1_task_created": TaskCreatedBody,
     "publish_genesis": PublishGenesisBody,
     "commit_update": CommitUpdateBody,
@@ -257,7 +302,9 @@ BODY_TYPES: dict[str, type[Body]] = {
     "reveal_vote": RevealVoteBody,
     "advance": AdvanceBody,
 }
-SYSTEM_TYPES = frozenset({"l1_deposit", "l1_unbond", "l1_task_created"})
+SYSTEM_TYPES = frozenset(
+    {"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_beacon", "l1_task_created"}
+)
 
 
 def update_commitment(update_bytes: bytes, salt: bytes) -> bytes:

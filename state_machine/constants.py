@@ -69,6 +69,10 @@ PROPOSER_SHARE_BPS = 8_000
 # ---- task parameter bounds (validated at l1_task_created) ----
 MAX_NUM_PARAMS = 2**25
 MIN_WINDOW_BLOCKS = 1
-MAX_WINDOW_BLOCKS = 1_000_000
+# 6 h at 1 s blocks: the four phases of an epoch (1 day) fit well inside
+# UNBOND_PERIOD - CHALLENGE_PERIOD - resolution window (bridge.deploy checks it), so an
+# unbonding client cannot outlast its last slash by holding phases open (issue 11, F-03).
+MAX_WINDOW_BLOCKS = 21_600
+PHASES_PER_EPOCH = 4
 MAX_SCALE_BITS = 24
 MAX_PARTICIPANTS = 1_024

@@ -25,6 +25,7 @@ from state_machine.constants import MIN_STAKE
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.penalties import SlashReason, apply_penalty
+from state_machine.randomness import epoch_seed
 from state_machine.state import (
     ACTIVE,
     DONE,
@@ -72,7 +73,7 @@ def open_epoch(state: State, task: Task, pre_root: bytes) -> None:
     """Start epoch ``task.epoch`` at the current height with a fresh selection."""
     p = task.params
     assert p is not None
-    seed = selection_seed(pre_root, task.task_id, task.epoch)
+    seed = epoch_seed(state, pre_root, task.task_id, task.epoch)
     proposers, voters = select(
         seed, eligible_clients(state), p.proposers_per_epoch, p.voters_per_epoch
     )

@@ -30,6 +30,7 @@ class Reason(StrEnum):
     L1_OUT_OF_ORDER = "l1_out_of_order"
     PUBKEY_BOUND = "pubkey_bound"
     ADDRESS_BOUND = "address_bound"
+    BAD_POP = "bad_pop"  # deposit whose proof of possession does not verify (issue 11)
     ALREADY_STAKED = "already_staked"
     UNKNOWN_ACCOUNT = "unknown_account"
     DUPLICATE_TASK = "duplicate_task"

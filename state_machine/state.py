@@ -266,6 +266,8 @@ class State:
     address_index: CowMap[bytes, tuple[bytes, ...]] = field(default_factory=CowMap)
     l1_cursor: tuple[int, int] = (0, 0)
     l1_seen: bool = False
+    # latest L1 randomness beacon (number, prevrandao); number 0: none seen (v1 chains)
+    beacon: tuple[int, bytes] = (0, b"\x00" * 32)
     treasury_total: int = 0
     accounts_tree: MerkleTree = field(default_factory=MerkleTree)
     status_tree: MerkleTree = field(default_factory=MerkleTree)
@@ -410,11 +412,15 @@ class State:
         self.dirty_epochs.clear()
 
     def meta_root(self) -> bytes:
+        """Commits to the senders and status trees, the L1 cursor and, once one was seen,
+        the latest randomness beacon (a chain without beacons keeps its v1 roots)."""
+        beacon = (abi_uint(self.beacon[0]), abi_bytes32(self.beacon[1])) if self.beacon[0] else ()
         return keccak256(
             abi_bytes32(self.senders_tree.root()),
             abi_bytes32(self.status_tree.root()),
             abi_uint(self.l1_cursor[0]),
             abi_uint(self.l1_cursor[1]),
+            *beacon,
         )
 
     def subroots(self) -> list[bytes]:

@@ -18,9 +18,11 @@ import numpy as np
 from state_machine import codec
 from state_machine.actions import (
     AdvanceBody,
+    BeaconBody,
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
+    DepositPopBody,
     PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
@@ -28,11 +30,12 @@ from state_machine.actions import (
     SignedAction,
     TaskCreatedBody,
     UnbondBody,
+    pop_message,
     update_commitment,
     update_commitment_v2,
     vote_commitment,
 )
-from state_machine.crypto import keccak256
+from state_machine.crypto import keccak256, verify
 from state_machine.epochs import (
     close_phase,
     current_epoch,
@@ -155,6 +158,26 @@ def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
         acc.stake, acc.status, acc.unlock_time = b.amount, ACTIVE, 0
         state.touch_account(b.pubkey)
     return ["staked"]
+
+
+def _deposit_pop(state: State, sa: SignedAction, b: DepositPopBody) -> list[str]:
+    """A deposit binds its pubkey only with a valid proof of possession (issue 11, F-15);
+    a copied pubkey is rejected before it can claim the victim's identity."""
+    _l1_order(state, b.l1_block, b.log_index)
+    if not verify(b.pubkey, pop_message(state.chain_id, b.l1_address), b.pop):
+        raise Rejected(Reason.BAD_POP, "pop is not the pubkey's signature over the L1 address")
+    plain = DepositBody(b.l1_address, b.pubkey, b.amount, b.l1_block, b.log_index, b.tx_hash)
+    return _deposit(state, sa, plain)
+
+
+def _beacon(state: State, sa: SignedAction, b: BeaconBody) -> list[str]:
+    """The next L1 randomness beacon (numbers are consecutive: none can be skipped)."""
+    _l1_order(state, b.l1_block, b.log_index)
+    if b.number != state.beacon[0] + 1:
+        raise Rejected(Reason.L1_OUT_OF_ORDER, f"expected beacon {state.beacon[0] + 1}")
+    _advance_l1(state, b.l1_block, b.log_index)
+    state.beacon = (b.number, b.randomness)
+    return ["beacon"]
 
 
 def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
@@ -316,7 +339,9 @@ def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) ->
 
 _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_deposit": _deposit,
+    "l1_deposit_pop": _deposit_pop,
     "l1_unbond": _unbond,
+    "l1_beacon": _beacon,
     "l1_task_created": _task_created,
     "publish_genesis": _publish_genesis,
     "commit_update": _commit_update,

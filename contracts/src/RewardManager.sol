@@ -13,13 +13,22 @@ import {StateProof} from "./StateProof.sol";
 ///         - `claim` pays an account `cumulativeReward - alreadyClaimed[account]`, proven by its
 ///           account leaf in a final state root. Anyone may trigger it; funds go to the account.
 ///         - `refund` settles a finished task once, proven by its task leaf: `escrow - charged`
-///           back to the task owner and `treasuryShare` to the RewardTreasury. The remaining
-///           `charged - treasuryShare` stays here to back the participants' rewards.
+///           to the task owner (credited: pulled with `withdrawRefund`, so an owner that
+///           refuses ETH strands nothing but its own refund) and `treasuryShare` to the
+///           RewardTreasury. The remaining `charged - treasuryShare` stays here to back the
+///           participants' rewards.
+///         Every field of `TaskCreated` is range-checked here so that the log always encodes
+///         as the rollup's `l1_task_created` action (u64 ids and counts, bps <= 10000,
+///         bounded params): one log can never stop the bridge (F-02).
 contract RewardManager is ReentrancyGuard {
     /// @notice Task states in the rollup's task leaf.
     uint256 public constant TASK_RUNNING = 0;
     /// @notice Largest accepted `maxEpochs` (keeps the fee arithmetic far from overflow).
     uint256 public constant MAX_EPOCHS = type(uint32).max;
+    /// @notice Largest accepted `targetAccuracyBps` (100 %).
+    uint256 public constant MAX_TARGET_ACCURACY_BPS = 10_000;
+    /// @notice Largest accepted `taskParams` length in bytes.
+    uint256 public constant MAX_TASK_PARAMS_BYTES = 4096;
 
     /// @notice A task as recorded on L1 at creation.
     struct Task {
@@ -41,6 +50,13 @@ contract RewardManager is ReentrancyGuard {
     uint256 public nextTaskId = 1;
     /// @notice Cumulative reward already paid per address.
     mapping(address account => uint256 amount) public alreadyClaimed;
+    /// @notice Number of `TaskCreated` logs emitted so far (F-09).
+    uint256 public inboxCount;
+    /// @notice Running hash over the `TaskCreated` logs: `keccak256(abi.encode(prev, taskId,
+    ///         owner, specHash, maxEpochs, targetAccuracyBps, keccak256(taskParams), escrow))`.
+    bytes32 public inboxHash;
+    /// @notice Refunds credited to task owners, withdrawn with `withdrawRefund`.
+    mapping(address owner => uint256 amount) public refunds;
 
     mapping(uint256 taskId => Task) private _tasks;
 
@@ -63,8 +79,17 @@ contract RewardManager is ReentrancyGuard {
         uint256 indexed taskId, address indexed owner, uint256 indexed batchIndex, uint256 refund, uint256 treasuryShare
     );
 
+    /// @notice `owner` withdrew `amount` wei of credited refunds.
+    event RefundWithdrawn(address indexed owner, uint256 amount);
+
     /// @notice A zero address was given.
     error ZeroAddress();
+    /// @notice `targetAccuracyBps` is above 10000.
+    error InvalidTargetAccuracy(uint256 targetAccuracyBps);
+    /// @notice `taskParams` is longer than `MAX_TASK_PARAMS_BYTES`.
+    error TaskParamsTooLong(uint256 length);
+    /// @notice Nothing is credited to the caller.
+    error NothingToWithdraw(address owner);
     /// @notice `maxEpochs` is 0 or above `MAX_EPOCHS`.
     error InvalidMaxEpochs(uint256 maxEpochs);
     /// @notice `msg.value` was not exactly `baseFee + maxEpochs * feePerEpoch`.
@@ -119,10 +144,18 @@ contract RewardManager is ReentrancyGuard {
         returns (uint256 taskId)
     {
         uint256 price = taskPrice(maxEpochs);
+        if (targetAccuracyBps > MAX_TARGET_ACCURACY_BPS) revert InvalidTargetAccuracy(targetAccuracyBps);
+        if (taskParams.length > MAX_TASK_PARAMS_BYTES) revert TaskParamsTooLong(taskParams.length);
         if (msg.value != price) revert WrongPayment(msg.value, price);
         uint256 escrow = price - baseFee;
         taskId = nextTaskId++;
         _tasks[taskId] = Task({owner: msg.sender, refunded: false, escrow: escrow});
+        inboxHash = keccak256(
+            abi.encode(
+                inboxHash, taskId, msg.sender, specHash, maxEpochs, targetAccuracyBps, keccak256(taskParams), escrow
+            )
+        );
+        ++inboxCount;
         emit TaskCreated(taskId, msg.sender, specHash, maxEpochs, targetAccuracyBps, taskParams, escrow);
         emit BaseFeeCollected(taskId, baseFee);
         _send(payable(address(treasury)), baseFee);
@@ -181,7 +214,16 @@ contract RewardManager is ReentrancyGuard {
         uint256 back = escrow - charged;
         emit TaskRefunded(taskId, owner, batchIndex, back, treasuryShare);
         _send(payable(address(treasury)), treasuryShare);
-        _send(payable(owner), back);
+        if (back > 0) refunds[owner] += back;
+    }
+
+    /// @notice Withdraw every refund credited to the caller.
+    function withdrawRefund() external nonReentrant {
+        uint256 amount = refunds[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        refunds[msg.sender] = 0;
+        emit RefundWithdrawn(msg.sender, amount);
+        _send(payable(msg.sender), amount);
     }
 
     /// @notice L1 record of task `taskId` (zero owner if unknown).

@@ -12,10 +12,14 @@ import {StateProof} from "./StateProof.sol";
 ///         account leaf `(account, pubkey, stake, cumulativeSlashed, cumulativeReward)` proven
 ///         against a final state root. The manager moves the new part,
 ///         `cumulativeSlashed - alreadySlashed[account]`, capped at the remaining L1 stake;
-///         90 % goes to the SlashTreasury and 10 % to the caller.
-/// @dev Idempotent: `alreadySlashed` advances by the full (uncapped) delta, so relaying the same
-///      or an older (stale) leaf again has a delta <= 0 and reverts with `NothingToSlash`
-///      without moving anything. Cumulative values on the rollup are monotone.
+///         90 % goes to the SlashTreasury and 10 % to the caller. A slashed account relaying
+///         its own slash gets no reward (everything goes to the treasury, F-13); `slashMany`
+///         settles many leaves in one transaction and pays the caller once, so the reward of
+///         a batch covers its gas (F-14).
+/// @dev Idempotent: `alreadySlashed` advances by the amount actually taken, so relaying the same
+///      or an older (stale) leaf again moves nothing, and debt that could not be taken
+///      (the stake was already gone) stays owed and is taken from the next stake of the same
+///      account (F-04). Cumulative values on the rollup are monotone.
 contract SlashingManager is ReentrancyGuard {
     /// @notice Basis-point share of a slash paid to the caller (10 %).
     uint256 public constant CALLER_REWARD_BPS = 1000;
@@ -28,7 +32,18 @@ contract SlashingManager is ReentrancyGuard {
     /// @notice Receives 90 % of each slash.
     SlashTreasury public immutable treasury;
 
-    /// @notice Cumulative slash (in wei, rollup accounting) already settled per address.
+    /// @notice One leaf to settle in `slashMany`.
+    struct SlashInput {
+        address account;
+        bytes32 pubkey;
+        uint256 stake;
+        uint256 cumulativeSlashed;
+        uint256 cumulativeReward;
+        uint256 batchIndex;
+        bytes32[] proof;
+    }
+
+    /// @notice Cumulative slash (in wei, rollup accounting) already taken per address.
     mapping(address account => uint256 amount) public alreadySlashed;
 
     /// @notice A slash was settled: `delta` newly recorded, `amount` actually taken from the stake
@@ -55,6 +70,10 @@ contract SlashingManager is ReentrancyGuard {
     error InvalidProof();
     /// @notice The leaf's cumulative slash is not above what was already settled.
     error NothingToSlash(address account, uint256 cumulativeSlashed, uint256 alreadySlashed);
+    /// @notice The account owes `owed` wei but has no stake left to take it from.
+    error NothingToTake(address account, uint256 owed);
+    /// @notice `slashMany` found nothing to move in any of its leaves.
+    error NothingSettled();
     /// @notice ETH arrived from somewhere other than the registry.
     error UnexpectedSender(address sender);
     /// @notice The registry returned a different amount than requested.
@@ -98,6 +117,43 @@ contract SlashingManager is ReentrancyGuard {
         uint256 batchIndex,
         bytes32[] calldata proof
     ) external nonReentrant returns (uint256 amount) {
+        _verify(account, pubkey, stake, cumulativeSlashed, cumulativeReward, batchIndex, proof);
+        uint256 owed = _owed(account, cumulativeSlashed);
+        amount = _take(account, pubkey, cumulativeSlashed, owed, batchIndex);
+        if (amount == 0) revert NothingToTake(account, owed);
+        _send(payable(msg.sender), _callerReward(account, amount));
+    }
+
+    /// @notice Settle many leaves in one transaction; leaves with nothing left to move are
+    ///         skipped (so a front-run leaf does not sink the batch), a bad proof reverts all.
+    ///         The caller's reward (10 % of each slash of another account) is paid once.
+    /// @return total Wei taken over all leaves.
+    function slashMany(SlashInput[] calldata items) external nonReentrant returns (uint256 total) {
+        uint256 reward = 0;
+        for (uint256 i = 0; i < items.length; ++i) {
+            SlashInput calldata it = items[i];
+            _verify(it.account, it.pubkey, it.stake, it.cumulativeSlashed, it.cumulativeReward, it.batchIndex, it.proof);
+            uint256 owed = it.cumulativeSlashed > alreadySlashed[it.account]
+                ? it.cumulativeSlashed - alreadySlashed[it.account]
+                : 0;
+            if (owed == 0) continue;
+            uint256 amount = _take(it.account, it.pubkey, it.cumulativeSlashed, owed, it.batchIndex);
+            total += amount;
+            reward += _callerReward(it.account, amount);
+        }
+        if (total == 0) revert NothingSettled();
+        _send(payable(msg.sender), reward);
+    }
+
+    function _verify(
+        address account,
+        bytes32 pubkey,
+        uint256 stake,
+        uint256 cumulativeSlashed,
+        uint256 cumulativeReward,
+        uint256 batchIndex,
+        bytes32[] calldata proof
+    ) private view {
         if (!commitment.isFinal(batchIndex)) revert BatchNotFinal(batchIndex);
         bytes32 registered = registry.pubkeyOf(account);
         if (registered != pubkey) revert PubkeyMismatch(account, pubkey, registered);
@@ -105,30 +161,36 @@ contract SlashingManager is ReentrancyGuard {
         if (!StateProof.verify(commitment.stateRoot(batchIndex), StateProof.SUBTREE_ACCOUNTS, leaf, proof)) {
             revert InvalidProof();
         }
-        amount = _settle(account, pubkey, cumulativeSlashed, batchIndex);
     }
 
-    function _settle(address account, bytes32 pubkey, uint256 cumulativeSlashed, uint256 batchIndex)
+    function _owed(address account, uint256 cumulativeSlashed) private view returns (uint256) {
+        uint256 already = alreadySlashed[account];
+        if (cumulativeSlashed <= already) revert NothingToSlash(account, cumulativeSlashed, already);
+        return cumulativeSlashed - already;
+    }
+
+    /// @dev Take `min(owed, stake)` from the stake; the treasury share is sent here, the
+    ///      caller's share stays in this contract until the caller is paid (same transaction).
+    function _take(address account, bytes32 pubkey, uint256 cumulativeSlashed, uint256 owed, uint256 batchIndex)
         private
         returns (uint256 amount)
     {
-        uint256 already = alreadySlashed[account];
-        if (cumulativeSlashed <= already) revert NothingToSlash(account, cumulativeSlashed, already);
-
-        uint256 delta = cumulativeSlashed - already;
-        alreadySlashed[account] = cumulativeSlashed;
         uint256 available = registry.stakeOf(account);
-        amount = delta < available ? delta : available;
-        uint256 callerReward = (amount * CALLER_REWARD_BPS) / BPS;
+        amount = owed < available ? owed : available;
+        if (amount == 0) return 0;
+        alreadySlashed[account] += amount; // F-04: only what was actually taken
+        uint256 callerReward = _callerReward(account, amount);
         uint256 toTreasury = amount - callerReward;
-        emit Slashed(account, pubkey, batchIndex, cumulativeSlashed, delta, amount, toTreasury, callerReward, msg.sender);
+        emit Slashed(account, pubkey, batchIndex, cumulativeSlashed, owed, amount, toTreasury, callerReward, msg.sender);
+        uint256 received = registry.reduceStake(account, amount);
+        if (received != amount) revert UnexpectedAmount(amount, received);
+        _send(payable(address(treasury)), toTreasury);
+    }
 
-        if (amount > 0) {
-            uint256 received = registry.reduceStake(account, amount);
-            if (received != amount) revert UnexpectedAmount(amount, received);
-            _send(payable(address(treasury)), toTreasury);
-            _send(payable(msg.sender), callerReward);
-        }
+    /// @dev 10 % to the relayer, nothing when the slashed account relays its own slash.
+    function _callerReward(address account, uint256 amount) private view returns (uint256) {
+        if (msg.sender == account) return 0;
+        return (amount * CALLER_REWARD_BPS) / BPS;
     }
 
     function _send(address payable to, uint256 amount) private {

@@ -6,11 +6,12 @@ evaluates candidates on ``--test-data`` and votes; ``--behaviour`` makes it one 
 attacks in ``federated.attacks`` (for experiments). Every action it takes is printed as a
 JSON line.
 
-With ``--stake`` it first stakes on L1 (``StakingRegistry.stake(pubkey)`` with exactly
-``stakeAmount``) unless its L1 account already staked this key. Without an L1 key it
-creates one next to ``--key`` (``<key>.l1``); ``--dev-fund`` tops that account up with
-``anvil_setBalance``, which only development chains (anvil) accept: that is how scaled
-compose replicas get distinct funded accounts without a faucet.
+With ``--stake`` it first stakes on L1 (``StakingRegistry.stake(pubkey, pop)``, ``pop`` the
+key's signature over its L1 address, with exactly ``stakeAmount``) unless its L1 account
+already staked this key. Without an L1 key it creates one next to ``--key``
+(``<key>.l1``); ``--dev-fund`` tops that account up with ``anvil_setBalance``, which only
+development chains (anvil) accept: that is how scaled compose replicas get distinct funded
+accounts without a faucet.
 
 ``client=auto`` / ``voter=auto`` in a data spec pick the index from the client's public
 key (``pubkey mod of``), so identical replicas (``docker compose --scale client=8``) spread
@@ -184,8 +185,8 @@ def _run(args: argparse.Namespace) -> int:
     profile = ClientProfile(name, args.behaviour, train, test, seed=seed,
                             local_epochs=args.local_epochs, lr=args.lr,
                             batch_size=args.batch_size, params=params)
-    staked = _stake(args, kp.pubkey) if args.stake else None
     node = wait_for_node(args.node, args.wait)
+    staked = _stake(args, kp, int(node.health()["chain_id"])) if args.stake else None
     agent = ClientAgent(FlockClient(node, kp), profile, role=args.role)
     stop = stop_on_signals()
     emit("client_started", name=name, pubkey="0x" + kp.pubkey.hex(), behaviour=args.behaviour,
@@ -207,12 +208,15 @@ def _poll(agent: Any) -> None:
             emit("action", name=agent.profile.name, **entry)
 
 
-def _stake(args: argparse.Namespace, pubkey: bytes) -> dict[str, Any]:
-    """Stake ``pubkey`` from the L1 account unless it is already staked; returns what
+def _stake(args: argparse.Namespace, kp: Any, chain_id: int) -> dict[str, Any]:
+    """Stake ``kp``'s pubkey from the L1 account unless it is already staked, with the key's
+    proof of possession over that account (so nobody can bind the key first); returns what
     happened (for the start-up line)."""
     from bridge.l1 import TxFailed, send
     from rollup.commands.deploy import account
+    from state_machine.actions import pop_message
 
+    pubkey = kp.pubkey
     hexkey = key_from_args(args, "--l1-key", env=None, required=False)
     if hexkey is None:
         hexkey = _own_l1_key(Path(args.key).with_suffix(Path(args.key).suffix + ".l1"))
@@ -220,21 +224,19 @@ def _stake(args: argparse.Namespace, pubkey: bytes) -> dict[str, Any]:
     w3 = connect_l1(args.l1, args.wait)
     dep = load_deployment(args.deployment, w3, wait_s=args.wait)
     reg = dep.contract(w3, "StakingRegistry")
-    zero = "0x" + "00" * 20
     current = bytes(reg.functions.pubkeyOf(acct.address).call())
     if reg.functions.stakeOf(acct.address).call() > 0:
         if current != pubkey:
             raise CommandError(f"L1 account {acct.address} already stakes another key "
                                f"0x{current.hex()}")
         return {"l1_address": acct.address, "staked": "already"}
-    owner = reg.functions.accountOf(pubkey).call()
-    if owner.lower() not in (zero, acct.address.lower()):
-        raise CommandError(f"this key is already staked by another L1 account {owner}")
+    # another address that staked this key first cannot bind it without the pop
     amount = reg.functions.stakeAmount().call()
     if args.dev_fund is not None:
         _dev_fund(w3, acct, max(args.dev_fund, amount + 10**16))
     try:
-        receipt = send(w3, reg.functions.stake(pubkey), acct, value=amount)
+        pop = kp.sign(pop_message(chain_id, bytes.fromhex(acct.address[2:])))
+        receipt = send(w3, reg.functions.stake(pubkey, pop), acct, value=amount)
     except TxFailed as exc:
         raise CommandError(f"stake failed: {exc}") from None
     return {"l1_address": acct.address, "staked": amount, "stake_block": receipt["blockNumber"]}

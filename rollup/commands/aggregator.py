@@ -54,8 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_key_args(p, "--l1-key", "L1 sequencer (posts batches, pays gas for slashes)")
     p.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
                    help="seconds between polls (default 1)")
-    p.add_argument("--confirmations", type=non_negative_int, default=0, metavar="N",
-                   help="L1 blocks a log must be buried under before injection (default 0)")
+    p.add_argument("--confirmations", type=non_negative_int, default=2, metavar="N",
+                   help="L1 blocks a log must be buried under before injection, so a "
+                   "shallow reorg never reaches L2 (default 2)")
     p.add_argument("--batch-every", type=positive_float, default=5.0, metavar="S",
                    help="seconds between batch cuts/posts (default 5)")
     p.add_argument("--bond", action="store_true",

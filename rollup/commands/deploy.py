@@ -262,6 +262,12 @@ _PARAM_FLAGS = {  # DeployParams field -> (flag, type, help)
     "challenge_period": ("--challenge-period", non_negative_int, "seconds (default 1 day)"),
     "sequencer_bond": ("--sequencer-bond", wei, "default 1ether"),
     "challenge_bond": ("--challenge-bond", wei, "default 0.1ether"),
+    "resolution_delay": ("--resolution-delay", non_negative_int,
+                         "verdict timelock, seconds (default 6 h)"),
+    "resolution_window": ("--resolution-window", non_negative_int,
+                          "dispute deadline, seconds (default 2 days)"),
+    "l2_block_time": ("--l2-block-time", positive_float,
+                      "slowest L2 block interval assumed, seconds (default 1)"),
 }
 
 
@@ -318,6 +324,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         overrides = {k: getattr(args, k) for k in _PARAM_FLAGS if getattr(args, k) is not None}
         params = DeployParams(**overrides)
+        try:
+            params.check()
+        except ValueError as exc:
+            raise CommandError(f"unsafe parameters: {exc}") from None
         try:
             dep = deploy_all(w3, account(owner_key), args.sequencer, params)  # type: ignore[arg-type]
         except TxFailed as exc:

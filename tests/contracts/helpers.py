@@ -34,15 +34,22 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 # Short periods so tests move time by minutes, not days; same amounts as production.
 PARAMS = DeployParams(
     stake_amount=ETHER // 10,
-    unbond_period=1_000,
+    unbond_period=2_000,
     base_fee=ETHER // 20,
     fee_per_epoch=ETHER // 100,
     challenge_period=600,
     sequencer_bond=ETHER,
     challenge_bond=ETHER // 10,
+    resolution_delay=60,
+    resolution_window=300,
+    l2_block_time=0.001,
 )
 # Margin (seconds) kept around time boundaries: anvil's clock also follows wall time.
 SLACK = 30
+
+
+# A 64-byte proof of possession: L1 only checks its length, the rollup checks the signature.
+POP = b"\x5a" * 64
 
 
 def pk(n: int) -> bytes:
@@ -205,7 +212,7 @@ class Env:
 
     # -- staking
     def stake(self, who: str, pubkey: bytes) -> TxReceipt:
-        return self.tx(self.registry.functions.stake(pubkey), who, self.params.stake_amount)
+        return self.tx(self.registry.functions.stake(pubkey, POP), who, self.params.stake_amount)
 
     # -- batches
     def bond(self) -> None:
@@ -224,6 +231,41 @@ class Env:
             self.sequencer,
         )
         return index
+
+    def resolve(self, index: int, root_was_wrong: bool, executor: str | None = None) -> TxReceipt:
+        """Governance verdict through the timelock: queue, wait, execute (anyone)."""
+        sc = self.commitment.functions
+        self.tx(sc.proposeVerdict(index, root_was_wrong), self.owner)
+        self.advance(self.params.resolution_delay + 1)
+        return self.tx(sc.executeVerdict(index), executor or self.other)
+
+    def collect(self, dispute_id: int, who: str) -> int:
+        """claimChallenge + claimPayout; returns the wei received (before gas)."""
+        sc = self.commitment.functions
+        self.tx(sc.claimChallenge(dispute_id), who)
+        amount = sc.payouts(who).call()
+        if amount:
+            self.tx(sc.claimPayout(), who)
+        return amount
+
+    def exit_args(self, who: str, rec: AccountRec | None = None) -> list[Any]:
+        """``withdraw`` arguments for ``who``: its leaf (``rec``, or an unslashed leaf) proven
+        in a fresh final batch proposed after ``unlockTime - challengePeriod``."""
+        if rec is None:
+            rec = AccountRec(who, self.registry.functions.pubkeyOf(who).call(),
+                             self.params.stake_amount)
+        state = RollupState(accounts=[rec], filler_accounts=2)
+        unlock = self.registry.functions.stakeInfo(who).call()[1]
+        wait = unlock - self.params.challenge_period - self.now()
+        if wait > 0:
+            self.advance(wait + 1)
+        batch = self.publish(state)
+        return [rec.stake, rec.cumulative_slashed, rec.cumulative_reward, batch,
+                state.account_proof(0)]
+
+    def withdraw(self, who: str, rec: AccountRec | None = None) -> TxReceipt:
+        """Withdraw ``who``'s unbonded stake through the finality-tied exit."""
+        return self.tx(self.registry.functions.withdraw(*self.exit_args(who, rec)), who)
 
     def finalize(self) -> None:
         self.advance(self.params.challenge_period + 1)

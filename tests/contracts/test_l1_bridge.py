@@ -14,7 +14,7 @@ from bridge.contracts import CONTRACT_NAMES, Deployment, decode_error
 from bridge.deploy import DeployParams, deploy_all, deploy_contract
 from devtools import l1 as dev_l1
 
-from .helpers import ETHER, Env, pk, reverts
+from .helpers import ETHER, POP, Env, pk, reverts
 
 
 def test_deployment_json_roundtrip(env: Env) -> None:
@@ -71,7 +71,29 @@ def test_default_params_match_spec() -> None:
         "challenge_period",
         "sequencer_bond",
         "challenge_bond",
+        "resolution_delay",
+        "resolution_window",
+        "l2_block_time",
     }
+    p.check()  # the defaults are a safe set (issue 11, F-03)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"unbond_period": 3 * 24 * 3600},  # epochs + challenge + dispute do not fit
+        {"l2_block_time": 5.0},  # slow blocks stretch phase windows past the unbond
+        {"resolution_delay": 2 * 24 * 3600},  # timelock not inside the dispute window
+    ],
+)
+def test_deploy_refuses_unsafe_params(override, w3) -> None:
+    from bridge.deploy import UnsafeParams
+
+    p = DeployParams(**override)
+    with pytest.raises(UnsafeParams):
+        p.check()
+    with pytest.raises(UnsafeParams):
+        deploy_all(w3, w3.eth.accounts[0], w3.eth.accounts[1], p)
 
 
 def test_advance_time_and_snapshots(env: Env) -> None:
@@ -95,12 +117,12 @@ def test_send_with_local_account(env: Env) -> None:
     acct = Account.from_key(Web3.keccak(text="local-signer"))
     l1.send_value(env.w3, env.other, acct.address, ETHER)
     receipt = l1.send(
-        env.w3, env.registry.functions.stake(pk(3)), acct, value=env.params.stake_amount
+        env.w3, env.registry.functions.stake(pk(3), POP), acct, value=env.params.stake_amount
     )
     assert receipt["status"] == 1
     assert env.registry.functions.accountOf(pk(3)).call() == acct.address
     with pytest.raises(l1.TxFailed) as info:
-        l1.send(env.w3, env.registry.functions.stake(pk(4)), acct, value=1)
+        l1.send(env.w3, env.registry.functions.stake(pk(4), POP), acct, value=1)
     assert info.value.error == "WrongStakeAmount"
     # A signed plain transfer.
     l1.send_value(env.w3, acct, env.other, 12345)
@@ -148,12 +170,23 @@ def test_start_anvil_missing_binary(tmp_path) -> None:
 
 def test_constructor_guards(env: Env) -> None:
     zero = "0x" + "00" * 20
+    sc = env.commitment.address
     with reverts("InvalidPeriod", 2**64):
-        deploy_contract(env.w3, "StakingRegistry", env.owner, 1, 2**64)
-    with reverts("InvalidPeriod", 2**64):
-        deploy_contract(env.w3, "StateCommitment", env.owner, env.sequencer, 1, 1, 2**64)
+        deploy_contract(env.w3, "StakingRegistry", env.owner, 1, 2**64, sc)
     with reverts("ZeroAddress"):
-        deploy_contract(env.w3, "StateCommitment", env.owner, zero, 1, 1, 1)
+        deploy_contract(env.w3, "StakingRegistry", env.owner, 1, 10_000, zero)
+    # the unbond period must outlast a challenge period plus a dispute (F-03)
+    cp, rw = env.params.challenge_period, env.params.resolution_window
+    with reverts("PeriodsDoNotFit", cp + rw, cp, rw):
+        deploy_contract(env.w3, "StakingRegistry", env.owner, 1, cp + rw, sc)
+    with reverts("InvalidPeriod", 2**64):
+        deploy_contract(env.w3, "StateCommitment", env.owner, env.sequencer, 1, 1, 2**64, 1, 2)
+    with reverts("InvalidPeriod", 5):  # timelock must fit inside the resolution window
+        deploy_contract(env.w3, "StateCommitment", env.owner, env.sequencer, 1, 1, 1, 5, 5)
+    with reverts("WrongBondAmount", 0, 1):  # a free challenge would cost nothing to spam
+        deploy_contract(env.w3, "StateCommitment", env.owner, env.sequencer, 1, 0, 1, 1, 2)
+    with reverts("ZeroAddress"):
+        deploy_contract(env.w3, "StateCommitment", env.owner, zero, 1, 1, 1, 1, 2)
     with reverts("ZeroAddress"):
         deploy_contract(env.w3, "SlashingManager", env.owner, zero, env.commitment.address, zero)
     with reverts("ZeroAddress"):

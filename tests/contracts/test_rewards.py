@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from web3 import Web3
 
+from bridge import l1
 from bridge.deploy import deploy_contract
 
-from .helpers import PARAMS, AccountRec, Env, RollupState, TaskRec, pk, reverts
+from .helpers import PARAMS, SLACK, AccountRec, Env, RollupState, TaskRec, pk, reverts
 
 BASE = PARAMS.base_fee
 PER_EPOCH = PARAMS.fee_per_epoch
@@ -161,11 +162,12 @@ def test_claim_non_final_and_challenged(env: Env) -> None:
     batch = env.propose(state.root())
     with reverts("BatchNotFinal", batch):
         env.claim(alice, batch, state.account_proof(0), env.relayer)
+    env.advance(PARAMS.challenge_period - SLACK)
     env.tx(env.commitment.functions.challenge(batch), env.challenger, CH_BOND)
-    env.finalize()
+    env.advance(SLACK + 1)
     with reverts("BatchNotFinal", batch):
         env.claim(alice, batch, state.account_proof(0), env.relayer)
-    env.tx(env.commitment.functions.resolveChallenge(batch, False), env.owner)
+    env.resolve(batch, False)
     env.claim(alice, batch, state.account_proof(0), env.relayer)
 
 
@@ -213,7 +215,11 @@ def test_refund_completed_task(env: Env) -> None:
     pool0 = env.balance(env.rewards)
     receipt = env.refund(t, batch, state.task_proof(1), env.relayer)
     back = t.escrow - t.charged
-    assert env.balance(env.task_owner) == owner0 + back
+    assert env.rewards.functions.refunds(env.task_owner).call() == back
+    pull = env.tx(env.rewards.functions.withdrawRefund(), env.task_owner)
+    assert env.events(env.rewards, "RefundWithdrawn", pull) == [
+        {"owner": env.task_owner, "amount": back}]
+    assert env.balance(env.task_owner) == owner0 + back - l1.gas_cost(pull)
     assert env.balance(env.reward_treasury) == treasury0 + t.treasury_share
     # The participants' part of the charge stays to back their reward claims.
     assert env.balance(env.rewards) == pool0 - back - t.treasury_share
@@ -234,10 +240,14 @@ def test_refund_rejected_task_returns_whole_escrow(env: Env) -> None:
     t = finished_task(env, status=2)
     state = RollupState(tasks=[t])
     batch = env.publish(state)
-    owner0 = env.balance(env.task_owner)
     env.refund(t, batch, state.task_proof(0), env.relayer)
-    assert env.balance(env.task_owner) == owner0 + t.escrow
+    assert env.rewards.functions.refunds(env.task_owner).call() == t.escrow
+    with reverts("NothingToWithdraw", env.other):
+        env.tx(env.rewards.functions.withdrawRefund(), env.other)
+    env.tx(env.rewards.functions.withdrawRefund(), env.task_owner)
     assert env.balance(env.rewards) == 0
+    with reverts("NothingToWithdraw", env.task_owner):
+        env.tx(env.rewards.functions.withdrawRefund(), env.task_owner)
 
 
 def test_refund_twice_reverts(env: Env) -> None:

@@ -6,7 +6,7 @@ from web3 import Web3
 
 from bridge import l1
 
-from .helpers import PARAMS, SLACK, AccountRec, Env, RollupState, TaskRec, pk, reverts
+from .helpers import PARAMS, POP, SLACK, AccountRec, Env, RollupState, TaskRec, pk, reverts
 
 STAKE = PARAMS.stake_amount
 
@@ -15,8 +15,8 @@ def test_seed_stake_accepts_exact_amount_rejects_others(env: Env) -> None:
     """Seed: the amount check was inverted (correct amount refused, anything else taken)."""
     for i, wrong in enumerate((0, 1, STAKE - 1, STAKE + 1)):
         with reverts("WrongStakeAmount", wrong, STAKE):
-            env.tx(env.registry.functions.stake(pk(i)), env.clients[0], wrong)
-    env.tx(env.registry.functions.stake(pk(0)), env.clients[0], STAKE)
+            env.tx(env.registry.functions.stake(pk(i), POP), env.clients[0], wrong)
+    env.tx(env.registry.functions.stake(pk(0), POP), env.clients[0], STAKE)
     assert env.registry.functions.stakeOf(env.clients[0]).call() == STAKE
     assert env.balance(env.registry) == STAKE
 
@@ -27,12 +27,11 @@ def test_seed_withdraw_only_after_timelock(env: Env) -> None:
     env.stake(alice, pk(0))
     env.tx(env.registry.functions.unbond(), alice)
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), alice)
     env.advance(PARAMS.unbond_period // 2)
     with reverts("StillLocked"):
-        env.tx(env.registry.functions.withdraw(), alice)
-    env.advance(PARAMS.unbond_period // 2 + SLACK)
-    receipt = env.tx(env.registry.functions.withdraw(), alice)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), alice)
+    receipt = env.withdraw(alice)
     assert env.events(env.registry, "Withdrawn", receipt)[0]["amount"] == STAKE
 
 
@@ -45,20 +44,20 @@ def test_seed_zero_eth_staker_cannot_drain(env: Env) -> None:
     pool = env.balance(env.registry)
     thief = env.other
     with reverts("WrongStakeAmount", 0, STAKE):
-        env.tx(env.registry.functions.stake(pk(50)), thief, 0)
+        env.tx(env.registry.functions.stake(pk(50), POP), thief, 0)
     with reverts("NotActive", thief):
         env.tx(env.registry.functions.unbond(), thief)
     env.advance(PARAMS.unbond_period + SLACK)
     with reverts("NotUnbonding", thief):
-        env.tx(env.registry.functions.withdraw(), thief)
+        env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), thief)
     assert env.balance(env.registry) == pool
     # A real staker gets back exactly what it put in, once.
     env.stake(thief, pk(50))
     env.tx(env.registry.functions.unbond(), thief)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(env.registry.functions.withdraw(), thief)
+    args = env.exit_args(thief)
+    env.tx(env.registry.functions.withdraw(*args), thief)
     with reverts("NotUnbonding", thief):
-        env.tx(env.registry.functions.withdraw(), thief)
+        env.tx(env.registry.functions.withdraw(*args), thief)
     assert env.balance(env.registry) == pool
     for v in victims:
         assert env.registry.functions.stakeOf(v).call() == STAKE
@@ -100,6 +99,10 @@ def test_seed_fee_collection_not_repeatable_and_no_overpayment(env: Env) -> None
         with reverts("AlreadyRefunded", tid):
             env.refund(t, batch, state.task_proof(0), who)
     assert env.balance(env.reward_treasury) == treasury
+    owed = t.escrow - t.charged
+    assert env.rewards.functions.refunds(env.task_owner).call() == owed  # pulled, not pushed
+    assert env.balance(env.rewards) == t.charged - t.treasury_share + owed
+    env.tx(rm.withdrawRefund(), env.task_owner)
     assert env.balance(env.rewards) == t.charged - t.treasury_share
     # Treasury funds leave only through the owner.
     with reverts("OwnableUnauthorizedAccount", env.other):

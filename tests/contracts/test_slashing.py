@@ -123,15 +123,22 @@ def test_slash_capped_at_remaining_stake(env: Env) -> None:
     [ev] = env.events(env.slashing, "Slashed", receipt)
     assert (ev["delta"], ev["amount"]) == (3 * STAKE, STAKE)
     assert env.registry.functions.stakeOf(alice.address).call() == 0
-    assert env.slashing.functions.alreadySlashed(alice.address).call() == 3 * STAKE
-    with reverts("NothingToSlash"):
+    # F-04: only what was taken is settled; the rest stays owed.
+    assert env.slashing.functions.alreadySlashed(alice.address).call() == STAKE
+    with reverts("NothingToTake", alice.address, 2 * STAKE):
         env.slash(alice, batch, state.account_proof(0), env.relayer)
+    assert env.slashing.functions.alreadySlashed(alice.address).call() == STAKE
     # Other stakes are untouched, and withdrawing the slashed stake pays nothing.
     assert env.balance(env.registry) == STAKE
     env.tx(env.registry.functions.unbond(), alice.address)
     env.advance(PARAMS.unbond_period + SLACK)
-    receipt = env.tx(env.registry.functions.withdraw(), alice.address)
+    receipt = env.tx(env.registry.functions.withdraw(0, 0, 0, 0, []), alice.address)
     assert env.events(env.registry, "Withdrawn", receipt)[0]["amount"] == 0
+    # Re-staking does not wash the debt: the same leaf takes the new stake too.
+    env.stake(alice.address, alice.pubkey)
+    env.slash(alice, batch, state.account_proof(0), env.relayer)
+    assert env.registry.functions.stakeOf(alice.address).call() == 0
+    assert env.slashing.functions.alreadySlashed(alice.address).call() == 2 * STAKE
 
 
 def test_withdraw_after_timelock_pays_post_slash_amount(env: Env) -> None:
@@ -141,26 +148,25 @@ def test_withdraw_after_timelock_pays_post_slash_amount(env: Env) -> None:
     state = RollupState([alice, bob])
     batch = env.publish(state)
     env.slash(alice, batch, state.account_proof(0), env.relayer)
-    env.advance(PARAMS.unbond_period + SLACK)
+    args = env.exit_args(alice.address, alice)
     before = env.balance(alice.address)
-    receipt = env.tx(env.registry.functions.withdraw(), alice.address)
+    receipt = env.tx(env.registry.functions.withdraw(*args), alice.address)
     paid = STAKE - STAKE // 100
     assert env.balance(alice.address) == before + paid - l1.gas_cost(receipt)
     assert env.events(env.registry, "Withdrawn", receipt)[0]["amount"] == paid
     assert env.balance(env.registry) == STAKE  # bob's stake only
 
 
-def test_slash_after_withdraw_records_but_moves_nothing(env: Env) -> None:
+def test_slash_after_withdraw_moves_nothing_and_stays_owed(env: Env) -> None:
     alice, bob = staked(env)
     env.tx(env.registry.functions.unbond(), alice.address)
-    env.advance(PARAMS.unbond_period + SLACK)
-    env.tx(env.registry.functions.withdraw(), alice.address)
+    env.withdraw(alice.address)
     alice.cumulative_slashed = 5_000
     state = RollupState([alice, bob])
     batch = env.publish(state)
-    receipt = env.slash(alice, batch, state.account_proof(0), env.relayer)
-    [ev] = env.events(env.slashing, "Slashed", receipt)
-    assert (ev["delta"], ev["amount"], ev["callerReward"]) == (5_000, 0, 0)
+    with reverts("NothingToTake", alice.address, 5_000):
+        env.slash(alice, batch, state.account_proof(0), env.relayer)
+    assert env.slashing.functions.alreadySlashed(alice.address).call() == 0
     assert env.balance(env.registry) == STAKE
 
 
@@ -213,12 +219,13 @@ def test_slash_challenged_batch(env: Env) -> None:
     state = RollupState([alice, bob])
     batch = env.propose(state.root())
     succ = env.propose(state.root())
+    env.advance(PARAMS.challenge_period - SLACK)
     env.tx(env.commitment.functions.challenge(batch), env.challenger, CH_BOND)
-    env.finalize()
+    env.advance(SLACK + 1)
     for b in (batch, succ):  # the challenged batch and its successor
         with reverts("BatchNotFinal", b):
             env.slash(alice, b, state.account_proof(0), env.relayer)
-    env.tx(env.commitment.functions.resolveChallenge(batch, True), env.owner)
+    env.resolve(batch, True)
     for b in (batch, succ):  # deleted
         with reverts("BatchNotFinal", b):
             env.slash(alice, b, state.account_proof(0), env.relayer)
@@ -230,9 +237,10 @@ def test_slash_after_frivolous_challenge(env: Env) -> None:
     alice.cumulative_slashed = 1_000
     state = RollupState([alice, bob])
     batch = env.propose(state.root())
+    env.advance(PARAMS.challenge_period - SLACK)
     env.tx(env.commitment.functions.challenge(batch), env.challenger, CH_BOND)
-    env.finalize()
-    env.tx(env.commitment.functions.resolveChallenge(batch, False), env.owner)
+    env.advance(SLACK + 1)
+    env.resolve(batch, False)
     env.slash(alice, batch, state.account_proof(0), env.relayer)
     assert env.registry.functions.stakeOf(alice.address).call() == STAKE - 1_000
 

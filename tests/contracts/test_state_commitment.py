@@ -76,7 +76,7 @@ def test_propose_and_views(env: Env) -> None:
         "daHash": Web3.keccak(b"da"),
         "challengeDeadline": ts + PERIOD,
     }
-    assert sc.batch(0).call() == (0, 0, Web3.keccak(0), root(0), Web3.keccak(b"da"), ts, ZERO, 0)
+    assert sc.batch(0).call() == (0, 0, Web3.keccak(0), root(0), Web3.keccak(b"da"), ts, 0, 0)
     assert sc.stateRoot(0).call() == root(0)
     assert sc.challengeDeadline(0).call() == ts + PERIOD
     assert sc.nextIndex().call() == 1
@@ -130,13 +130,16 @@ def test_challenge(env: Env) -> None:
     sc = env.commitment.functions
     receipt = env.tx(sc.challenge(i), env.challenger, CH_BOND)
     assert env.events(env.commitment, "BatchChallenged", receipt) == [
-        {"index": i, "challenger": env.challenger, "bond": CH_BOND}
+        {"index": i, "challenger": env.challenger, "bond": CH_BOND, "disputeId": 1}
     ]
-    assert sc.batch(i).call()[6:] == (env.challenger, 1)
+    assert sc.batch(i).call()[6:] == (1, 1)
     assert sc.pendingChallenges().call() == [i]
+    assert sc.pendingCount().call() == 1
     assert env.balance(env.commitment) == SEQ_BOND + CH_BOND
-    with reverts("AlreadyChallenged", i):
-        env.tx(sc.challenge(i), env.other, CH_BOND)
+    with reverts("AlreadyJoined", i, env.challenger):
+        env.tx(sc.challenge(i), env.challenger, CH_BOND)
+    env.tx(sc.challenge(i), env.other, CH_BOND)  # open game: others join the same dispute
+    assert sc.dispute(1).call()[5] == 2
 
 
 @pytest.mark.parametrize("value", [0, CH_BOND - 1, CH_BOND + 1])
@@ -178,13 +181,25 @@ def test_resolve_access(env: Env) -> None:
     i = env.propose(root(0))
     sc = env.commitment.functions
     with reverts("NoPendingChallenge", i):
-        env.tx(sc.resolveChallenge(i, True), env.owner)
+        env.tx(sc.proposeVerdict(i, True), env.owner)
     with reverts("NoPendingChallenge", 5):
-        env.tx(sc.resolveChallenge(5, False), env.owner)
+        env.tx(sc.proposeVerdict(5, False), env.owner)
+    with reverts("NoPendingChallenge", i):
+        env.tx(sc.executeVerdict(i), env.other)
+    with reverts("NoPendingChallenge", i):
+        env.tx(sc.resolveByDefault(i), env.other)
     env.tx(sc.challenge(i), env.challenger, CH_BOND)
     for who in (env.challenger, env.sequencer, env.other):
         with reverts("OwnableUnauthorizedAccount", who):
-            env.tx(sc.resolveChallenge(i, True), who)
+            env.tx(sc.proposeVerdict(i, True), who)
+    with reverts("NoVerdictQueued", i):
+        env.tx(sc.executeVerdict(i), env.other)
+    receipt = env.tx(sc.proposeVerdict(i, True), env.owner)
+    [ev] = env.events(env.commitment, "VerdictQueued", receipt)
+    with reverts("VerdictAlreadyQueued", i):
+        env.tx(sc.proposeVerdict(i, False), env.owner)
+    with reverts("VerdictNotReady", i, ev["eta"]):  # the timelock
+        env.tx(sc.executeVerdict(i), env.other)
 
 
 def test_resolve_root_wrong(env: Env) -> None:
@@ -195,19 +210,17 @@ def test_resolve_root_wrong(env: Env) -> None:
     b3 = env.propose(root(3))
     env.tx(sc.challenge(b1), env.challenger, CH_BOND)
     env.tx(sc.challenge(b3), env.other, CH_BOND)  # on a successor: cancelled and refunded
-    receipt = env.tx(sc.resolveChallenge(b1, True), env.owner)
+    receipt = env.resolve(b1, True)
 
-    assert env.events(env.commitment, "ChallengeResolved", receipt) == [
-        {"index": b1, "challenger": env.challenger, "rootWasWrong": True}
+    assert env.events(env.commitment, "DisputeResolved", receipt) == [
+        {"index": b1, "disputeId": 1, "outcome": 1},
+        {"index": b3, "disputeId": 2, "outcome": 3},
     ]
     assert env.events(env.commitment, "BatchesDeleted", receipt) == [
         {"fromIndex": b1, "toIndex": b3}
     ]
-    assert env.events(env.commitment, "ChallengeCancelled", receipt) == [
-        {"index": b3, "challenger": env.other, "refund": CH_BOND}
-    ]
     assert env.events(env.commitment, "SequencerBondSlashed", receipt) == [
-        {"sequencer": env.sequencer, "amount": SEQ_BOND, "challenger": env.challenger}
+        {"sequencer": env.sequencer, "amount": SEQ_BOND, "disputeId": 1}
     ]
     # Batch b1 and its successors are gone; b0 stays.
     assert sc.nextIndex().call() == b1
@@ -220,6 +233,12 @@ def test_resolve_root_wrong(env: Env) -> None:
     assert not sc.sequencerBonded().call()
 
     # Bonds: the challenger gets the sequencer bond plus its own back; the other its own.
+    env.tx(sc.claimChallenge(1), env.challenger)
+    env.tx(sc.claimChallenge(2), env.other)
+    with reverts("NothingToCollect", 1, env.challenger):
+        env.tx(sc.claimChallenge(1), env.challenger)
+    with reverts("NothingToCollect", 1, env.other):
+        env.tx(sc.claimChallenge(1), env.other)
     assert sc.payouts(env.challenger).call() == SEQ_BOND + CH_BOND
     assert sc.payouts(env.other).call() == CH_BOND
     for who, amount in ((env.challenger, SEQ_BOND + CH_BOND), (env.other, CH_BOND)):
@@ -240,7 +259,7 @@ def test_resolve_root_wrong(env: Env) -> None:
     with reverts("WrongBatchIndex", b1, b2):
         propose_raw(env, b2, 6, 10)
     propose_raw(env, b1, 6, 10)
-    assert sc.batch(b1).call()[6:] == (ZERO, 0)  # fresh, unchallenged
+    assert sc.batch(b1).call()[6:] == (0, 0)  # fresh, unchallenged
     assert sc.stateRoot(b1).call() == root(b1)
     env.finalize()
     assert sc.isFinal(b1).call()
@@ -250,7 +269,7 @@ def test_resolve_root_wrong_on_first_batch(env: Env) -> None:
     sc = env.commitment.functions
     env.propose(root(0))
     env.tx(sc.challenge(0), env.challenger, CH_BOND)
-    env.tx(sc.resolveChallenge(0, True), env.owner)
+    env.resolve(0, True)
     assert sc.nextIndex().call() == 0
     env.tx(sc.bond(), env.sequencer, SEQ_BOND)
     propose_raw(env, 0, 77, 80)  # batch 0 again starts anywhere
@@ -261,39 +280,35 @@ def test_resolve_frivolous(env: Env) -> None:
     b0 = env.propose(root(0))
     b1 = env.propose(root(1))
     env.tx(sc.challenge(b0), env.challenger, CH_BOND)
-    receipt = env.tx(sc.resolveChallenge(b0, False), env.owner)
-    assert env.events(env.commitment, "ChallengeResolved", receipt) == [
-        {"index": b0, "challenger": env.challenger, "rootWasWrong": False}
+    receipt = env.resolve(b0, False)
+    assert env.events(env.commitment, "DisputeResolved", receipt) == [
+        {"index": b0, "disputeId": 1, "outcome": 2}
     ]
-    assert env.events(env.commitment, "PayoutCredited", receipt) == [
-        {"account": env.owner, "amount": CH_BOND}
-    ]
-    # The bond is forfeited to governance (the owner); the challenger gets nothing.
+    assert env.events(env.commitment, "PayoutCredited", receipt) == []
+    # The bond is forfeited and locked: neither the challenger nor governance gets it.
+    assert sc.forfeitedBonds().call() == CH_BOND
+    env.tx(sc.claimChallenge(1), env.challenger)
     assert sc.payouts(env.challenger).call() == 0
-    assert sc.payouts(env.owner).call() == CH_BOND
+    assert sc.payouts(env.owner).call() == 0
     assert sc.nextIndex().call() == 2
     assert sc.sequencerBonded().call()
-    assert sc.batch(b0).call()[6:] == (env.challenger, 2)
-    with reverts("ChallengeAlreadyResolved", b0):
-        env.tx(sc.challenge(b0), env.other, CH_BOND)
+    assert sc.batch(b0).call()[6:] == (1, 2)
     with reverts("NoPendingChallenge", b0):
-        env.tx(sc.resolveChallenge(b0, True), env.owner)
+        env.tx(sc.proposeVerdict(b0, True), env.owner)
     assert not sc.isFinal(b0).call()  # period not over yet
     env.finalize()
     assert sc.isFinal(b0).call() and sc.isFinal(b1).call()
-    before = env.balance(env.owner)
-    receipt = env.tx(sc.claimPayout(), env.owner)
-    assert env.balance(env.owner) == before + CH_BOND - l1.gas_cost(receipt)
-    assert env.balance(env.commitment) == SEQ_BOND
+    assert env.balance(env.commitment) == SEQ_BOND + CH_BOND
 
 
 def test_frivolous_resolution_after_period_is_final_at_once(env: Env) -> None:
     sc = env.commitment.functions
     b0 = env.propose(root(0))
+    env.advance(PERIOD - SLACK)  # challenged late: the verdict comes after the period
     env.tx(sc.challenge(b0), env.challenger, CH_BOND)
-    env.finalize()
+    env.advance(SLACK + 1)
     assert not sc.isFinal(b0).call()
-    env.tx(sc.resolveChallenge(b0, False), env.owner)
+    env.resolve(b0, False)
     assert sc.isFinal(b0).call()
 
 
@@ -309,7 +324,9 @@ def test_payout_to_rejecting_contract_stays_claimable(env: Env) -> None:
         CH_BOND,
     )
     env.tx(challenger.functions.setRejectPayments(True), env.owner)
-    env.tx(sc.functions.resolveChallenge(b0, True), env.owner)  # never blocked by the challenger
+    env.resolve(b0, True)  # never blocked by the challenger
+    env.tx(challenger.functions.execute(sc.address, sc.encode_abi("claimChallenge", [1])),
+           env.owner)
     claim = challenger.functions.execute(sc.address, sc.encode_abi("claimPayout", []))
     with reverts("TransferFailed", challenger.address, SEQ_BOND + CH_BOND):
         env.tx(claim, env.owner)
@@ -327,11 +344,12 @@ def test_withdraw_bond_only_when_nothing_is_disputable(env: Env) -> None:
     env.propose(root(0))
     with reverts("LatestBatchNotFinal", 0):
         env.tx(sc.withdrawBond(), env.sequencer)
+    env.advance(PERIOD - SLACK)
     env.tx(sc.challenge(0), env.other, CH_BOND)
-    env.finalize()
+    env.advance(SLACK + 1)
     with reverts("ChallengesPending", 1):
         env.tx(sc.withdrawBond(), env.sequencer)
-    env.tx(sc.resolveChallenge(0, False), env.owner)  # frivolous: batch 0 final again
+    env.resolve(0, False)  # frivolous: batch 0 final again
     before = env.balance(env.sequencer)
     receipt = env.tx(sc.withdrawBond(), env.sequencer)
     assert env.events(env.commitment, "SequencerBondWithdrawn", receipt) == [

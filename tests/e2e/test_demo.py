@@ -133,9 +133,15 @@ def test_wrong_root_is_challenged_never_final_and_governance_moves_bonds():
         with pytest.raises(TxFailed) as exc:
             send(w3, call, acc["aggregator"])
         assert exc.value.error == "BatchNotFinal"
-        # governance: the root was wrong -> sequencer bond + challenge bond to the challenger
+        # governance: the root was wrong -> sequencer bond + challenge bond to the challenger,
+        # through the verdict timelock (issue 11, F-07)
+        from devtools.l1 import advance_time
+
         bond, cbond = sc.functions.sequencerBond().call(), sc.functions.challengeBond().call()
-        send(w3, sc.functions.resolveChallenge(0, True), acc["owner"])
+        send(w3, sc.functions.proposeVerdict(0, True), acc["owner"])
+        advance_time(w3, sc.functions.resolutionDelay().call() + 1)
+        send(w3, sc.functions.executeVerdict(0), acc["owner"])
+        send(w3, sc.functions.claimChallenge(1), acc["verifier"])  # the first dispute
         assert sc.functions.payouts(acc["verifier"].address).call() == bond + cbond
         assert sc.functions.nextIndex().call() == 0  # the batch and its successors deleted
     finally:

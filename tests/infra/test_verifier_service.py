@@ -97,6 +97,7 @@ class _StubVerifier:
     checkpoints: dict[int, Any] = field(default_factory=dict)
     stats: VerifierStats = field(default_factory=VerifierStats)
     fail: bool = False
+    challenged: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         stub = self

@@ -1,0 +1,72 @@
+"""Enforced inclusion of L1 events (issue 11, F-09): what a verifier checks so that the
+sequencer can neither skip nor sit on a ``Staked``, ``Unbonded`` or ``TaskCreated`` log.
+
+Why these two rules and where they come from: every state root commits to the rollup's
+L1 cursor (the meta root holds ``(l1_block, log_index)`` of the last log applied), and
+the L1 contracts keep a running count and hash of the logs they emitted
+(``StakingRegistry.inboxCount/inboxHash``, ``RewardManager.inboxCount/inboxHash``). So a
+batch states, on L1, how far it consumed the L1 logs, and two faults are provable:
+
+* **skipping**: the cursor moved past a log that no block of the batch carries as a system
+  action (the STF would refuse it later as ``l1_out_of_order``: lost for good);
+* **lagging**: a log at least ``max_lag_blocks`` L1 blocks older than the batch's own
+  ``proposeBatch`` is still beyond the cursor.
+
+Either makes the batch wrong, and the verifier challenges it like a wrong root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from bridge.watcher import L1Event
+
+DEFAULT_MAX_LAG_BLOCKS = 256
+
+Position = tuple[int, int]
+
+
+def skipped_events(events: Iterable[L1Event], carried: set[Position],
+                   before: Position | None, after: Position | None) -> list[L1Event]:
+    """Logs in ``(before, after]`` (L1 order) that no system action of the batch carried."""
+    if after is None:
+        return []
+    return [ev for ev in events
+            if (before is None or (ev.l1_block, ev.log_index) > before)
+            and (ev.l1_block, ev.log_index) <= after
+            and (ev.l1_block, ev.log_index) not in carried]
+
+
+def lagging_events(events: Iterable[L1Event], cursor: Position | None, proposed_block: int,
+                   max_lag_blocks: int = DEFAULT_MAX_LAG_BLOCKS) -> list[L1Event]:
+    """Logs beyond ``cursor`` mined at least ``max_lag_blocks`` before ``proposed_block``."""
+    limit = proposed_block - max_lag_blocks
+    return [ev for ev in events
+            if ev.l1_block <= limit
+            and (cursor is None or (ev.l1_block, ev.log_index) > cursor)]
+
+
+class L1Index:
+    """Every bridge log and the block of every ``BatchProposed``, read once and extended
+    incrementally: the inclusion checks of N batches cost one scan of L1, not N (a scan
+    per batch made the verifier quadratic in the chain's age)."""
+
+    def __init__(self, watcher: Any, commitment: Any) -> None:
+        self.watcher, self.sc = watcher, commitment
+        self.events: list[L1Event] = []
+        self.at: dict[Position, L1Event] = {}
+        self.proposed: dict[int, int] = {}  # batch index -> L1 block of its latest proposal
+        self.scanned = watcher.start_block - 1
+
+    def refresh(self, upto: int) -> None:
+        """Read blocks ``(scanned, upto]``."""
+        if upto <= self.scanned:
+            return
+        frm = self.scanned + 1
+        for ev in self.watcher.fetch(frm, upto):
+            self.events.append(ev)
+            self.at[(ev.l1_block, ev.log_index)] = ev
+        for e in self.sc.events.BatchProposed.get_logs(from_block=frm, to_block=upto):
+            self.proposed[int(e["args"]["index"])] = int(e["blockNumber"])
+        self.scanned = upto
