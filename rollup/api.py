@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rollup.config import NodeConfig
+from rollup.explorer import router as explorer_router
 from rollup.metrics import Metrics
 from rollup.wire import jsonable, unhex, wire_from_json
 from sequencer.errors import SubmitError
@@ -594,4 +595,5 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
         b = seq.batch(index)
         return _json(_batch_json(b))
 
+    app.include_router(explorer_router)  # /explorer/ pages and /v1/tasks/{id}/model
     return app
