@@ -20,11 +20,21 @@ REASON_TEXT: dict[str, str] = {
     "krum_outlier": "Krum score far above the median (far from the other updates)",
     "adversarial_direction": "update points against the Multi-Krum centre (negative cosine)",
     "absent": "selected but did not act in time",
-    "absent_proposer": "selected as proposer but revealed no update",
-    "absent_voter": "selected as voter but revealed no vote",
-    "bad_reveal": "revealed data that does not match its commitment",
-    "dissent": "vote far from the committee's median",
-    "DISSENT": "vote far from the committee's median",
+    "absent_proposer": "selected as proposer but revealed no update in time",
+    "absent_voter": "selected as voter but revealed no vote in time",
+    "outlier": "verdict OUTLIER: its update points against the other updates",
+    "free_rider": "verdict FREE_RIDER: no real training (tiny or replayed update)",
+    "excluded": "verdict EXCLUDED: a Krum outlier",
+    "disagreeing_voter": "vote far from the committee's stake-weighted median",
+    "round_rejected": "its accepted update was in a round the committee rejected",
+    # epoch outcomes
+    "vote_accepted": "the committee found the candidate better",
+    "vote_rejected": "the committee found the candidate worse",
+    "too_few_updates": "fewer than 2f + 3 updates were revealed",
+    "no_accepted_update": "every update was flagged",
+    "no_committee": "no voters selected: accepted on the checks alone",
+    "no_votes": "no voter revealed a vote",
+    "int32_overflow": "the aggregate overflowed int32",
 }
 
 # Verdicts that mean "this participant did its job" (styled as good).
@@ -68,6 +78,12 @@ def short(h: Any, n: int = 6) -> str:
 def pct(bps: Any) -> str:
     v = as_int(bps)
     return "-" if v is None else f"{v / 100:.2f}%"
+
+
+def points(bps: Any) -> str:
+    """A signed accuracy difference in bps as percentage points (``+1.25 pts``)."""
+    v = as_int(bps)
+    return "-" if v is None else f"{v / 100:+.2f} pts"
 
 
 def reason_text(code: Any) -> str:

@@ -26,8 +26,9 @@ STATIC_FILES = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in ST
 
 env = Environment(loader=FileSystemLoader(HERE / "templates"),
                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
-env.filters.update(eth=fmt.eth, short=fmt.short, pct=fmt.pct, reason=fmt.reason_text,
-                   num=fmt.number, tojson_compact=lambda v: json.dumps(v, separators=(",", ":")))
+env.filters.update(eth=fmt.eth, short=fmt.short, pct=fmt.pct, points=fmt.points,
+                   reason=fmt.reason_text, num=fmt.number,
+                   tojson_compact=lambda v: json.dumps(v, separators=(",", ":")))
 env.tests["good"] = lambda v: str(v) in fmt.GOOD_VERDICTS
 
 router = APIRouter(prefix="/explorer", include_in_schema=False)

@@ -79,17 +79,19 @@ def task_charts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     done = [r for r in rows if r["outcome"] not in (None, "pending")]
     xs = [r["epoch"] for r in done]
     acc = {"id": "accuracy", "title": "Accuracy per epoch (%)", "x": xs, "xlabel": "epoch",
-           "series": [{"label": "committee accuracy", "values":
+           "series": [{"label": "committee accuracy", "color": "#1f77b4", "values":
                        [None if r["accuracy_bps"] is None else r["accuracy_bps"] / 100
                         for r in done]}]}
     if any(r["test_accuracy_bps"] is not None for r in done):
-        acc["series"].append({"label": "test accuracy", "values": [
+        acc["series"].append({"label": "test accuracy", "color": "#ff7f0e", "values": [
             None if r["test_accuracy_bps"] is None else r["test_accuracy_bps"] / 100
             for r in done]})
     money = {"id": "settlement", "title": "Slashed and rewarded per epoch (ETH)", "x": xs,
              "xlabel": "epoch", "series": [
-                 {"label": "slashed", "values": [r["slashed"] / WEI_PER_ETH for r in done]},
-                 {"label": "rewarded", "values": [r["rewarded"] / WEI_PER_ETH for r in done]}]}
+                 {"label": "slashed", "color": "#d62728",
+                  "values": [r["slashed"] / WEI_PER_ETH for r in done]},
+                 {"label": "rewarded", "color": "#2ca02c",
+                  "values": [r["rewarded"] / WEI_PER_ETH for r in done]}]}
     return [acc, money]
 
 

@@ -21,8 +21,8 @@
       }
       var series = [{ label: spec.xlabel || "x" }];
       spec.series.forEach(function (s, i) {
-        series.push({ label: s.label, stroke: COLORS[i % COLORS.length], width: 2,
-                      points: { show: true, size: 8, fill: COLORS[i % COLORS.length] } });
+        var c = s.color || COLORS[i % COLORS.length];
+        series.push({ label: s.label, stroke: c, width: 2, points: { show: true, size: 8, fill: c } });
       });
       var data = [spec.x].concat(spec.series.map(function (s) { return s.values; }));
       var width = Math.max(300, Math.min(el.clientWidth || 520, 640));

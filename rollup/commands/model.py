@@ -1,0 +1,93 @@
+"""``flockchain model export``: download a task's accepted model as safetensors, checked.
+
+Why check on the client: the node converts its int32 model to floats, but a task owner
+should not have to trust that conversion. The command re-quantises the downloaded floats
+(``round(x * 2**S)``, exact for the values the chain can hold) and requires their
+keccak256 to equal the model hash in the task (or epoch) record it reads itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("model", help="task models: export the accepted global model")
+    msub = p.add_subparsers(dest="model_command", metavar="SUBCOMMAND", required=True)
+    e = msub.add_parser("export", help="write the accepted global model as safetensors",
+                        description="Float tensors named and shaped as the task's torch "
+                        "model; metadata carries the model hash and the state root.")
+    e.add_argument("--node", default="http://127.0.0.1:8700", help="node URL")
+    e.add_argument("--task", type=int, required=True, help="task id")
+    e.add_argument("--epoch", type=int, default=None,
+                   help="the model epoch E ended with (default: the current global model)")
+    e.add_argument("--out", required=True, help="output file (.safetensors)")
+    e.set_defaults(func=run_export)
+
+
+def expected_hash(node: object, task: int, epoch: int | None) -> str:
+    """The model hash the chain's own record names (``global_hash`` or ``global_after``)."""
+    if epoch is None:
+        return node.task(task)["global_hash"]  # type: ignore[attr-defined]
+    return node.epoch(task, epoch)["global_after"]  # type: ignore[attr-defined]
+
+
+def requantised_hash(path: str) -> tuple[str, dict[str, str]]:
+    """keccak256 of the file's tensors re-quantised to the chain's int32 layout."""
+    import numpy as np
+    from safetensors import safe_open
+
+    from federated.quant import model_bytes, to_fixed_int32
+    from state_machine.crypto import keccak256
+
+    with safe_open(path, framework="pt") as f:
+        meta = f.metadata() or {}
+        tensors = [f.get_tensor(k) for k in _param_order(meta, list(f.keys()))]
+    flat = np.concatenate([t.reshape(-1).double().numpy() for t in tensors])
+    q, _ = to_fixed_int32(flat, int(meta["scale_bits"]))
+    return "0x" + keccak256(model_bytes(q)).hex(), meta
+
+
+def _param_order(meta: dict[str, str], keys: list[str]) -> list[str]:
+    """The tensors in ``named_parameters()`` order of the task's model (safetensors files
+    store keys sorted, not in model order)."""
+    from federated.models import build
+
+    names = [n for n, _ in build(meta["model"], seed=None).named_parameters()]
+    if sorted(names) != sorted(keys):
+        raise ValueError(f"tensors {sorted(keys)} do not match model {meta['model']!r}")
+    return names
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import sys
+    from pathlib import Path
+
+    from rollup.client import NodeClient, NodeError
+
+    node = NodeClient(args.node)
+    params = {"format": "safetensors"}
+    if args.epoch is not None:
+        params["epoch"] = str(args.epoch)
+    try:
+        r = node.http.get(f"/v1/tasks/{args.task}/model", params=params)
+        if r.status_code != 200:
+            body = r.json()
+            print(f"node refused: {body.get('reason')}: {body.get('detail')}", file=sys.stderr)
+            return 1
+        want = expected_hash(node, args.task, args.epoch)
+    except (NodeError, OSError) as exc:
+        print(f"cannot reach the node: {exc}", file=sys.stderr)
+        return 1
+    out = Path(args.out)
+    out.write_bytes(r.content)
+    got, meta = requantised_hash(str(out))
+    if got != want or meta.get("global_hash") != want:
+        out.unlink()
+        print(f"model hash mismatch: chain says {want}, file gives {got}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: task {args.task} epoch {meta['epoch']} ({meta['model']}, "
+          f"{meta['num_params']} params); model hash {want} verified; state root "
+          f"{meta['state_root']} at height {meta['height']}"
+          + (f" (batch {meta['batch_index']})" if meta.get("batch_index") else ""))
+    return 0
