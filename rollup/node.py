@@ -47,11 +47,26 @@ def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> Sequenc
     )
 
 
+def adopt_chain_id(config: NodeConfig, store: Store) -> NodeConfig:
+    """An existing database's chain id, unless the operator set one (flag, env or file).
+    Why: ``flockchain node --db sqlite:///demo.db`` should serve the demo's chain (31337)
+    without the operator having to know its id; an explicit, different id still fails."""
+    if "chain_id" in config.model_fields_set:
+        return config
+    store.create()
+    stored = store.get_meta("chain_id")
+    if stored is None or int(stored) == config.chain_id:
+        return config
+    log.info("adopting chain id %s from the database", stored)
+    return config.model_copy(update={"chain_id": int(stored)})
+
+
 def open_sequencer(config: NodeConfig, *, clock: Callable[[], int] | None = None,
                    produce_blocks: bool = True, metrics: Metrics | None = None) -> Sequencer:
     """Open (and recover) the sequencer described by ``config``; not started yet."""
     key = load_or_create(config.sequencer_key_file)
     store = Store(config.db_url, blob_dir=config.blob_dir)
+    config = adopt_chain_id(config, store)
     return Sequencer(store, key.seed, sequencer_config(config, produce_blocks), clock=clock,
                      hooks=metrics)
 
