@@ -138,3 +138,40 @@ def build(name: str, seed: int | None = 0) -> nn.Module:
                         p.copy_(torch.from_numpy(vals.astype(np.float32)))
     model.eval()
     return model
+
+
+# ---------------------------------------------------------------------- bring your own model
+
+
+def module_arch(module: nn.Module) -> str:
+    """A canonical description of a module's architecture: torch's ``repr`` (every layer
+    with its hyper-parameters, in order) on one line. Two modules with the same layers
+    give the same text in any process; weights never enter it."""
+    return " ".join(repr(module).split())
+
+
+def register_module(name: str, factory: Callable[[], nn.Module], *, arch: str | None = None,
+                    input_dim: int = INPUT_DIM, num_classes: int = NUM_CLASSES) -> bytes:
+    """Register a user-defined architecture under ``name``; returns its :func:`spec_hash`.
+
+    Why by hash: a task fixes ``(name, spec_hash)`` on L1. Registering lets every client
+    (and the node's model export) rebuild the parameter layout from the name, and the hash
+    (over ``arch`` and the parameter shapes) lets a client refuse a task whose layout
+    differs from the module it was given. Re-registering a name with a different
+    architecture raises ``ValueError`` instead of silently reinterpreting old tasks.
+    """
+    spec = ModelSpec(name, arch if arch is not None else module_arch(factory()), factory,
+                     input_dim, num_classes)
+    old = MODELS.get(name)
+    if old is not None:
+        if old.arch != spec.arch:
+            raise ValueError(f"model {name!r} is already registered with another architecture")
+        return spec_hash(name)
+    MODELS[name] = spec
+    shapes = tuple(tuple(p.shape) for p in factory().parameters())
+    if shapes != param_shapes(name):  # a factory that builds different modules each call
+        del MODELS[name]
+        param_shapes.cache_clear()
+        spec_hash.cache_clear()
+        raise ValueError("the factory must build the same architecture every time")
+    return spec_hash(name)
