@@ -50,6 +50,8 @@ class DemoConfig:
     timeout_s: float = 600.0
     fault: str | None = None
     quiet: bool = False
+    serve: bool = False  # keep the node (and its /explorer/) up after the report
+    port: int = 0  # node port (0: any free port)
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -115,8 +117,9 @@ class Demo:
             store.close()
         key = Path(self.tmp.name) / "sequencer.key"
         key.write_text(_seed_bytes(self.cfg, "sequencer").hex())
-        conf = NodeConfig(db_url=db, port=0, chain_id=31_337, block_time=self.cfg.block_time,
-                          sequencer_key_file=key, snapshot_interval=50, log_level="warning")
+        conf = NodeConfig(db_url=db, port=self.cfg.port, chain_id=31_337,
+                          block_time=self.cfg.block_time, sequencer_key_file=key,
+                          snapshot_interval=50, log_level="warning")
         self.node = start_node(conf)
 
     def run(self, close: bool = True) -> dict[str, Any]:
@@ -174,7 +177,8 @@ class Demo:
         assert self.node is not None
         seq = self.node.sequencer
         ports = _FaultyPorts(InProcessPorts(seq), cfg.fault, self)
-        c.print(f"node on {self.node.url} ({(cfg.db or 'sqlite').split(':')[0]})")
+        c.print(f"node on {self.node.url} ({(cfg.db or 'sqlite').split(':')[0]}); explorer: "
+                f"[link]{self.node.url}/explorer/[/]")
 
         # ---- clients: keys, L1 accounts, stake
         n = cfg.proposers + cfg.voters
@@ -435,7 +439,30 @@ class _FaultyPorts:
 
 def main_json(cfg: DemoConfig, path: str | None) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
-    report = Demo(cfg).run()
+    demo = Demo(cfg)
+    report = demo.run(close=not cfg.serve)
     if path:
         Path(path).write_text(json.dumps(report, indent=2, default=str))
+    if cfg.serve:
+        serve_until_interrupted(demo)
     return report
+
+
+def serve_until_interrupted(demo: Demo) -> None:
+    """``--serve``: keep the node up so a person can browse ``/explorer/``; Ctrl-C stops."""
+    import signal
+    import threading
+
+    assert demo.node is not None
+    if threading.current_thread() is threading.main_thread():  # Ctrl-C and SIGTERM stop it,
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with &
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"explorer: {demo.node.url}/explorer/ (serving the demo's chain; Ctrl-C to stop)",
+          flush=True)
+    try:
+        while demo.node._thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", choices=["wrong-root", "withhold-da", "forge-deposit"],
                    default=None, help="make the sequencer misbehave (verifier tests)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--serve", action="store_true",
+                   help="keep the node up after the report (browse its /explorer/)")
+    p.add_argument("--port", type=int, default=0, help="node port (default: any free port)")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     kw = dict(l1=args.l1, db=args.db, proposers=args.proposers, voters=args.voters,
               attackers=attackers, f=args.f, model=args.model, seed=args.seed,
-              fault=args.fault, quiet=args.quiet)
+              fault=args.fault, quiet=args.quiet, serve=args.serve, port=args.port)
     if args.epochs is not None:
         kw["max_epochs"] = args.epochs
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
