@@ -105,6 +105,19 @@ def number_columns(rows: list[dict[str, Any]]) -> list[str]:
     return [k for k in KNOWN_NUMBERS if k in keys] + sorted(keys - set(KNOWN_NUMBERS))
 
 
+def split_common(rows: list[dict[str, Any]], cols: list[str]) -> tuple[list[str], dict]:
+    """Columns whose value differs between rows, and ``{column: value}`` for those every
+    row shares (shown once above the table, e.g. the Multi-Krum centre's norm)."""
+    if len(rows) < 2:
+        return cols, {}
+    common = {}
+    for c in cols:
+        vals = {repr(r["numbers"].get(c)) for r in rows}
+        if len(vals) == 1 and c in rows[0]["numbers"]:
+            common[c] = rows[0]["numbers"][c]
+    return [c for c in cols if c not in common], common
+
+
 def proposer_rows(rec: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per selected proposer: verdict, reasons, numbers, slash and reward."""
     slashes, rewards = money_by_key(rec.get("slashes")), money_by_key(rec.get("rewards"))

@@ -101,8 +101,9 @@ def epoch_view(seq: Any, task_id: int, epoch: int) -> dict[str, Any] | None:
     if rec is None:
         return None
     props = ep_rows.proposer_rows(rec)
+    columns, common = ep_rows.split_common(props, ep_rows.number_columns(props))
     return {
-        "rec": rec, "proposers": props, "columns": ep_rows.number_columns(props),
+        "rec": rec, "proposers": props, "columns": columns, "common": common,
         "voters": ep_rows.voter_rows(rec), "other_slashes": ep_rows.other_slashes(rec),
         "other": ep_rows.other_fields(rec), "totals": ep_rows.epoch_totals(rec),
         "labels": account_labels(st), "has_next": (task_id, epoch + 1) in st.epochs,

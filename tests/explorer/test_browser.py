@@ -65,6 +65,7 @@ def test_epoch_page_shows_every_verdict_with_numbers(chain: Chain, page,
     assert rows.count() == len(ep.proposers)
     headers = page.locator("#proposers thead th").all_inner_texts()
     assert "krum_score" in headers and "norm_sq" in headers and "cos_center" in headers
+    assert "center_norm_sq" in page.locator("#proposers-common").inner_text()
     for pk, verdict in ep.verdicts.items():
         row = page.locator(f"#proposers tr[data-pubkey='0x{pk.hex()}']")
         assert row.get_attribute("data-verdict") == verdict
