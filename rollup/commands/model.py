@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--epoch", type=int, default=None,
                    help="the model epoch E ended with (default: the current global model)")
     e.add_argument("--out", required=True, help="output file (.safetensors)")
+    e.add_argument("--module", metavar="PKG.MOD:ATTR", default=None,
+                   help="your torch.nn.Module class (bring your own model): build the file "
+                   "here from the model bytes, for a model the node cannot name")
     e.set_defaults(func=run_export)
 
 
@@ -59,6 +62,59 @@ def _param_order(meta: dict[str, str], keys: list[str]) -> list[str]:
     return names
 
 
+def build_locally(node: object, task_id: int, epoch: int | None, module: str) -> bytes:
+    """The safetensors bytes built here: ``module`` names the tensors, the model bytes come
+    from the node (checked against their keccak256), the proof from ``/v1/tasks/T/proof``.
+    Refuses a module whose architecture hash is not the task's ``spec_hash``."""
+    import importlib
+    import json
+
+    from safetensors.torch import save
+
+    from federated.models import module_spec_hash, register_module
+    from federated.quant import parse_model_bytes
+    from rollup.explorer.export import FORMAT, named_tensors
+    from rollup.wire import unhex
+
+    mod, _, attr = module.partition(":")
+    factory = getattr(importlib.import_module(mod), attr)
+    task = node.task(task_id)  # type: ignore[attr-defined]
+    p = task["params"]
+    if module_spec_hash(p["model"], factory) != unhex(task["spec_hash"], 32):
+        raise ValueError(f"{module} is not the task's architecture (spec_hash differs)")
+    register_module(p["model"], factory)
+    want = expected_hash(node, task_id, epoch)
+    q = parse_model_bytes(node.blob(unhex(want, 32)), p["num_params"])  # type: ignore[attr-defined]
+    proof = node.task_proof(task_id)  # type: ignore[attr-defined]
+    meta = {"format": FORMAT, "task_id": str(task_id),
+            "epoch": str(task["epochs_run"] - 1 if epoch is None else epoch),
+            "model": p["model"], "spec_hash": task["spec_hash"], "global_hash": want,
+            "scale_bits": str(p["scale_bits"]), "num_params": str(len(q)),
+            "state_root": proof["state_root"], "height": str(proof["height"]),
+            "batch_index": "" if proof["batch_index"] is None else str(proof["batch_index"]),
+            "accuracy_bps": "" if task["accuracy_bps"] is None else str(task["accuracy_bps"]),
+            "proof": json.dumps(proof, separators=(",", ":"))}
+    return save(named_tensors(p["model"], q, p["scale_bits"]), metadata=meta)
+
+
+def _fetch(node: object, args: argparse.Namespace) -> bytes:
+    """The file's bytes: from the node's export route, or built here with ``--module``."""
+    from rollup.client import NodeError
+
+    if args.module:
+        return build_locally(node, args.task, args.epoch, args.module)
+    params = {"format": "safetensors"}
+    if args.epoch is not None:
+        params["epoch"] = str(args.epoch)
+    r = node.http.get(f"/v1/tasks/{args.task}/model", params=params)  # type: ignore[attr-defined]
+    if r.status_code != 200:
+        body = r.json()
+        hint = " (pass --module for your own model)" if body.get("reason") == \
+            "unknown_model" else ""
+        raise NodeError(r.status_code, body.get("reason", "?"), body.get("detail", "") + hint)
+    return r.content
+
+
 def run_export(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
@@ -66,21 +122,14 @@ def run_export(args: argparse.Namespace) -> int:
     from rollup.client import NodeClient, NodeError
 
     node = NodeClient(args.node)
-    params = {"format": "safetensors"}
-    if args.epoch is not None:
-        params["epoch"] = str(args.epoch)
     try:
-        r = node.http.get(f"/v1/tasks/{args.task}/model", params=params)
-        if r.status_code != 200:
-            body = r.json()
-            print(f"node refused: {body.get('reason')}: {body.get('detail')}", file=sys.stderr)
-            return 1
+        data = _fetch(node, args)
         want = expected_hash(node, args.task, args.epoch)
-    except (NodeError, OSError) as exc:
-        print(f"cannot reach the node: {exc}", file=sys.stderr)
+    except (NodeError, OSError, ValueError, ImportError, AttributeError) as exc:
+        print(f"cannot export: {exc}", file=sys.stderr)
         return 1
     out = Path(args.out)
-    out.write_bytes(r.content)
+    out.write_bytes(data)
     got, meta = requantised_hash(str(out))
     if got != want or meta.get("global_hash") != want:
         out.unlink()

@@ -47,3 +47,25 @@ def test_architecture_is_bound_by_hash() -> None:
 def test_client_needs_exactly_one_of_profile_or_model() -> None:
     with pytest.raises(ValueError):
         ClientAgent(client=None)  # type: ignore[arg-type]
+
+
+def test_export_of_a_model_the_node_cannot_name(tmp_path, monkeypatch) -> None:
+    """With ``--module`` the CLI names the tensors itself (the node only knows registered
+    architectures) and still checks the bytes against the chain's hash."""
+    from safetensors.torch import load_file
+
+    from federated import models
+    from rollup.cli import main
+
+    r = run(tmp_path, epochs=1, keep=True)
+    try:
+        monkeypatch.delitem(models.MODELS, MODEL_NAME)  # as in a node without this module
+        out = tmp_path / "m.safetensors"
+        base = ["model", "export", "--node", r["url"], "--task", "1", "--out", str(out)]
+        assert main(base) == 1 and not out.exists()  # node: unknown_model
+        assert main([*base, "--module", "tests.explorer.test_byo_model:OtherNet"]) == 1
+        assert main([*base, "--module", "examples.byo_model:WideDigitNet"]) == 0
+        net = WideDigitNet()
+        net.load_state_dict(load_file(out))
+    finally:
+        r["node"].stop()
