@@ -43,13 +43,23 @@ def _which_model(st: Any, task_id: int, epoch: int | None) -> tuple[Any, bytes, 
     if epoch is None:
         if task.global_model is None and task.phase == "awaiting_genesis":
             raise ExportError(409, "no_model", "the task has no genesis model yet")
-        return task, task.global_hash, task.epochs_run - 1
+        return task, task.global_hash, _epoch_of(st, task)
     ep = st.epochs.get((task_id, epoch))
     if ep is None:
         raise ExportError(404, "unknown_epoch", f"task {task_id} has no epoch {epoch}")
     if ep.outcome == "pending" or not ep.global_after:
         raise ExportError(409, "epoch_pending", f"epoch {epoch} has not finished")
     return task, ep.global_after, epoch
+
+
+def _epoch_of(st: Any, task: Any) -> int:
+    """The last epoch that ended with the current model (-1: still the genesis model);
+    a discarded epoch leaves the model of the epoch before."""
+    for e in range(task.epochs_run - 1, -1, -1):
+        ep = st.epochs.get((task.task_id, e))
+        if ep is not None and ep.outcome == "accepted" and ep.global_after == task.global_hash:
+            return e
+    return -1
 
 
 def _proof(seq: Any, task_id: int, model_hash: bytes, current: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ API serves, in the same 0x-hex and decimal-string forms.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from rollup.explorer import epochs as ep_rows
@@ -15,6 +16,11 @@ from rollup.explorer.fmt import WEI_PER_ETH, as_int
 from rollup.wire import jsonable
 
 RECENT_BLOCKS = 25
+# (batch index, task id) -> the task's leaf in that batch's state, per sequencer. A cut
+# batch never changes, and rebuilding its state may replay blocks, so pages that refresh
+# on every block must not pay for it again.
+_BATCH_LEAVES: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], bytes | None]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _epoch_json(st: Any, task_id: int, epoch: int) -> dict[str, Any] | None:
@@ -46,12 +52,15 @@ def task_l1(seq: Any, task_id: int) -> dict[str, Any]:
     b = seq.latest_batch()
     if b is None:
         return {"batch": None, "status": "not yet in a batch"}
-    try:
-        bst = seq.batch_state(b.idx)
-        t_now, t_b = seq.state.tasks.get(task_id), bst.tasks.get(task_id)
-        current = t_b is not None and t_now is not None and t_b.leaf() == t_now.leaf()
-    except Exception:  # replay failure must not break the page
-        current = False
+    cache = _BATCH_LEAVES.setdefault(seq, {})
+    if (b.idx, task_id) not in cache:
+        try:
+            t_b = seq.batch_state(b.idx).tasks.get(task_id)
+            cache[(b.idx, task_id)] = t_b.leaf() if t_b is not None else None
+        except Exception:  # a replay failure must not break the page
+            return {"batch": b.idx, "status": b.l1_status, "current": False, "tx": None}
+    t_now = seq.state.tasks.get(task_id)
+    current = t_now is not None and cache[(b.idx, task_id)] == t_now.leaf()
     return {"batch": b.idx, "status": b.l1_status, "current": current,
             "tx": jsonable(b.l1_tx_hash) if b.l1_tx_hash else None}
 
@@ -115,10 +124,10 @@ def account_labels(st: Any) -> dict[str, str]:
     return {"0x" + pk.hex(): f"#{a.index}" for pk, a in st.accounts.items()}
 
 
-def _role(ep: Any, me: str) -> str | None:
-    if me in {"0x" + p.hex() for p in ep.proposers}:
+def _role(ep: Any, pk: bytes) -> str | None:
+    if pk in ep.proposers:
         return "proposer"
-    if me in {"0x" + p.hex() for p in ep.voters}:
+    if pk in ep.voters:
         return "voter"
     return None
 
@@ -142,12 +151,16 @@ def _history_row(rec: dict[str, Any], role: str | None, me: str) -> dict[str, An
 def _history(st: Any, me: str) -> list[dict[str, Any]]:
     """Every epoch this key was selected in (or slashed in), oldest first."""
     out = []
+    pk = bytes.fromhex(me[2:])
     for (tid, e) in sorted(st.epochs):
-        role = _role(st.epochs[(tid, e)], me)
+        ep = st.epochs[(tid, e)]
+        role = _role(ep, pk)
+        if role is None and not any(isinstance(s, tuple | list) and s and s[0] == pk
+                                    for s in getattr(ep, "slashes", ())):
+            continue  # cheap test on raw bytes before building the JSON record
         rec = _epoch_json(st, tid, e)
-        if rec is None or (role is None and me not in ep_rows.money_by_key(rec.get("slashes"))):
-            continue
-        out.append(_history_row(rec, role, me))
+        if rec is not None:
+            out.append(_history_row(rec, role, me))
     return out
 
 
