@@ -36,16 +36,23 @@ def artifacts() -> Path:
     return d
 
 
+def _missing(why: str) -> None:
+    """Skip, except in CI (``CI=true``), where a missing browser is a broken install."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def _chromium() -> str:
     exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     if not exe:
-        pytest.skip(f"Debian chromium not found at {CHROMIUM} (make install runs "
-                    "'apt-get install chromium' when it can)")
+        _missing(f"Debian chromium not found at {CHROMIUM} (make install runs "
+                 "'apt-get install chromium' when it can)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        pytest.skip("playwright is not installed (pip install -r requirements.lock)")
-    return exe
+        _missing("playwright is not installed (pip install -r requirements.lock)")
+    return str(exe)
 
 
 @pytest.fixture(scope="session")
