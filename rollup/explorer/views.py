@@ -28,6 +28,8 @@ def _epoch_json(st: Any, task_id: int, epoch: int) -> dict[str, Any] | None:
     if ep is None:
         return None
     rec = jsonable(ep.record())
+    rec.setdefault("task_id", task_id)
+    rec.setdefault("epoch", epoch)
     task = st.tasks.get(task_id)
     rec["phase"] = task.phase if task is not None and task.epoch == epoch else "closed"
     return rec

@@ -66,3 +66,32 @@ def test_verdict_rows_follow_whatever_the_record_holds(record: dict) -> None:
         assert cols == []
         assert len(props) == len(record.get("proposers", []))
     assert rows.epoch_totals(record)["proposers"] == len(record.get("proposers", []))
+
+
+def test_pages_survive_a_reworked_epoch_record(chain: Chain, monkeypatch) -> None:
+    """Another verdict logic may rename, drop or add record fields: pages still render,
+    and new numbers and reasons appear without code changes here."""
+    from state_machine.state import EpochState
+
+    original = EpochState.record
+
+    def reworked(self: EpochState) -> dict:
+        rec = original(self)
+        for k in ("medians", "phase_log", "voter_verdicts", "treasury"):
+            rec.pop(k, None)
+        for s in rec["scores"]:
+            s["contribution_bps"] = 123
+            s["reasons"] = [*s["reasons"], "brand_new_check"]
+            s.pop("dot_center", None)
+        rec["shapley_round"] = 7
+        return rec
+
+    monkeypatch.setattr(EpochState, "record", reworked)
+    pk = chain.attackers()[0]
+    for p in (f"/explorer/tasks/{TASK_ID}", f"/explorer/tasks/{TASK_ID}/epochs/1",
+              f"/explorer/accounts/{pk}"):
+        r = httpx.get(chain.url + p)
+        assert r.status_code == 200, (p, r.text[:500])
+    html = httpx.get(f"{chain.url}/explorer/tasks/{TASK_ID}/epochs/1").text
+    assert "contribution_bps" in html and "brand_new_check" in html
+    assert "shapley_round" in html  # unknown top-level fields are listed
