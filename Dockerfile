@@ -39,6 +39,7 @@ COPY sequencer sequencer
 COPY rollup rollup
 COPY bridge bridge
 COPY federated federated
+COPY devtools devtools
 COPY contracts/out contracts/out
 RUN pip install --no-deps -e . \
  && flockchain --help > /dev/null \
@@ -74,8 +75,9 @@ except Exception as exc:
 PY
 
 RUN useradd --create-home --uid 10001 flock \
- && mkdir -p /data /shared \
- && chown flock:flock /data /shared
+ && mkdir -p /data /shared /secrets \
+ && chown flock:flock /data /shared /secrets \
+ && chmod 700 /secrets
 USER flock
 VOLUME ["/data"]
 EXPOSE 8700 8710 8545

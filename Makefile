@@ -42,6 +42,8 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python scripts/check_sizes.py
 
 contracts: node-deps
 	node contracts/build.mjs

@@ -120,9 +120,11 @@ def start_node(tmp: Path, name: str, block_time: float, max_block: int,
     cmd = [sys.executable, "-m", "rollup.cli", "node", "--db", f"sqlite:///{tmp}/{name}.db",
            "--port", str(port), "--chain-id", str(CHAIN_ID), "--block-time", str(block_time),
            "--max-block-actions", str(max_block), "--key", str(tmp / "seq.key"),
-           "--snapshot-interval", "0", "--admin-token", TOKEN, "--log-level", "warning"]
+           "--snapshot-interval", "0", "--log-level", "warning"]
+    # admin token via env (never argv); quotas off: (b) sends advances from fresh keys
+    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN, "FLOCKCHAIN_ADMISSION_LIMITS": "false"}
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp / f"{name}.log", "ab"))
+                            stderr=open(tmp / f"{name}.log", "ab"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/v1/healthz", proc)
     return proc, url

@@ -11,7 +11,6 @@ challenged with the verifier's bond.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,12 +20,11 @@ from web3 import Web3
 from bridge.contracts import Deployment
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
-from sequencer.da import decode_da, replay_da
-from sequencer.errors import ChainMismatch
 from state_machine.actions import ActionError, decode_signed
 from state_machine.crypto import keccak256
+from state_machine.da import decode_da, replay_da
 from state_machine.state import State
-from state_machine.transition import GENESIS_PARENT, genesis_state
+from state_machine.transition import GENESIS_PARENT, ChainMismatch, genesis_state
 
 log = logging.getLogger(__name__)
 
@@ -194,12 +192,3 @@ class Verifier:
                 break
             i += 1
         return out
-
-    def run(self, interval: float = 2.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except Exception as exc:  # keep following the chain through RPC hiccups
-                self.stats.last_error = str(exc)
-                log.exception("verifier step failed")
-            time.sleep(interval)

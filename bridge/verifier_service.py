@@ -191,16 +191,6 @@ class VerifierService:
             self.last_outcomes = outcomes[-10:]
         return outcomes
 
-    def run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                for index, outcome in self.step():
-                    level = logging.INFO if outcome == "ok" else logging.WARNING
-                    log.log(level, "batch %d: %s", index, outcome)
-            except Exception as exc:  # keep following the chain through RPC hiccups
-                log.warning("verifier step failed: %s", exc)
-            stop.wait(self.interval)
-
     # ---- what the HTTP endpoints show
     def healthy(self) -> bool:
         """A step succeeded recently (three intervals, at least 30 s)."""

@@ -14,7 +14,8 @@ The client API in three lines (see ``federated/byo.py``):
 
     trainer = TorchTrainer(WideDigitNet(), train_loader, eval_loader, model_name="widedigits")
     agent = ClientAgent.with_model(FlockClient(node_url, keypair), trainer)
-    agent.run()   # acts only in tasks whose spec_hash == trainer.spec_hash
+    run_daemon(agent.step, name="byo", interval=0.5, stop=threading.Event())
+    # (rollup.daemon) acts only in tasks whose spec_hash == trainer.spec_hash
 """
 
 from __future__ import annotations
@@ -141,7 +142,8 @@ def main() -> None:
         print(f"spec hash {r['spec_hash']}; committee accuracy per epoch (bps): "
               f"{r['accuracy_bps']}")
         out = Path(tmp) / "widedigits.safetensors"
-        cli(["model", "export", "--node", r["url"], "--task", "1", "--out", str(out)])
+        cli(["model", "export", "--node", r["url"], "--task", "1", "--out", str(out),
+             "--module", "examples.byo_model:WideDigitNet"])  # the node cannot name them
         net = WideDigitNet()
         net.load_state_dict(load_file(out))
         split = digits_split()

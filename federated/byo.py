@@ -5,7 +5,8 @@
 
     trainer = TorchTrainer(MyNet(), train_loader, eval_loader, model_name="mynet")
     agent = ClientAgent.with_model(FlockClient(node_url, keypair), trainer)
-    agent.run()              # acts in every task whose spec_hash == trainer.spec_hash
+    run_daemon(agent.step, name="byo", interval=0.5, stop=stop_event)  # rollup.daemon
+    # it acts in every task whose spec_hash == trainer.spec_hash, skips the others
 
 Why the hash: the chain moves the model as a flat int32 vector (SPEC §4), "parameter k in
 ``model.parameters()`` order". A task binds its architecture by ``spec_hash`` (sha256 over

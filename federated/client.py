@@ -9,7 +9,6 @@ deterministically), so a restarted client carries on where it stopped.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,16 +142,3 @@ class ClientAgent:
         for task in self.client.node.tasks():
             if task.get("status") == "running":
                 self.step_task(task)
-
-    def run(
-        self, interval: float = 0.5, stop: Any = None, max_seconds: float | None = None
-    ) -> None:
-        start = time.monotonic()
-        while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except (NodeError, OSError) as exc:
-                log.warning("%s: poll failed: %s", self.name, exc)
-            if max_seconds is not None and time.monotonic() - start > max_seconds:
-                return
-            time.sleep(interval)

@@ -109,11 +109,3 @@ class Aggregator:
         self.report_epochs()
         self.post_batches()
         self.slashes.extend(self.relay.run_once())
-
-    def run(self, interval: float = 1.0, stop: Any = None) -> None:
-        while stop is None or not stop.is_set():
-            try:
-                self.step()
-            except Exception:  # keep the daemon alive through node or RPC hiccups
-                log.exception("aggregator step failed")
-            time.sleep(interval)

@@ -6,7 +6,13 @@ Why a registry: several teams add subcommands (``demo``, ``deploy``, ``aggregato
 this file never needs to change for that:
 
 * drop a module into ``rollup/commands/`` (discovered automatically), or
+* into another package listed in ``COMMAND_PACKAGES`` (``federated.commands``: the FL
+  ``client`` and ``task`` commands; ``devtools.commands``: ``demo``, ``localnet``), or
 * list a module living elsewhere (e.g. ``"bridge.cli"``) in ``EXTRA_COMMAND_MODULES``.
+
+Why by name: ``rollup`` sits below ``federated`` and ``devtools`` in the layering that
+``.importlinter`` checks, so it must not import them; the packages are found at run time,
+and one that is not installed simply contributes no commands.
 
 ``register`` must stay cheap: import heavy dependencies (web3, torch) inside the command
 function, so ``flockchain --help`` and ``flockchain node`` start fast.
@@ -20,17 +26,24 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-import rollup.commands
-
+COMMAND_PACKAGES: tuple[str, ...] = ("rollup.commands", "federated.commands", "devtools.commands")
 EXTRA_COMMAND_MODULES: list[str] = []
 
 
+def _package_modules(package: str) -> list[str]:
+    try:
+        pkg = importlib.import_module(package)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (package + ".").startswith(exc.name + "."):
+            return []  # that package is not installed: no commands from it
+        raise
+    return sorted(f"{package}.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+                  if not m.name.startswith("_"))
+
+
 def command_modules() -> list[str]:
-    found = sorted(
-        f"rollup.commands.{m.name}"
-        for m in pkgutil.iter_modules(rollup.commands.__path__)
-        if not m.name.startswith("_")
-    )
+    found = sorted((m for package in COMMAND_PACKAGES for m in _package_modules(package)),
+                   key=lambda m: m.rsplit(".", 1)[1])  # --help lists commands alphabetically
     return found + [m for m in EXTRA_COMMAND_MODULES if m not in found]
 
 

@@ -42,7 +42,7 @@ from state_machine.actions import (
     update_commitment,
     vote_commitment,
 )
-from state_machine.crypto import ACK_DOMAIN, keccak256, verify
+from state_machine.crypto import keccak256, verify_ack
 
 __all__ = [
     "FlockClient",
@@ -78,8 +78,7 @@ class SubmitResult:
 
     def verify(self, sequencer_pubkey: bytes) -> bool:
         """Check the ack: ed25519 over ``ACK_DOMAIN || action_hash || height (8 BE)``."""
-        msg = ACK_DOMAIN + self.action_hash + self.received_height.to_bytes(8, "big")
-        return verify(sequencer_pubkey, msg, self.ack)
+        return verify_ack(sequencer_pubkey, self.action_hash, self.received_height, self.ack)
 
 
 def _hex(b: bytes) -> str:

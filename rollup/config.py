@@ -7,6 +7,8 @@ or ``--block-time 0.5``).
 
 from __future__ import annotations
 
+import os
+import secrets
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,19 @@ DEFAULT_DB_URL = "sqlite:///data/flockchain.db"
 POSTGRES_TEST_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
+def read_or_create_token(path: Path) -> str:
+    """The token in ``path`` (stripped), or a fresh random one written there (0600)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    token = path.read_text().strip()
+    if not token:
+        raise ValueError(f"admin token file {path} is empty")
+    return token
+
+
 class NodeConfig(BaseSettings):
     """Everything ``flockchain node`` needs."""
 
@@ -46,10 +61,47 @@ class NodeConfig(BaseSettings):
     snapshots_kept: int = Field(3, ge=1)
     blob_dir: Path | None = Field(None, description="directory for large blobs (else in SQL)")
     admin_token: str | None = Field(
-        None, description="bearer token for POST /v1/admin/system; unset = endpoint disabled"
+        None, description="bearer token for /v1/admin/* (env FLOCKCHAIN_ADMIN_TOKEN or a "
+        "config file; never a CLI flag); unset with no admin_token_file = admin disabled"
     )
+    admin_token_file: Path | None = Field(
+        None, description="file holding the admin bearer token (e.g. a compose secret)")
+    admin_remote: bool = Field(
+        False, description="answer /v1/admin/* on non-loopback client addresses too")
+    admin_failures_per_minute: int = Field(10, ge=1, description="wrong admin tokens answered "
+                                           "per client per minute before 429")
+    # ---- HTTP limits (rollup.http_limits); figures in rollup/NODE.md
+    max_header_bytes: int = Field(16 * 1024, ge=1024, description="request line + headers; "
+                                  "more = 431")
+    max_headers: int = Field(64, ge=8, description="header lines per request; more = 431")
+    idle_timeout: float = Field(10.0, gt=0, description="seconds a connection may stay open "
+                                "without a request in progress")
+    header_timeout: float = Field(10.0, gt=0, description="seconds to receive a request's "
+                                  "headers")
+    body_min_rate: int = Field(64 * 1024, ge=0, description="bytes/s a body must average "
+                               "after body_grace seconds (slow uploads are cut)")
+    body_grace: float = Field(10.0, gt=0)
+    max_connections: int = Field(1000, ge=8, description="open connections; beyond it the "
+                                 "longest-idle connection is closed to admit a new one")
+    # ---- admission quotas (sequencer.mempool_guard.Limits)
+    admission_limits: bool = Field(True, description="false turns off quotas and rate limits "
+                                   "(benchmarks only; soundness checks stay)")
+    unstaked_actions_per_hour: int = Field(720, ge=0, description="advance/publish_genesis "
+                                           "from keys with no stake, all keys together")
+    sender_pending_max: int = Field(256, ge=1, description="queued actions per sender")
+    mempool_max: int = Field(200_000, ge=1, description="queued actions, all senders")
     group_commit_max: int = Field(2048, ge=1)
     log_level: str = "info"
+
+    def resolved_admin_token(self) -> str | None:
+        """The admin token: ``admin_token`` (env or config file), else the content of
+        ``admin_token_file``, which is created (0600, 32 random bytes as hex) if missing so
+        a deployment never ships a default token."""
+        if self.admin_token:
+            return self.admin_token
+        if self.admin_token_file is None:
+            return None
+        return read_or_create_token(self.admin_token_file)
 
     @classmethod
     def settings_customise_sources(

@@ -26,8 +26,10 @@ from fastapi import FastAPI
 
 from rollup.api import create_app
 from rollup.config import NodeConfig
+from rollup.http_limits import HttpLimits, protocol_class
 from rollup.keys import load_or_create
 from rollup.metrics import Metrics
+from sequencer.mempool_guard import Limits
 from sequencer.sequencer import Sequencer, SequencerConfig
 from sequencer.store import Store
 
@@ -44,6 +46,10 @@ def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> Sequenc
         snapshots_kept=config.snapshots_kept,
         group_commit_max=config.group_commit_max,
         produce_blocks=produce_blocks,
+        limits=Limits(enabled=config.admission_limits,
+                      unstaked_per_hour=config.unstaked_actions_per_hour,
+                      sender_pending_max=config.sender_pending_max,
+                      mempool_max=config.mempool_max),
     )
 
 
@@ -59,6 +65,23 @@ def adopt_chain_id(config: NodeConfig, store: Store) -> NodeConfig:
         return config
     log.info("adopting chain id %s from the database", stored)
     return config.model_copy(update={"chain_id": int(stored)})
+
+
+def http_limits(config: NodeConfig) -> HttpLimits:
+    return HttpLimits(max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
+                      idle_timeout=config.idle_timeout, header_timeout=config.header_timeout,
+                      body_min_rate=config.body_min_rate, body_grace=config.body_grace,
+                      max_connections=config.max_connections)
+
+
+def uvicorn_config(app: FastAPI, config: NodeConfig, log_level: str = "warning"
+                   ) -> uvicorn.Config:
+    """uvicorn settings of a node: the limited protocol class (``rollup.http_limits``),
+    keep-alive = idle timeout, no access log."""
+    return uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False,
+                          http=protocol_class(http_limits(config)),
+                          timeout_keep_alive=max(1, int(config.idle_timeout)),
+                          backlog=2048)
 
 
 def open_sequencer(config: NodeConfig, *, clock: Callable[[], int] | None = None,
@@ -117,8 +140,7 @@ def start_node(config: NodeConfig, *, clock: Callable[[], int] | None = None,
     app = create_node_app(config, clock=clock, produce_blocks=produce_blocks)
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
-                                           access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="flockchain-node", daemon=True)
     thread.start()
@@ -139,8 +161,7 @@ def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> 
     app = create_node_app(config)
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
-    server = uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, lifespan="on",
-                                           access_log=False))
+    server = uvicorn.Server(uvicorn_config(app, config, config.log_level))
     seq: Sequencer = app.state.sequencer
     log.info("chain %d at height %d; sequencer 0x%s; listening on %s:%d",
              seq.chain_id, seq.height, seq.pubkey.hex(), host, port)

@@ -14,8 +14,8 @@ fields (wei amounts) are decimal strings, JSON integers or 0x-hex numbers. The n
 re-encodes the JSON into the canonical msgpack envelope, so the signature is always over
 ``DOMAIN || msgpack(envelope)``, never over JSON.
 
-Records returned by the API use the same conventions: bytes as 0x-hex, wei amounts
-(``stake``, ``escrow``, rewards...) as decimal strings so JavaScript clients keep every digit.
+Records returned by the API use the same conventions, by type (``rollup.schemas``): bytes
+as 0x-hex, wei amounts (``Wei``) as decimal strings so JavaScript clients keep every digit.
 """
 
 from __future__ import annotations
@@ -26,11 +26,6 @@ import numpy as np
 
 from state_machine import codec
 from state_machine.actions import BODY_TYPES, ActionError, SignedAction, decode_signed
-
-WEI_KEYS = frozenset({
-    "stake", "cumulative_slashed", "cumulative_reward", "escrow", "charged", "treasury",
-    "fee_per_epoch", "amount",
-})
 
 
 def hexb(b: bytes) -> str:
@@ -50,24 +45,21 @@ def unhex(s: str, n: int | None = None, what: str = "value") -> bytes:
     return b
 
 
-def jsonable(obj: Any, key: str | None = None) -> Any:
-    """Records to JSON: bytes -> 0x-hex, wei fields -> decimal strings, tuples -> lists."""
+def jsonable(obj: Any) -> Any:
+    """Wire values to JSON: bytes -> 0x-hex, tuples -> lists (u256 fields, which the wire
+    carries as 32-byte big-endian bin, become 0x-hex numbers, which :func:`wire_from_json`
+    accepts). API responses do not use this: their types (``rollup.schemas``) say how each
+    field is written, e.g. wei as decimal strings."""
     if isinstance(obj, bytes):
-        if key in WEI_KEYS and len(obj) == 32:  # records keep some wei as 32-byte BE
-            return str(int.from_bytes(obj, "big"))
         return hexb(obj)
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, int, float)):
         return obj
-    if isinstance(obj, int):
-        return str(obj) if key in WEI_KEYS else obj
     if isinstance(obj, dict):
-        return {str(k): jsonable(v, str(k)) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [jsonable(v, key) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.integer):
         return int(obj)
-    if isinstance(obj, float):
-        return obj
     raise TypeError(f"cannot serialise {type(obj).__name__}")
 
 

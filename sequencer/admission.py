@@ -1,20 +1,25 @@
-"""Cheap admission checks against the *pending* view of the chain.
+"""Admission: refuse, before anything is stored, what can never apply.
 
-Why: an acknowledged action is stored forever and included in a block, so the sequencer
-should refuse what can never apply (unknown task, wrong update length, a window that has
-already closed) before it stores anything. But the state moves between the ack and the
-inclusion (phases close at block start, queued ``advance`` actions close phases early), so
-only *sound* refusals are made here: an action is refused for being early only when no
-transition can happen before it is included. Everything else is left to the STF, which
-records a rejection with its reason.
+Why: an acknowledged action is stored forever, included in a block and published in DA,
+so the sequencer refuses what cannot apply (unknown task, wrong update length, a window that
+has closed, a sender that is not staked or not selected) before it stores anything. But the
+state moves between the ack and the inclusion (phases close at block start, queued
+``advance`` actions close phases early, queued deposits stake new keys), so only *sound*
+refusals are made here: an action is refused only if no sequence of the actions already
+queued (the :class:`PendingView`) and the blocks that can pass before its inclusion can make
+it apply. The rules themselves are the STF's (``state_machine.rules``); what is admission's
+own is that reasoning about the future.
 
-Two kinds of checks:
+Three kinds of checks:
 
 * :func:`static_checks`: facts about the action and the task that never change (length of
-  an update, genesis hash, the commitment a reveal must open). Possibly expensive (hashing
-  tens of MB), so they run outside the sequencer's lock.
+  an update, genesis size and hash, vote ranges). Possibly expensive (hashing tens of MB),
+  so they run outside the sequencer's lock.
+* :func:`role_checks`: who may send it. A participant action from a key that is neither
+  eligible (staked, active) nor has a deposit queued can never be selected; a reveal needs
+  the sender's commitment in the state or in the queue. Cheap, under the lock.
 * :func:`window_checks`: position of the action relative to the task's current
-  ``(epoch, phase)``; cheap, run under the lock with the mempool's pending view.
+  ``(epoch, phase)``; cheap, under the lock with the mempool's pending view.
 """
 
 from __future__ import annotations
@@ -31,11 +36,26 @@ from state_machine.actions import (
     RevealVoteBody,
     SignedAction,
 )
-from state_machine.constants import BPS
-from state_machine.crypto import keccak256
+from state_machine.epochs import can_open
+from state_machine.reasons import Reason
+from state_machine.rules import (
+    ACTIVE_PHASES,
+    PHASE_OF,
+    Rejected,
+    check_awaiting_genesis,
+    check_can_reveal,
+    check_epoch_not_past,
+    check_epoch_reachable,
+    check_genesis_model,
+    check_not_committed,
+    check_not_done,
+    check_selected,
+    check_update_length,
+    check_vote_values,
+    is_eligible,
+)
 from state_machine.state import (
     AWAITING_GENESIS,
-    DONE,
     UPDATE_COMMIT,
     UPDATE_REVEAL,
     VOTE_COMMIT,
@@ -44,6 +64,7 @@ from state_machine.state import (
     State,
     Task,
 )
+from state_machine.tasks import TaskParams, TaskParamsError, decode_task_params
 
 _RANK = {
     AWAITING_GENESIS: 0,
@@ -53,150 +74,212 @@ _RANK = {
     VOTE_COMMIT: 4,
     VOTE_REVEAL: 5,
 }
-_ACTION_PHASE = {
-    "commit_update": UPDATE_COMMIT,
-    "reveal_update": UPDATE_REVEAL,
-    "commit_vote": VOTE_COMMIT,
-    "reveal_vote": VOTE_REVEAL,
-}
-_ACTIVE = (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL)
+PARTICIPANT_TYPES = frozenset(PHASE_OF)
+_COMMIT_OF = {"reveal_update": "commit_update", "reveal_vote": "commit_vote"}
+
+
+def _bump(d: dict, k: object, by: int) -> None:
+    v = d.get(k, 0) + by
+    if v > 0:
+        d[k] = v
+    else:
+        d.pop(k, None)
 
 
 @dataclass
 class PendingView:
-    """What the mempool (acked, not yet included) will do to tasks: created task ids,
-    queued ``advance`` and ``publish_genesis`` counts per task."""
+    """What the mempool (acked, not yet included) will do: created tasks (with their
+    parameters), queued ``advance`` / ``publish_genesis`` counts per task, queued deposits
+    per pubkey, queued participant actions per (type, task, epoch, sender)."""
 
     tasks_created: dict[int, int] = field(default_factory=dict)
+    task_params: dict[int, TaskParams | None] = field(default_factory=dict)
     advances: dict[int, int] = field(default_factory=dict)
     geneses: dict[int, int] = field(default_factory=dict)
-
-    def _bump(self, d: dict[int, int], k: int, by: int) -> None:
-        v = d.get(k, 0) + by
-        if v > 0:
-            d[k] = v
-        else:
-            d.pop(k, None)
+    deposits: dict[bytes, int] = field(default_factory=dict)
+    participant: dict[tuple[str, int, int, bytes], int] = field(default_factory=dict)
 
     def add(self, sa: SignedAction, by: int = 1) -> None:
         a = sa.action
+        b = a.body
         if a.type == "l1_task_created":
-            self._bump(self.tasks_created, a.body.task_id, by)  # type: ignore[attr-defined]
+            tid = b.task_id  # type: ignore[attr-defined]
+            _bump(self.tasks_created, tid, by)
+            if tid not in self.tasks_created:
+                self.task_params.pop(tid, None)
+            elif tid not in self.task_params:
+                try:
+                    self.task_params[tid] = decode_task_params(b.task_params)  # type: ignore[attr-defined]
+                except TaskParamsError:
+                    self.task_params[tid] = None
+        elif a.type == "l1_deposit":
+            _bump(self.deposits, b.pubkey, by)  # type: ignore[attr-defined]
         elif a.type == "advance":
-            self._bump(self.advances, a.body.task_id, by)  # type: ignore[attr-defined]
+            _bump(self.advances, b.task_id, by)  # type: ignore[attr-defined]
         elif a.type == "publish_genesis":
-            self._bump(self.geneses, a.body.task_id, by)  # type: ignore[attr-defined]
+            _bump(self.geneses, b.task_id, by)  # type: ignore[attr-defined]
+        elif a.type in PARTICIPANT_TYPES:
+            key = (a.type, b.task_id, b.epoch, a.sender)  # type: ignore[attr-defined]
+            _bump(self.participant, key, by)
 
     def remove(self, sa: SignedAction) -> None:
         self.add(sa, -1)
+
+    def queued(self, typ: str, task_id: int, epoch: int, sender: bytes) -> bool:
+        return self.participant.get((typ, task_id, epoch, sender), 0) > 0
+
+
+def _refuse(r: Rejected) -> SubmitError:
+    return SubmitError(r.reason, r.detail)
 
 
 def _task_or_pending(state: State, task_id: int, view: PendingView | None) -> Task | None:
     task = state.tasks.get(task_id)
     if task is None and (view is None or task_id not in view.tasks_created):
-        raise SubmitError("unknown_task", f"task {task_id} does not exist")
+        raise SubmitError(Reason.UNKNOWN_TASK, f"task {task_id} does not exist")
     return task
 
 
-def static_checks(state: State, sa: SignedAction) -> None:
-    """Checks that hold whatever happens before inclusion. Raises SubmitError."""
-    a = sa.action
-    body = a.body
-    task_id = getattr(body, "task_id", None)
-    if task_id is None:
-        return
+def _params(state: State, task_id: int, view: PendingView | None) -> TaskParams | None:
     task = state.tasks.get(task_id)
-    if task is None or task.params is None:
-        return  # unknown tasks are judged in window_checks (they may be queued)
-    p = task.params
-    if isinstance(body, RevealUpdateBody):
-        if len(body.update_bytes) != 2 * p.num_params:
-            raise SubmitError(
-                "wrong_length", f"update must be {2 * p.num_params} bytes "
-                f"(num_params={p.num_params} int16), got {len(body.update_bytes)}"
-            )
-        # The commitment (keccak256(update_bytes || salt)) is deliberately not checked
-        # here: it costs a full hash of the update (~9 ms per 4 MiB) on the ingest path,
-        # and the STF checks it anyway (receipt "commitment_mismatch"); a proposer can
-        # only waste its own reveal, since its nonce and window allow one.
-    elif isinstance(body, PublishGenesisBody):
-        if task.phase == AWAITING_GENESIS:
-            if len(body.model_bytes) != 4 * p.num_params:
-                raise SubmitError("wrong_length", f"model must be {4 * p.num_params} bytes")
-            if keccak256(body.model_bytes) != p.genesis_model_hash:
-                raise SubmitError("hash_mismatch", "model bytes do not match genesis_model_hash")
-    elif isinstance(body, RevealVoteBody):
-        if body.acc_candidate_bps > BPS or body.acc_current_bps > BPS:
-            raise SubmitError("invalid_value", "accuracies are basis points in [0, 10000]")
+    if task is not None:
+        return task.params
+    return view.task_params.get(task_id) if view is not None else None
+
+
+def static_checks(state: State, sa: SignedAction, view: PendingView | None = None) -> None:
+    """Checks that hold whatever happens before inclusion. Raises SubmitError."""
+    body = sa.action.body
+    try:
+        if isinstance(body, RevealVoteBody):
+            check_vote_values(body.acc_candidate_bps, body.acc_current_bps)
+        task_id = getattr(body, "task_id", None)
+        if task_id is None:
+            return
+        p = _params(state, task_id, view)
+        if isinstance(body, PublishGenesisBody):
+            task = state.tasks.get(task_id)
+            if task is not None:
+                check_awaiting_genesis(task)
+            elif view is not None and task_id in view.tasks_created and p is None:
+                raise Rejected(Reason.WRONG_WINDOW, "the queued task has invalid parameters")
+            if p is not None:  # the one upload anyone may make: only the declared model
+                check_genesis_model(p, body.model_bytes)
+        elif isinstance(body, RevealUpdateBody) and p is not None:
+            # The commitment (keccak256(update_bytes || salt)) is deliberately not checked
+            # here: it costs a full hash of the update on the ingest path, and the STF
+            # checks it anyway; only a committed proposer gets this far (role_checks).
+            check_update_length(p, body.update_bytes)
+    except Rejected as r:
+        raise _refuse(r) from None
+
+
+def role_checks(state: State, sa: SignedAction, view: PendingView) -> None:
+    """Who may make the node store this action. Raises SubmitError.
+
+    * participant actions: the sender is eligible now or has a deposit queued (selection
+      only ever picks eligible keys, and a deposit acked later is included later);
+    * reveals: the sender's commitment is in the open epoch or queued (the STF requires
+      it, and nothing else can put it there);
+    * ``publish_genesis``: at most one queued per task (a queued genesis with the declared
+      hash applies unless another genesis applies first).
+    """
+    a = sa.action
+    b = a.body
+    if a.type in PARTICIPANT_TYPES:
+        if not is_eligible(state, a.sender) and view.deposits.get(a.sender, 0) == 0:
+            raise SubmitError(Reason.NOT_STAKED, "sender has no active stake (nor a queued "
+                              "deposit): it can never be selected")
+        commit = _COMMIT_OF.get(a.type)
+        if commit is not None:
+            _check_commit_known(state, a.type, commit, b, a.sender, view)
+        if view.queued(a.type, b.task_id, b.epoch, a.sender):  # type: ignore[attr-defined]
+            already = Reason.ALREADY_COMMITTED if commit is None else Reason.ALREADY_REVEALED
+            raise SubmitError(already, f"a {a.type} from this sender is already queued")
+    elif isinstance(b, PublishGenesisBody):
+        if view.geneses.get(b.task_id, 0) > 0:
+            raise SubmitError(Reason.WRONG_WINDOW, "a genesis for this task is already queued")
+
+
+def _check_commit_known(state: State, typ: str, commit: str, b: object, sender: bytes,
+                        view: PendingView) -> None:
+    task_id, epoch = b.task_id, b.epoch  # type: ignore[attr-defined]
+    if view.queued(commit, task_id, epoch, sender):
+        return
+    ep = state.epochs.get((task_id, epoch))
+    commits = None
+    if ep is not None:
+        commits = ep.vote_commits if typ == "reveal_vote" else ep.update_commits
+    if commits is None or sender not in commits:
+        raise SubmitError(Reason.NOT_COMMITTED, "no commitment from sender in this epoch "
+                          "(applied or queued)")
 
 
 def window_checks(state: State, sa: SignedAction, view: PendingView,
                   max_inclusion_height: int) -> None:
     """Refuse actions whose window has passed, or has not come and cannot come before
     ``max_inclusion_height`` (the latest block the action can land in)."""
+    body = sa.action.body
+    try:
+        if isinstance(body, PublishGenesisBody):
+            task = _task_or_pending(state, body.task_id, view)
+            if task is not None:
+                check_awaiting_genesis(task)
+        elif isinstance(body, AdvanceBody):
+            task = _task_or_pending(state, body.task_id, view)
+            if task is not None:
+                if task.phase == "done":
+                    raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task {task.task_id} is done")
+                check_epoch_reachable(task, body.epoch)
+                if (task.phase == WAITING_CLIENTS and body.epoch == task.epoch
+                        and not view.deposits and not can_open(state, task)):
+                    raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients "
+                                   "(and no deposit queued)")
+        elif isinstance(body, (CommitUpdateBody, RevealUpdateBody, CommitVoteBody,
+                               RevealVoteBody)):
+            task = _task_or_pending(state, body.task_id, view)
+            if task is not None:
+                _participant_window(state, sa, task, view, max_inclusion_height)
+    except Rejected as r:
+        raise _refuse(r) from None
+
+
+def _participant_window(state: State, sa: SignedAction, task: Task, view: PendingView,
+                        max_inclusion_height: int) -> None:
     a = sa.action
     body = a.body
-    if isinstance(body, PublishGenesisBody):
-        task = _task_or_pending(state, body.task_id, view)
-        if task is not None and task.phase != AWAITING_GENESIS:
-            raise SubmitError("wrong_window", "genesis already published")
-        return
-    if isinstance(body, AdvanceBody):
-        task = _task_or_pending(state, body.task_id, view)
-        if task is None:
-            return
-        if task.phase == DONE:
-            raise SubmitError("nothing_to_advance", f"task {task.task_id} is done")
-        if body.epoch < task.epoch:
-            raise SubmitError("wrong_epoch", f"current epoch is {task.epoch}")
-        return
-    if not isinstance(body, (CommitUpdateBody, RevealUpdateBody, CommitVoteBody, RevealVoteBody)):
-        return
-    task = _task_or_pending(state, body.task_id, view)
-    if task is None:
-        return
-    if task.phase == DONE:
-        raise SubmitError("wrong_window", f"task {task.task_id} is done")
-    want = _ACTION_PHASE[a.type]
-    ep = state.epochs.get((task.task_id, body.epoch)) if body.epoch == task.epoch else None
+    check_not_done(task)
+    check_epoch_reachable(task, body.epoch)  # type: ignore[attr-defined]
+    want = PHASE_OF[a.type]
+    epoch = body.epoch  # type: ignore[attr-defined]
+    ep = state.epochs.get((task.task_id, epoch)) if epoch == task.epoch else None
     if ep is not None:  # the epoch is open: who may act in it is fixed
-        role = ep.proposers if a.type in ("commit_update", "reveal_update") else ep.voters
-        if a.sender not in role:
-            kind = "proposer" if role is ep.proposers else "voter"
-            raise SubmitError("not_selected", f"sender is not a {kind} of this epoch")
+        check_selected(ep, a.sender, a.type)
     here = (task.epoch, _RANK[task.phase])
-    there = (body.epoch, _RANK[want])
+    there = (epoch, _RANK[want])
     if there < here:
-        if body.epoch < task.epoch:
-            raise SubmitError("wrong_epoch", f"current epoch is {task.epoch}")
-        raise SubmitError("wrong_window", f"task is in {task.phase}, {want} has closed")
+        check_epoch_not_past(task, epoch)
+        raise Rejected(Reason.WRONG_WINDOW, f"task is in {task.phase}, {want} has closed")
     if there > here:
         can_move = (
-            (task.phase in _ACTIVE and task.phase_deadline < max_inclusion_height)
+            (task.phase in ACTIVE_PHASES and task.phase_deadline < max_inclusion_height)
             or view.advances.get(task.task_id, 0) > 0
             or task.phase == WAITING_CLIENTS
             or (task.phase == AWAITING_GENESIS and view.geneses.get(task.task_id, 0) > 0)
         )
         if not can_move:
-            if body.epoch != task.epoch:
-                raise SubmitError("wrong_epoch", f"current epoch is {task.epoch}")
-            raise SubmitError("wrong_window", f"task is in {task.phase}, not {want}")
+            if epoch != task.epoch:
+                raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
+            raise Rejected(Reason.WRONG_WINDOW, f"task is in {task.phase}, not {want}")
         return
-    # same epoch and phase
-    if ep is None:
+    if ep is None:  # same epoch and phase
         return
     sender = a.sender
-    if a.type == "commit_update" and sender in ep.update_commits:
-        raise SubmitError("already_committed")
-    if a.type == "reveal_update":
-        if sender not in ep.update_commits:
-            raise SubmitError("not_committed", "no update commitment from sender")
-        if sender in ep.update_hashes:
-            raise SubmitError("already_revealed")
-    if a.type == "commit_vote" and sender in ep.vote_commits:
-        raise SubmitError("already_committed")
-    if a.type == "reveal_vote":
-        if sender not in ep.vote_commits:
-            raise SubmitError("not_committed", "no vote commitment from sender")
-        if sender in ep.votes:
-            raise SubmitError("already_revealed")
+    if a.type == "commit_update":
+        check_not_committed(ep.update_commits, sender)
+    elif a.type == "commit_vote":
+        check_not_committed(ep.vote_commits, sender)
+    elif a.type == "reveal_update":
+        check_can_reveal(ep.update_commits, ep.update_hashes, sender)
+    else:
+        check_can_reveal(ep.vote_commits, ep.votes, sender)

@@ -1,42 +1,22 @@
-"""Data availability payload of a batch (SPEC §10) and its re-execution.
+"""Building a batch's DA payload from the node's database.
 
-Why this shape: a verifier holding only the previous batch's state must be able to
-re-execute the batch and compare every block's root and hash. So the payload carries, per
-block, exactly what ``apply_block`` consumes (height, parent hash, timestamp, the actions'
-canonical wire bytes, in order) plus the claimed state root and block hash to compare
-against. Revealed updates travel inside their ``reveal_update`` actions (``update_bytes``),
-so they are covered by ``da_hash`` without being duplicated; ``updates`` indexes them as
-``[height, action_index, keccak256(update_bytes)]`` for applied reveals, which lets a
-verifier cross-check the epoch records' ``update_hashes``.
-
-Encoding: canonical msgpack (``state_machine.codec``) of::
-
-    {"version": 1, "chain_id": int, "batch_index": int, "first_height": int,
-     "last_height": int,
-     "blocks": [{"height", "parent_hash", "timestamp", "state_root", "block_hash",
-                 "actions": [bin, ...]}, ...],
-     "updates": [[height, index, bin32], ...]}
-
-``da_hash = keccak256(payload)``.
+The format, its decoding and its re-execution are pure and live in ``state_machine.da``
+(the verifier imports them from there, not from the sequencer); they are re-exported here
+for existing callers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select
 
-from sequencer.errors import ChainMismatch
 from sequencer.store import Store, actions
-from state_machine import codec
 from state_machine.actions import decode_signed
 from state_machine.crypto import keccak256
-from state_machine.state import State
-from state_machine.transition import Block, apply_block, block_hash, block_header
+from state_machine.da import DA_VERSION, DaReplay, decode_da, encode_da, replay_da
 
-DA_VERSION = 1
+__all__ = ["DA_VERSION", "DaReplay", "build_da", "decode_da", "replay_da"]
 
 
 def build_da(store: Store, conn: Connection, chain_id: int, batch_index: int, first: int,
@@ -63,50 +43,4 @@ def build_da(store: Store, conn: Connection, chain_id: int, batch_index: int, fi
             "block_hash": b.hash,
             "actions": raws,
         })
-    if len(blocks_out) != last - first + 1:
-        raise ValueError(f"blocks {first}..{last} are not all stored")
-    return codec.encode({
-        "version": DA_VERSION,
-        "chain_id": chain_id,
-        "batch_index": batch_index,
-        "first_height": first,
-        "last_height": last,
-        "blocks": blocks_out,
-        "updates": updates,
-    })
-
-
-def decode_da(data: bytes) -> dict[str, Any]:
-    """Parse a DA payload (canonical msgpack); raises ``codec.CodecError`` if malformed."""
-    da = codec.decode(data)
-    if not isinstance(da, dict) or da.get("version") != DA_VERSION:
-        raise codec.CodecError("not a DA payload of a known version")
-    return da
-
-
-@dataclass(frozen=True)
-class DaReplay:
-    state: State
-    last_block_hash: bytes
-    state_root: bytes
-
-
-def replay_da(state: State, da: dict[str, Any],
-              on_block: Callable[[int, bytes, bytes], None] | None = None) -> DaReplay:
-    """Re-execute a decoded DA payload on top of ``state`` (the state after block
-    ``first_height - 1``). Raises :class:`ChainMismatch` at the first block whose recomputed
-    root or hash differs from the one claimed in the payload."""
-    last_hash = b""
-    root = state.state_root()
-    for blk in da["blocks"]:
-        acts = [decode_signed(raw) for raw in blk["actions"]]
-        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts)
-        state, receipts = apply_block(state, block)
-        root = state.state_root()
-        last_hash = block_hash(block_header(block, root, receipts))
-        if root != blk["state_root"] or last_hash != blk["block_hash"]:
-            raise ChainMismatch(blk["height"], blk["state_root"], root, blk["block_hash"],
-                                last_hash)
-        if on_block is not None:
-            on_block(blk["height"], root, last_hash)
-    return DaReplay(state, last_hash, root)
+    return encode_da(chain_id, batch_index, first, last, blocks_out, updates)

@@ -6,41 +6,40 @@ caller's fault and retryable (409: nonce/window races) versus permanent (400/401
 
 from __future__ import annotations
 
-# reason -> HTTP status. Anything not listed is 422 (semantically invalid).
+from state_machine.reasons import Reason
+from state_machine.transition import ChainMismatch
+
+__all__ = ["ChainMismatch", "RecoveryError", "SubmitError", "status_for"]
+
+R = Reason
+
+# reason -> HTTP status: the one table (SPEC §12). Anything not listed is 422.
 STATUS_BY_REASON: dict[str, int] = {
-    # 400: the bytes are not a well-formed action
-    "malformed": 400,
-    "unknown_type": 400,
-    "invalid_body": 400,
-    "unsupported_content_type": 400,
-    "not_system": 400,
+    # 400: the bytes are not a well-formed action (or request)
+    **dict.fromkeys((R.MALFORMED, R.UNKNOWN_TYPE, R.INVALID_BODY, R.UNSUPPORTED_CONTENT_TYPE,
+                     R.NOT_SYSTEM, R.TOO_COMPLEX, R.OUT_OF_RANGE), 400),
     # 401: not authenticated
-    "bad_signature": 401,
-    "system_action": 401,
-    "unauthorized": 401,
+    **dict.fromkeys((R.BAD_SIGNATURE, R.SYSTEM_ACTION, R.UNAUTHORIZED), 401),
+    # 403: authenticated but not allowed to make the node store this
+    R.NOT_STAKED: 403,
+    # 404 / 405
+    **dict.fromkeys((R.NOT_FOUND, R.UNKNOWN_ACTION, R.UNKNOWN_BLOCK, R.UNKNOWN_BATCH,
+                     R.UNKNOWN_EPOCH, R.UNKNOWN_BLOB, R.UNKNOWN_ACCOUNT), 404),
+    R.METHOD_NOT_ALLOWED: 405,
     # 409: conflicts with the chain's (pending) order: nonce, window, duplicates
-    "bad_nonce": 409,
-    "wrong_window": 409,
-    "wrong_epoch": 409,
-    "already_committed": 409,
-    "already_revealed": 409,
-    "duplicate_commitment": 409,
-    "l1_out_of_order": 409,
-    "nothing_to_advance": 409,
-    # 413
-    "too_large": 413,
+    **dict.fromkeys((R.BAD_NONCE, R.WRONG_WINDOW, R.WRONG_EPOCH, R.ALREADY_COMMITTED,
+                     R.ALREADY_REVEALED, R.DUPLICATE_COMMITMENT, R.L1_OUT_OF_ORDER,
+                     R.NOTHING_TO_ADVANCE, R.NO_NEW_BLOCKS, R.ALREADY_REJECTED), 409),
+    R.TOO_LARGE: 413,
+    R.HEADERS_TOO_LARGE: 431,
+    # 429: try later
+    **dict.fromkeys((R.RATE_LIMITED, R.MEMPOOL_FULL), 429),
     # 422: well-formed but can never be valid
-    "bad_chain_id": 422,
-    "unknown_task": 422,
-    "wrong_length": 422,
-    "hash_mismatch": 422,
-    "not_selected": 422,
-    "not_committed": 422,
-    "commitment_mismatch": 422,
-    "invalid_value": 422,
+    **dict.fromkeys((R.BAD_CHAIN_ID, R.UNKNOWN_TASK, R.WRONG_LENGTH, R.HASH_MISMATCH,
+                     R.NOT_SELECTED, R.NOT_COMMITTED, R.COMMITMENT_MISMATCH), 422),
+    R.INTERNAL_ERROR: 500,
     # 503: the node could not make the action durable
-    "storage_error": 503,
-    "shutting_down": 503,
+    **dict.fromkeys((R.STORAGE_ERROR, R.READ_ONLY, R.SHUTTING_DOWN), 503),
 }
 
 
@@ -51,7 +50,8 @@ def status_for(reason: str) -> int:
 class SubmitError(Exception):
     """A refused submission: nothing was stored. ``status`` is the HTTP code."""
 
-    def __init__(self, reason: str, detail: str = "", status: int | None = None) -> None:
+    def __init__(self, reason: Reason | str, detail: str = "", status: int | None = None) -> None:
+        reason = str(Reason(reason))
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
@@ -64,19 +64,3 @@ class SubmitError(Exception):
 class RecoveryError(RuntimeError):
     """The database does not replay to the chain it claims (or was written by another
     chain id)."""
-
-
-class ChainMismatch(RecoveryError):
-    """Replaying block ``height`` gave a different state root or block hash."""
-
-    def __init__(self, height: int, expected_root: bytes, got_root: bytes,
-                 expected_hash: bytes, got_hash: bytes) -> None:
-        super().__init__(
-            f"block {height}: stored root 0x{expected_root.hex()} hash 0x{expected_hash.hex()}, "
-            f"replayed root 0x{got_root.hex()} hash 0x{got_hash.hex()}"
-        )
-        self.height = height
-        self.expected_root = expected_root
-        self.got_root = got_root
-        self.expected_hash = expected_hash
-        self.got_hash = got_hash

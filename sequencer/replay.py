@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import inspect
 
 from sequencer.errors import ChainMismatch
-from sequencer.sequencer import replay_block
+from sequencer.history import replay_block
 from sequencer.store import Store
 from state_machine.transition import GENESIS_PARENT, genesis_state
 

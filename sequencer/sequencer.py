@@ -25,14 +25,11 @@ Thread model: any thread may call ``submit*``; the background producer (or a tes
 from __future__ import annotations
 
 import logging
-import pickle
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
@@ -40,11 +37,23 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer import admission
+from sequencer.batches import cut_batch
+from sequencer.blocks import build_block, closed_epoch
+from sequencer.bounded import check_msgpack_shape
 from sequencer.da import build_da
-from sequencer.errors import ChainMismatch, RecoveryError, SubmitError
-from sequencer.store import BatchRow, BlobWrite, BlockRow, ReceiptRow, Store
+from sequencer.errors import RecoveryError, SubmitError
+from sequencer.health import WriteHealth
+from sequencer.history import History
+from sequencer.mempool import EntryIndex
+from sequencer.mempool_guard import AdmissionGate, rejected_rows
+from sequencer.ratelog import RateLimitedLog
+from sequencer.store import BatchRow, Store
+from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
+from sequencer.types import Entry as _Entry
+from sequencer.writer import GroupCommitWriter
 from state_machine import codec
 from state_machine.actions import (
     ActionError,
@@ -53,21 +62,23 @@ from state_machine.actions import (
     decode_signed,
     system_action,
 )
-from state_machine.constants import MAX_ACTION_BYTES, SYSTEM_SENDER
-from state_machine.crypto import ACK_DOMAIN, ACTION_DOMAIN, keccak256, verify
+from state_machine.constants import SYSTEM_SENDER
+from state_machine.crypto import (  # noqa: F401  (verify_ack re-exported)
+    ACTION_DOMAIN,
+    ack_message,
+    keccak256,
+    verify_ack,
+)
 from state_machine.epochs import can_open, next_deadline
 from state_machine.state import WAITING_CLIENTS, State
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
-    Receipt,
-    apply_block,
-    block_hash,
-    block_header,
     genesis_state,
 )
 
 log = logging.getLogger("flockchain.sequencer")
+_write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
 try:  # C keccak (safe-pysha3, in the lock): ~7x faster than pycryptodome for small inputs
     from sha3 import keccak_256 as _keccak_256
@@ -84,98 +95,6 @@ except ImportError:  # pragma: no cover - same result, slower
 Batch = BatchRow
 
 
-def ack_message(action_hash: bytes, received_height: int) -> bytes:
-    """What the ack signs: ``ACK_DOMAIN || action_hash || received_height`` (8 bytes BE).
-
-    The domain prefix (``b"flockchain/ack/v1"``) keeps an ack from ever being a valid
-    signature over an action (whose messages start with the action domain)."""
-    return ACK_DOMAIN + action_hash + received_height.to_bytes(8, "big")
-
-
-def verify_ack(sequencer_pubkey: bytes, action_hash: bytes, received_height: int,
-               ack: bytes) -> bool:
-    """True iff ``ack`` is the sequencer's signature for this action and height."""
-    return verify(sequencer_pubkey, ack_message(action_hash, received_height), ack)
-
-
-@dataclass(frozen=True)
-class SequencerConfig:
-    """Tuning knobs; every field has a CLI/env/config-file counterpart in ``rollup.config``."""
-
-    chain_id: int
-    block_time: float = 1.0
-    max_block_actions: int = 1024
-    max_action_bytes: int = MAX_ACTION_BYTES
-    snapshot_interval: int = 100
-    snapshots_kept: int = 3
-    group_commit_max: int = 2048
-    # seconds the writer waits for more submissions before committing a small group
-    group_commit_wait: float = 0.0
-    produce_blocks: bool = True  # run the background block producer
-    batch_state_cache: int = 4
-
-
-@dataclass(frozen=True)
-class Ack:
-    """The sequencer's receipt of an action (returned with HTTP 202)."""
-
-    action_hash: bytes
-    received_height: int
-    signature: bytes
-    duplicate: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "action_hash": "0x" + self.action_hash.hex(),
-            "ack": "0x" + self.signature.hex(),
-            "received_height": self.received_height,
-            "duplicate": self.duplicate,
-        }
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    height: int
-    hash: bytes
-    state_root: bytes
-    timestamp: int
-    receipts: list[Receipt]
-
-
-class SequencerHooks:
-    """Observation points (metrics). Default: no-op. ``rollup.metrics`` implements them."""
-
-    def action_accepted(self, typ: str, size: int) -> None: ...
-    def action_rejected(self, reason: str) -> None: ...
-    def block_applied(self, height: int, seconds: float, n_actions: int,
-                      receipts: list[Receipt]) -> None: ...
-    def epoch_closed(self, seconds: float) -> None: ...
-    def acks_committed(self, n: int, seconds: float) -> None: ...
-
-
-@dataclass(eq=False)
-class _Entry:
-    """An acknowledged (or being-acknowledged) action."""
-
-    seq: int
-    sa: SignedAction
-    raw: bytes
-    hash: bytes
-    received_height: int
-    ack: bytes
-    future: Future[Ack] = field(default_factory=Future)
-
-    def to_ack(self, duplicate: bool = False) -> Ack:
-        return Ack(self.hash, self.received_height, self.ack, duplicate)
-
-
-@dataclass(eq=False)
-class _Job:
-    fn: Callable[[Connection], Any]
-    future: Future[Any] = field(default_factory=Future)
-
-
-_STOP = object()
 
 
 def _done(value: Ack) -> Future[Ack]:
@@ -208,17 +127,22 @@ class Sequencer:
         self._produce_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._wq: queue.Queue[Any] = queue.Queue()
-        self._writer: threading.Thread | None = None
+        self.write_health = WriteHealth()
+        self._writer = GroupCommitWriter(store, config.group_commit_max,
+                                         config.group_commit_wait, self._acked, self._ack_failed,
+                                         self.write_health)
+        self._wq = self._writer.queue  # admission puts acks here
         self._producer: threading.Thread | None = None
         self._maint: threading.Thread | None = None
         self._started = False
 
-        self._by_hash: dict[bytes, _Entry] = {}  # in flight or queued
+        self._by_hash: EntryIndex = EntryIndex()  # in flight or queued
         self._mempool: deque[_Entry] = deque()  # durable, FIFO by seq
         self._pending: dict[bytes, int] = {}  # sender -> acked, not included
         self._view = admission.PendingView()
-        self._batch_states: dict[int, State] = {}
+        self._history = History(store, config.chain_id, config.snapshot_interval,
+                                config.batch_state_cache)
+        self._gate = AdmissionGate(config.limits)
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -230,34 +154,23 @@ class Sequencer:
         stored = self.store.get_meta("chain_id")
         if stored is not None and int(stored) != self.chain_id:
             raise RecoveryError(f"database belongs to chain {stored}, not {self.chain_id}")
-        with self.store.begin() as conn:
+        try:
+            with self.store.begin() as conn:
+                if stored is None:
+                    self.store.set_meta(conn, "chain_id", str(self.chain_id))
+                self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+        except (SQLAlchemyError, OSError) as exc:
             if stored is None:
-                self.store.set_meta(conn, "chain_id", str(self.chain_id))
-            self.store.set_meta(conn, "sequencer_pubkey", self.pubkey.hex())
+                raise
+            # e.g. a full disk: serve reads of the stored chain, refuse writes (503)
+            log.error("database not writable (%s): starting read-only", exc)
+            self.write_health.failed(exc)
+            self.write_health.read_only = True
         state = genesis_state(self.chain_id)
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
         if head is not None:
-            start = 0
-            snap = self.store.latest_snapshot(head.height)
-            if snap is not None:
-                h, root, data = snap
-                blk = self.store.block(h)
-                try:
-                    st = pickle.loads(data)
-                    ok = blk is not None and st.state_root() == root == blk.state_root
-                except Exception as exc:  # a bad snapshot only costs replay time
-                    log.warning("snapshot at %d unusable: %s", h, exc)
-                    ok = False
-                if ok:
-                    state, start = st, h
-                else:
-                    log.warning("ignoring snapshot at height %d (root mismatch)", h)
-            t0 = time.perf_counter()
-            for b in self.store.iter_blocks(start + 1, head.height):
-                state = replay_block(self.store, state, b)
-            log.info("recovered height %d (snapshot %d, replayed %d blocks in %.2fs)",
-                     head.height, start, head.height - start, time.perf_counter() - t0)
+            state = self._history.recover(head)
             parent, ts = head.hash, head.timestamp
         self._state = state
         self._head_hash = parent
@@ -271,15 +184,17 @@ class Sequencer:
             self._mempool.append(e)
             self._pending[sa.action.sender] = self._pending.get(sa.action.sender, 0) + 1
             self._view.add(sa)
+            self._gate.mempool_bytes += len(row.bytes)
+        self._gate.recover(rejected_rows(self.store), state)
         if self._mempool:
             log.info("re-queued %d acknowledged actions", len(self._mempool))
 
     def start(self) -> Sequencer:
-        """Start the writer thread and (if configured) the block producer."""
-        if self._started:
+        """Start the writer thread and (if configured) the block producer (neither in
+        read-only mode)."""
+        if self._started or self.write_health.read_only:
             return self
         self._started = True
-        self._writer = threading.Thread(target=self._writer_loop, name="seq-writer", daemon=True)
         self._writer.start()
         if self.config.produce_blocks:
             self._producer = threading.Thread(target=self._producer_loop, name="seq-producer",
@@ -308,17 +223,8 @@ class Sequencer:
                 self._producer.join()
             if self._maint is not None:
                 self._maint.join()
-            self._wq.put(_STOP)
-            assert self._writer is not None
-            self._writer.join()
+            self._writer.stop()  # anything that raced with shutdown is refused
             self._started = False
-            while True:  # anything that raced with shutdown: refuse, never leave hanging
-                try:
-                    job = self._wq.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(job, (_Entry, _Job)):
-                    job.future.set_exception(SubmitError("shutting_down"))
         self.store.close()
 
     def __enter__(self) -> Sequencer:
@@ -360,12 +266,9 @@ class Sequencer:
         """Highest ``(l1_block, log_index)`` applied or queued: the bridge resumes after it."""
         with self._lock:
             best = self._state.l1_cursor if self._state.l1_seen else None
-            for e in self._by_hash.values():
-                if e.sa.action.is_system:
-                    b = e.sa.action.body
-                    pos = (b.l1_block, b.log_index)  # type: ignore[attr-defined]
-                    if best is None or pos > best:
-                        best = pos
+            queued = self._by_hash.last_l1_position()
+            if queued is not None and (best is None or queued > best):
+                best = queued
             return best
 
     def action_status(self, action_hash: bytes) -> dict[str, Any] | None:
@@ -393,9 +296,6 @@ class Sequencer:
         """Admit a signed action (canonical wire bytes); returns once it is durable."""
         return self.submit_nowait(raw).result(timeout)
 
-    def submit_action(self, sa: SignedAction, timeout: float | None = None) -> Ack:
-        return self.submit(sa.encode(), timeout)
-
     def submit_system(self, sa: SignedAction, timeout: float | None = None) -> Ack:
         """Admit a system action (``l1_*``, zero sender, empty signature) from the bridge.
         Its nonce must be the system sender's pending nonce (``pending_nonce(SYSTEM_SENDER)``),
@@ -422,11 +322,18 @@ class Sequencer:
         return SubmitError(reason, detail)
 
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        if self.write_health.read_only:
+            raise SubmitError("read_only", "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
             raise SubmitError("shutting_down", "sequencer is not running")
         if len(raw) > self.config.max_action_bytes:
             raise self._refuse("too_large", f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
+            try:
+                check_msgpack_shape(raw)
+            except SubmitError as exc:
+                self.hooks.action_rejected(exc.reason)
+                raise
             try:
                 sa = decode_signed(raw)
             except ActionError as exc:
@@ -451,7 +358,7 @@ class Sequencer:
             if a.sender == SYSTEM_SENDER or not _verify_env(a.sender, env, sa.signature):
                 raise self._refuse("bad_signature", "ed25519 signature does not verify")
             try:
-                admission.static_checks(self._state, sa)
+                admission.static_checks(self._state, sa, self._view)
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
@@ -467,8 +374,9 @@ class Sequencer:
                         self._check_l1_order(sa)
                     else:
                         backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
-                        admission.window_checks(state, sa, self._view,
-                                                state.height + 2 + backlog)
+                        self._gate.admit(state, sa, h, len(raw), self._view,
+                                         self._pending.get(a.sender, 0), len(self._by_hash),
+                                         state.height + 2 + backlog)
                 except SubmitError as exc:
                     self.hooks.action_rejected(exc.reason)
                     raise
@@ -478,11 +386,15 @@ class Sequencer:
                 self._by_hash[h] = entry
                 self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
                 self._view.add(sa)
+                self._gate.mempool_bytes += len(raw)
                 self._wq.put(entry)
                 return entry.future
         # nonce mismatch: the same action acknowledged earlier (and since included) is a
         # duplicate, anything else is a nonce conflict
         row = self.store.action_meta_by_hash(h)
+        if row is not None and row["status"] == "rejected":
+            raise self._refuse("already_rejected", "these signed bytes were included and "
+                               "rejected; sign a new action")
         if row is not None:
             return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
         raise self._refuse("bad_nonce", f"expected nonce {expected}, got {a.nonce}")
@@ -509,75 +421,9 @@ class Sequencer:
 
     # ------------------------------------------------------------------ writer thread
 
-    def _writer_loop(self) -> None:
-        self._w = self.store.writer()
-        try:
-            self._writer_run()
-        finally:
-            self._w.close()
-
-    def _writer_run(self) -> None:
-        carry: Any = None
-        wait = self.config.group_commit_wait
-        while True:
-            job = carry if carry is not None else self._wq.get()
-            carry = None
-            if job is _STOP:
-                return
-            if isinstance(job, _Entry):
-                group = [job]
-                deadline = time.monotonic() + wait
-                while len(group) < self.config.group_commit_max:
-                    try:
-                        nxt = self._wq.get_nowait()
-                    except queue.Empty:
-                        # a short wait lets concurrent submissions share the commit (fsync)
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            break
-                        try:
-                            nxt = self._wq.get(timeout=left)
-                        except queue.Empty:
-                            break
-                    if isinstance(nxt, _Entry):
-                        group.append(nxt)
-                    else:
-                        carry = nxt
-                        break
-                self._commit_acks(group)
-            else:
-                try:
-                    with self._w.begin() as conn:
-                        result = job.fn(conn)
-                except BaseException as exc:  # handed to the waiting caller
-                    job.future.set_exception(exc)
-                else:
-                    job.future.set_result(result)
-
-    def _commit_acks(self, group: list[_Entry]) -> None:
-        rows = [
-            {
-                "seq": e.seq, "hash": e.hash, "bytes": e.raw, "sender": e.sa.action.sender,
-                "nonce": e.sa.action.nonce, "type": e.sa.action.type, "size": len(e.raw),
-                "status": "queued", "reason": None, "detail": None,
-                "received_height": e.received_height, "ack": e.ack,
-                "block_height": None, "block_index": None,
-            }
-            for e in group
-        ]
-        t0 = time.perf_counter()
-        try:
-            self._w.insert_actions(rows)
-        except Exception as exc:
-            log.exception("ack commit failed for %d actions", len(group))
-            with self._lock:
-                for e in group:
-                    self._forget(e)
-            err = SubmitError("storage_error", str(exc)[:200])
-            for e in group:
-                e.future.set_exception(err)
-            return
-        self.hooks.acks_committed(len(group), time.perf_counter() - t0)
+    def _acked(self, group: list[_Entry], seconds: float) -> None:
+        """A group of acks is durable: queue the actions for blocks, answer the callers."""
+        self.hooks.acks_committed(len(group), seconds)
         with self._lock:
             was_empty = not self._mempool
             self._mempool.extend(group)
@@ -587,6 +433,13 @@ class Sequencer:
             e.future.set_result(e.to_ack())
         if full or was_empty:
             self._wake.set()
+
+    def _ack_failed(self, group: list[_Entry], err: SubmitError) -> None:
+        with self._lock:
+            for e in group:
+                self._forget(e)
+        for e in group:
+            e.future.set_exception(err)
 
     def _forget(self, e: _Entry) -> None:
         """Drop an entry from the pending view (included in a block, or failed to store)."""
@@ -598,15 +451,11 @@ class Sequencer:
         else:
             self._pending.pop(s, None)
         self._view.remove(e.sa)
+        self._gate.mempool_bytes -= len(e.raw)
 
     def _write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
-        if not self._started:
-            with self.store.begin() as conn:
-                return fn(conn)
-        job = _Job(fn)
-        self._wq.put(job)
-        return job.future.result()
+        return self._writer.write(fn)
 
     # ------------------------------------------------------------------ blocks
 
@@ -629,7 +478,7 @@ class Sequencer:
                 try:
                     self.produce_block()
                 except Exception:
-                    log.exception("block production failed; retrying")
+                    _write_log.exception("block production failed; retrying")
                     self._stopping.wait(bt)
                 continue
             self._wake.wait(max(0.0, bt - elapsed) if elapsed < bt else bt)
@@ -647,35 +496,15 @@ class Sequencer:
             ts = max(int(self._clock()), self._head_ts)
             block = Block(height, parent, ts, [e.sa for e in entries])
             t0 = time.perf_counter()
-            new_state, receipts = apply_block(state, block)
-            root = new_state.state_root()
-            header = block_header(block, root, receipts)
-            bh = block_hash(header)
+            built = build_block(state, block, [e.seq for e in entries])
             apply_s = time.perf_counter() - t0
-            row = BlockRow(height, bh, parent, ts, root, codec.encode(header), len(entries))
-            rrows = [
-                ReceiptRow(height, i, r.action_hash, r.applied, r.reason, r.detail,
-                           ",".join(r.events))
-                for i, r in enumerate(receipts)
-            ]
-            updates = [
-                {
-                    "b_seq": e.seq, "b_status": "included" if r.applied else "rejected",
-                    "b_reason": r.reason, "b_detail": r.detail or None, "b_height": height,
-                    "b_index": i,
-                }
-                for i, (e, r) in enumerate(zip(entries, receipts, strict=True))
-            ]
-            blobs = _collect_blobs(state, new_state, entries, receipts)
-            snapshot = None
-            interval = self.config.snapshot_interval
-            if interval > 0 and height % interval == 0:
-                snapshot = (root, pickle.dumps(new_state, protocol=5))
+            new_state, receipts, root, bh = (built.result.state, built.result.receipts,
+                                             built.result.state_root, built.result.hash)
 
             def _commit(conn: Connection) -> None:
-                self.store.write_block(conn, row, rrows, updates, blobs, snapshot)
-                if snapshot is not None:
-                    self.store.prune_snapshots(conn, self.config.snapshots_kept)
+                self.store.write_block(conn, built.row, built.receipt_rows,
+                                       built.action_updates, built.blobs, None)
+                self._history.on_block(conn, new_state)
 
             self._write(_commit)
             with self._lock:
@@ -686,9 +515,12 @@ class Sequencer:
                     head = self._mempool.popleft()
                     assert head is e
                     self._forget(e)
+                self._gate.block_applied(
+                    ((e.sa, e.hash, r.applied) for e, r in zip(entries, receipts, strict=True)),
+                    new_state)
             self.last_block_wall = time.monotonic()
             self.hooks.block_applied(height, apply_s, len(entries), receipts)
-            if _closed_epoch(state, new_state):
+            if closed_epoch(state, new_state):
                 self.hooks.epoch_closed(apply_s)
             return BlockInfo(height, bh, root, ts, receipts)
 
@@ -702,28 +534,13 @@ class Sequencer:
         with self._lock:
             state = self._state
             head_h = state.height
-        chain_id = self.chain_id
 
         def _cut(conn: Connection) -> Batch | None:
-            last = self.store.latest_batch(conn)
-            first = last.last_height + 1 if last else 1
-            idx = last.idx + 1 if last else 0
-            end = head_h if max_blocks is None else min(head_h, first + max_blocks - 1)
-            if first > end:
-                return None
-            blk = next(iter(self.store.iter_blocks(end, end, conn=conn)))
-            da = build_da(self.store, conn, chain_id, idx, first, end)
-            row = BatchRow(idx, first, end, blk.hash, blk.state_root, keccak256(da), None,
-                           "pending")
-            self.store.insert_batch(conn, row)
-            return row
+            return cut_batch(self.store, self._history, conn, self.chain_id, state, max_blocks)
 
         batch: Batch | None = self._write(_cut)
         if batch is not None and batch.last_height == head_h:
-            with self._lock:
-                self._batch_states[batch.idx] = state
-                while len(self._batch_states) > self.config.batch_state_cache:
-                    self._batch_states.pop(min(self._batch_states))
+            self._history.remember(state)
         return batch
 
     def mark_posted(self, index: int, l1_tx_hash: bytes | None, status: str = "posted") -> None:
@@ -752,29 +569,13 @@ class Sequencer:
                             b.last_height)
 
     def state_at(self, height: int) -> State:
-        """The state after block ``height`` (current, cached batch state, or snapshot plus
-        replay). Raises KeyError if the chain is not that high."""
-        st = self._state
-        if height == st.height:
-            return st
-        if height > st.height or height < 0:
-            raise KeyError(f"no block {height}")
-        for s in list(self._batch_states.values()):
-            if s.height == height:
-                return s
-        state = genesis_state(self.chain_id)
-        snap = self.store.latest_snapshot(height)
-        if snap is not None:
-            state = pickle.loads(snap[2])
-        for b in self.store.iter_blocks(state.height + 1, height):
-            state = replay_block(self.store, state, b)
-        return state
+        """The state after block ``height`` (current, cached, or nearest snapshot plus at
+        most ``snapshot_interval`` blocks of replay). KeyError if the chain is not that
+        high."""
+        return self._history.state_at(height, self._state)
 
     def batch_state(self, index: int) -> State:
         """The state a batch commits to (for proofs against its state root)."""
-        s = self._batch_states.get(index)
-        if s is not None:
-            return s
         b = self.store.batch(index)
         if b is None:
             raise KeyError(f"no batch {index}")
@@ -782,18 +583,6 @@ class Sequencer:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def replay_block(store: Store, state: State, b: BlockRow) -> State:
-    """Re-apply stored block ``b`` to ``state`` and check its root and hash."""
-    acts = [decode_signed(raw) for raw in store.block_action_bytes(b.height)]
-    block = Block(b.height, b.parent_hash, b.timestamp, acts)
-    new_state, receipts = apply_block(state, block)
-    root = new_state.state_root()
-    h = block_hash(block_header(block, root, receipts))
-    if root != b.state_root or h != b.hash:
-        raise ChainMismatch(b.height, b.state_root, root, b.hash, h)
-    return new_state
 
 
 def _verify_env(pubkey: bytes, env: bytes, sig: bytes) -> bool:
@@ -817,41 +606,3 @@ def _envelope_bytes(raw: bytes, sa: SignedAction) -> bytes:
 
 
 _ENV_PREFIX = b"\x82\xa8envelope"
-
-
-def _closed_epoch(old: State, new: State) -> bool:
-    for key, ep in new.epochs.items():
-        if ep.outcome != "pending":
-            prev = old.epochs.get(key)
-            if prev is None or prev.outcome == "pending":
-                return True
-    return False
-
-
-def _collect_blobs(old: State, new: State, entries: list[_Entry],
-                   receipts: list[Receipt]) -> list[BlobWrite]:
-    """Blobs a block makes available: applied reveal updates (by reference to their
-    action), and every global model, previous delta and vote candidate that changed."""
-    out: list[BlobWrite] = []
-    for e, r in zip(entries, receipts, strict=True):
-        a = e.sa.action
-        if r.applied and a.type == "reveal_update":
-            b = a.body
-            ep = new.epochs[(b.task_id, b.epoch)]  # type: ignore[attr-defined]
-            out.append(BlobWrite(ep.update_hashes[a.sender], "update",
-                                 len(b.update_bytes), action_seq=e.seq))  # type: ignore[attr-defined]
-    for tid, t in new.tasks.items():
-        o = old.tasks.get(tid)
-        if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
-            data = t.global_model.astype("<i4").tobytes()
-            out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
-        if t.prev_delta is not None and (o is None or o.prev_delta_hash != t.prev_delta_hash):
-            data = t.prev_delta.astype("<i2").tobytes()
-            out.append(BlobWrite(t.prev_delta_hash, "prev_delta", len(data), data=data))
-        ep = new.epochs.get((tid, t.epoch))
-        if ep is not None and ep.candidate is not None:
-            prev = old.epochs.get((tid, t.epoch))
-            if prev is None or prev.candidate_hash != ep.candidate_hash:
-                data = ep.candidate.astype("<i4").tobytes()
-                out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
-    return out

@@ -124,7 +124,8 @@ snapshots = Table(
     metadata,
     Column("height", BigInteger, primary_key=True, autoincrement=False),
     Column("state_root", LargeBinary(32), nullable=False),
-    Column("data", LargeBinary, nullable=False),  # pickle of state_machine.state.State
+    # state_machine.snapshot payload: scalars + changed entries, arrays by blob hash
+    Column("data", LargeBinary, nullable=False),
 )
 
 batches = Table(
@@ -368,13 +369,6 @@ class Store:
         if rows:
             conn.execute(insert(actions), list(rows))
 
-    def action_by_hash(self, h: bytes) -> ActionRow | None:
-        with self.engine.connect() as conn:
-            r = conn.execute(
-                select(actions).where(actions.c.hash == h).order_by(actions.c.seq.desc()).limit(1)
-            ).first()
-        return _row(ActionRow, r) if r else None
-
     def action_meta_by_hash(self, h: bytes) -> dict[str, Any] | None:
         """Everything about an action except its (possibly large) bytes."""
         cols = [c for c in actions.c if c.name != "bytes"]
@@ -403,15 +397,6 @@ class Store:
             .order_by(actions.c.block_index)
         )
         with self._reader(conn) as c:
-            return [_b(r[0]) for r in c.execute(q)]
-
-    def block_action_hashes(self, height: int) -> list[bytes]:
-        q = (
-            select(actions.c.hash)
-            .where(actions.c.block_height == height)
-            .order_by(actions.c.block_index)
-        )
-        with self.engine.connect() as c:
             return [_b(r[0]) for r in c.execute(q)]
 
     def count_actions(self) -> dict[str, int]:
@@ -533,10 +518,6 @@ class Store:
         body = decode_signed(_b(raw)).action.body
         return body.update_bytes  # type: ignore[attr-defined, no-any-return]
 
-    def has_blob(self, h: bytes) -> bool:
-        with self.engine.connect() as conn:
-            return conn.execute(select(blobs.c.hash).where(blobs.c.hash == h)).first() is not None
-
     # ------------------------------------------------------------------ snapshots
 
     def latest_snapshot(self, max_height: int | None = None) -> tuple[int, bytes, bytes] | None:
@@ -546,6 +527,25 @@ class Store:
         with self.engine.connect() as conn:
             r = conn.execute(q).first()
         return (int(r.height), _b(r.state_root), _b(r.data)) if r else None
+
+    def snapshot_at(self, height: int,
+                    conn: Connection | None = None) -> tuple[bytes, bytes] | None:
+        """(state_root, data) of the snapshot at exactly ``height``."""
+        q = select(snapshots.c.state_root, snapshots.c.data).where(snapshots.c.height == height)
+        with self._reader(conn) as c:
+            r = c.execute(q).first()
+        return (_b(r[0]), _b(r[1])) if r else None
+
+    def snapshots_upto(self, height: int, limit: int) -> dict[int, tuple[bytes, bytes]]:
+        """The ``limit`` newest snapshots at or below ``height``: {height: (root, data)}."""
+        q = (select(snapshots).where(snapshots.c.height <= height)
+             .order_by(snapshots.c.height.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return {int(r.height): (_b(r.state_root), _b(r.data)) for r in conn.execute(q)}
+
+    @staticmethod
+    def insert_snapshot(conn: Connection, height: int, root: bytes, data: bytes) -> None:
+        conn.execute(insert(snapshots).values(height=height, state_root=root, data=data))
 
     def snapshot_heights(self) -> list[int]:
         with self.engine.connect() as conn:
@@ -586,11 +586,6 @@ class Store:
         with self._reader(conn) as c:
             r = c.execute(q).first()
         return _row(BatchRow, r) if r else None
-
-    def batches_list(self) -> list[BatchRow]:
-        with self.engine.connect() as conn:
-            rs = conn.execute(select(batches).order_by(batches.c.idx))
-            return [_row(BatchRow, r) for r in rs]
 
 
 class StoreWriter:

@@ -17,7 +17,6 @@ at 2^64).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
@@ -323,9 +322,6 @@ class SignedAction:
         if self.action.sender == SYSTEM_SENDER:
             return False
         return verify(self.action.sender, self.action.signing_bytes(), self.signature)
-
-    def with_(self, **changes: Any) -> SignedAction:
-        return dataclasses.replace(self, **changes)
 
 
 def decode_signed(data: bytes) -> SignedAction:

@@ -52,6 +52,19 @@ def verify(pubkey: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
+def ack_message(action_hash: bytes, received_height: int) -> bytes:
+    """What a sequencer ack signs: ``ACK_DOMAIN || action_hash || received_height`` (8 bytes
+    BE). The domain prefix keeps an ack from ever being a valid signature over an action
+    (whose messages start with ``ACTION_DOMAIN``)."""
+    return ACK_DOMAIN + action_hash + received_height.to_bytes(8, "big")
+
+
+def verify_ack(sequencer_pubkey: bytes, action_hash: bytes, received_height: int,
+               ack: bytes) -> bool:
+    """True iff ``ack`` is the sequencer's signature for this action and height."""
+    return verify(sequencer_pubkey, ack_message(action_hash, received_height), ack)
+
+
 def public_key(secret_seed: bytes) -> bytes:
     """The ed25519 public key for a 32-byte secret seed."""
     return bytes(SigningKey(secret_seed).verify_key)

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from state_machine.crypto import ZERO32, keccak256
+from state_machine.crypto import ZERO32, _keccak_256
 
 MAX_DEPTH = 64
+CHUNK_BITS = 8
+CHUNK = 1 << CHUNK_BITS  # nodes per copy-on-write chunk
+CHUNK_MASK = CHUNK - 1
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:
     """OpenZeppelin's commutative keccak256 of two nodes."""
-    return keccak256(a, b) if a <= b else keccak256(b, a)
+    return _keccak_256(a + b).digest() if a <= b else _keccak_256(b + a).digest()
 
 
 def _zero_hashes(depth: int) -> list[bytes]:
@@ -34,83 +37,154 @@ ZERO_HASHES: list[bytes] = _zero_hashes(MAX_DEPTH)
 
 
 class MerkleTree:
-    """Positional Merkle tree; ``levels[0]`` are the leaves, ``levels[depth][0]`` the root."""
+    """Positional Merkle tree stored as copy-on-write chunks.
 
-    __slots__ = ("levels",)
+    Why chunks: every block works on a copy of the state, and copying a tree of n leaves
+    as flat lists costs O(n). Each level is a list of chunks of ``CHUNK`` nodes; ``copy()``
+    copies only the chunk lists (O(n / CHUNK)) and both trees then share every chunk until
+    one of them writes to it, which copies that one chunk first. Level 0 holds the leaves,
+    the last level the root.
+    """
+
+    __slots__ = ("_levels", "_owned", "_sizes")
 
     def __init__(self, leaves: Iterable[bytes] = ()) -> None:
         """Build bottom-up in O(n) hashes (appending one by one would cost O(n log n))."""
         row = list(leaves)
-        self.levels: list[list[bytes]] = [row]
+        rows = [row]
         level = 0
-        while (1 << (len(self.levels) - 1)) < len(row):
-            prev = self.levels[-1]
+        while (1 << (len(rows) - 1)) < len(row):
+            prev = rows[-1]
             z = ZERO_HASHES[level]
-            nxt = [
+            rows.append([
                 hash_pair(prev[i], prev[i + 1] if i + 1 < len(prev) else z)
                 for i in range(0, len(prev), 2)
-            ]
-            self.levels.append(nxt)
+            ])
             level += 1
+        self._levels: list[list[list[bytes]]] = [_chunks(r) for r in rows]
+        self._sizes: list[int] = [len(r) for r in rows]
+        self._owned: set[int] = {id(c) for lv in self._levels for c in lv}
 
     def __len__(self) -> int:
-        return len(self.levels[0])
+        return self._sizes[0]
 
     def copy(self) -> MerkleTree:
-        """A structurally independent copy (levels are lists of immutable bytes)."""
-        t = MerkleTree()
-        t.levels = [list(level) for level in self.levels]
+        """An independent tree sharing every chunk (copied on the first write)."""
+        t = MerkleTree.__new__(MerkleTree)
+        t._levels = [list(lv) for lv in self._levels]
+        t._sizes = list(self._sizes)
+        t._owned = set()
+        self._owned = set()  # shared now: neither side may write in place
         return t
+
+    def __reduce__(self) -> tuple[object, tuple[list[list[bytes]]]]:
+        """Pickled as flat levels: loading rehashes nothing."""
+        return (_from_levels, (self.levels,))
 
     @property
     def depth(self) -> int:
-        return len(self.levels) - 1
+        return len(self._levels) - 1
+
+    @property
+    def levels(self) -> list[list[bytes]]:
+        """Flat copy of every level (tests and debugging; O(n))."""
+        return [[n for c in lv for n in c][: self._sizes[k]] for k, lv in enumerate(self._levels)]
+
+    def leaves(self) -> list[bytes]:
+        return self.levels[0] if self._sizes[0] else []
 
     def _node(self, level: int, index: int) -> bytes:
-        row = self.levels[level]
-        return row[index] if index < len(row) else ZERO_HASHES[level]
+        if index < self._sizes[level]:
+            return self._levels[level][index >> CHUNK_BITS][index & CHUNK_MASK]
+        return ZERO_HASHES[level]
+
+    def _set(self, level: int, index: int, node: bytes) -> None:
+        """Write one node, copying its chunk first if it is shared; grows the level."""
+        lv = self._levels[level]
+        size = self._sizes[level]
+        while index >= size:  # pad with zero subtrees up to ``index``
+            ci = size >> CHUNK_BITS
+            if ci == len(lv):
+                chunk: list[bytes] = []
+                lv.append(chunk)
+                self._owned.add(id(chunk))
+            else:
+                chunk = self._own(lv, ci)
+            chunk.append(ZERO_HASHES[level])
+            size += 1
+        self._sizes[level] = size
+        self._own(lv, index >> CHUNK_BITS)[index & CHUNK_MASK] = node
+
+    def _own(self, lv: list[list[bytes]], ci: int) -> list[bytes]:
+        chunk = lv[ci]
+        if id(chunk) not in self._owned:
+            chunk = list(chunk)
+            lv[ci] = chunk
+            self._owned.add(id(chunk))
+        return chunk
 
     def root(self) -> bytes:
-        if not self.levels[0]:
+        if not self._sizes[0]:
             return ZERO32
-        return self.levels[-1][0]
+        return self._levels[-1][0][0]
 
     def leaf(self, index: int) -> bytes:
-        return self.levels[0][index]
+        if not 0 <= index < self._sizes[0]:
+            raise IndexError(index)
+        return self._node(0, index)
 
     def append(self, leaf: bytes) -> int:
         """Add a leaf at the next index; returns that index."""
-        index = len(self.levels[0])
-        self.levels[0].append(leaf)
-        while (1 << self.depth) < len(self.levels[0]):
-            self.levels.append([])
+        index = self._sizes[0]
+        self._set(0, index, leaf)
+        while (1 << self.depth) < self._sizes[0]:
+            self._levels.append([])
+            self._sizes.append(0)
         self._rehash(index)
         return index
 
     def update(self, index: int, leaf: bytes) -> None:
         """Replace leaf ``index``: O(depth) hashes."""
-        if not 0 <= index < len(self.levels[0]):
+        if not 0 <= index < self._sizes[0]:
             raise IndexError(index)
-        if self.levels[0][index] == leaf:
+        if self._node(0, index) == leaf:
             return
-        self.levels[0][index] = leaf
+        self._set(0, index, leaf)
         self._rehash(index)
+
+    def update_many(self, leaves: Iterable[tuple[int, bytes]]) -> None:
+        """Set leaves (an index equal to the current length appends), then rehash every
+        changed interior node once: k leaves of one block cost far fewer than k full paths
+        because their paths share the upper levels."""
+        dirty: set[int] = set()
+        for index, leaf in leaves:
+            size = self._sizes[0]
+            if index == size or (0 <= index < size and self._node(0, index) != leaf):
+                self._set(0, index, leaf)
+                dirty.add(index)
+            elif not 0 <= index < size:
+                raise IndexError(index)
+        if not dirty:
+            return
+        while (1 << self.depth) < self._sizes[0]:
+            self._levels.append([])
+            self._sizes.append(0)
+        for level in range(1, len(self._levels)):
+            dirty = {i >> 1 for i in dirty}
+            for i in sorted(dirty):
+                node = hash_pair(self._node(level - 1, 2 * i), self._node(level - 1, 2 * i + 1))
+                self._set(level, i, node)
 
     def _rehash(self, index: int) -> None:
         i = index
-        for level in range(1, len(self.levels)):
+        for level in range(1, len(self._levels)):
             i //= 2
             node = hash_pair(self._node(level - 1, 2 * i), self._node(level - 1, 2 * i + 1))
-            row = self.levels[level]
-            if i < len(row):
-                row[i] = node
-            else:
-                row.extend(ZERO_HASHES[level] for _ in range(i - len(row)))
-                row.append(node)
+            self._set(level, i, node)
 
     def proof(self, index: int) -> list[bytes]:
         """Sibling hashes from leaf to root (OZ ``MerkleProof`` order)."""
-        if not 0 <= index < len(self.levels[0]):
+        if not 0 <= index < self._sizes[0]:
             raise IndexError(index)
         out = []
         i = index
@@ -118,6 +192,18 @@ class MerkleTree:
             out.append(self._node(level, i ^ 1))
             i //= 2
         return out
+
+
+def _from_levels(rows: list[list[bytes]]) -> MerkleTree:
+    t = MerkleTree.__new__(MerkleTree)
+    t._levels = [_chunks(r) for r in rows]
+    t._sizes = [len(r) for r in rows]
+    t._owned = {id(c) for lv in t._levels for c in lv}
+    return t
+
+
+def _chunks(row: list[bytes]) -> list[list[bytes]]:
+    return [row[i : i + CHUNK] for i in range(0, len(row), CHUNK)]
 
 
 def process_proof(leaf: bytes, proof: Sequence[bytes]) -> bytes:

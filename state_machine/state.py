@@ -16,13 +16,13 @@ Sub-trees (each a ``MerkleTree`` indexed by insertion order):
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
 from state_machine import codec
+from state_machine.cow import CowMap, clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import (
     SUBROOT_ACCOUNTS,
@@ -250,12 +250,16 @@ class State:
 
     chain_id: int
     height: int = 0
-    accounts: dict[bytes, Account] = field(default_factory=dict)
-    nonces: dict[bytes, int] = field(default_factory=dict)
-    sender_index: dict[bytes, int] = field(default_factory=dict)
-    tasks: dict[int, Task] = field(default_factory=dict)
-    epochs: dict[tuple[int, int], EpochState] = field(default_factory=dict)
-    epoch_index: dict[tuple[int, int], int] = field(default_factory=dict)
+    accounts: CowMap[bytes, Account] = field(default_factory=lambda: CowMap(None, clone_account))
+    nonces: CowMap[bytes, int] = field(default_factory=CowMap)
+    sender_index: CowMap[bytes, int] = field(default_factory=CowMap)
+    tasks: CowMap[int, Task] = field(default_factory=lambda: CowMap(None, clone_task))
+    epochs: CowMap[tuple[int, int], EpochState] = field(
+        default_factory=lambda: CowMap(None, clone_epoch)
+    )
+    epoch_index: CowMap[tuple[int, int], int] = field(default_factory=CowMap)
+    # l1_address -> pubkeys ever staked from it (deposit checks without scanning accounts)
+    address_index: CowMap[bytes, tuple[bytes, ...]] = field(default_factory=CowMap)
     l1_cursor: tuple[int, int] = (0, 0)
     l1_seen: bool = False
     treasury_total: int = 0
@@ -268,49 +272,99 @@ class State:
     dirty_senders: set[bytes] = field(default_factory=set)
     dirty_tasks: set[int] = field(default_factory=set)
     dirty_epochs: set[tuple[int, int]] = field(default_factory=set)
+    # savepoint of the action being applied: scalars and dirty keys added since (rollback)
+    _saved: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    _dirty_added: list[tuple[set[Any], Any]] = field(default_factory=list, repr=False,
+                                                    compare=False)
 
     # ---- copying ----
     def copy(self) -> State:
-        """Independent copy; numpy arrays are shared because the STF never mutates them."""
-        memo: dict[int, Any] = {}
-        for t in self.tasks.values():
-            for arr in (t.global_model, t.prev_delta):
-                if arr is not None:
-                    memo[id(arr)] = arr
-        for e in self.epochs.values():
-            if e.outcome != "pending":
-                memo[id(e)] = e  # finalized epochs are never mutated again: share them
-                continue
-            for arr in (*e.updates.values(), e.candidate, e.candidate_delta):
-                if arr is not None:
-                    memo[id(arr)] = arr
-        return copy.deepcopy(self, memo)
+        """A writable copy in O(touched + log n): maps and trees are copy-on-write, numpy
+        arrays are shared because the STF never mutates them."""
+        st = State.__new__(State)
+        d = self.__dict__.copy()
+        for k in _MAP_FIELDS:
+            d[k] = d[k].child()
+        for k in _TREE_FIELDS:
+            d[k] = d[k].copy()
+        for k in _SET_FIELDS:
+            d[k] = set(d[k])
+        d["_saved"], d["_dirty_added"] = None, []
+        st.__dict__ = d
+        return st
+
+    def seal(self) -> None:
+        """Refuse writes from now on (the state is handed out to readers)."""
+        for m in self._maps():
+            m.seal()
+
+    def _maps(self) -> list[CowMap[Any, Any]]:
+        d = self.__dict__
+        return [d[k] for k in _MAP_FIELDS]
+
+    def touched(self) -> dict[str, list[Any]]:
+        """Keys of every map written since this state was copied from its parent."""
+        return {k: self.__dict__[k].own_keys() for k in _MAP_FIELDS}
+
+    # ---- savepoints (one action) ----
+    def begin_action(self) -> None:
+        """Journal everything the next action changes, so :meth:`rollback_action` can undo
+        it exactly."""
+        d = self.__dict__
+        self._saved = {k: d[k] for k in _SCALAR_FIELDS}
+        self._dirty_added = []
+        for m in self._maps():
+            m.begin()
+
+    def commit_action(self) -> None:
+        for m in self._maps():
+            m.commit()
+        self._saved, self._dirty_added = None, []
+
+    def rollback_action(self) -> None:
+        saved = self._saved
+        assert saved is not None, "rollback without begin_action"
+        for m in self._maps():
+            m.rollback()
+        for dirty, key in self._dirty_added:
+            dirty.discard(key)
+        self.__dict__.update(saved)
+        self._saved, self._dirty_added = None, []
 
     # ---- mutation markers ----
+    def _mark(self, dirty: set[Any], key: Any) -> None:
+        if key not in dirty:
+            dirty.add(key)
+            if self._saved is not None:
+                self._dirty_added.append((dirty, key))
+
     def touch_account(self, pubkey: bytes) -> None:
-        self.dirty_accounts.add(pubkey)
+        self._mark(self.dirty_accounts, pubkey)
 
     def touch_task(self, task_id: int) -> None:
-        self.dirty_tasks.add(task_id)
+        self._mark(self.dirty_tasks, task_id)
 
     def touch_epoch(self, task_id: int, epoch: int) -> None:
-        self.dirty_epochs.add((task_id, epoch))
+        self._mark(self.dirty_epochs, (task_id, epoch))
 
     def register_sender(self, sender: bytes) -> None:
         """Give ``sender`` its leaf in the senders tree (staked clients get theirs at
         deposit, in L1 order, so the order of their later actions cannot move leaves)."""
         if sender not in self.sender_index:
             self.sender_index[sender] = len(self.sender_index)
-            self.nonces.setdefault(sender, 0)
-            self.dirty_senders.add(sender)
+            if sender not in self.nonces:
+                self.nonces[sender] = 0
+            self._mark(self.dirty_senders, sender)
 
     def bump_nonce(self, sender: bytes) -> None:
         self.register_sender(sender)
         self.nonces[sender] = self.nonces.get(sender, 0) + 1
-        self.dirty_senders.add(sender)
+        self._mark(self.dirty_senders, sender)
 
     def add_account(self, account: Account) -> None:
         self.accounts[account.pubkey] = account
+        addr = account.l1_address
+        self.address_index[addr] = (*self.address_index.get(addr, ()), account.pubkey)
         self.touch_account(account.pubkey)
 
     def add_task(self, task: Task) -> None:
@@ -324,37 +378,28 @@ class State:
 
     # ---- commitment ----
     def _flush(self) -> None:
-        for pk in sorted(self.dirty_accounts, key=lambda p: self.accounts[p].index):
-            acc = self.accounts[pk]
-            if acc.index < len(self.accounts_tree):
-                self.accounts_tree.update(acc.index, acc.leaf())
-                self.status_tree.update(acc.index, acc.status_leaf())
-            else:
-                assert acc.index == len(self.accounts_tree)
-                self.accounts_tree.append(acc.leaf())
-                self.status_tree.append(acc.status_leaf())
-        for pk in sorted(self.dirty_senders, key=lambda p: self.sender_index[p]):
-            leaf = keccak256(abi_bytes32(pk), abi_uint(self.nonces[pk]))
-            idx = self.sender_index[pk]
-            if idx < len(self.senders_tree):
-                self.senders_tree.update(idx, leaf)
-            else:
-                assert idx == len(self.senders_tree)
-                self.senders_tree.append(leaf)
-        for tid in sorted(self.dirty_tasks, key=lambda t: self.tasks[t].index):
-            task = self.tasks[tid]
-            if task.index < len(self.tasks_tree):
-                self.tasks_tree.update(task.index, task.leaf())
-            else:
-                assert task.index == len(self.tasks_tree)
-                self.tasks_tree.append(task.leaf())
+        """Write every dirty leaf, then rehash each changed interior node once per tree
+        (leaves touched by one block share the upper part of their paths)."""
+        accounts, tasks, epochs = self.accounts, self.tasks, self.epochs
+        accs = sorted((accounts.peek(p) for p in self.dirty_accounts), key=lambda a: a.index)
+        self.accounts_tree.update_many([(a.index, a.leaf()) for a in accs])
+        self.status_tree.update_many([(a.index, a.status_leaf()) for a in accs])
+        idx = self.sender_index
+        self.senders_tree.update_many([
+            (idx[pk], keccak256(abi_bytes32(pk), abi_uint(self.nonces[pk])))
+            for pk in sorted(self.dirty_senders, key=lambda p: idx[p])
+        ])
+        ts = sorted((tasks.peek(t) for t in self.dirty_tasks), key=lambda t: t.index)
+        self.tasks_tree.update_many([(t.index, t.leaf()) for t in ts])
+        eleaves = []
+        fresh = len(self.epochs_tree)  # new epochs get the next indices, in this order
         for key in sorted(self.dirty_epochs, key=lambda k: self.epoch_index.get(k, 1 << 62)):
-            ep = self.epochs[key]
-            leaf = epoch_leaf(ep.task_id, ep.epoch, ep.record_hash())
-            if key in self.epoch_index:
-                self.epochs_tree.update(self.epoch_index[key], leaf)
-            else:
-                self.epoch_index[key] = self.epochs_tree.append(leaf)
+            ep = epochs.peek(key)
+            if key not in self.epoch_index:
+                self.epoch_index[key], fresh = fresh, fresh + 1
+            eleaves.append((self.epoch_index[key], epoch_leaf(ep.task_id, ep.epoch,
+                                                              ep.record_hash())))
+        self.epochs_tree.update_many(eleaves)
         self.dirty_accounts.clear()
         self.dirty_senders.clear()
         self.dirty_tasks.clear()
@@ -384,7 +429,9 @@ class State:
     def account_proof(self, pubkey: bytes) -> dict[str, Any]:
         """Leaf fields and the state proof that SlashingManager/RewardManager verify."""
         subroots = self.subroots()
-        acc = self.accounts[pubkey]
+        acc = self.accounts.peek(pubkey)
+        if acc is None:
+            raise KeyError(pubkey)
         return {
             "leaf": acc.leaf(),
             "fields": acc.to_record(),
@@ -394,7 +441,9 @@ class State:
 
     def task_proof(self, task_id: int) -> dict[str, Any]:
         subroots = self.subroots()
-        task = self.tasks[task_id]
+        task = self.tasks.peek(task_id)
+        if task is None:
+            raise KeyError(task_id)
         return {
             "leaf": task.leaf(),
             "detail_hash": keccak256(codec.encode(task.detail())),
@@ -402,3 +451,32 @@ class State:
             "proof": state_proof(subroots, SUBROOT_TASKS, self.tasks_tree.proof(task.index)),
             "state_root": compose_state_root(subroots),
         }
+
+
+def _fields_of(kind: str) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(State) if str(f.type).startswith(kind))
+
+
+_MAP_FIELDS = _fields_of("CowMap")
+_TREE_FIELDS = _fields_of("MerkleTree")
+_SET_FIELDS = _fields_of("set")
+_SCALAR_FIELDS = tuple(
+    f.name for f in fields(State)
+    if f.name[0] != "_" and f.name not in _MAP_FIELDS + _TREE_FIELDS + _SET_FIELDS
+)
+
+
+def clone_account(acc: Account) -> Account:
+    new = object.__new__(Account)
+    new.__dict__.update(acc.__dict__)
+    return new
+
+
+def clone_task(task: Task) -> Task:
+    """A finished task is never mutated again: share it."""
+    return task if task.phase == DONE else clone_record(task)  # type: ignore[no-any-return]
+
+
+def clone_epoch(ep: EpochState) -> EpochState:
+    """A finalized epoch is never mutated again: share it."""
+    return ep if ep.outcome != "pending" else clone_record(ep)  # type: ignore[no-any-return]

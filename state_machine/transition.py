@@ -1,4 +1,5 @@
-"""The state-transition function: ``apply_block(state, block) -> (state, receipts)``.
+"""The state-transition function: ``apply_block(state, block) -> (state, receipts)`` and
+``execute_block`` (state, receipts, root, header, hash).
 
 Why check-then-apply handlers: every handler raises ``Rejected(reason)`` before its first
 mutation, so a rejected action leaves the state (and root) untouched and is recorded with
@@ -29,7 +30,6 @@ from state_machine.actions import (
     update_commitment,
     vote_commitment,
 )
-from state_machine.constants import BPS
 from state_machine.crypto import keccak256
 from state_machine.epochs import (
     can_open,
@@ -40,9 +40,26 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.merkle import MerkleTree
+from state_machine.reasons import Reason
+from state_machine.rules import (
+    ACTIVE_PHASES,
+    Rejected,
+    check_awaiting_genesis,
+    check_can_reveal,
+    check_chain_id,
+    check_fresh_commitment,
+    check_genesis_model,
+    check_in_phase,
+    check_nonce,
+    check_not_committed,
+    check_selected,
+    check_signature,
+    check_update_length,
+    check_vote_values,
+    task_of,
+)
 from state_machine.state import (
     ACTIVE,
-    AWAITING_GENESIS,
     DONE,
     TASK_REJECTED,
     UNBONDING,
@@ -58,15 +75,6 @@ from state_machine.state import (
     model_hash,
 )
 from state_machine.tasks import TaskParamsError, decode_task_params, validate_task_header
-
-
-class Rejected(Exception):
-    """An action the STF refuses; ``reason`` is machine-readable."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
 
 
 class BlockError(ValueError):
@@ -102,31 +110,12 @@ class Receipt:
 
 
 def precheck(state: State, sa: SignedAction) -> None:
-    """Signature, chain and nonce checks shared by the STF and the sequencer's mempool."""
+    """Chain id, signature and nonce: the envelope rules (``state_machine.rules``), which
+    the sequencer's admission applies too."""
     a = sa.action
-    if a.chain_id != state.chain_id:
-        raise Rejected("bad_chain_id", f"expected {state.chain_id}")
-    if not sa.signature_valid():
-        raise Rejected("bad_signature")
-    expected = state.nonces.get(a.sender, 0)
-    if a.nonce != expected:
-        raise Rejected("bad_nonce", f"expected nonce {expected}, got {a.nonce}")
-
-
-def _task(state: State, task_id: int) -> Task:
-    task = state.tasks.get(task_id)
-    if task is None:
-        raise Rejected("unknown_task", str(task_id))
-    return task
-
-
-def _in_phase(task: Task, epoch: int, phase: str) -> None:
-    if task.phase in (DONE, AWAITING_GENESIS, WAITING_CLIENTS):
-        raise Rejected("wrong_window", f"task is {task.phase}")
-    if epoch != task.epoch:
-        raise Rejected("wrong_epoch", f"current epoch is {task.epoch}")
-    if task.phase != phase:
-        raise Rejected("wrong_window", f"task is in {task.phase}, not {phase}")
+    check_chain_id(state, a)
+    check_signature(sa)
+    check_nonce(state.nonces.get(a.sender, 0), a)
 
 
 def _l1_order(state: State, l1_block: int, log_index: int) -> None:
@@ -145,20 +134,16 @@ def _advance_l1(state: State, l1_block: int, log_index: int) -> None:
 def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
     _l1_order(state, b.l1_block, b.log_index)
     if b.amount <= 0:
-        raise Rejected("invalid_body", "deposit amount must be positive")
+        raise Rejected(Reason.INVALID_BODY, "deposit amount must be positive")
     acc = state.accounts.get(b.pubkey)
     if acc is not None:
         if acc.l1_address != b.l1_address:
-            raise Rejected("pubkey_bound", "pubkey is bound to another L1 address")
+            raise Rejected(Reason.PUBKEY_BOUND, "pubkey is bound to another L1 address")
         if acc.status != UNBONDING:
-            raise Rejected("already_staked")
-    for other in state.accounts.values():
-        if (
-            other.l1_address == b.l1_address
-            and other.pubkey != b.pubkey
-            and other.status != UNBONDING
-        ):
-            raise Rejected("address_bound", "L1 address already staked with another pubkey")
+            raise Rejected(Reason.ALREADY_STAKED)
+    for other in state.address_index.get(b.l1_address, ()):  # O(1): no account scan
+        if other != b.pubkey and state.accounts.peek(other).status != UNBONDING:
+            raise Rejected(Reason.ADDRESS_BOUND, "L1 address already staked with another pubkey")
     _advance_l1(state, b.l1_block, b.log_index)
     if acc is None:
         state.add_account(Account(len(state.accounts), b.l1_address, b.pubkey, b.amount))
@@ -173,7 +158,7 @@ def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
     _l1_order(state, b.l1_block, b.log_index)
     acc = state.accounts.get(b.pubkey)
     if acc is None or acc.l1_address != b.l1_address:
-        raise Rejected("unknown_account")
+        raise Rejected(Reason.UNKNOWN_ACCOUNT)
     _advance_l1(state, b.l1_block, b.log_index)
     acc.status, acc.unlock_time = UNBONDING, b.unlock_time
     state.touch_account(b.pubkey)
@@ -183,7 +168,7 @@ def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
 def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
     _l1_order(state, b.l1_block, b.log_index)
     if b.task_id in state.tasks:
-        raise Rejected("duplicate_task", str(b.task_id))
+        raise Rejected(Reason.DUPLICATE_TASK, str(b.task_id))
     _advance_l1(state, b.l1_block, b.log_index)
     task = Task(
         index=len(state.tasks),
@@ -208,14 +193,10 @@ def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[st
 
 
 def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
-    task = _task(state, b.task_id)
-    if task.phase != AWAITING_GENESIS:
-        raise Rejected("wrong_window", "genesis already published")
+    task = task_of(state, b.task_id)
+    check_awaiting_genesis(task)
     assert task.params is not None
-    if len(b.model_bytes) != 4 * task.params.num_params:
-        raise Rejected("wrong_length", f"expected {4 * task.params.num_params} bytes")
-    if keccak256(b.model_bytes) != task.params.genesis_model_hash:
-        raise Rejected("hash_mismatch", "model bytes do not match genesis_model_hash")
+    check_genesis_model(task.params, b.model_bytes)
     model = np.frombuffer(b.model_bytes, dtype="<i4").astype(np.int32)
     model.setflags(write=False)
     prev = np.zeros(task.params.num_params, dtype=np.int16)
@@ -231,20 +212,14 @@ def _record_commitment(
     state: State, sa: SignedAction, task_id: int, epoch: int, commitment: bytes, phase: str
 ) -> None:
     """Shared checks of ``commit_update`` and ``commit_vote`` (one role each)."""
-    task = _task(state, task_id)
-    _in_phase(task, epoch, phase)
+    task = task_of(state, task_id)
+    check_in_phase(task, epoch, phase)
     ep = current_epoch(state, task)
-    voting = phase == VOTE_COMMIT
-    selected, commits = (ep.voters, ep.vote_commits) if voting else (ep.proposers,
-                                                                      ep.update_commits)
+    commits = ep.vote_commits if phase == VOTE_COMMIT else ep.update_commits
     sender = sa.action.sender
-    if sender not in selected:
-        role = "voter" if voting else "proposer"
-        raise Rejected("not_selected", f"sender is not a {role} of this epoch")
-    if sender in commits:
-        raise Rejected("already_committed")
-    if commitment in commits.values():
-        raise Rejected("duplicate_commitment", "another participant committed the same value")
+    check_selected(ep, sender, sa.action.type)
+    check_not_committed(commits, sender)
+    check_fresh_commitment(commits, commitment)
     commits[sender] = commitment
     state.touch_epoch(ep.task_id, ep.epoch)
 
@@ -259,20 +234,15 @@ def _revealing(
 ) -> tuple[Task, EpochState, bytes]:
     """Shared checks of ``reveal_update`` and ``reveal_vote``: the sender was selected,
     committed, and has not revealed yet. Returns (task, epoch state, committed value)."""
-    task = _task(state, task_id)
-    _in_phase(task, epoch, phase)
+    task = task_of(state, task_id)
+    check_in_phase(task, epoch, phase)
     ep = current_epoch(state, task)
     voting = phase == VOTE_REVEAL
-    selected = ep.voters if voting else ep.proposers
     commits = ep.vote_commits if voting else ep.update_commits
-    revealed = ep.votes if voting else ep.update_hashes
+    revealed: dict[bytes, Any] = ep.votes if voting else ep.update_hashes  # type: ignore[assignment]
     sender = sa.action.sender
-    if sender not in selected:
-        raise Rejected("not_selected")
-    if sender not in commits:
-        raise Rejected("not_committed")
-    if sender in revealed:
-        raise Rejected("already_revealed")
+    check_selected(ep, sender, sa.action.type, detail=False)
+    check_can_reveal(commits, revealed, sender)
     return task, ep, commits[sender]
 
 
@@ -280,10 +250,9 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
     task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
     sender = sa.action.sender
     assert task.params is not None
-    if len(b.update_bytes) != 2 * task.params.num_params:
-        raise Rejected("wrong_length", f"expected {2 * task.params.num_params} bytes")
+    check_update_length(task.params, b.update_bytes)
     if update_commitment(b.update_bytes, b.salt) != committed:
-        raise Rejected("commitment_mismatch")
+        raise Rejected(Reason.COMMITMENT_MISMATCH)
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
     ep.updates[sender] = delta
@@ -299,30 +268,29 @@ def _commit_vote(state: State, sa: SignedAction, b: CommitVoteBody) -> list[str]
 
 def _reveal_vote(state: State, sa: SignedAction, b: RevealVoteBody) -> list[str]:
     _, ep, committed = _revealing(state, sa, b.task_id, b.epoch, VOTE_REVEAL)
-    if b.acc_candidate_bps > BPS or b.acc_current_bps > BPS:
-        raise Rejected("invalid_body", "accuracies are basis points in [0, 10000]")
+    check_vote_values(b.acc_candidate_bps, b.acc_current_bps)
     c = vote_commitment(b.acc_candidate_bps, b.acc_current_bps, b.salt)
     if c != committed:
-        raise Rejected("commitment_mismatch")
+        raise Rejected(Reason.COMMITMENT_MISMATCH)
     ep.votes[sa.action.sender] = (b.acc_candidate_bps, b.acc_current_bps)
     state.touch_epoch(ep.task_id, ep.epoch)
     return ["vote_revealed"]
 
 
 def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) -> list[str]:
-    task = _task(state, b.task_id)
+    task = task_of(state, b.task_id)
     if task.phase == WAITING_CLIENTS:
         if b.epoch != task.epoch or not can_open(state, task):
-            raise Rejected("nothing_to_advance", "not enough eligible clients")
+            raise Rejected(Reason.NOTHING_TO_ADVANCE, "not enough eligible clients")
         open_epoch(state, task, pre_root)
         return ["epoch_opened"]
-    if task.phase not in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL):
-        raise Rejected("nothing_to_advance", f"task is {task.phase}")
+    if task.phase not in ACTIVE_PHASES:
+        raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task is {task.phase}")
     if b.epoch != task.epoch:
-        raise Rejected("wrong_epoch", f"current epoch is {task.epoch}")
+        raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
     ep = current_epoch(state, task)
     if not (phase_complete(task, ep) or state.height > task.phase_deadline):
-        raise Rejected("phase_incomplete", f"deadline at height {task.phase_deadline}")
+        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}")
     close_phase(state, task, pre_root)
     return ["phase_closed"]
 
@@ -353,7 +321,12 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes) -> list[str]
 
 def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     """Apply ``block`` to a copy of ``state``; return the new state and one receipt per
-    action. Phase deadlines are processed first, then actions in block order."""
+    action. Phase deadlines are processed first, then actions in block order.
+
+    ``state`` is never modified. The copy is copy-on-write, so the cost follows what the
+    block touches, not how much state exists; each action runs inside a savepoint and a
+    rejected one is rolled back exactly. The new state is returned sealed (flushed, its
+    root computed, writes refused): copy it to change it."""
     if block.height != state.height + 1:
         raise BlockError(f"expected height {state.height + 1}, got {block.height}")
     pre_root = state.state_root()
@@ -362,12 +335,59 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     process_deadlines(st, pre_root)
     receipts = []
     for sa in block.actions:
+        st.begin_action()
         try:
             events = process_action(st, sa, pre_root)
-            receipts.append(Receipt(sa.hash, True, "ok", "", events))
         except Rejected as r:
+            st.rollback_action()
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))
+        else:
+            st.commit_action()
+            receipts.append(Receipt(sa.hash, True, "ok", "", events))
+    st.state_root()
+    st.seal()
     return st, receipts
+
+
+@dataclass(frozen=True)
+class BlockResult:
+    """Everything executing a block yields: the one place that derives root and hash."""
+
+    state: State
+    receipts: list[Receipt]
+    state_root: bytes
+    header: dict[str, Any]
+    hash: bytes
+
+
+class ChainMismatch(RuntimeError):
+    """Re-executing block ``height`` gave a different state root or block hash."""
+
+    def __init__(self, height: int, expected_root: bytes, got_root: bytes,
+                 expected_hash: bytes, got_hash: bytes) -> None:
+        super().__init__(
+            f"block {height}: stored root 0x{expected_root.hex()} hash 0x{expected_hash.hex()}, "
+            f"replayed root 0x{got_root.hex()} hash 0x{got_hash.hex()}"
+        )
+        self.height = height
+        self.expected_root = expected_root
+        self.got_root = got_root
+        self.expected_hash = expected_hash
+        self.got_hash = got_hash
+
+
+def execute_block(state: State, block: Block, expect_root: bytes | None = None,
+                  expect_hash: bytes | None = None) -> BlockResult:
+    """Apply ``block`` and derive its state root, header and hash (production, replay, DA
+    replay and tests all go through here). With ``expect_*`` given (re-execution of a
+    stored or published block), raise :class:`ChainMismatch` unless both match."""
+    new_state, receipts = apply_block(state, block)
+    root = new_state.state_root()
+    header = block_header(block, root, receipts)
+    h = block_hash(header)
+    if expect_root is not None and (root != expect_root or h != expect_hash):
+        raise ChainMismatch(block.height, expect_root, root, expect_hash or b"", h)
+    return BlockResult(new_state, receipts, root, header, h)
 
 
 def genesis_state(chain_id: int) -> State:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
-from collections.abc import Callable
 from typing import Any
 
 from rollup.commands.deploy import (
@@ -34,10 +31,10 @@ from rollup.commands.deploy import (
     positive_float,
     run_guarded,
     setup_logging,
-    touch,
     usage_error,
     wait_for_node,
 )
+from rollup.daemon import Guard, run_daemon, stop_on_signals
 
 log = logging.getLogger("flockchain.aggregator")
 
@@ -72,34 +69,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, _parser=p)
 
 
-class _Guard:
-    """Run one duty; log a new error with its traceback once, repeats only as a count."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.last: str | None = None
-        self.repeats = 0
-
-    def __call__(self, fn: Callable[[], Any]) -> Any:
-        try:
-            out = fn()
-        except Exception as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            if msg != self.last:
-                log.warning("%s failed: %s", self.name, msg, exc_info=log.isEnabledFor(
-                    logging.DEBUG))
-                self.last, self.repeats = msg, 0
-            else:
-                self.repeats += 1
-                if self.repeats in (10, 100) or self.repeats % 1000 == 0:
-                    log.warning("%s still failing (%d times): %s", self.name, self.repeats, msg)
-            return None
-        if self.last is not None:
-            log.info("%s recovered", self.name)
-            self.last = None
-        return out
-
-
 def run(args: argparse.Namespace) -> int:
     return run_guarded(_run, args)
 
@@ -108,6 +77,10 @@ def _run(args: argparse.Namespace) -> int:
     import os
 
     token = args.admin_token or os.environ.get(ADMIN_TOKEN_ENV)
+    token_file = os.environ.get(ADMIN_TOKEN_ENV + "_FILE")  # e.g. a compose secret volume
+    if not token and token_file and os.path.exists(token_file):
+        with open(token_file) as f:
+            token = f.read().strip()
     if not token:
         usage_error(args, f"--admin-token (or ${ADMIN_TOKEN_ENV}) is required: batches and "
                     "L1 events go through the node's admin endpoints")
@@ -149,32 +122,33 @@ def _run(args: argparse.Namespace) -> int:
     _check_admin(node, token)
     agg = Aggregator(signer, ports, w3, dep, sender, confirmations=args.confirmations,
                      batch_every_s=args.batch_every)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     emit("aggregator_started", node=args.node, l1=args.l1, l1_address=sender.address,
          signer="0x" + signer.pubkey.hex(), posts_batches=is_sequencer)
-    guards = {n: _Guard(n) for n in ("l1_watch", "advance", "report", "batches", "slash")}
-    while not stop.is_set():
-        injected = guards["l1_watch"](agg.watcher.poll)
-        if injected:
-            emit("l1_events", injected=injected)
-        guards["advance"](agg.advance_ready)
-        for rec in guards["report"](agg.report_epochs) or []:
-            emit("epoch", task=rec["task_id"], epoch=rec["epoch"], outcome=rec["outcome"],
-                 reason=rec["outcome_reason"], accuracy_bps=rec.get("accuracy_bps"),
-                 verdicts=dict(rec["verdicts"]), voter_verdicts=dict(rec["voter_verdicts"]))
-        if is_sequencer:
-            for index in guards["batches"](agg.post_batches) or []:
-                emit("batch_posted", index=index)
-        for s in guards["slash"](lambda: _relay_once(agg)) or []:
-            agg.slashes.append(s)
-            emit("slashed", **s)
-        if args.heartbeat:
-            touch(args.heartbeat)
-        stop.wait(args.interval)
+    guards = {n: Guard(n, log) for n in ("l1_watch", "advance", "report", "batches", "slash")}
+    run_daemon(lambda: _duties(agg, guards, is_sequencer), name="aggregator",
+               interval=args.interval, stop=stop, logger=log, heartbeat=args.heartbeat)
     emit("aggregator_stopped")
     return 0
+
+
+def _duties(agg: Any, guards: dict[str, Guard], is_sequencer: bool) -> None:
+    """One round of the aggregator's duties, each guarded on its own: L1 down must not
+    stop epochs advancing, and a failing batch post must not stop slashes."""
+    injected = guards["l1_watch"](agg.watcher.poll)
+    if injected:
+        emit("l1_events", injected=injected)
+    guards["advance"](agg.advance_ready)
+    for rec in guards["report"](agg.report_epochs) or []:
+        emit("epoch", task=rec["task_id"], epoch=rec["epoch"], outcome=rec["outcome"],
+             reason=rec["outcome_reason"], accuracy_bps=rec.get("accuracy_bps"),
+             verdicts=dict(rec["verdicts"]), voter_verdicts=dict(rec["voter_verdicts"]))
+    if is_sequencer:
+        for index in guards["batches"](agg.post_batches) or []:
+            emit("batch_posted", index=index)
+    for s in guards["slash"](lambda: _relay_once(agg)) or []:
+        agg.slashes.append(s)
+        emit("slashed", **s)
 
 
 def _relay_once(agg: Any) -> list[dict[str, Any]]:

@@ -173,15 +173,6 @@ def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}, default=str), flush=True)
 
 
-def touch(path: str) -> None:
-    """Heartbeat for container health checks: the file's mtime is the last loop."""
-    p = Path(path)
-    try:
-        p.touch()
-    except FileNotFoundError:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.touch()
-
 
 def run_guarded(fn: Any, args: argparse.Namespace) -> int:
     """Run a command body; ``CommandError`` becomes a one-line message and exit code 1."""

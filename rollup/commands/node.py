@@ -6,7 +6,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("node", help="run a node (sequencer + HTTP API)",
+    p = sub.add_parser("node", help="run a node (sequencer + HTTP API)", allow_abbrev=False,
                        description="Settings: defaults < --config FILE (TOML/JSON) < "
                        "FLOCKCHAIN_* environment < flags.")
     p.add_argument("--config", help="TOML or JSON config file")
@@ -20,7 +20,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--key", dest="sequencer_key_file", help="sequencer key file (hex seed)")
     p.add_argument("--snapshot-interval", type=int)
     p.add_argument("--blob-dir")
-    p.add_argument("--admin-token", help="enables /v1/admin/* with this bearer token")
+    p.add_argument("--admin-token-file", help="enables /v1/admin/* with the bearer token in "
+                   "this file (or set FLOCKCHAIN_ADMIN_TOKEN; never a flag: argv is public)")
+    p.add_argument("--admin-remote", action="store_true", default=None,
+                   help="answer /v1/admin/* on non-loopback addresses too")
     p.add_argument("--log-level")
     p.set_defaults(func=run)
 
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     fields = ("db_url", "host", "port", "chain_id", "block_time", "max_block_actions",
               "max_body_bytes", "sequencer_key_file", "snapshot_interval", "blob_dir",
-              "admin_token", "log_level")
+              "admin_token_file", "admin_remote", "log_level")
     config = NodeConfig.load(args.config, **{f: getattr(args, f) for f in fields})
 
     def ready(url: str) -> None:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
+from typing import Any
 
 from rollup.commands.deploy import (
     add_key_args,
@@ -30,6 +29,7 @@ from rollup.commands.deploy import (
     setup_logging,
     usage_error,
 )
+from rollup.daemon import run_daemon, stop_on_signals
 
 log = logging.getLogger("flockchain.verifier")
 
@@ -97,14 +97,13 @@ def _run(args: argparse.Namespace) -> int:
                               keep=args.keep_checkpoints)
     service.resume()
     server, thread, port = serve_in_thread(create_app(service), args.host, args.port)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     emit("verifier_started", url=f"http://{args.host}:{port}", nodes=args.nodes,
          l1_address=verifier.key.address, resumed_from=service.resumed_from,  # type: ignore[union-attr]
          db=bool(store))
     try:
-        service.run(stop)
+        run_daemon(lambda: _check(service), name="verifier", interval=args.interval,
+                   stop=stop, logger=log)
     finally:
         server.should_exit = True
         thread.join(5)
@@ -113,3 +112,10 @@ def _run(args: argparse.Namespace) -> int:
     emit("verifier_stopped", verified_batches=verifier.stats.verified_batches,
          challenges=len(verifier.stats.challenges))
     return 0
+
+
+def _check(service: Any) -> None:
+    """One verifier step; each batch's outcome is logged (a challenge as a warning)."""
+    for index, outcome in service.step():
+        log.log(logging.INFO if outcome == "ok" else logging.WARNING, "batch %d: %s",
+                index, outcome)

@@ -8,8 +8,9 @@ and, for the current model, the task leaf's Merkle proof against that root (the 
 root when a batch already commits to this model, so it can be checked against L1).
 
 Tensors carry the names and shapes of the task's torch model (``named_parameters()``
-order, which is the order of the flat vector, SPEC §4) and the values ``q / 2**S`` as
-float32: exact for every ``|q| < 2**24``.
+order, which is the order of the flat vector, SPEC §4; the node knows them from
+``layouts.py``, without torch) and the values ``q / 2**S`` as float32: exact for every
+``|q| < 2**24``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from rollup.explorer.layouts import LAYOUTS, size
 from rollup.wire import jsonable
 
 FORMAT = "flockchain-model/v1"
@@ -83,44 +86,39 @@ def _proof(seq: Any, task_id: int, model_hash: bytes, current: bool) -> dict[str
     return {"state_root": st.state_root(), "height": st.height, "batch_index": None}
 
 
-def named_tensors(model_name: str, q: Any, scale_bits: int) -> dict[str, Any]:
-    """``{parameter name: float32 tensor}`` of the dequantised flat int32 model ``q``."""
-    import torch
-
-    from federated import models
-    from federated.quant import from_fixed
-
-    net = models.build(model_name, seed=None)
-    flat = from_fixed(q, scale_bits)
+def named_arrays(model_name: str, q: np.ndarray, scale_bits: int) -> dict[str, np.ndarray]:
+    """``{parameter name: float32 array}`` of the de-quantised flat int32 model ``q``."""
+    layout = LAYOUTS[model_name]
+    if size(layout) != len(q):
+        raise ExportError(409, "bad_model", f"model has {len(q)} values, {model_name} "
+                          f"needs {size(layout)}")
+    flat = np.ldexp(q.astype(np.float64), -scale_bits).astype(np.float32)
     out, off = {}, 0
-    for name, p in net.named_parameters():
-        n = p.numel()
-        out[name] = torch.from_numpy(flat[off:off + n].astype("float32")).reshape(p.shape)
+    for name, shape in layout:
+        n = size(((name, shape),))
+        out[name] = flat[off:off + n].reshape(shape)
         off += n
-    if off != len(flat):
-        raise ExportError(409, "bad_model", f"model has {len(flat)} values, {model_name} "
-                          f"needs {off}")
     return out
 
 
 def export_safetensors(seq: Any, task_id: int, epoch: int | None = None) -> tuple[bytes,
                                                                                 dict[str, str]]:
     """The safetensors bytes and their metadata (also returned for response headers)."""
-    from safetensors.torch import save
-
-    from federated.models import MODELS
-    from federated.quant import parse_model_bytes
+    from safetensors.numpy import save
 
     st = seq.state
     task, h, ep = _which_model(st, task_id, epoch)
     name = task.params.model
-    if name not in MODELS:
+    if name not in LAYOUTS:
         raise ExportError(409, "unknown_model", f"this node cannot name the tensors of model "
-                          f"{name!r}; known: {sorted(MODELS)}")
+                          f"{name!r} (known: {sorted(LAYOUTS)}); use 'flockchain model "
+                          "export --module' with your module")
     raw = seq.store.blob(h)
     if raw is None:
         raise ExportError(404, "unknown_blob", "the model's bytes are not stored here")
-    q = parse_model_bytes(raw, task.params.num_params)
+    if len(raw) != 4 * task.params.num_params:
+        raise ExportError(409, "bad_model", "stored model has the wrong length")
+    q = np.frombuffer(raw, dtype="<i4").astype(np.int32)
     proof = jsonable(_proof(seq, task_id, h, epoch is None or h == task.global_hash))
     meta = {
         "format": FORMAT, "task_id": str(task_id), "epoch": str(ep), "model": name,
@@ -131,7 +129,7 @@ def export_safetensors(seq: Any, task_id: int, epoch: int | None = None) -> tupl
         "accuracy_bps": "" if task.accuracy_bps is None else str(task.accuracy_bps),
         "proof": json.dumps(proof, separators=(",", ":")),
     }
-    return save(named_tensors(name, q, task.params.scale_bits), metadata=meta), meta
+    return save(named_arrays(name, q, task.params.scale_bits), metadata=meta), meta
 
 
 @router.get("/v1/tasks/{task_id}/model", response_class=Response,

@@ -16,6 +16,7 @@ from rollup.explorer.fmt import WEI_PER_ETH, as_int
 from rollup.wire import jsonable
 
 RECENT_BLOCKS = 25
+MAX_BATCHES = 50
 # (batch index, task id) -> the task's leaf in that batch's state, per sequencer. A cut
 # batch never changes, and rebuilding its state may replay blocks, so pages that refresh
 # on every block must not pay for it again.
@@ -187,7 +188,13 @@ def batch_json(b: Any) -> dict[str, Any]:
 
 
 def batches_view(seq: Any) -> list[dict[str, Any]]:
-    return [batch_json(b) for b in reversed(seq.store.batches_list())]
+    """The latest ``MAX_BATCHES`` batches, newest first (through the sequencer's own
+    ``latest_batch`` / ``batch`` reads, the same the ``/v1/batches`` routes use)."""
+    last = seq.latest_batch()
+    if last is None:
+        return []
+    rows = (seq.batch(i) for i in range(last.idx, max(-1, last.idx - MAX_BATCHES), -1))
+    return [batch_json(b) for b in rows if b is not None]
 
 
 def batch_of(batches: list[dict[str, Any]], height: int) -> dict[str, Any] | None:
@@ -202,11 +209,13 @@ def blocks_view(seq: Any, upto: int | None = None, n: int = RECENT_BLOCKS) -> di
     rows = []
     for b in seq.store.iter_blocks(first, last) if last >= 1 else []:
         bt = batch_of(batches, b.height)
+        older = bt is None and bool(batches) and b.height < batches[-1]["first_height"]
         rows.append({"height": b.height, "hash": jsonable(b.hash), "timestamp": b.timestamp,
                      "state_root": jsonable(b.state_root),
-                     "actions": len(seq.store.block_action_hashes(b.height)),
+                     "actions": len(seq.store.receipts(b.height)),
                      "batch": bt["index"] if bt else None,
-                     "l1_status": bt["l1_status"] if bt else "not batched"})
+                     "l1_status": bt["l1_status"] if bt else
+                     "in an older batch" if older else "not batched"})
     return {"blocks": list(reversed(rows)), "head": head, "first": first}
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from eth_account import Account
 
-from bridge.l1 import anvil_binary, send_value, start_anvil, submit
+from bridge.l1 import send_value, submit
+from devtools.l1 import anvil_binary, start_anvil
 
 pytestmark = pytest.mark.anvil
 

@@ -9,10 +9,11 @@ import pytest
 from eth_account import Account
 
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
-from bridge.l1 import embedded_web3, mine, send, send_value
+from bridge.l1 import send, send_value
 from bridge.ports import BatchHeader
 from bridge.poster import BatchConflict, BatchPoster
 from bridge.watcher import L1Watcher
+from devtools.l1 import embedded_web3, mine
 from state_machine.tasks import TaskParams
 
 

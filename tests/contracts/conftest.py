@@ -14,7 +14,7 @@ _ROOT = str(Path(__file__).resolve().parents[2])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from bridge import l1  # noqa: E402
+from devtools import l1 as dev_l1  # noqa: E402
 
 from .helpers import IN_CI, Env  # noqa: E402
 
@@ -22,12 +22,12 @@ BACKENDS = ["eth-tester", pytest.param("anvil", marks=pytest.mark.anvil)]
 
 
 @pytest.fixture(scope="session")
-def anvil_node() -> Iterator[l1.AnvilProcess]:
-    if l1.anvil_binary() is None:
+def anvil_node() -> Iterator[dev_l1.AnvilProcess]:
+    if dev_l1.anvil_binary() is None:
         if IN_CI:
             pytest.fail("anvil binary missing in CI (run `make install`)")
         pytest.skip("anvil binary not installed (npm ci)")
-    node = l1.start_anvil()
+    node = dev_l1.start_anvil()
     try:
         yield node
     finally:
@@ -43,7 +43,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 def w3(backend: str, request: pytest.FixtureRequest):
     if backend == "anvil":
         return request.getfixturevalue("anvil_node").web3()
-    return l1.embedded_web3()
+    return dev_l1.embedded_web3()
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def env_module(w3, backend: str) -> Env:
 
 @pytest.fixture
 def env(env_module: Env) -> Iterator[Env]:
-    snap = l1.snapshot(env_module.w3)
+    snap = dev_l1.snapshot(env_module.w3)
     try:
         yield env_module
     finally:
-        l1.revert(env_module.w3, snap)
+        dev_l1.revert(env_module.w3, snap)

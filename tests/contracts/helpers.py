@@ -17,6 +17,7 @@ from web3.types import TxReceipt
 from bridge import l1
 from bridge.contracts import Deployment
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
+from devtools import l1 as dev_l1
 from state_machine.leaves import (
     SUBROOT_ACCOUNTS,
     SUBROOT_TASKS,
@@ -197,7 +198,7 @@ class Env:
         return [dict(e["args"]) for e in event.process_receipt(receipt, errors=_DISCARD)]
 
     def advance(self, seconds: int) -> int:
-        return l1.advance_time(self.w3, seconds)
+        return dev_l1.advance_time(self.w3, seconds)
 
     def now(self) -> int:
         return l1.latest_timestamp(self.w3)

@@ -12,6 +12,7 @@ from web3 import Web3
 from bridge import l1
 from bridge.contracts import CONTRACT_NAMES, Deployment, decode_error
 from bridge.deploy import DeployParams, deploy_all, deploy_contract
+from devtools import l1 as dev_l1
 
 from .helpers import ETHER, Env, pk, reverts
 
@@ -75,19 +76,19 @@ def test_default_params_match_spec() -> None:
 
 def test_advance_time_and_snapshots(env: Env) -> None:
     t0 = env.now()
-    t1 = l1.advance_time(env.w3, 3_600)
+    t1 = dev_l1.advance_time(env.w3, 3_600)
     assert t1 >= t0 + 3_600
     assert env.now() == t1
     h = env.w3.eth.block_number
-    l1.mine(env.w3, 3)
+    dev_l1.mine(env.w3, 3)
     assert env.w3.eth.block_number == h + 3
-    snap = l1.snapshot(env.w3)
+    snap = dev_l1.snapshot(env.w3)
     env.stake(env.clients[0], pk(0))
     assert env.registry.functions.stakeOf(env.clients[0]).call() > 0
-    l1.revert(env.w3, snap)
+    dev_l1.revert(env.w3, snap)
     assert env.registry.functions.stakeOf(env.clients[0]).call() == 0
     with pytest.raises(ValueError):
-        l1.advance_time(env.w3, -1)
+        dev_l1.advance_time(env.w3, -1)
 
 
 def test_send_with_local_account(env: Env) -> None:
@@ -122,12 +123,12 @@ def test_decode_error_unknown() -> None:
 
 @pytest.mark.anvil
 def test_anvil_process_lifecycle() -> None:
-    if l1.anvil_binary() is None:
+    if dev_l1.anvil_binary() is None:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail("anvil binary missing in CI")
         pytest.skip("anvil binary not installed")
-    port = l1.free_port()
-    with l1.start_anvil(port=port, chain_id=4242) as node:
+    port = dev_l1.free_port()
+    with dev_l1.start_anvil(port=port, chain_id=4242) as node:
         assert node.port == port and node.url.endswith(f":{port}")
         w3 = node.web3()
         assert w3.eth.chain_id == 4242
@@ -141,8 +142,8 @@ def test_anvil_process_lifecycle() -> None:
 
 
 def test_start_anvil_missing_binary(tmp_path) -> None:
-    with pytest.raises(l1.AnvilError):
-        l1.start_anvil(binary=tmp_path / "nope")
+    with pytest.raises(dev_l1.AnvilError):
+        dev_l1.start_anvil(binary=tmp_path / "nope")
 
 
 def test_constructor_guards(env: Env) -> None:

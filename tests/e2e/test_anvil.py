@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from bridge.l1 import anvil_binary
-from federated.demo import Demo, DemoConfig
+from devtools.demo import Demo, DemoConfig
+from devtools.l1 import anvil_binary
 
 pytestmark = [pytest.mark.slow, pytest.mark.anvil]
 

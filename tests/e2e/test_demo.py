@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from federated.demo import Demo, DemoConfig
+from devtools.demo import Demo, DemoConfig
 
 pytestmark = pytest.mark.slow
 CRUDE = {"sign_flip", "lazy", "replay"}

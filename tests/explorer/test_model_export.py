@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from federated.commands.model import requantised_hash
 from federated.data import digits_split
 from federated.models import build
 from federated.train import accuracy_bps
 from rollup.cli import main
-from rollup.commands.model import requantised_hash
 
 from .chain import MODEL, SCALE_BITS, TASK_ID, Chain
 
@@ -65,3 +65,14 @@ def test_export_refusals(chain: Chain, tmp_path) -> None:
     assert main(["model", "export", "--node", chain.url, "--task", "99", "--out",
                  str(out)]) == 1
     assert not out.exists()
+
+
+def test_node_layouts_match_the_torch_models() -> None:
+    """The node names tensors from a torch-free table; it must be the models' own layout."""
+    from federated.models import MODELS
+    from rollup.explorer.layouts import LAYOUTS
+
+    for name in ("softmax", "mlp", "cnn"):
+        assert name in MODELS
+        net = build(name, seed=None)
+        assert LAYOUTS[name] == tuple((n, tuple(p.shape)) for n, p in net.named_parameters())

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
+from federated.commands.client import resolve_auto
 from rollup.cli import build_parser, main
-from rollup.commands.client import resolve_auto
 from rollup.commands.deploy import private_key, wei
 
 KEY = "0x" + "11" * 32

@@ -20,9 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import yaml_subset
+import yaml
 
 from rollup.cli import build_parser
 from rollup.commands.deploy import ADMIN_TOKEN_ENV, L1_KEY_ENV, key_from_args
@@ -35,13 +33,13 @@ IMAGE = "flockchain:local"
 EXPECTED = {"postgres", "anvil", "deploy", "node", "aggregator", "verifier", "task", "client"}
 ONE_SHOT = {"deploy", "task"}
 # FLOCKCHAIN_* variables read by something other than NodeConfig
-CLI_ENV = {L1_KEY_ENV, ADMIN_TOKEN_ENV, "FLOCKCHAIN_CLIENT_SEED", "FLOCKCHAIN_ANVIL",
-           "FLOCKCHAIN_ARTIFACTS_DIR"}
+CLI_ENV = {L1_KEY_ENV, ADMIN_TOKEN_ENV, ADMIN_TOKEN_ENV + "_FILE", "FLOCKCHAIN_CLIENT_SEED",
+           "FLOCKCHAIN_ANVIL", "FLOCKCHAIN_ARTIFACTS_DIR"}
 
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    return yaml_subset.load(COMPOSE.read_text())
+    return yaml.safe_load(COMPOSE.read_text())
 
 
 @pytest.fixture(scope="module")
@@ -125,24 +123,6 @@ def _closure(services: dict[str, Any], name: str) -> set[str]:
     return seen
 
 
-# --------------------------------------------------------------------------- the reader
-
-
-def test_subset_reader_matches_pyyaml_when_available() -> None:
-    """The fallback reader gives exactly what PyYAML gives for the compose file."""
-    yaml = pytest.importorskip("yaml")
-    text = COMPOSE.read_text()
-    assert yaml_subset.parse(text) == yaml.safe_load(text)
-
-
-def test_subset_reader_refuses_what_it_does_not_support() -> None:
-    for text in ("a: &x 1\nb: *x\n", "a: |\n  text\n", "ports: [22:22]\n"):
-        with pytest.raises(yaml_subset.SubsetError):
-            yaml_subset.parse(text)
-    assert yaml_subset.parse('a:\n  - "x"\n  - k: [1, 2]\n    j: no\n') == {
-        "a": ["x", {"k": [1, 2], "j": False}]}
-
-
 # --------------------------------------------------------------------------- services
 
 
@@ -193,15 +173,22 @@ def test_l1_keys_and_admin_token_resolve(services: dict[str, Any],
         "deploy --sequencer must be the aggregator's L1 account (it posts batches)"
     assert "--bond" in services["aggregator"]["command"] or \
         "--bond-sequencer-key" in services["deploy"]["command"], "nobody bonds the sequencer"
-    node_token = _env(services["node"]).get("FLOCKCHAIN_ADMIN_TOKEN")
-    agg_token = _flag(services["aggregator"]["command"], "--admin-token") or \
-        _env(services["aggregator"]).get(ADMIN_TOKEN_ENV)
-    assert node_token and node_token == agg_token
+    # no admin token in the file: the node creates one in a volume the aggregator reads
+    for name, svc in services.items():
+        assert ADMIN_TOKEN_ENV not in _env(svc), f"{name}: a token in the compose file"
+        assert "--admin-token" not in (svc.get("command") or []), f"{name}: token on argv"
+    node_file = _env(services["node"]).get(ADMIN_TOKEN_ENV + "_FILE")
+    agg_file = _env(services["aggregator"]).get(ADMIN_TOKEN_ENV + "_FILE")
+    assert node_file and node_file == agg_file
+    node_vol = _volume_of(services["node"], node_file)
+    agg_vol = _volume_of(services["aggregator"], agg_file)
+    assert node_vol is not None and node_vol[1], "the node must be able to create the token"
+    assert agg_vol is not None and agg_vol[0] == node_vol[0]
 
 
 def test_client_can_stake_and_reads_valid_data_specs(services: dict[str, Any]) -> None:
+    from federated.commands.client import resolve_auto
     from federated.data import DataSpec
-    from rollup.commands.client import resolve_auto
 
     svc = services["client"]
     args = _parse(svc)
@@ -225,7 +212,8 @@ def test_node_environment_maps_to_node_config(services: dict[str, Any]) -> None:
     prefix = {k: v for k, v in env.items()}
     cfg = NodeConfig(**{k.removeprefix("FLOCKCHAIN_").lower(): v for k, v in prefix.items()})
     assert cfg.host == "0.0.0.0", "the node must listen on all interfaces in a container"
-    assert cfg.admin_token
+    assert cfg.admin_token is None and cfg.admin_token_file is not None
+    assert cfg.admin_remote, "the aggregator reaches the admin API over the compose network"
     db = urlsplit(cfg.db_url)
     pg = _env(services["postgres"])
     assert db.scheme == "postgresql+psycopg"
@@ -269,9 +257,12 @@ def test_published_ports(services: dict[str, Any]) -> None:
     for name, svc in services.items():
         for p in svc.get("ports", []):
             assert isinstance(p, str), f"{name}: quote port mappings ({p!r})"
-            host, container = p.rsplit(":", 1)[-2:] if p.count(":") else (p, p)
+            parts = p.split(":")
+            host, container = (parts[-2], parts[-1]) if len(parts) > 1 else (p, p)
             assert int(container) == listen[name], f"{name}: publishes {container}"
             host_ports.append(int(host))
+            if name == "node":  # the admin API must not be reachable from outside the host
+                assert len(parts) == 3 and parts[0] == "127.0.0.1", p
     assert len(host_ports) == len(set(host_ports))
 
 

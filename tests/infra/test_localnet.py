@@ -32,12 +32,12 @@ from typing import Any
 import httpx
 import pytest
 
-from rollup.localnet import (
+from devtools.localnet import (
     DEFAULT_PG_URL,
     Localnet,
-    _proc_start_time,
     pid_alive,
     prerequisites,
+    proc_start_time,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +56,7 @@ def _localnet(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[s
                           timeout=timeout, env={**os.environ, "PYTHON": sys.executable})
 
 
-def _cli(*args: str) -> dict[str, Any]:
+def cli_argv(*args: str) -> dict[str, Any]:
     r = subprocess.run([sys.executable, "-m", "rollup.cli", *args], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -135,7 +135,7 @@ def test_localnet_two_epochs_to_l1_finality(record_property: Any) -> None:
     home = NETS / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     home.mkdir(parents=True)
     (home / "owner.json").write_text(json.dumps(
-        {"pid": os.getpid(), "start_time": _proc_start_time(os.getpid())}))
+        {"pid": os.getpid(), "start_time": proc_start_time(os.getpid())}))
     with _sigterm_runs_finally():
         _run_network(home / "net", record_property, reaped)
     shutil.rmtree(home, ignore_errors=True)  # kept (with its logs) when the test failed
@@ -195,7 +195,7 @@ def _run_network(net_dir: Path, record_property: Any, reaped: list[str]) -> None
         resumed = _wait("the verifier to resume", lambda: httpx.get(
             f"{verifier}/healthz", timeout=5).json()["resumed_from"] is not None, 60, net)
         assert resumed
-        task2 = _cli("task", "create", "--l1", net.state["l1"], "--deployment",
+        task2 = cli_argv("task", "create", "--l1", net.state["l1"], "--deployment",
                      net.state["deployment"], "--key-file",
                      str(net_dir / "keys" / "task_owner.l1"), "--epochs", "1",
                      "--node", node, "--wait", "60")
@@ -224,12 +224,12 @@ def _run_network(net_dir: Path, record_property: Any, reaped: list[str]) -> None
                   net.state["deployment"]]
         claims = []
         for c in net.state["clients"]:
-            out = _cli("claim", *common, "--key-file", c["key"], "--l1-key-file",
+            out = cli_argv("claim", *common, "--key-file", c["key"], "--l1-key-file",
                        str(net_dir / "keys" / f"{c['name']}.l1"))
             claims.append(out)
         paid = [c for c in claims if c["status"] == "claimed"]
         assert paid and all(c["paid"] > 0 for c in paid), claims
-        refund = _cli("claim", *common, "--refund", str(task_id), "--l1-key-file",
+        refund = cli_argv("claim", *common, "--refund", str(task_id), "--l1-key-file",
                       str(net_dir / "keys" / "task_owner.l1"))
         assert refund["status"] == "refunded", refund
 

@@ -104,7 +104,11 @@ def test_json_wire_roundtrip() -> None:
         wire_from_json({"envelope": {"type": "advance", "body": {}}, "signature": "0xq"})
     assert e.value.reason == "malformed"
     assert jsonable({"stake": 5, "x": b"\x01", "rewards": [[b"\x02", (7).to_bytes(32, "big")]]}) \
-        == {"stake": "5", "x": "0x01", "rewards": [["0x02", "0x" + "00" * 31 + "07"]]}
+        == {"stake": 5, "x": "0x01", "rewards": [["0x02", "0x" + "00" * 31 + "07"]]}
+    # a u256 the wire carries as 32-byte bin survives jsonable -> wire_from_json
+    j = action_to_json(dep)
+    j["envelope"]["body"]["amount"] = jsonable(dep.action.body.to_wire())["amount"]
+    assert action_from_json(j) == dep
 
 
 def test_sdk_retries_connection_errors_and_salts(tmp_path: Path) -> None:

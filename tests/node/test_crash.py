@@ -40,8 +40,10 @@ def _free_port() -> int:
 def _start(db_url: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "rollup.cli", "node", "--db", db_url, "--port", str(port),
            "--chain-id", str(CHAIN_ID), "--block-time", "0.03", "--key", str(tmp / "seq.key"),
-           "--snapshot-interval", "7", "--admin-token", TOKEN, "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "node.log", "ab"))
+           "--snapshot-interval", "7", "--log-level", "warning"]
+    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN}  # never on argv
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "node.log", "ab"),
+                            env=env)
     deadline = time.monotonic() + 30
     while True:
         try:

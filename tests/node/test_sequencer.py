@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 from sqlalchemy import update
 
 from sequencer import Sequencer, SequencerConfig, Store, SubmitError, verify_ack
 from sequencer.da import decode_da, replay_da
+from sequencer.history import History
 from sequencer.replay import replay_chain
 from sequencer.store import blocks
 from state_machine.actions import (
@@ -118,12 +117,13 @@ def test_duplicates_and_nonce_conflicts(db_url: str) -> None:
         st = seq.action_status(ack.action_hash)
         assert st is not None and st["status"] == "rejected"
         assert st["reason"] == "nothing_to_advance"
-        # the rejected action did not consume the nonce, so the same bytes may be sent
-        # again later: a fresh acknowledgement, queued anew
+        # the rejected action did not consume the nonce, but its bytes are never acked
+        # again (replay guard): the sender signs a new action for the same nonce
         assert seq.pending_nonce(m.pubkey) == 0
-        retry = seq.submit(a1)
-        assert not retry.duplicate and retry.received_height == 1
-        assert seq.action_status(ack.action_hash)["status"] == "queued"  # type: ignore[index]
+        with pytest.raises(SubmitError) as e:
+            seq.submit(a1)
+        assert (e.value.status, e.value.reason) == (409, "already_rejected")
+        assert seq.action_status(ack.action_hash)["status"] == "rejected"  # type: ignore[index]
         # an applied action is a duplicate forever
         d = members(2)[1]
         dep = seq.submit_l1_event("l1_deposit", deposit_body(d, 20))
@@ -162,9 +162,10 @@ def test_recovery_from_snapshot_and_requeue(db_url: str) -> None:
         seq.close()
     store = Store(db_url)
     try:
-        # snapshot pickles load back to the stored root
-        h, sroot, data = store.latest_snapshot()  # type: ignore[misc]
-        assert pickle.loads(data).state_root() == sroot == store.block(h).state_root  # type: ignore[union-attr]
+        # snapshots (incremental, arrays by reference) restore to the stored root
+        h, sroot, _ = store.latest_snapshot()  # type: ignore[misc]
+        st = History(store, CHAIN_ID, 2, 1).load(h)
+        assert st is not None and st.state_root() == sroot == store.block(h).state_root  # type: ignore[union-attr]
         assert replay_chain(store).ok
     finally:
         store.close()
@@ -234,5 +235,34 @@ def test_system_actions_checked(sqlite_url: str) -> None:
         with pytest.raises(SubmitError) as e:  # system actions never via the public path
             seq.submit(sa.encode())
         assert (e.value.status, e.value.reason) == (401, "system_action")
+    finally:
+        seq.close()
+
+
+def test_snapshot_at_every_height_restores_without_replay(sqlite_url: str) -> None:
+    """Incremental snapshots (arrays by blob hash) at every block, reveal phase included,
+    restore to each block's root; a batch end gets a snapshot of its own."""
+    seq = open_seq(sqlite_url, snapshot_interval=1)
+    try:
+        chain = drive_epoch(seq)
+        batch = seq.make_batch()
+        assert batch is not None
+    finally:
+        seq.close()
+    store = Store(sqlite_url)
+    try:
+        hist = History(store, CHAIN_ID, 1, 1)
+        for height, _, root in chain:
+            st = hist.load(height)
+            assert st is not None and st.state_root() == root, height
+        sizes = [len(store.snapshot_at(h)[1]) for h, _, _ in chain]  # type: ignore[index]
+        assert max(sizes[1:]) < 64 * 1024  # diffs, and no update bytes inside
+    finally:
+        store.close()
+    seq = open_seq(sqlite_url, snapshot_interval=1)
+    try:
+        assert seq.state.state_root() == chain[-1][2]
+        assert seq.batch_state(0).state_root() == batch.state_root
+        assert seq.state_at(chain[5][0]).state_root() == chain[5][2]
     finally:
         seq.close()

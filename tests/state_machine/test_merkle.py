@@ -60,3 +60,56 @@ def test_state_proof_roundtrip_and_wrong_subtree():
     assert verify_state_proof(t.leaf(3), proof, SUBROOT_ACCOUNTS, root)
     assert not verify_state_proof(t.leaf(3), proof, SUBROOT_TASKS, root)
     assert not verify_state_proof(t.leaf(2), proof, SUBROOT_ACCOUNTS, root)
+
+
+@settings(max_examples=40)
+@given(st.lists(st.binary(min_size=32, max_size=32), min_size=0, max_size=600), st.data())
+def test_copies_are_independent_and_match_rebuilds(ls, data):
+    """Copy-on-write chunks: writes to a copy never show in the original (and back)."""
+    a = MerkleTree(ls)
+    b = a.copy()
+    extra = data.draw(st.lists(st.binary(min_size=32, max_size=32), max_size=300))
+    for leaf in extra:
+        b.append(leaf)
+    if ls:
+        i = data.draw(st.integers(0, len(ls) - 1))
+        a.update(i, b"\x07" * 32)
+        ls_a = list(ls)
+        ls_a[i] = b"\x07" * 32
+    else:
+        ls_a = []
+    assert a.root() == MerkleTree(ls_a).root()
+    assert b.root() == MerkleTree(list(ls) + extra).root()
+    assert b.leaves() == list(ls) + extra
+
+
+def test_pickle_round_trip_keeps_root_and_proofs():
+    import pickle
+
+    ls = [i.to_bytes(32, "big") for i in range(300)]
+    t = MerkleTree(ls)
+    u = pickle.loads(pickle.dumps(t))
+    assert u.root() == t.root() and u.proof(257) == t.proof(257)
+    u.append(b"\x01" * 32)
+    assert u.root() == MerkleTree([*ls, b"\x01" * 32]).root()
+
+
+@settings(max_examples=60)
+@given(st.lists(st.binary(min_size=32, max_size=32), max_size=300), st.data())
+def test_update_many_equals_one_by_one(ls, data):
+    """Batched leaf writes (appends and updates, one rehash per node) give the same tree."""
+    a, b = MerkleTree(ls), MerkleTree(ls)
+    ups = data.draw(st.lists(st.tuples(st.integers(0, max(len(ls) - 1, 0)),
+                                       st.binary(min_size=32, max_size=32)), max_size=20))
+    ups = sorted({i: v for i, v in ups if i < len(ls)}.items())
+    new = data.draw(st.lists(st.binary(min_size=32, max_size=32), max_size=40))
+    batch = ups + [(len(ls) + k, v) for k, v in enumerate(new)]
+    a.update_many(batch)
+    for i, v in ups:
+        b.update(i, v)
+    for v in new:
+        b.append(v)
+    assert a.root() == b.root() and a.leaves() == b.leaves()
+    if len(a):
+        i = data.draw(st.integers(0, len(a) - 1))
+        assert a.proof(i) == b.proof(i)

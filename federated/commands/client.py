@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import logging
 import re
-import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +38,6 @@ from rollup.commands.deploy import (
     positive_float,
     run_guarded,
     setup_logging,
-    touch,
     usage_error,
     wait_for_node,
     wei,
@@ -49,6 +46,8 @@ from rollup.commands.deploy import (
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
     from web3 import Web3
+
+from rollup.daemon import run_daemon, stop_on_signals
 
 log = logging.getLogger("flockchain.client")
 
@@ -188,41 +187,24 @@ def _run(args: argparse.Namespace) -> int:
     staked = _stake(args, kp.pubkey) if args.stake else None
     node = wait_for_node(args.node, args.wait)
     agent = ClientAgent(FlockClient(node, kp), profile, role=args.role)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     emit("client_started", name=name, pubkey="0x" + kp.pubkey.hex(), behaviour=args.behaviour,
          role=args.role, data=str(train), test_data=str(test), **(staked or {}))
-    _loop(agent, args, stop)
+    run_daemon(lambda: _poll(agent), name=f"client {name}", interval=args.interval, stop=stop,
+               logger=log, max_seconds=args.max_seconds, heartbeat=args.heartbeat)
     emit("client_stopped", name=name, actions=len(agent.log))
     return 0
 
 
-def _loop(agent: Any, args: argparse.Namespace, stop: threading.Event) -> None:
-    """``ClientAgent.run`` with each new action printed, and a clean stop on SIGTERM."""
-    import time
-
-    from rollup.client import NodeError
-
-    start = time.monotonic()
-    seen = 0
-    last_error = ""
-    while not stop.is_set():
-        try:
-            agent.step()
-            last_error = ""
-        except (NodeError, OSError) as exc:
-            if str(exc) != last_error:  # the node restarting: say so once
-                log.warning("poll failed: %s", exc)
-                last_error = str(exc)
+def _poll(agent: Any) -> None:
+    """One poll of the chain; every action it took is printed, even when the poll then
+    failed (the node restarting mid-poll)."""
+    seen = len(agent.log)
+    try:
+        agent.step()
+    finally:
         for entry in agent.log[seen:]:
             emit("action", name=agent.profile.name, **entry)
-        seen = len(agent.log)
-        if args.heartbeat:
-            touch(args.heartbeat)
-        if args.max_seconds is not None and time.monotonic() - start > args.max_seconds:
-            return
-        stop.wait(args.interval)
 
 
 def _stake(args: argparse.Namespace, pubkey: bytes) -> dict[str, Any]:

@@ -27,28 +27,38 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from devtools.postgres import (
+    DEFAULT_PG_URL,
+    create_database,
+    drop_database,
+    pg_url_for,
+    postgres_available,
+)
+from devtools.procs import (
+    LocalnetError,
+    Service,
+    child_env,
+    cli_argv,
+    pick_port,
+    pid_alive,
+    proc_start_time,
+    tail,
+    terminate,
+    write_secret,
+)
+
+__all__ = ["DEFAULT_PG_URL", "Localnet", "LocalnetConfig", "LocalnetError", "default_dir",
+           "pid_alive", "prerequisites"]
 
 DEFAULT_DIR_ENV = "FLOCKCHAIN_LOCALNET_DIR"
-DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 STATE_FILE = "localnet.json"
-# Environment a child must not inherit: it would override what the local network chose
-# (e.g. FLOCKCHAIN_CLIENT_SEED would give every client the same key).
-_KEEP_ENV = ("FLOCKCHAIN_ANVIL", "FLOCKCHAIN_ARTIFACTS_DIR")
-
-
-class LocalnetError(RuntimeError):
-    """The local network could not be started, or its folder is not usable."""
-
-
 def default_dir() -> Path:
     return Path(os.environ.get(DEFAULT_DIR_ENV, ".localnet"))
 
@@ -93,142 +103,9 @@ class LocalnetConfig:
             raise LocalnetError("more attackers than clients")
 
 
-# --------------------------------------------------------------------------- processes
-
-
-def _proc_start_time(pid: int) -> int | None:
-    """The process's start time (clock ticks since boot) from /proc; None if unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def _proc_state(pid: int) -> str | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return None
-
-
-def pid_alive(pid: int, start_time: int | None = None) -> bool:
-    """Running (not a zombie) and, if ``start_time`` is known, still the same process."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return False  # someone else's process: never ours
-    if _proc_state(pid) in ("Z", "X"):
-        return False
-    if start_time is not None:
-        now = _proc_start_time(pid)
-        if now is not None and now != start_time:
-            return False  # the PID was recycled
-    return True
-
-
-@dataclass
-class Service:
-    name: str
-    pid: int
-    start_time: int | None
-    argv: list[str]
-    log: str
-    secret_env: list[str] = field(default_factory=list)  # read from keys/ at (re)start
-
-    def alive(self) -> bool:
-        return pid_alive(self.pid, self.start_time)
-
-
-def _child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("FLOCKCHAIN_") or k in _KEEP_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra or {})
-    return env
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "rollup.cli", *args]
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _pick_port(port: int, what: str, flag: str) -> int:
-    if port == 0:
-        from bridge.l1 import free_port
-
-        return free_port()
-    if not _port_free(port):
-        raise LocalnetError(f"port {port} for {what} is busy (use {flag} 0 for a free one)")
-    return port
-
-
-def _tail(path: str | Path, lines: int = 30) -> str:
-    try:
-        return "".join(Path(path).read_text(errors="replace").splitlines(True)[-lines:])
-    except OSError:
-        return ""
-
-
-# --------------------------------------------------------------------------- PostgreSQL
-
-
-def _pg_url_for(url: str, database: str, driver: str = "") -> str:
-    """``url`` with its database replaced (and ``postgresql+DRIVER`` when asked)."""
-    parts = urlsplit(url)
-    scheme = "postgresql" + (f"+{driver}" if driver else "")
-    return urlunsplit((scheme, parts.netloc, "/" + database, parts.query, ""))
-
-
-def postgres_available(url: str = DEFAULT_PG_URL, timeout: int = 3) -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(_pg_url_for(url, urlsplit(url).path.lstrip("/") or "postgres"),
-                             connect_timeout=timeout):
-            return True
-    except Exception:
-        return False
-
-
-def create_database(url: str, name: str) -> None:
-    """Drop (forcibly: old connections included) and create database ``name``."""
-    import psycopg
-    from psycopg import sql
-
-    try:
-        with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    except psycopg.Error as exc:
-        raise LocalnetError(f"PostgreSQL at {urlsplit(url).netloc}: {exc}") from None
-
-
-def drop_database(url: str, name: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-
-
 def prerequisites(pg_url: str = DEFAULT_PG_URL) -> list[str]:
     """What is missing to run a local network (empty when everything is there)."""
-    from bridge.l1 import anvil_binary
+    from devtools.l1 import anvil_binary
 
     missing = []
     if anvil_binary() is None:
@@ -279,9 +156,9 @@ class Localnet:
         with open(log, "ab") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL,
-                                    env=_child_env(self._secrets(secret_env)),
+                                    env=child_env(self._secrets(secret_env)),
                                     start_new_session=True)  # survives the launcher
-        svc = Service(name, proc.pid, _proc_start_time(proc.pid), argv, str(log), secret_env)
+        svc = Service(name, proc.pid, proc_start_time(proc.pid), argv, str(log), secret_env)
         services = self.state.setdefault("services", [])
         at = next((i for i, x in enumerate(services) if x["name"] == name), None)
         if at is None:
@@ -297,7 +174,7 @@ class Localnet:
         svc = next((s for s in self.services if s.name == name), None)
         if svc is None:
             raise LocalnetError(f"no service {name!r}; have {[s.name for s in self.services]}")
-        _terminate([svc], timeout)
+        terminate([svc], timeout)
         return self._spawn(name, svc.argv, svc.secret_env)
 
     def _run_once(self, name: str, argv: list[str], timeout: float,
@@ -307,12 +184,12 @@ class Localnet:
         with open(log, "ab") as out:
             try:
                 r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=out, timeout=timeout,
-                                   stdin=subprocess.DEVNULL, env=_child_env(env))
+                                   stdin=subprocess.DEVNULL, env=child_env(env))
             except subprocess.TimeoutExpired:
-                raise LocalnetError(f"{name} timed out:\n{_tail(log)}") from None
+                raise LocalnetError(f"{name} timed out:\n{tail(log)}") from None
             out.write(r.stdout)
         if r.returncode != 0:
-            raise LocalnetError(f"{name} failed (exit {r.returncode}):\n{_tail(log)}")
+            raise LocalnetError(f"{name} failed (exit {r.returncode}):\n{tail(log)}")
         lines = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("{")]
         return json.loads(lines[-1]) if lines else {}
 
@@ -321,12 +198,12 @@ class Localnet:
         while True:
             for s in services:
                 if not s.alive():
-                    raise LocalnetError(f"{s.name} exited while starting:\n{_tail(s.log)}")
+                    raise LocalnetError(f"{s.name} exited while starting:\n{tail(s.log)}")
             with contextlib.suppress(Exception):
                 if ready():
                     return
             if time.monotonic() > deadline:
-                tails = "\n".join(f"--- {s.name}\n{_tail(s.log, 10)}" for s in services)
+                tails = "\n".join(f"--- {s.name}\n{tail(s.log, 10)}" for s in services)
                 raise LocalnetError(f"timed out waiting for {what}\n{tails}")
             time.sleep(0.2)
 
@@ -343,7 +220,7 @@ class Localnet:
 
         acct = Account.create()
         path = self._path("keys", f"{name}.l1")
-        _write_secret(path, "0x" + bytes(acct.key).hex())
+        write_secret(path, "0x" + bytes(acct.key).hex())
         return path, acct.address
 
     def _ed25519(self, name: str) -> tuple[Path, str]:
@@ -385,55 +262,71 @@ class Localnet:
         return self.summary()
 
     def _start(self, cfg: LocalnetConfig) -> None:
-        from web3 import Web3
+        """Bring the services up in dependency order; each step records what it started
+        in the state file, so ``stop`` can end a half-started network."""
+        self._plan(cfg)
+        w3 = self._start_l1(cfg)
+        keys = self._fund_keys(cfg, w3)
+        self._deploy(cfg, keys)
+        self._start_node(cfg, keys["ed25519/sequencer"][0])
+        daemons = self._start_daemons(cfg, keys)
+        clients = self._start_clients(cfg, keys)
+        self._wait_ready(cfg, daemons, clients)
+        if cfg.create_task:
+            self._create_task(cfg, keys)
+        self._save()
 
-        from bridge.l1 import ANVIL_HARDFORK, anvil_binary
-
-        node_db = _pg_url_for(cfg.pg_url, cfg.db_name, "psycopg")
-        verifier_db = _pg_url_for(cfg.pg_url, cfg.db_name + "_verifier", "psycopg")
-        admin = _pg_url_for(cfg.pg_url, urlsplit(cfg.pg_url).path.lstrip("/") or "postgres")
+    def _plan(self, cfg: LocalnetConfig) -> None:
+        """Fresh databases, ports, the admin token; the URLs go into the state."""
+        node_db = pg_url_for(cfg.pg_url, cfg.db_name, "psycopg")
+        verifier_db = pg_url_for(cfg.pg_url, cfg.db_name + "_verifier", "psycopg")
+        admin = pg_url_for(cfg.pg_url, urlsplit(cfg.pg_url).path.lstrip("/") or "postgres")
         create_database(admin, cfg.db_name)
         create_database(admin, cfg.db_name + "_verifier")
-        ports = {"anvil": _pick_port(cfg.anvil_port, "anvil", "--anvil-port"),
-                 "node": _pick_port(cfg.node_port, "the node", "--node-port"),
-                 "verifier": _pick_port(cfg.verifier_port, "the verifier", "--verifier-port")}
-        l1 = f"http://127.0.0.1:{ports['anvil']}"
-        node_url = f"http://127.0.0.1:{ports['node']}"
-        verifier_url = f"http://127.0.0.1:{ports['verifier']}"
-        token = secrets.token_hex(16)
-        _write_secret(self._path("keys", "admin.token"), token)
-        self.state.update(l1=l1, node=node_url, verifier=verifier_url, node_db=node_db,
-                          verifier_db=verifier_db, admin_url=admin,
-                          databases=[cfg.db_name, cfg.db_name + "_verifier"],
+        ports = {"anvil": pick_port(cfg.anvil_port, "anvil", "--anvil-port"),
+                 "node": pick_port(cfg.node_port, "the node", "--node-port"),
+                 "verifier": pick_port(cfg.verifier_port, "the verifier", "--verifier-port")}
+        write_secret(self._path("keys", "admin.token"), secrets.token_hex(16))
+        self.state.update(l1=f"http://127.0.0.1:{ports['anvil']}",
+                          node=f"http://127.0.0.1:{ports['node']}",
+                          verifier=f"http://127.0.0.1:{ports['verifier']}",
+                          ports=ports, node_db=node_db, verifier_db=verifier_db,
+                          admin_url=admin, databases=[cfg.db_name, cfg.db_name + "_verifier"],
                           deployment=str(self._path("deployment.json")))
         self._save()
 
-        # L1
-        anvil = self._spawn("anvil", [str(anvil_binary()), "--host", "127.0.0.1", "--port",
-                                      str(ports["anvil"]), "--accounts", "1", "--hardfork",
-                                      ANVIL_HARDFORK, "--chain-id", "31337"])
-        w3 = Web3(Web3.HTTPProvider(l1, request_kwargs={"timeout": 10}))
-        self._wait("anvil", lambda: w3.eth.block_number >= 0, [anvil], cfg.ready_timeout)
+    def _start_l1(self, cfg: LocalnetConfig) -> Any:
+        from web3 import Web3
 
-        # keys, funded on L1 without transactions
+        from devtools.l1 import ANVIL_HARDFORK, anvil_binary
+
+        anvil = self._spawn("anvil", [str(anvil_binary()), "--host", "127.0.0.1", "--port",
+                                      str(self.state["ports"]["anvil"]), "--accounts", "1",
+                                      "--hardfork", ANVIL_HARDFORK, "--chain-id", "31337"])
+        w3 = Web3(Web3.HTTPProvider(self.state["l1"], request_kwargs={"timeout": 10}))
+        self._wait("anvil", lambda: w3.eth.block_number >= 0, [anvil], cfg.ready_timeout)
+        return w3
+
+    def _fund_keys(self, cfg: LocalnetConfig, w3: Any) -> dict[str, tuple[Path, str]]:
+        """Every L1 and ed25519 key, L1 ones funded without transactions."""
         keys: dict[str, tuple[Path, str]] = {}
         for name in ("owner", "sequencer", "verifier", "task_owner"):
             keys[name] = self._l1_key(name)
         for i in range(cfg.clients):
             keys[f"client{i}"] = self._l1_key(f"client{i}")
         for _path, addr in keys.values():
-            w3.provider.make_request("anvil_setBalance", [addr, hex(100 * 10**18)])  # type: ignore[arg-type]
-        seq_key, seq_pub = self._ed25519("sequencer")
-        agg_key, _ = self._ed25519("aggregator")
-        genesis_key, _ = self._ed25519("genesis")
+            w3.provider.make_request("anvil_setBalance", [addr, hex(100 * 10**18)])
         self.state["l1_accounts"] = {n: a for n, (_p, a) in keys.items()}
+        for name in ("sequencer", "aggregator", "genesis"):
+            keys[f"ed25519/{name}"] = self._ed25519(name)
+        self.state["sequencer_pubkey"] = keys["ed25519/sequencer"][1]
         self._save()
+        return keys
 
-        # contracts
-        dep_file = self._path("deployment.json")
-        deployed = self._run_once("deploy", _cli(
-            "deploy", "--l1", l1, "--key-file", str(keys["owner"][0]),
-            "--sequencer", keys["sequencer"][1], "--out", str(dep_file),
+    def _deploy(self, cfg: LocalnetConfig, keys: dict[str, tuple[Path, str]]) -> None:
+        deployed = self._run_once("deploy", cli_argv(
+            "deploy", "--l1", self.state["l1"], "--key-file", str(keys["owner"][0]),
+            "--sequencer", keys["sequencer"][1], "--out", self.state["deployment"],
             "--challenge-period", str(cfg.challenge_period),
             "--bond-sequencer-key-file", str(keys["sequencer"][0]), "--force"),
             timeout=cfg.ready_timeout)
@@ -441,65 +334,81 @@ class Localnet:
                                    if k not in ("event", "file")}
         self._save()
 
-        # node (PostgreSQL)
-        node = self._spawn("node", _cli(
-            "node", "--db", node_db, "--host", "127.0.0.1", "--port", str(ports["node"]),
-            "--chain-id", str(cfg.chain_id), "--block-time", str(cfg.block_time),
-            "--key", str(seq_key), "--snapshot-interval", "50", "--log-level", "warning"),
-            secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
+    def _start_node(self, cfg: LocalnetConfig, sequencer_key: Path) -> None:
         import httpx
 
-        self._wait("the node", lambda: httpx.get(f"{node_url}/v1/healthz", timeout=2)
+        node = self._spawn("node", cli_argv(
+            "node", "--db", self.state["node_db"], "--host", "127.0.0.1", "--port",
+            str(self.state["ports"]["node"]), "--chain-id", str(cfg.chain_id), "--block-time",
+            str(cfg.block_time), "--key", str(sequencer_key),
+            "--snapshot-interval", "50", "--log-level", "warning"),
+            secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
+        url = self.state["node"]
+        self._wait("the node", lambda: httpx.get(f"{url}/v1/healthz", timeout=2)
                    .status_code == 200, [node], cfg.ready_timeout)
 
-        # aggregator, verifier
-        common = ["--l1", l1, "--deployment", str(dep_file)]
-        agg = self._spawn("aggregator", _cli(
-            "aggregator", "--node", node_url, *common, "--key-file", str(agg_key),
-            "--l1-key-file", str(keys["sequencer"][0]), "--interval", "0.5",
-            "--batch-every", str(cfg.batch_every)), secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
-        ver = self._spawn("verifier", _cli(
-            "verifier", "--node", node_url, *common, "--l1-key-file",
-            str(keys["verifier"][0]), "--chain-id", str(cfg.chain_id), "--db", verifier_db,
-            "--port", str(ports["verifier"]), "--interval", "1"))
+    def _common(self) -> list[str]:
+        return ["--l1", self.state["l1"], "--deployment", self.state["deployment"]]
 
-        # clients
+    def _start_daemons(self, cfg: LocalnetConfig, keys: dict[str, tuple[Path, str]]
+                       ) -> tuple[Service, Service]:
+        """The aggregator (posting as the sequencer) and the verifier."""
+        agg = self._spawn("aggregator", cli_argv(
+            "aggregator", "--node", self.state["node"], *self._common(), "--key-file",
+            str(keys["ed25519/aggregator"][0]), "--l1-key-file", str(keys["sequencer"][0]),
+            "--interval", "0.5", "--batch-every", str(cfg.batch_every)),
+            secret_env=["FLOCKCHAIN_ADMIN_TOKEN"])
+        ver = self._spawn("verifier", cli_argv(
+            "verifier", "--node", self.state["node"], *self._common(), "--l1-key-file",
+            str(keys["verifier"][0]), "--chain-id", str(cfg.chain_id), "--db",
+            self.state["verifier_db"], "--port", str(self.state["ports"]["verifier"]),
+            "--interval", "1"))
+        return agg, ver
+
+    def _start_clients(self, cfg: LocalnetConfig, keys: dict[str, tuple[Path, str]]
+                       ) -> list[Service]:
         behaviours = list(cfg.attackers) + ["honest"] * (cfg.clients - len(cfg.attackers))
         clients = []
         self.state["clients"] = []
         for i, beh in enumerate(behaviours):
             key, pub = self._ed25519(f"client{i}")
-            argv = _cli(
-                "client", "--key", str(key), "--node", node_url, "--name", f"client{i}",
-                "--data", f"digits:dirichlet:alpha=0.5:client={i}:of={cfg.clients}"
-                f":seed={cfg.seed}",
+            argv = cli_argv(
+                "client", "--key", str(key), "--node", self.state["node"], "--name",
+                f"client{i}", "--data", f"digits:dirichlet:alpha=0.5:client={i}:of="
+                f"{cfg.clients}:seed={cfg.seed}",
                 "--test-data", f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}",
                 "--behaviour", beh, "--local-epochs", str(cfg.local_epochs), "--lr",
-                str(cfg.lr), "--seed", str(cfg.seed * 100 + i), "--stake", *common,
+                str(cfg.lr), "--seed", str(cfg.seed * 100 + i), "--stake", *self._common(),
                 "--l1-key-file", str(keys[f"client{i}"][0]))
             clients.append(self._spawn(f"client{i}", argv))
             self.state["clients"].append({"name": f"client{i}", "behaviour": beh,
                                           "pubkey": pub, "key": str(key),
                                           "l1_address": keys[f"client{i}"][1]})
         self._save()
+        return clients
+
+    def _wait_ready(self, cfg: LocalnetConfig, daemons: tuple[Service, Service],
+                    clients: list[Service]) -> None:
+        import httpx
+
+        agg, ver = daemons
+        url = self.state["verifier"]
         self._wait("the aggregator", lambda: self._log_has(agg, '"aggregator_started"'),
                    [agg], cfg.ready_timeout)
-        self._wait("the verifier", lambda: httpx.get(f"{verifier_url}/healthz", timeout=2)
+        self._wait("the verifier", lambda: httpx.get(f"{url}/healthz", timeout=2)
                    .status_code in (200, 503), [ver], cfg.ready_timeout)
         self._wait("the clients", lambda: all(self._log_has(c, '"client_started"')
                                               for c in clients), clients, cfg.ready_timeout)
 
-        # a task, with its genesis published
-        if cfg.create_task:
-            task = self._run_once("task", _cli(
-                "task", "create", *common, "--key-file", str(keys["task_owner"][0]),
-                "--model", cfg.model, "--epochs", str(cfg.epochs), "--proposers",
-                str(cfg.proposers), "--voters", str(cfg.voters), "--f", str(cfg.f),
-                "--window", str(cfg.window), "--seed", str(cfg.seed), "--node", node_url,
-                "--genesis-key-file", str(genesis_key)), timeout=cfg.ready_timeout)
-            self.state["task"] = {k: v for k, v in task.items() if k != "event"}
-        self.state["sequencer_pubkey"] = seq_pub
-        self._save()
+    def _create_task(self, cfg: LocalnetConfig, keys: dict[str, tuple[Path, str]]) -> None:
+        """A task on L1, with its genesis published on L2."""
+        task = self._run_once("task", cli_argv(
+            "task", "create", *self._common(), "--key-file", str(keys["task_owner"][0]),
+            "--model", cfg.model, "--epochs", str(cfg.epochs), "--proposers",
+            str(cfg.proposers), "--voters", str(cfg.voters), "--f", str(cfg.f),
+            "--window", str(cfg.window), "--seed", str(cfg.seed), "--node", self.state["node"],
+            "--genesis-key-file", str(keys["ed25519/genesis"][0])), timeout=cfg.ready_timeout)
+        self.state["task"] = {k: v for k, v in task.items() if k != "event"}
 
     # ---- status
     def summary(self) -> dict[str, Any]:
@@ -558,7 +467,7 @@ class Localnet:
 
     def finalize(self) -> dict[str, Any]:
         """Move anvil's clock past the challenge period so every posted batch is final."""
-        from bridge.l1 import advance_time
+        from devtools.l1 import advance_time
 
         period = int(self.state["config"]["challenge_period"])
         advance_time(self.web3(), period + 1)
@@ -568,7 +477,7 @@ class Localnet:
     def stop(self, timeout: float = 10.0, drop_db: bool = False) -> dict[str, str]:
         """SIGTERM every live service (newest first), SIGKILL what is left after
         ``timeout``; returns ``{service: outcome}``."""
-        outcome = _terminate(list(reversed(self.services)), timeout)
+        outcome = terminate(list(reversed(self.services)), timeout)
         if drop_db and self.state.get("admin_url"):
             for name in self.state.get("databases", []):
                 with contextlib.suppress(Exception):
@@ -579,39 +488,3 @@ class Localnet:
         return outcome
 
 
-def _terminate(services: list[Service], timeout: float) -> dict[str, str]:
-    """SIGTERM every live service (in the given order), SIGKILL what is left after
-    ``timeout``; returns ``{service: outcome}``."""
-    outcome: dict[str, str] = {}
-    live = []
-    for s in services:
-        if s.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(s.pid, signal.SIGTERM)
-            live.append(s)
-        else:
-            outcome[s.name] = "not running"
-    deadline = time.monotonic() + timeout
-    while any(s.alive() for s in live) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    for s in live:
-        if s.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(s.pid, signal.SIGKILL)
-            outcome[s.name] = "killed"
-        else:
-            outcome[s.name] = "terminated"
-    kill_deadline = time.monotonic() + 5
-    while any(s.alive() for s in live) and time.monotonic() < kill_deadline:
-        time.sleep(0.05)
-    for s in live:
-        if s.alive():
-            outcome[s.name] = "still running"
-    return outcome
-
-
-def _write_secret(path: Path, text: str) -> None:
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text + "\n")

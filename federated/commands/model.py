@@ -9,6 +9,7 @@ keccak256 to equal the model hash in the task (or epoch) record it reads itself.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,6 +63,26 @@ def _param_order(meta: dict[str, str], keys: list[str]) -> list[str]:
     return names
 
 
+FORMAT = "flockchain-model/v1"  # same metadata as GET /v1/tasks/{id}/model
+
+
+def named_tensors(model_name: str, q: Any, scale_bits: int) -> dict[str, Any]:
+    """``{parameter name: float32 tensor}`` of the flat int32 model ``q``, de-quantised."""
+    import torch
+
+    from federated import models
+    from federated.quant import from_fixed
+
+    flat, out, off = from_fixed(q, scale_bits), {}, 0
+    for name, p in models.build(model_name, seed=None).named_parameters():
+        out[name] = torch.from_numpy(flat[off:off + p.numel()].astype("float32")).reshape(
+            p.shape)
+        off += p.numel()
+    if off != len(flat):
+        raise ValueError(f"the model has {len(flat)} values, {model_name} needs {off}")
+    return out
+
+
 def build_locally(node: object, task_id: int, epoch: int | None, module: str) -> bytes:
     """The safetensors bytes built here: ``module`` names the tensors, the model bytes come
     from the node (checked against their keccak256), the proof from ``/v1/tasks/T/proof``.
@@ -73,7 +94,6 @@ def build_locally(node: object, task_id: int, epoch: int | None, module: str) ->
 
     from federated.models import module_spec_hash, register_module
     from federated.quant import parse_model_bytes
-    from rollup.explorer.export import FORMAT, named_tensors
     from rollup.wire import unhex
 
     mod, _, attr = module.partition(":")

@@ -24,10 +24,13 @@ from typing import Any
 
 import numpy as np
 
+from state_machine.types import Wei
+
 log = logging.getLogger("flockchain.demo")
 
 CRUDE_ATTACKS = ("sign_flip", "lazy", "replay", "duplicate", "gaussian_noise", "ipm")
 FAULTS = ("wrong-root", "withhold-da", "forge-deposit")
+_ZERO_WEI = Wei(0)
 
 
 @dataclass
@@ -50,8 +53,7 @@ class DemoConfig:
     timeout_s: float = 600.0
     fault: str | None = None
     quiet: bool = False
-    serve: bool = False  # keep the node (and its /explorer/) up after the report
-    port: int = 0  # node port (0: any free port)
+    port: int = 0  # node port (0: any free one); `--serve` keeps it up after the report
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -67,11 +69,11 @@ class ClientRecord:
     pubkey: str
     l1_address: str
     verdicts: list[dict[str, Any]] = field(default_factory=list)
-    l1_stake_before: int = 0
-    l1_stake_after: int = 0
-    reward: int = 0
-    reward_claimed: int = 0
-    cumulative_slashed: int = 0
+    l1_stake_before: Wei = _ZERO_WEI
+    l1_stake_after: Wei = _ZERO_WEI
+    reward: Wei = _ZERO_WEI
+    reward_claimed: Wei = _ZERO_WEI
+    cumulative_slashed: Wei = _ZERO_WEI
 
 
 def _seed_bytes(cfg: DemoConfig, tag: str) -> bytes:
@@ -95,7 +97,7 @@ class Demo:
     def _l1(self) -> Any:
         from web3 import Web3
 
-        from bridge.l1 import embedded_web3, start_anvil
+        from devtools.l1 import embedded_web3, start_anvil
 
         if self.cfg.l1 == "embedded":
             return embedded_web3(num_accounts=10)
@@ -141,85 +143,118 @@ class Demo:
         self.tmp.cleanup()
 
     def _run(self) -> dict[str, Any]:
+        """The demo as named steps; each leaves what the next needs on ``self``."""
+        t0 = time.monotonic()
+        self.console.rule("[bold]FLockChain demo")
+        self._deploy()
+        self._start_node()
+        assert self.node is not None
+        from rollup.client import NodeClient
+        from rollup.ports import InProcessPorts
+
+        self.ports = _FaultyPorts(InProcessPorts(self.node.sequencer), self.cfg.fault, self)
+        self.node_client = NodeClient(self.node.url)
+        self.console.print(f"node on {self.node.url} ({(self.cfg.db or 'sqlite').split(':')[0]})"
+                           f"; explorer: {self.node.url}/explorer/")
+        self._stake_clients()
+        self._start_aggregator()
+        task_id = self._create_task()
+        epochs = self._train(task_id)
+        verify_log = self._verify()
+        settled = self._settle(task_id)
+        self._report(task_id, epochs, verify_log, settled, t0)
+        self._print_report()
+        return self.report
+
+    # ------------------------------------------------------------------ steps
+    def _deploy(self) -> None:
+        """L1, funded operator accounts, the six contracts, the sequencer's bond."""
         from eth_account import Account
 
         from bridge.deploy import DeployParams, bond_sequencer, deploy_all
-        from bridge.l1 import send, send_value
-        from federated.client import ClientAgent
-        from federated.data import DataSpec
-        from federated.models import num_params, spec_hash
-        from federated.roles import ClientProfile
-        from federated.train import init_global
-        from rollup.aggregator import Aggregator
-        from rollup.client import FlockClient, Keypair, NodeClient, NodeError
-        from rollup.ports import InProcessPorts
-        from state_machine.crypto import keccak256
-        from state_machine.tasks import TaskParams
+        from bridge.l1 import send_value
 
-        cfg = self.cfg
-        t0 = time.monotonic()
-        c = self.console
-        c.rule("[bold]FLockChain demo")
         w3 = self._l1()
-        funder = w3.eth.accounts[0]
         accounts = {
-            name: Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
+            name: Account.from_key(_seed_bytes(self.cfg, f"l1/{name}"))
             for name in ("owner", "sequencer", "task_owner", "verifier", "aggregator")
         }
         for acct in accounts.values():
-            send_value(w3, funder, acct.address, 10 * 10**18)
+            send_value(w3, w3.eth.accounts[0], acct.address, 10 * 10**18)
         self.params = DeployParams(challenge_period=3_600, unbond_period=7 * 24 * 3600)
         dep = deploy_all(w3, accounts["owner"], accounts["sequencer"].address, self.params)
         bond_sequencer(w3, dep, accounts["sequencer"])
-        c.print(f"L1 [cyan]{cfg.l1}[/] chain {dep.chain_id}: contracts deployed, sequencer "
-                "bonded")
-        self._start_node()
-        assert self.node is not None
-        seq = self.node.sequencer
-        ports = _FaultyPorts(InProcessPorts(seq), cfg.fault, self)
-        c.print(f"node on {self.node.url} ({(cfg.db or 'sqlite').split(':')[0]}); explorer: "
-                f"[link]{self.node.url}/explorer/[/]")
+        self.w3, self.deployment, self.l1_accounts = w3, dep, accounts
+        self.console.print(f"L1 [cyan]{self.cfg.l1}[/] chain {dep.chain_id}: contracts "
+                           "deployed, sequencer bonded")
 
-        # ---- clients: keys, L1 accounts, stake
+    def _stake_clients(self) -> None:
+        """Keys and L1 accounts for every client (attackers first), each staked on L1."""
+        from eth_account import Account
+
+        from bridge.l1 import send, send_value
+        from federated.client import ClientAgent
+        from rollup.client import FlockClient, Keypair
+
+        cfg, w3 = self.cfg, self.w3
         n = cfg.proposers + cfg.voters
         behaviours = list(cfg.attackers) + ["honest"] * (n - len(cfg.attackers))
-        registry = dep.contract(w3, "StakingRegistry")
+        registry = self.deployment.contract(w3, "StakingRegistry")
         stake_amount = registry.functions.stakeAmount().call()
-        agents: list[ClientAgent] = []
-        records: list[ClientRecord] = []
-        node_client = NodeClient(self.node.url)
+        self.agents: list[ClientAgent] = []
+        self.records: list[ClientRecord] = []
         for i, beh in enumerate(behaviours):
             name = f"client{i:02d}"
             kp = Keypair.from_seed(_seed_bytes(cfg, f"ed25519/{name}"))
             acct = Account.from_key(_seed_bytes(cfg, f"l1/{name}"))
-            send_value(w3, funder, acct.address, 10**18)
+            send_value(w3, w3.eth.accounts[0], acct.address, 10**18)
             send(w3, registry.functions.stake(kp.pubkey), acct, value=stake_amount)
-            train = DataSpec.parse(
-                f"digits:dirichlet:alpha={cfg.alpha}:client={i}:of={n}:seed={cfg.seed}"
-            )
-            test = DataSpec.parse(f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}")
-            params: dict[str, float] = {}
-            if beh == "duplicate":
-                params = {"pair_seed": float(cfg.seed)}
-            profile = ClientProfile(name, beh, train, test, seed=cfg.seed * 100 + i,
-                                    local_epochs=cfg.local_epochs, lr=cfg.lr, params=params)
-            agents.append(ClientAgent(FlockClient(node_client, kp), profile))
-            records.append(ClientRecord(name, beh, "0x" + kp.pubkey.hex(), acct.address,
-                                        l1_stake_before=registry.functions.stakeOf(
-                                            acct.address).call()))
+            profile = self._profile(i, n, name, beh)
+            self.agents.append(ClientAgent(FlockClient(self.node_client, kp), profile))
+            self.records.append(ClientRecord(
+                name, beh, "0x" + kp.pubkey.hex(), acct.address,
+                l1_stake_before=registry.functions.stakeOf(acct.address).call()))
         self.accounts = {r.name: Account.from_key(_seed_bytes(cfg, f"l1/{r.name}"))
-                         for r in records}
-        c.print(f"{n} clients staked {stake_amount / 1e18:g} ETH each on L1 "
-                f"(attackers: {', '.join(cfg.attackers) or 'none'})")
+                         for r in self.records}
+        self.console.print(f"{n} clients staked {stake_amount / 1e18:g} ETH each on L1 "
+                           f"(attackers: {', '.join(cfg.attackers) or 'none'})")
 
-        agg_key = Keypair.from_seed(_seed_bytes(cfg, "ed25519/aggregator"))
-        aggregator = Aggregator(FlockClient(node_client, agg_key), ports, w3, dep,
-                                accounts["sequencer"], batch_every_s=2.0)
-        if cfg.fault == "forge-deposit":
-            ports.forge_deposit()
-        aggregator.watcher.poll()
+    def _profile(self, i: int, n: int, name: str, behaviour: str) -> Any:
+        """Client ``i`` of ``n``: its Dirichlet partition, a voter test set, its seed."""
+        from federated.data import DataSpec
+        from federated.roles import ClientProfile
 
-        # ---- task on L1, genesis on L2
+        cfg = self.cfg
+        train = DataSpec.parse(f"digits:dirichlet:alpha={cfg.alpha}:client={i}:of={n}"
+                               f":seed={cfg.seed}")
+        test = DataSpec.parse(f"digits:voter:voter={i % 2}:of=2:seed={cfg.seed}")
+        params = {"pair_seed": float(cfg.seed)} if behaviour == "duplicate" else {}
+        return ClientProfile(name, behaviour, train, test, seed=cfg.seed * 100 + i,
+                             local_epochs=cfg.local_epochs, lr=cfg.lr, params=params)
+
+    def _start_aggregator(self) -> None:
+        from rollup.aggregator import Aggregator
+        from rollup.client import FlockClient, Keypair
+
+        agg_key = Keypair.from_seed(_seed_bytes(self.cfg, "ed25519/aggregator"))
+        self.aggregator = Aggregator(FlockClient(self.node_client, agg_key), self.ports,
+                                     self.w3, self.deployment, self.l1_accounts["sequencer"],
+                                     batch_every_s=2.0)
+        if self.cfg.fault == "forge-deposit":
+            self.ports.forge_deposit()
+        self.aggregator.watcher.poll()
+
+    def _create_task(self) -> int:
+        """The task on L1 (owner pays base fee + escrow), then its genesis on L2."""
+        from web3.logs import DISCARD
+
+        from bridge.l1 import send
+        from federated.models import num_params, spec_hash
+        from federated.train import init_global
+        from state_machine.crypto import keccak256
+        from state_machine.tasks import TaskParams
+
+        cfg, w3, owner = self.cfg, self.w3, self.l1_accounts["task_owner"]
         d = num_params(cfg.model)
         genesis = init_global(cfg.model, cfg.seed, 12)
         task_params = TaskParams(
@@ -229,132 +264,150 @@ class Demo:
             reveal_window=cfg.window_blocks, vote_commit_window=cfg.window_blocks,
             vote_reveal_window=cfg.window_blocks,
         )
-        rm = dep.contract(w3, "RewardManager")
+        rm = self.deployment.contract(w3, "RewardManager")
         price = rm.functions.taskPrice(cfg.max_epochs).call()
-        owner_balance_before = w3.eth.get_balance(accounts["task_owner"].address)
+        self.owner_balance_before = w3.eth.get_balance(owner.address)
         receipt = send(w3, rm.functions.createTask(spec_hash(cfg.model), cfg.max_epochs,
                                                    cfg.target_accuracy_bps,
-                                                   task_params.encode()),
-                       accounts["task_owner"], value=price)
-        from web3.logs import DISCARD
-
+                                                   task_params.encode()), owner, value=price)
         created = rm.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         task_id = int(created[0]["args"]["taskId"])
-        c.print(f"task {task_id} created on L1: {cfg.model} ({d} params), {cfg.max_epochs} "
-                f"epochs, paid {price / 1e18:g} ETH (base fee + escrow)")
-        aggregator.watcher.poll()
-        node_client.wait_for(lambda: any(t["task_id"] == task_id for t in node_client.tasks()),
-                             30, what="task on L2")
-        agents[0].client.publish_genesis(task_id, genesis)
+        self.console.print(f"task {task_id} created on L1: {cfg.model} ({d} params), "
+                           f"{cfg.max_epochs} epochs, paid {price / 1e18:g} ETH (base fee + "
+                           "escrow)")
+        self.aggregator.watcher.poll()
+        nc = self.node_client
+        nc.wait_for(lambda: any(t["task_id"] == task_id for t in nc.tasks()), 30,
+                    what="task on L2")
+        self.agents[0].client.publish_genesis(task_id, genesis)
+        return task_id
 
-        # ---- epochs
-        from federated.data import digits_split
-        from federated.train import accuracy_bps
-
-        split = digits_split()
-        epochs_out: list[dict[str, Any]] = []
-        deadline = time.monotonic() + cfg.timeout_s
+    def _train(self, task_id: int) -> list[dict[str, Any]]:
+        """Step clients and aggregator until the task ends; one summary per final epoch."""
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        from federated.data import digits_split
+
+        self._split = digits_split()
+        epochs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.cfg.timeout_s
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=c,
-                disable=cfg.quiet) as progress:
-            bar = progress.add_task("epochs", total=cfg.max_epochs)
-            seen_final = -1
+                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=self.console,
+                disable=self.cfg.quiet) as progress:
+            bar = progress.add_task("epochs", total=self.cfg.max_epochs)
             while True:
                 if time.monotonic() > deadline:
                     raise TimeoutError("demo did not finish in time")
-                task = node_client.task(task_id)
-                for a in agents:
+                task = self.node_client.task(task_id)
+                for a in self.agents:
                     a.step()
-                aggregator.step()
+                self.aggregator.step()
                 progress.update(bar, description=f"epoch {task['epoch']} · {task['phase']}")
-                for e in range(seen_final + 1, task["epoch"] + 1):
-                    try:
-                        rec = node_client.epoch(task_id, e)
-                    except NodeError:  # not opened yet (genesis or clients pending)
-                        break
-                    if rec["outcome"] == "pending":
-                        break
-                    seen_final = e
-                    g = node_client.blob(bytes.fromhex(rec["global_after"][2:]))
-                    q = np.frombuffer(g, dtype="<i4").astype(np.int32)
-                    test_acc = accuracy_bps(cfg.model, q, 12, split.X_test, split.y_test)
-                    epochs_out.append(self._epoch_summary(rec, records, test_acc))
+                for summary in self._final_epochs(task_id, len(epochs), task["epoch"]):
+                    epochs.append(summary)
                     progress.advance(bar)
-                    c.print(self._epoch_line(epochs_out[-1]))
-                if task["status"] != "running" and seen_final >= task["epochs_run"] - 1:
-                    break
+                    self.console.print(self._epoch_line(summary))
+                if task["status"] != "running" and len(epochs) >= task["epochs_run"]:
+                    return epochs
                 time.sleep(0.05)
 
-        # ---- settlement on L1
-        from bridge.l1 import advance_time
-        from bridge.settlement import claim_reward, latest_final_batch, refund_task
-        from bridge.verifier import Verifier
+    def _final_epochs(self, task_id: int, first: int, last: int) -> list[dict[str, Any]]:
+        """Summaries of epochs ``first..last`` that have an outcome, in order."""
+        from federated.train import accuracy_bps
+        from rollup.client import NodeError
 
-        node_client.wait_for(lambda: seq.mempool_size == 0, 30, what="empty mempool")
-        time.sleep(cfg.block_time * 3)
-        aggregator.post_batches(force=True)
-        verifier = Verifier(w3, dep, [self.node.url if cfg.fault != "withhold-da"
-                                      else ports.withholding_url()],
-                            seq.chain_id, accounts["verifier"], da_grace_seconds=600)
-        verify_log = verifier.step()
-        # the verifier keeps watching while the window runs: look again near its end
-        advance_time(w3, self.params.challenge_period - 120)
-        verify_log += verifier.step()
-        c.print(f"verifier: {len(verifier.checkpoints)} batches verified, "
-                f"{len(verifier.stats.challenges)} challenged")
-        self.w3, self.deployment, self.l1_accounts = w3, dep, accounts
-        self.verifier, self.aggregator, self.ports = verifier, aggregator, ports
+        out = []
+        for e in range(first, last + 1):
+            try:
+                rec = self.node_client.epoch(task_id, e)
+            except NodeError:  # not opened yet (genesis or clients pending)
+                break
+            if rec["outcome"] == "pending":
+                break
+            g = self.node_client.blob(bytes.fromhex(rec["global_after"][2:]))
+            q = np.frombuffer(g, dtype="<i4").astype(np.int32)
+            test_acc = accuracy_bps(self.cfg.model, q, 12, self._split.X_test,
+                                    self._split.y_test)
+            out.append(self._epoch_summary(rec, self.records, test_acc))
+        return out
+
+    def _verify(self) -> list[tuple[int, str]]:
+        """Post the last batch; an independent verifier checks every batch, again near
+        the end of the challenge window."""
+        from bridge.verifier import Verifier
+        from devtools.l1 import advance_time
+
+        seq = self.node.sequencer  # type: ignore[union-attr]
+        self.node_client.wait_for(lambda: seq.mempool_size == 0, 30, what="empty mempool")
+        time.sleep(self.cfg.block_time * 3)
+        self.aggregator.post_batches(force=True)
+        source = (self.node.url if self.cfg.fault != "withhold-da"  # type: ignore[union-attr]
+                  else self.ports.withholding_url())
+        self.verifier = Verifier(self.w3, self.deployment, [source], seq.chain_id,
+                                 self.l1_accounts["verifier"], da_grace_seconds=600)
+        verify_log = self.verifier.step()
+        advance_time(self.w3, self.params.challenge_period - 120)
+        verify_log += self.verifier.step()
+        self.console.print(f"verifier: {len(self.verifier.checkpoints)} batches verified, "
+                           f"{len(self.verifier.stats.challenges)} challenged")
+        return verify_log
+
+    def _settle(self, task_id: int) -> dict[str, Any]:
+        """Past the window: slashes relayed, rewards claimed, the escrow refunded."""
+        from bridge.settlement import claim_reward, latest_final_batch, refund_task
+        from devtools.l1 import advance_time
+
+        w3, dep = self.w3, self.deployment
         advance_time(w3, 121)
         final = latest_final_batch(w3, dep)
-        slashes = aggregator.relay.run_once()
+        slashes = self.aggregator.relay.run_once()
         claims = []
         if final is not None:
             proofs = {"0x" + p["fields"]["pubkey"].hex(): p
-                      for p in ports.inner.account_proofs(final)}
-            for r in records:
+                      for p in self.ports.inner.account_proofs(final)}
+            for r in self.records:
                 mine = proofs.get(r.pubkey)
                 if mine is not None and mine["fields"]["cumulative_reward"] > 0:
                     claims.append(claim_reward(w3, dep, self.accounts[r.name], mine, final))
         refund = None
-        task = node_client.task(task_id)
+        task = self.node_client.task(task_id)
         if final is not None and task["status"] != "running":
-            refund = refund_task(w3, dep, accounts["task_owner"],
-                                 ports.inner.task_proof(final, task_id), final)
+            refund = refund_task(w3, dep, self.l1_accounts["task_owner"],
+                                 self.ports.inner.task_proof(final, task_id), final)
+        return {"task": task, "slashes": slashes, "claims": claims, "refund": refund}
 
-        # ---- report
-        for r in records:
-            acct = r.l1_address
-            r.l1_stake_after = registry.functions.stakeOf(acct).call()
-            a = node_client.account(bytes.fromhex(r.pubkey[2:]))["account"]
+    def _report(self, task_id: int, epochs: list[dict[str, Any]],
+                verify_log: list[tuple[int, str]], settled: dict[str, Any], t0: float) -> None:
+        w3, dep, claims, task = self.w3, self.deployment, settled["claims"], settled["task"]
+        registry = dep.contract(w3, "StakingRegistry")
+        for r in self.records:
+            r.l1_stake_after = registry.functions.stakeOf(r.l1_address).call()
+            a = self.node_client.account(bytes.fromhex(r.pubkey[2:]))["account"]
             r.reward = int(a["cumulative_reward"])
             r.cumulative_slashed = int(a["cumulative_slashed"])
-            r.reward_claimed = sum(x["paid"] for x in claims if x["account"] == acct)
+            r.reward_claimed = sum(x["paid"] for x in claims if x["account"] == r.l1_address)
         sc = dep.contract(w3, "StateCommitment")
         roots = [{"batch": i, "state_root": "0x" + bytes(sc.functions.stateRoot(i).call()).hex(),
                   "final": sc.functions.isFinal(i).call()}
                  for i in range(sc.functions.nextIndex().call())]
-        owner_paid = owner_balance_before - w3.eth.get_balance(accounts["task_owner"].address)
+        owner = self.l1_accounts["task_owner"].address
         self.report.update(
             task={k: task[k] for k in ("task_id", "status", "epochs_run", "accepted_epochs",
                                        "accuracy_bps", "charged", "treasury", "escrow")},
-            epochs=epochs_out,
-            clients=[asdict(r) for r in records],
-            slashes=slashes,
+            epochs=epochs,
+            clients=[asdict(r) for r in self.records],
+            slashes=settled["slashes"],
             claims=claims,
-            refund=refund,
-            task_owner_net_paid=owner_paid,
+            refund=settled["refund"],
+            task_owner_net_paid=self.owner_balance_before - w3.eth.get_balance(owner),
             batches=roots,
             slash_treasury_balance=w3.eth.get_balance(dep.slash_treasury),
-            slash_caller=accounts["sequencer"].address,
-            verifier={"verified": len(verifier.checkpoints),
-                      "challenges": verifier.stats.challenges,
+            slash_caller=self.l1_accounts["sequencer"].address,
+            verifier={"verified": len(self.verifier.checkpoints),
+                      "challenges": self.verifier.stats.challenges,
                       "log": [list(x) for x in verify_log]},
             seconds=round(time.monotonic() - t0, 1),
         )
-        self._print_report()
-        return self.report
 
     # ------------------------------------------------------------------ reporting
     def _epoch_summary(self, rec: dict[str, Any], records: list[ClientRecord],
@@ -439,30 +492,7 @@ class _FaultyPorts:
 
 def main_json(cfg: DemoConfig, path: str | None) -> dict[str, Any]:
     logging.basicConfig(level=logging.WARNING)
-    demo = Demo(cfg)
-    report = demo.run(close=not cfg.serve)
+    report = Demo(cfg).run()
     if path:
         Path(path).write_text(json.dumps(report, indent=2, default=str))
-    if cfg.serve:
-        serve_until_interrupted(demo)
     return report
-
-
-def serve_until_interrupted(demo: Demo) -> None:
-    """``--serve``: keep the node up so a person can browse ``/explorer/``; Ctrl-C stops."""
-    import signal
-    import threading
-
-    assert demo.node is not None
-    if threading.current_thread() is threading.main_thread():  # Ctrl-C and SIGTERM stop it,
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with &
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-    print(f"explorer: {demo.node.url}/explorer/ (serving the demo's chain; Ctrl-C to stop)",
-          flush=True)
-    try:
-        while demo.node._thread.is_alive():
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        demo.close()

@@ -1,6 +1,6 @@
 """``flockchain localnet start|stop|status|finalize``: the whole network as local processes.
 
-See :mod:`rollup.localnet` (the work) and ``scripts/localnet`` (the same from bash). The
+See :mod:`devtools.localnet` (the work) and ``scripts/localnet`` (the same from bash). The
 folder defaults to ``$FLOCKCHAIN_LOCALNET_DIR`` or ``.localnet``.
 """
 
@@ -80,8 +80,8 @@ def run_start(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
+    from devtools.localnet import Localnet, LocalnetConfig, LocalnetError, default_dir
     from federated.attacks import ATTACKS
-    from rollup.localnet import Localnet, LocalnetConfig, LocalnetError, default_dir
 
     attackers = tuple(a for a in args.attackers.split(",") if a)
     unknown = [a for a in attackers if a not in ATTACKS]
@@ -112,7 +112,7 @@ def run_start(args: argparse.Namespace) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from rollup.localnet import Localnet
+    from devtools.localnet import Localnet
 
     net = Localnet(args.dir)
     out = net.status()
@@ -121,7 +121,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    from rollup.localnet import Localnet
+    from devtools.localnet import Localnet
 
     net = Localnet(args.dir)
     if not net.state:
@@ -135,7 +135,7 @@ def run_stop(args: argparse.Namespace) -> int:
 def run_restart(args: argparse.Namespace) -> int:
     import sys
 
-    from rollup.localnet import Localnet, LocalnetError
+    from devtools.localnet import Localnet, LocalnetError
 
     net = Localnet(args.dir)
     try:
@@ -148,7 +148,7 @@ def run_restart(args: argparse.Namespace) -> int:
 
 
 def run_finalize(args: argparse.Namespace) -> int:
-    from rollup.localnet import Localnet
+    from devtools.localnet import Localnet
 
     net = Localnet(args.dir)
     if not net.state or not net.running():

@@ -1,0 +1,67 @@
+"""The app factory: one FastAPI app over a sequencer, its routers, its error handlers and
+the ``POST /v1/actions`` fast path.
+
+Admin endpoints (``/v1/admin/...``: system actions from the bridge, cutting and marking
+batches) exist only when the node has an admin token (``admin_token`` / ``admin_token_file``)
+and answer only on loopback unless ``admin_remote`` is set; see ``rollup/NODE.md`` for what
+an admin can and cannot do. In-process callers use the ``Sequencer`` methods instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from rollup.api import errors
+from rollup.api.deps import AdminGate
+from rollup.api.ingress import ActionIngress, Ingress
+from rollup.api.routers import actions, admin, batches, chain, ops, state
+from rollup.config import NodeConfig
+from rollup.explorer import router as explorer_router
+from rollup.metrics import Metrics
+from sequencer.sequencer import Sequencer
+
+
+def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None = None,
+               manage: bool = True) -> FastAPI:
+    """The ASGI app over ``sequencer``. With ``manage`` the app's lifespan starts the
+    sequencer's threads and closes it (and its database) at shutdown."""
+    metrics = metrics or Metrics()
+    seq = sequencer
+    metrics.gauges["flockchain_mempool_size"] = lambda: float(seq.mempool_size)
+    metrics.height = seq.height
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage:
+            seq.start()
+        try:
+            yield
+        finally:
+            if manage:
+                await run_in_threadpool(seq.close)
+
+    app = FastAPI(
+        title="FLockChain node",
+        version="1",
+        description="Micro-rollup node for federated learning (SPEC §12). Errors are "
+        "`{reason, detail}` JSON.",
+        lifespan=lifespan,
+    )
+    app.state.sequencer = seq
+    app.state.metrics = metrics
+    app.state.config = config
+    app.state.admin_gate = AdminGate(config.resolved_admin_token(), config.admin_remote,
+                                     config.admin_failures_per_minute)
+    ingress = Ingress(seq, config, metrics)
+    app.state.ingress = ingress
+    errors.install(app)
+    for r in (actions.router, chain.router, state.router, batches.router, ops.router,
+              admin.router):
+        app.include_router(r)
+    app.include_router(explorer_router)  # /explorer/ pages and /v1/tasks/{id}/model
+    app.add_middleware(ActionIngress, handler=ingress)
+    return app

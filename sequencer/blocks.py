@@ -1,0 +1,89 @@
+"""Block production: execute the next block and derive every row it writes.
+
+Why apart from the sequencer: this is the pure part of production (STF, header, receipts,
+action status updates, blobs made available); the facade only picks the mempool entries
+and commits the rows through the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sequencer.store import BlobWrite, BlockRow, ReceiptRow
+from state_machine import codec
+from state_machine.state import State, model_hash
+from state_machine.transition import Block, BlockResult, Receipt, execute_block
+
+
+@dataclass(frozen=True)
+class BuiltBlock:
+    result: BlockResult
+    row: BlockRow
+    receipt_rows: list[ReceiptRow]
+    action_updates: list[dict[str, Any]]
+    blobs: list[BlobWrite]
+
+
+def build_block(state: State, block: Block, seqs: Sequence[int]) -> BuiltBlock:
+    """Execute ``block`` (its actions are the mempool entries ``seqs``) on ``state``."""
+    res = execute_block(state, block)
+    h = block.height
+    row = BlockRow(h, res.hash, block.parent_hash, block.timestamp, res.state_root,
+                   codec.encode(res.header), len(seqs))
+    rrows = [
+        ReceiptRow(h, i, r.action_hash, r.applied, r.reason, r.detail, ",".join(r.events))
+        for i, r in enumerate(res.receipts)
+    ]
+    updates = [
+        {
+            "b_seq": seq, "b_status": "included" if r.applied else "rejected",
+            "b_reason": r.reason, "b_detail": r.detail or None, "b_height": h, "b_index": i,
+        }
+        for i, (seq, r) in enumerate(zip(seqs, res.receipts, strict=True))
+    ]
+    blobs = collect_blobs(state, res.state, block, seqs, res.receipts)
+    return BuiltBlock(res, row, rrows, updates, blobs)
+
+
+def closed_epoch(old: State, new: State) -> bool:
+    """An epoch was finalized in this block: some task ran one more epoch (O(tasks))."""
+    for tid, t in new.tasks.items():
+        o = old.tasks.peek(tid)
+        if o is None or o.epochs_run != t.epochs_run:
+            return t.epochs_run > (0 if o is None else o.epochs_run)
+    return False
+
+
+def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
+                  receipts: list[Receipt]) -> list[BlobWrite]:
+    """Blobs a block makes available: applied reveal updates (by reference to their
+    action), and every global model, previous delta and vote candidate that changed."""
+    out: list[BlobWrite] = []
+    for sa, seq, r in zip(block.actions, seqs, receipts, strict=True):
+        a = sa.action
+        if r.applied and a.type == "reveal_update":
+            b = a.body
+            ep = new.epochs.peek((b.task_id, b.epoch))  # type: ignore[attr-defined]
+            out.append(BlobWrite(ep.update_hashes[a.sender], "update",
+                                 len(b.update_bytes), action_seq=seq))  # type: ignore[attr-defined]
+    for tid, t in new.tasks.items():
+        o = old.tasks.peek(tid)
+        if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
+            data = t.global_model.astype("<i4").tobytes()
+            out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
+        if t.prev_delta is not None and (o is None or o.prev_delta_hash != t.prev_delta_hash):
+            data = t.prev_delta.astype("<i2").tobytes()
+            out.append(BlobWrite(t.prev_delta_hash, "prev_delta", len(data), data=data))
+        ep = new.epochs.peek((tid, t.epoch))
+        if ep is not None and ep.candidate is not None:
+            prev = old.epochs.peek((tid, t.epoch))
+            if prev is None or prev.candidate_hash != ep.candidate_hash:
+                data = ep.candidate.astype("<i4").tobytes()
+                out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
+                if ep.candidate_delta is not None:  # snapshots refer to it by hash
+                    data = ep.candidate_delta.astype("<i2").tobytes()
+                    out.append(BlobWrite(model_hash(ep.candidate_delta), "candidate_delta",
+                                         len(data), data=data))
+    return out

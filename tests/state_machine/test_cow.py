@@ -1,0 +1,79 @@
+"""Copy-on-write state: children never reach their parents, rollback is exact, and a block
+applied to a copy leaves the original state (and root) untouched."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from state_machine import transition
+from state_machine.cow import CowMap, SealedError, clone_record
+from state_machine.transition import Block, Rejected, apply_block
+from tests.stf_harness import Client, Harness
+
+ops = st.lists(st.tuples(st.integers(0, 30), st.integers(0, 1000)), max_size=40)
+
+
+@settings(max_examples=60)
+@given(st.lists(ops, min_size=1, max_size=12))
+def test_cowmap_generations_behave_like_dict_copies(generations):
+    """Each generation is a child of the previous one; every earlier generation must
+    still read exactly as the dict it was (values, order, length)."""
+    m: CowMap[int, int] = CowMap()
+    models: list[tuple[CowMap[int, int], dict[int, int]]] = []
+    model: dict[int, int] = {}
+    for gen in generations:
+        m = m.child()
+        model = dict(model)
+        for k, v in gen:
+            m[k] = v
+            model[k] = v
+        models.append((m, model))
+        m.seal()
+    for cm, md in models:
+        assert list(cm) == list(md) and len(cm) == len(md)
+        assert dict(cm.items()) == md and all(cm[k] == v for k, v in md.items())
+
+
+def test_clone_on_access_never_reaches_the_parent_and_rollback_is_exact():
+    class Rec:
+        def __init__(self) -> None:
+            self.x, self.log = 0, []
+
+    parent: CowMap[str, Rec] = CowMap({"a": Rec()}, clone_record)
+    parent.seal()
+    child = parent.child()
+    child["a"].x = 5
+    child["a"].log.append(1)
+    assert parent["a"].x == 0 and parent["a"].log == []
+    child.begin()
+    child["a"].x = 9
+    child["b"] = Rec()
+    child.rollback()
+    assert child["a"].x == 5 and "b" not in child and len(child) == 1
+    with pytest.raises(SealedError):
+        parent["c"] = Rec()
+
+
+def test_rejected_action_is_rolled_back_even_if_a_handler_mutated_first(monkeypatch):
+    """Defence in depth: a handler that mutates and then raises changes nothing."""
+    h = Harness()
+    c = Client.make("alice")
+    h.block(h.deposit(c))
+    base = h.state
+    before = base.state_root()
+
+    def bad(state, sa, body):
+        state.accounts[c.pubkey].stake = 1
+        state.touch_account(c.pubkey)
+        state.treasury_total += 5
+        raise Rejected("invalid_body", "mutated first")
+
+    monkeypatch.setitem(transition._HANDLERS, "l1_deposit", bad)
+    action = h.deposit(Client.make("bob"))
+    new, receipts = apply_block(base, Block(base.height + 1, h.parent, 0, [action]))
+    assert not receipts[0].applied
+    empty, _ = apply_block(base, Block(base.height + 1, h.parent, 0, []))
+    assert new.state_root() == empty.state_root()
+    assert base.state_root() == before and base.accounts[c.pubkey].stake != 1
