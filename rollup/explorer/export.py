@@ -16,13 +16,14 @@ order, which is the order of the flat vector, SPEC §4; the node knows them from
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from rollup.explorer.layouts import LAYOUTS, size
+from rollup.schemas import MAX_SQL_INT
 from rollup.wire import jsonable
 
 FORMAT = "flockchain-model/v1"
@@ -134,7 +135,8 @@ def export_safetensors(seq: Any, task_id: int, epoch: int | None = None) -> tupl
 
 @router.get("/v1/tasks/{task_id}/model", response_class=Response,
             summary="The accepted global model as float tensors (safetensors)")
-def get_model(request: Request, task_id: int, epoch: int | None = Query(None, ge=0),
+def get_model(request: Request, task_id: Annotated[int, Path(ge=0, le=MAX_SQL_INT)],
+              epoch: int | None = Query(None, ge=0, le=MAX_SQL_INT),
               format: str = Query("safetensors")) -> Response:
     if format != "safetensors":
         return JSONResponse({"reason": "unsupported_format",

@@ -11,16 +11,20 @@ so a page follows new blocks without a reload.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FsPath
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from rollup.explorer import fmt, views
+from rollup.schemas import MAX_SQL_INT
 
-HERE = Path(__file__).parent
+# Path numbers bounded like the /v1 routes' (BIGINT), so no query overflows a column.
+Num = Annotated[int, Path(ge=0, le=MAX_SQL_INT)]
+
+HERE = FsPath(__file__).parent
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 STATIC_FILES = {p.name: p for p in (HERE / "static").iterdir() if p.suffix in STATIC_TYPES}
 
@@ -66,7 +70,7 @@ def head(request: Request) -> JSONResponse:
 
 
 @router.get("/tasks/{task_id}", response_class=HTMLResponse)
-def task_page(request: Request, task_id: int) -> HTMLResponse:
+def task_page(request: Request, task_id: Num) -> HTMLResponse:
     v = views.task_view(request.app.state.sequencer, task_id)
     if v is None:
         return _missing(request, f"task {task_id}")
@@ -74,7 +78,7 @@ def task_page(request: Request, task_id: int) -> HTMLResponse:
 
 
 @router.get("/tasks/{task_id}/epochs/{epoch}", response_class=HTMLResponse)
-def epoch_page(request: Request, task_id: int, epoch: int) -> HTMLResponse:
+def epoch_page(request: Request, task_id: Num, epoch: Num) -> HTMLResponse:
     v = views.epoch_view(request.app.state.sequencer, task_id, epoch)
     if v is None:
         return _missing(request, f"epoch {epoch} of task {task_id}")
@@ -100,13 +104,14 @@ def account_page(request: Request, pubkey: str) -> HTMLResponse:
 
 
 @router.get("/blocks", response_class=HTMLResponse)
-def blocks_page(request: Request, upto: int | None = None) -> HTMLResponse:
+def blocks_page(request: Request,
+                upto: int | None = Query(None, ge=0, le=MAX_SQL_INT)) -> HTMLResponse:
     return _render(request, "blocks.html", v=views.blocks_view(request.app.state.sequencer,
                                                                 upto))
 
 
 @router.get("/blocks/{height}", response_class=HTMLResponse)
-def block_page(request: Request, height: int) -> HTMLResponse:
+def block_page(request: Request, height: Num) -> HTMLResponse:
     v = views.block_view(request.app.state.sequencer, height)
     if v is None:
         return _missing(request, f"block {height}")

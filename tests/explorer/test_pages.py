@@ -38,6 +38,13 @@ def test_read_only_and_404s(chain: Chain) -> None:
               "/explorer/blocks/100000", "/explorer/accounts/0x1234"):
         r = httpx.get(chain.url + p)
         assert r.status_code == 404 and "Not found" in r.text, p
+    big = 2**63  # beyond BIGINT: refused before any query, like the /v1 routes
+    for p in (f"/explorer/blocks/{big}", f"/explorer/tasks/{big}", f"/explorer/blocks?upto={big}",
+              f"/explorer/tasks/1/epochs/{big}", f"/v1/tasks/{big}/model",
+              f"/v1/tasks/1/model?epoch={big}", "/explorer/blocks/-1"):
+        r = httpx.get(chain.url + p)
+        assert (r.status_code, r.json()["reason"]) == (400, "malformed"), p
+    assert httpx.get(f"{chain.url}/explorer/blocks/{big - 1}").status_code == 404
     for p in ("/explorer/static/..%2f..%2fapi.py", "/explorer/static/nope.js"):
         assert httpx.get(chain.url + p).status_code == 404
     r = httpx.get(chain.url + "/explorer/static/uPlot.iife.min.js")
