@@ -57,7 +57,7 @@ def money_by_key(rows: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def test_accuracy(rec: dict[str, Any]) -> int | None:
+def reported_test_accuracy(rec: dict[str, Any]) -> int | None:
     """A test-set accuracy (bps) if the record reports one under any ``test*accuracy*`` key."""
     for k, v in rec.items():
         if "test" in k and "acc" in k:
@@ -178,7 +178,7 @@ def epoch_totals(rec: dict[str, Any]) -> dict[str, Any]:
         "epoch": rec.get("epoch"), "outcome": rec.get("outcome"),
         "outcome_reason": rec.get("outcome_reason"), "phase": rec.get("phase"),
         "accuracy_bps": as_int(rec.get("accuracy_bps")), "test_accuracy_bps":
-        test_accuracy(rec), "aggregate": as_int(rec.get("aggregate")),
+        reported_test_accuracy(rec), "aggregate": as_int(rec.get("aggregate")),
         "slashed": sum(v["amount"] for v in slashes.values()), "n_slashes": len(slashes),
         "rewarded": sum(v["amount"] for v in rewards.values()),
         "flagged": sorted(v for v in map(str, verdicts.values()) if v != "ACCEPTED"),

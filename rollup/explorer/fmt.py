@@ -105,10 +105,3 @@ def number(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
-
-
-def hexkey(x: Any) -> str:
-    """A pubkey/hash as 0x-hex whatever form it arrives in."""
-    if isinstance(x, bytes | bytearray):
-        return "0x" + bytes(x).hex()
-    return str(x)

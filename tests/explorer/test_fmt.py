@@ -26,4 +26,3 @@ def test_reasons_and_hashes() -> None:
     assert fmt.reason_text("some_new_reason") == "some new reason"  # unknown: shown readably
     h = "0x" + "ab" * 32
     assert fmt.short(h) == "0xababab…ababab" and fmt.short("0x12") == "0x12"
-    assert fmt.hexkey(b"\x01\x02") == "0x0102"
