@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint contracts node-deps clean
+.PHONY: install test demo bench lint contracts node-deps clean browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,7 +13,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) node-deps
+install: $(STAMP) node-deps browser
+
+# Debian chromium for the explorer's browser tests (Playwright drives it; its own browser
+# download is not used). Needs root and apt; elsewhere the browser tests skip and say why.
+browser:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) \
+		|| echo 'chromium not installed (needs root + apt): browser tests will skip'; }
 
 node_modules/.installed: package.json
 	@if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --silent; else npm install --no-audit --no-fund --silent; fi

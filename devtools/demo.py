@@ -57,6 +57,7 @@ class DemoConfig:
     timeout_s: float = 600.0
     fault: str | None = None
     quiet: bool = False
+    port: int = 0  # node port (0: any free one); `--serve` keeps it up after the report
 
     @classmethod
     def quick(cls, **kw: Any) -> DemoConfig:
@@ -122,8 +123,9 @@ class Demo:
             store.close()
         key = Path(self.tmp.name) / "sequencer.key"
         key.write_text(_seed_bytes(self.cfg, "sequencer").hex())
-        conf = NodeConfig(db_url=db, port=0, chain_id=31_337, block_time=self.cfg.block_time,
-                          sequencer_key_file=key, snapshot_interval=50, log_level="warning")
+        conf = NodeConfig(db_url=db, port=self.cfg.port, chain_id=31_337,
+                          block_time=self.cfg.block_time, sequencer_key_file=key,
+                          snapshot_interval=50, log_level="warning")
         self.node = start_node(conf)
 
     def run(self, close: bool = True) -> dict[str, Any]:
@@ -156,8 +158,8 @@ class Demo:
 
         self.ports = _FaultyPorts(InProcessPorts(self.node.sequencer), self.cfg.fault, self)
         self.node_client = NodeClient(self.node.url)
-        self.console.print(f"node on {self.node.url} "
-                           f"({(self.cfg.db or 'sqlite').split(':')[0]})")
+        self.console.print(f"node on {self.node.url} ({(self.cfg.db or 'sqlite').split(':')[0]})"
+                           f"; explorer: {self.node.url}/explorer/")
         self._stake_clients()
         self._start_aggregator()
         task_id = self._create_task()

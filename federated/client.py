@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from federated.byo import TorchTrainer
 from federated.roles import ClientProfile, make_update, make_vote
 from rollup.client import FlockClient, NodeError, commit_update_auto, reveal_update_auto
 from rollup.wire import hexb, unhex
+from state_machine.aggregation import clip_update
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +34,48 @@ class ClientAgent:
     """One staked participant driven by a behaviour profile."""
 
     client: FlockClient
-    profile: ClientProfile
+    profile: ClientProfile | None = None
     role: str = "auto"  # auto | proposer | voter
     done: set[tuple[int, int, str]] = field(default_factory=set)
     log: list[dict[str, Any]] = field(default_factory=list)
+    trainer: TorchTrainer | None = None  # bring your own torch model (see federated.byo)
+
+    def __post_init__(self) -> None:
+        if (self.profile is None) == (self.trainer is None):
+            raise ValueError("give exactly one of profile (a behaviour) or trainer (a model)")
+
+    @classmethod
+    def with_model(cls, client: FlockClient, trainer: TorchTrainer, role: str = "auto"
+                   ) -> ClientAgent:
+        """A client that trains and votes with the user's own ``torch.nn.Module``; it acts
+        only in tasks whose ``spec_hash`` is the hash of that module's architecture."""
+        return cls(client, None, role, trainer=trainer)
+
+    @property
+    def name(self) -> str:
+        return self.profile.name if self.profile is not None else f"byo:{self.me[:10]}"
+
+    def serves(self, task: dict[str, Any]) -> bool:
+        """Whether this client can work on ``task`` (a BYO model must match it by hash)."""
+        if self.trainer is None:
+            return True
+        return self.trainer.matches(task["params"]["model"], unhex(task["spec_hash"], 32))
+
+    def _update(self, params: dict[str, Any], global_q: np.ndarray, prev: np.ndarray,
+                epoch: int) -> np.ndarray | None:
+        bound = params.get("norm_bound", 0)
+        if self.trainer is not None:  # honest BYO training, clipped to the task's norm bound
+            return clip_update(self.trainer.propose(global_q, params["scale_bits"]), bound)
+        assert self.profile is not None
+        return make_update(self.profile, params["model"], params["scale_bits"], global_q, prev,
+                           epoch, params["proposers_per_epoch"], params["f"], bound)
+
+    def _vote(self, params: dict[str, Any], cand: np.ndarray, cur: np.ndarray
+              ) -> tuple[int, int] | None:
+        if self.trainer is not None:
+            return self.trainer.vote(cand, cur, params["scale_bits"])
+        assert self.profile is not None
+        return make_vote(self.profile, params["model"], params["scale_bits"], cand, cur)
 
     @property
     def me(self) -> str:
@@ -56,24 +96,21 @@ class ClientAgent:
         try:
             fn()
         except NodeError as exc:
-            log.warning("%s: %s for task %d epoch %d refused: %s", self.profile.name, what,
+            log.warning("%s: %s for task %d epoch %d refused: %s", self.name, what,
                         task_id, epoch, exc)
         self.done.add(key)
         self.log.append({"task": task_id, "epoch": epoch, "action": what})
 
     def step_task(self, task: dict[str, Any]) -> None:
         tid, e, phase = task["task_id"], task["epoch"], task["phase"]
-        if phase not in ACTIVE_PHASES:
+        if phase not in ACTIVE_PHASES or not self.serves(task):
             return
         rec = self.client.node.epoch(tid, e)
         params = task["params"]
         is_prop = self.me in rec["proposers"] and self.role in ("auto", "proposer")
         is_voter = self.me in rec["voters"] and self.role in ("auto", "voter")
         if is_prop and phase == "update_commit" and self.me not in _pairs(rec["update_commits"]):
-            delta = make_update(self.profile, params["model"], params["scale_bits"],
-                                self._global(task), self._prev_delta(task), e,
-                                params["proposers_per_epoch"], params["f"],
-                                params.get("norm_bound", 0))
+            delta = self._update(params, self._global(task), self._prev_delta(task), e)
             if delta is None:
                 self.done.add((tid, e, "commit_update"))  # absent by choice
                 return
@@ -84,10 +121,7 @@ class ClientAgent:
             if (tid, e) not in self.client._updates:  # restarted: recompute deterministically
                 before = np.frombuffer(self.client.node.blob(unhex(rec["global_before"], 32)),
                                        dtype="<i4").astype(np.int32)
-                delta = make_update(self.profile, params["model"], params["scale_bits"],
-                                    before, self._prev_delta(task), e,
-                                    params["proposers_per_epoch"], params["f"],
-                                params.get("norm_bound", 0))
+                delta = self._update(params, before, self._prev_delta(task), e)
                 if delta is None:
                     return
                 self.client._updates[(tid, e)] = delta.astype("<i2").tobytes()
@@ -95,8 +129,7 @@ class ClientAgent:
         elif is_voter and phase == "vote_commit" and self.me not in _pairs(rec["vote_commits"]):
             cand = np.frombuffer(self.client.node.blob(unhex(rec["candidate_hash"], 32)),
                                  dtype="<i4").astype(np.int32)
-            vote = make_vote(self.profile, params["model"], params["scale_bits"], cand,
-                             self._global(task))
+            vote = self._vote(params, cand, self._global(task))
             if vote is None:
                 self.done.add((tid, e, "commit_vote"))
                 return

@@ -98,16 +98,18 @@ def num_params(name: str) -> int:
     return int(sum(int(np.prod(s)) for s in param_shapes(name)))
 
 
+def _hash(name: str, arch: str, shapes: tuple[tuple[int, ...], ...]) -> bytes:
+    text = f"{_HASH_DOMAIN}|{name}|{arch}|{';'.join('x'.join(str(n) for n in s) for s in shapes)}"
+    return hashlib.sha256(text.encode()).digest()
+
+
 @cache
 def spec_hash(name: str) -> bytes:
     """32-byte sha256 over the domain, name, architecture string and parameter shapes.
 
     Stable across processes and machines (no object ids, no torch version in it).
     """
-    spec = get_spec(name)
-    shapes = ";".join("x".join(str(n) for n in s) for s in param_shapes(name))
-    text = f"{_HASH_DOMAIN}|{spec.name}|{spec.arch}|{shapes}"
-    return hashlib.sha256(text.encode()).digest()
+    return _hash(name, get_spec(name).arch, param_shapes(name))
 
 
 def _fan_in(weight: torch.Tensor) -> int:
@@ -138,3 +140,45 @@ def build(name: str, seed: int | None = 0) -> nn.Module:
                         p.copy_(torch.from_numpy(vals.astype(np.float32)))
     model.eval()
     return model
+
+
+# ---------------------------------------------------------------------- bring your own model
+
+
+def module_arch(module: nn.Module) -> str:
+    """A canonical description of a module's architecture: torch's ``repr`` (every layer
+    with its hyper-parameters, in order) on one line. Two modules with the same layers
+    give the same text in any process; weights never enter it."""
+    return " ".join(repr(module).split())
+
+
+def module_spec_hash(name: str, factory: Callable[[], nn.Module],
+                     arch: str | None = None) -> bytes:
+    """The :func:`spec_hash` ``factory`` would have under ``name`` (registers nothing)."""
+    module = factory()
+    shapes = tuple(tuple(p.shape) for p in module.parameters())
+    return _hash(name, arch if arch is not None else module_arch(module), shapes)
+
+
+def register_module(name: str, factory: Callable[[], nn.Module], *, arch: str | None = None,
+                    input_dim: int = INPUT_DIM, num_classes: int = NUM_CLASSES) -> bytes:
+    """Register a user-defined architecture under ``name``; returns its :func:`spec_hash`.
+
+    Why by hash: a task fixes ``(name, spec_hash)`` on L1. Registering lets every client
+    (and the node's model export) rebuild the parameter layout from the name, and the hash
+    (over ``arch`` and the parameter shapes) lets a client refuse a task whose layout
+    differs from the module it was given. Re-registering a name with a different
+    architecture raises ``ValueError`` instead of silently reinterpreting old tasks.
+    """
+    arch = arch if arch is not None else module_arch(factory())
+    h = module_spec_hash(name, factory, arch)
+    if name in MODELS:
+        if spec_hash(name) != h:
+            raise ValueError(f"model {name!r} is already registered with another architecture")
+        return h
+    if module_spec_hash(name, factory, arch) != h:
+        raise ValueError("the factory must build the same architecture every time")
+    MODELS[name] = ModelSpec(name, arch, factory, input_dim, num_classes)
+    param_shapes.cache_clear()  # a name may have been looked up (and failed) before
+    spec_hash.cache_clear()
+    return h

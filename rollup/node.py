@@ -54,6 +54,20 @@ def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> Sequenc
     )
 
 
+def adopt_chain_id(config: NodeConfig, store: Store) -> NodeConfig:
+    """An existing database's chain id, unless the operator set one (flag, env or file).
+    Why: ``flockchain node --db sqlite:///demo.db`` should serve the demo's chain (31337)
+    without the operator having to know its id; an explicit, different id still fails."""
+    if "chain_id" in config.model_fields_set:
+        return config
+    store.create()
+    stored = store.get_meta("chain_id")
+    if stored is None or int(stored) == config.chain_id:
+        return config
+    log.info("adopting chain id %s from the database", stored)
+    return config.model_copy(update={"chain_id": int(stored)})
+
+
 def http_limits(config: NodeConfig) -> HttpLimits:
     """The server's limits; the connection cap is kept below the file-descriptor limit
     (raised to the hard limit if needed) so accept() never fails for lack of descriptors
@@ -96,6 +110,7 @@ def open_sequencer(config: NodeConfig, *, clock: Callable[[], int] | None = None
     store = Store(config.db_url, blob_dir=config.blob_dir,
                   blobstore=open_blobstore(config.blob_store_url) if config.blob_store_url
                   else None)
+    config = adopt_chain_id(config, store)
     return Sequencer(store, key.seed, sequencer_config(config, produce_blocks), clock=clock,
                      hooks=metrics)
 

@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fault", choices=["wrong-root", "withhold-da", "forge-deposit"],
                    default=None, help="make the sequencer misbehave (verifier tests)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--serve", action="store_true",
+                   help="keep the node up after the report (browse its /explorer/)")
+    p.add_argument("--port", type=int, default=0, help="node port (default: any free port)")
     p.set_defaults(func=run)
 
 
@@ -42,9 +45,43 @@ def run(args: argparse.Namespace) -> int:
         return 2
     kw = dict(l1=args.l1, db=args.db, proposers=args.proposers, voters=args.voters,
               attackers=attackers, f=args.f, model=args.model, seed=args.seed,
-              fault=args.fault, quiet=args.quiet)
+              fault=args.fault, quiet=args.quiet, port=args.port)
     if args.epochs is not None:
         kw["max_epochs"] = args.epochs
     cfg = DemoConfig.quick(**kw) if args.quick else DemoConfig(**kw)
+    if args.serve:
+        return serve(cfg, args.json)
     main_json(cfg, args.json)
+    return 0
+
+
+def serve(cfg: object, path: str | None) -> int:
+    """``--serve``: run the demo, then keep its node up so a person can browse
+    ``/explorer/`` until Ctrl-C or SIGTERM (handled even when started in the background)."""
+    import json
+    import logging
+    import signal
+    import threading
+    import time
+    from pathlib import Path
+
+    from devtools.demo import Demo
+
+    logging.basicConfig(level=logging.WARNING)
+    demo = Demo(cfg)  # type: ignore[arg-type]
+    report = demo.run(close=False)
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2, default=str))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+    print(f"explorer: {demo.node.url}/explorer/ (serving the demo's chain; Ctrl-C to stop)",
+          flush=True)
+    try:
+        while demo.node is not None and demo.node._thread.is_alive():
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
     return 0

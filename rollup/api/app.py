@@ -21,6 +21,7 @@ from rollup.api.ingress import ActionIngress, Ingress
 from rollup.api.routers import actions, admin, batches, chain, ops, state
 from rollup.blob_routes import blob_router
 from rollup.config import NodeConfig
+from rollup.explorer import router as explorer_router
 from rollup.metrics import Metrics
 from sequencer.sequencer import Sequencer
 
@@ -70,5 +71,6 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
     for r in ROUTERS:
         app.include_router(r)
     app.include_router(blob_router(seq, config))  # chunked uploads of large blobs
+    app.include_router(explorer_router)  # /explorer/ pages and /v1/tasks/{id}/model
     app.add_middleware(ActionIngress, handler=ingress)
     return app
