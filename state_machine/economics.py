@@ -14,11 +14,6 @@ from dataclasses import dataclass
 from state_machine.constants import BPS, PROPOSER_SHARE_BPS, PROTOCOL_FEE_BPS
 
 
-def slash_amount(stake: int, bps: int) -> int:
-    """bps of the current stake, floored."""
-    return stake * bps // BPS
-
-
 def split_by_weight(
     pool: int, weights: Sequence[tuple[bytes, int]]
 ) -> tuple[dict[bytes, int], int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from state_machine.constants import BPS, VOTE_TOLERANCE_BPS, VOTER_SLASH_BPS
+from state_machine.constants import VOTE_TOLERANCE_BPS
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,6 @@ class VoterOutcome:
     diff: int
     agrees: bool
     reward_weight: int
-    slash_bps_num: int  # slash = stake * slash_bps_num // (BPS * T)
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,8 @@ def _sign_nonneg(x: int) -> bool:
 
 
 def tally(votes: Sequence[Vote], tolerance: int = VOTE_TOLERANCE_BPS) -> VoteResult:
-    """Aggregate, accept/discard, per-voter agreement, reward weight and slash fraction."""
+    """Aggregate, accept/discard, per-voter agreement and reward weight (the disagreeing
+    voter's penalty is ``penalties.penalty_amount(DISAGREEING_VOTER, stake, |v - A|)``)."""
     if not votes:
         raise ValueError("no votes")
     agg = weighted_lower_median([(v.diff, v.pubkey, v.stake) for v in votes])
@@ -74,12 +74,6 @@ def tally(votes: Sequence[Vote], tolerance: int = VOTE_TOLERANCE_BPS) -> VoteRes
         dev = abs(v.diff - agg)
         agrees = _sign_nonneg(v.diff) == _sign_nonneg(agg)
         weight = v.stake * max(0, tolerance - dev) if agrees else 0
-        slash_num = 0 if agrees else VOTER_SLASH_BPS * min(dev, tolerance)
-        outcomes.append(VoterOutcome(v.pubkey, v.diff, agrees, weight, slash_num))
+        outcomes.append(VoterOutcome(v.pubkey, v.diff, agrees, weight))
     accuracy = sorted(v.acc_candidate_bps for v in votes)[(len(votes) - 1) // 2]
     return VoteResult(agg, agg >= 0, accuracy, outcomes)
-
-
-def voter_slash_amount(stake: int, slash_num: int, tolerance: int = VOTE_TOLERANCE_BPS) -> int:
-    """stake * VOTER_SLASH_BPS * min(1, |v - A| / T), floored, in integer wei."""
-    return stake * slash_num // (BPS * tolerance)

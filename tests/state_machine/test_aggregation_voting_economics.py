@@ -8,8 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from state_machine.aggregation import AggregationError, apply_delta, mean_round_half_even
-from state_machine.economics import epoch_payout, slash_amount, split_by_weight
-from state_machine.voting import Vote, tally, voter_slash_amount, weighted_lower_median
+from state_machine.economics import epoch_payout, split_by_weight
+from state_machine.penalties import SlashReason, penalty_amount
+from state_machine.voting import Vote, tally, weighted_lower_median
 
 
 def round_half_even(x: Fraction) -> int:
@@ -53,7 +54,9 @@ def test_tally_agreement_rewards_and_slashes():
     assert out[b"b"].reward_weight == 100 * 500
     assert out[b"a"].reward_weight == 0  # agrees, but |v - A| > T
     assert not out[b"c"].agrees
-    assert voter_slash_amount(100_000, out[b"c"].slash_bps_num) == 100_000 * 1000 // 10_000
+    dev = abs(out[b"c"].diff - r.aggregate)
+    assert penalty_amount(SlashReason.DISAGREEING_VOTER, 100_000, dev) == 100_000 * 1000 // 10_000
+    assert penalty_amount(SlashReason.DISAGREEING_VOTER, 100_000, 250) == 100_000 * 500 // 10_000
     assert r.accuracy_bps == 9000
 
 
@@ -73,9 +76,9 @@ def test_epoch_payout_conserves_the_fee(fee, committee):
     assert p.treasury >= fee * 200 // 10_000
 
 
-def test_slash_amount_floors():
-    assert slash_amount(10**17, 1000) == 10**16
-    assert slash_amount(999, 100) == 9
+def test_penalty_amount_floors():
+    assert penalty_amount(SlashReason.ZERO_UPDATE, 10**17) == 10**16  # SLASH_BPS = 1000
+    assert penalty_amount(SlashReason.ABSENT_PROPOSER, 999) == 9  # ABSENT_SLASH_BPS = 100
 
 
 # ---- v2 robust aggregators: exact integer references
