@@ -40,6 +40,7 @@ COPY rollup rollup
 COPY bridge bridge
 COPY federated federated
 COPY devtools devtools
+COPY blobstore blobstore
 COPY contracts/out contracts/out
 RUN pip install --no-deps -e . \
  && flockchain --help > /dev/null \

@@ -217,8 +217,8 @@ def open_epoch(http: httpx.Client, members: list[bytes], d: int) -> TaskParams:
             "tx_hash": "0x" + "11" * 32})
     genesis = np.zeros(d, dtype=np.int32)
     params = TaskParams(model="bench", num_params=d, proposers_per_epoch=3, f=0,
-                        genesis_model_hash=keccak256(genesis.tobytes()), commit_window=100_000,
-                        reveal_window=100_000)
+                        genesis_model_hash=keccak256(genesis.tobytes()), commit_window=20_000,
+                        reveal_window=20_000)
     admin(http, "l1_task_created", {
         "task_id": 1, "owner": "0x" + "22" * 20, "spec_hash": "0x" + "33" * 32, "max_epochs": 3,
         "target_accuracy_bps": 10_000, "task_params": "0x" + params.encode().hex(),
@@ -228,7 +228,8 @@ def open_epoch(http: httpx.Client, members: list[bytes], d: int) -> TaskParams:
     s0 = members[0]
     g = make_action(s0, "publish_genesis", CHAIN_ID, 0, PublishGenesisBody(1, genesis.tobytes()),
                     public_key(s0))
-    http.post("/v1/actions", content=g.encode(), headers=MSGPACK).raise_for_status()
+    r = http.post("/v1/actions", content=g.encode(), headers=MSGPACK)
+    assert r.status_code == 202, r.text
     while http.get("/v1/tasks/1").json()["phase"] != "waiting_clients":
         time.sleep(0.05)
     adv = make_action(s0, "advance", CHAIN_ID, 1, AdvanceBody(1, 0), public_key(s0))

@@ -185,8 +185,8 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
     seeds = [keccak256(b"bench-proposer", i.to_bytes(4, "big")) for i in range(n)]
     genesis = np.zeros(d, dtype=np.int32)
     params = TaskParams(model="bench", num_params=d, proposers_per_epoch=n, f=1,
-                        genesis_model_hash=keccak256(genesis.tobytes()), commit_window=100_000,
-                        reveal_window=100_000)
+                        genesis_model_hash=keccak256(genesis.tobytes()), commit_window=20_000,
+                        reveal_window=20_000)
     rng = np.random.default_rng(0)
     base = rng.integers(-300, 300, d)
     updates = {public_key(s): (base + rng.integers(-300, 300, d)).astype("<i2").tobytes()

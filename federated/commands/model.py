@@ -113,7 +113,7 @@ def build_locally(node: object, task_id: int, epoch: int | None, module: str) ->
             "state_root": proof["state_root"], "height": str(proof["height"]),
             "batch_index": "" if proof["batch_index"] is None else str(proof["batch_index"]),
             "accuracy_bps": "" if task["accuracy_bps"] is None else str(task["accuracy_bps"]),
-            "proof": json.dumps(proof, separators=(",", ":"))}
+            "proof": json.dumps(dict(proof.items()), separators=(",", ":"))}
     return save(named_tensors(p["model"], q, p["scale_bits"]), metadata=meta)
 
 

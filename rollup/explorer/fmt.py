@@ -14,6 +14,14 @@ WEI_PER_ETH = 10**18
 
 # Human text for the reason codes the STF writes. Unknown codes are shown as they are.
 REASON_TEXT: dict[str, str] = {
+    # v2 verdicts (state_machine.penalties.SlashReason and judge_epoch's notes)
+    "norm_bound": "update norm above the task's declared bound (honest clients clip to it)",
+    "zero_update": "all-zero update: no training at all",
+    "replay": "bit-identical to a past public update or aggregate",
+    "copy_of_public_update": "an exact copy of a public update: left out, its author not blamed",
+    "not_admitted": "left out of the aggregate by the task's robust aggregation rule",
+    "norm_violation": "verdict NORM_VIOLATION: update norm above the task's bound",
+    # v1 verdicts (chains recorded before v2)
     "lazy_free_rider": "update norm far below the median norm (did little or no training)",
     "replay_free_rider": "update points the same way as last epoch's aggregate (replayed it)",
     "duplicate": "update is (nearly) identical to another proposer's",

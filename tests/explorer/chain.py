@@ -31,6 +31,7 @@ CHAIN_ID = 7
 TASK_ID = 1
 MODEL = "mlp"
 SCALE_BITS = 12
+NORM_BOUND = 40_000  # v2 verdicts: honest clients clip to it; the boosted flipper exceeds it
 BEHAVIOURS = ("sign_flip", "lazy") + ("honest",) * 8
 WINDOW = 2
 
@@ -55,7 +56,7 @@ def _params(max_epochs: int) -> tuple[TaskParams, Any]:
         model=MODEL, num_params=num_params(MODEL), proposers_per_epoch=7, f=2,
         genesis_model_hash=keccak256(genesis.astype("<i4").tobytes()), voters_per_epoch=3,
         scale_bits=SCALE_BITS, commit_window=WINDOW, reveal_window=WINDOW,
-        vote_commit_window=WINDOW, vote_reveal_window=WINDOW)
+        vote_commit_window=WINDOW, vote_reveal_window=WINDOW, norm_bound=NORM_BOUND)
     return params, genesis
 
 
@@ -66,8 +67,9 @@ def _agents(node: NodeClient) -> tuple[list[ClientAgent], dict[str, str]]:
         m = member(f"explorer{i}")
         train = DataSpec.parse(f"digits:dirichlet:alpha=0.5:client={i}:of={n}:seed=1")
         test = DataSpec.parse(f"digits:voter:voter={i % 2}:of=2:seed=1")
+        params = {"scale": 20.0} if beh == "sign_flip" else {}
         prof = ClientProfile(f"client{i:02d}", beh, train, test, seed=100 + i,
-                             local_epochs=10, lr=0.5)
+                             local_epochs=10, lr=0.5, params=params)
         agents.append(ClientAgent(FlockClient(node, m.key), prof))
         behaviour["0x" + m.pubkey.hex()] = beh
     return agents, behaviour
