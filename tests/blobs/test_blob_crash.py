@@ -131,8 +131,14 @@ def test_sigkill_during_chunked_uploads(tmp_path: Path) -> None:
                 break
             up.stop.clear()
             t = threading.Thread(target=up.run)
+            target = len(up.acked_chunks) + pick.randint(1, 6)
             t.start()
-            time.sleep(pick.uniform(0.1, 0.8))
+            # kill right after a random number of chunk acks (not after a random delay: on
+            # a fast machine whole uploads fit between two delays, so no kill lands mid-way)
+            deadline = time.monotonic() + 30
+            while (len(up.acked_chunks) < target and t.is_alive()
+                   and time.monotonic() < deadline):
+                time.sleep(0.0005)
         finally:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
