@@ -108,7 +108,7 @@ def wire_from_json(obj: Any) -> bytes:
             raise ValueError("envelope must be an object")
         typ = env.get("type")
         if typ not in BODY_TYPES:
-            raise ActionError("unknown_type", repr(typ))
+            raise ActionError(Reason.UNKNOWN_TYPE, repr(typ))
         schema = BODY_TYPES[typ].SCHEMA
         body = env.get("body")
         if not isinstance(body, dict):

@@ -510,5 +510,5 @@ def _blob_available(store: Store, sa: SignedAction) -> None:
     if sa.action.type == "reveal_update_v2":
         h = sa.action.body.update_hash  # type: ignore[attr-defined]
         if store.blobstore is None or not store.blobstore.has(h):
-            raise SubmitError("blob_unavailable", "upload the update (POST /v1/blobs/uploads) "
+            raise SubmitError(Reason.BLOB_UNAVAILABLE, "upload the update (POST /v1/blobs/uploads) "
                               "before revealing it")

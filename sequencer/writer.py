@@ -22,6 +22,7 @@ from sequencer.health import WriteHealth
 from sequencer.ratelog import RateLimitedLog
 from sequencer.store import Store, StoreWriter
 from sequencer.types import STOP, Entry, Job
+from state_machine.reasons import Reason
 
 log = logging.getLogger("flockchain.sequencer")
 _write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
@@ -78,7 +79,7 @@ class GroupCommitWriter:
             except queue.Empty:
                 break
             if isinstance(job, (Entry, Job)):
-                job.future.set_exception(SubmitError("shutting_down"))
+                job.future.set_exception(SubmitError(Reason.SHUTTING_DOWN))
 
     def write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
@@ -149,7 +150,7 @@ class GroupCommitWriter:
         except Exception as exc:
             self.health.failed(exc)
             _write_log.exception("ack commit failed for %d actions", len(group))
-            self.on_failed(group, SubmitError("storage_error", str(exc)[:200]))
+            self.on_failed(group, SubmitError(Reason.STORAGE_ERROR, str(exc)[:200]))
             return
         self.health.ok()
         self.on_acked(group, time.perf_counter() - t0)

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from state_machine import codec
 from state_machine.constants import MAX_UINT64, SYSTEM_SENDER
 from state_machine.crypto import ACTION_DOMAIN, keccak256, sign, verify
+from state_machine.reasons import Reason
 
 
 class ActionError(ValueError):
@@ -43,24 +44,24 @@ _KINDS = {"u64", "u256", "b20", "b32", "bytes", "str"}
 def _decode_field(kind: str, name: str, value: Any) -> Any:
     if kind == "u64":
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_UINT64:
-            raise ActionError("invalid_body", f"{name} must be an unsigned integer")
+            raise ActionError(Reason.INVALID_BODY, f"{name} must be an unsigned integer")
         return value
     if kind == "u256":
         if not isinstance(value, bytes) or len(value) != 32:
-            raise ActionError("invalid_body", f"{name} must be 32-byte big-endian bin")
+            raise ActionError(Reason.INVALID_BODY, f"{name} must be 32-byte big-endian bin")
         return int.from_bytes(value, "big")
     if kind in ("b20", "b32"):
         n = 20 if kind == "b20" else 32
         if not isinstance(value, bytes) or len(value) != n:
-            raise ActionError("invalid_body", f"{name} must be {n} bytes")
+            raise ActionError(Reason.INVALID_BODY, f"{name} must be {n} bytes")
         return value
     if kind == "bytes":
         if not isinstance(value, bytes):
-            raise ActionError("invalid_body", f"{name} must be bin")
+            raise ActionError(Reason.INVALID_BODY, f"{name} must be bin")
         return value
     if kind == "str":
         if not isinstance(value, str) or len(value) > 64:
-            raise ActionError("invalid_body", f"{name} must be a short string")
+            raise ActionError(Reason.INVALID_BODY, f"{name} must be a short string")
         return value
     raise AssertionError(kind)
 
@@ -83,13 +84,13 @@ class Body:
     @classmethod
     def from_wire(cls, raw: Any) -> Body:
         if not isinstance(raw, dict):
-            raise ActionError("invalid_body", "body must be a map")
+            raise ActionError(Reason.INVALID_BODY, "body must be a map")
         extra = set(raw) - set(cls.SCHEMA)
         missing = set(cls.SCHEMA) - set(raw)
         if extra:
-            raise ActionError("invalid_body", f"unknown fields {sorted(extra)}")
+            raise ActionError(Reason.INVALID_BODY, f"unknown fields {sorted(extra)}")
         if missing:
-            raise ActionError("invalid_body", f"missing fields {sorted(missing)}")
+            raise ActionError(Reason.INVALID_BODY, f"missing fields {sorted(missing)}")
         return cls(**{k: _decode_field(kind, k, raw[k]) for k, kind in cls.SCHEMA.items()})
 
 
@@ -367,13 +368,13 @@ class Action:
     @classmethod
     def from_wire(cls, raw: Any) -> Action:
         if not isinstance(raw, dict):
-            raise ActionError("malformed", "envelope must be a map")
+            raise ActionError(Reason.MALFORMED, "envelope must be a map")
         keys = {"type", "chain_id", "sender", "nonce", "body"}
         if set(raw) != keys:
-            raise ActionError("malformed", f"envelope fields must be exactly {sorted(keys)}")
+            raise ActionError(Reason.MALFORMED, f"envelope fields must be exactly {sorted(keys)}")
         typ = raw["type"]
         if not isinstance(typ, str) or typ not in BODY_TYPES:
-            raise ActionError("unknown_type", repr(typ))
+            raise ActionError(Reason.UNKNOWN_TYPE, repr(typ))
         chain_id = _decode_field("u64", "chain_id", raw["chain_id"])
         sender = _decode_field("b32", "sender", raw["sender"])
         nonce = _decode_field("u64", "nonce", raw["nonce"])
@@ -413,12 +414,12 @@ def decode_signed(data: bytes) -> SignedAction:
     try:
         raw = codec.decode(data)
     except codec.CodecError as exc:
-        raise ActionError("malformed", str(exc)) from exc
+        raise ActionError(Reason.MALFORMED, str(exc)) from exc
     if not isinstance(raw, dict) or set(raw) != {"envelope", "signature"}:
-        raise ActionError("malformed", "expected {envelope, signature}")
+        raise ActionError(Reason.MALFORMED, "expected {envelope, signature}")
     sig = raw["signature"]
     if not isinstance(sig, bytes) or len(sig) not in (0, 64):
-        raise ActionError("malformed", "signature must be 64 bytes (or empty for system)")
+        raise ActionError(Reason.MALFORMED, "signature must be 64 bytes (or empty for system)")
     return SignedAction(Action.from_wire(raw["envelope"]), sig)
 
 

@@ -26,6 +26,7 @@ from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.randomness import epoch_seed
+from state_machine.reasons import EpochOutcome
 from state_machine.state import (
     ACTIVE,
     DONE,
@@ -191,7 +192,7 @@ def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray) -> str | N
     try:
         candidate = apply_delta(task.global_model, aggregate)
     except AggregationError:
-        return "int32_overflow"
+        return EpochOutcome.INT32_OVERFLOW
     ep.candidate, ep.candidate_delta = candidate, aggregate
     ep.candidate_hash = model_hash(candidate)
     return None
@@ -208,7 +209,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
         for pk in revealed:
             ep.verdicts[pk] = verdicts_mod.UNSCORED
         ep.updates = {}
-        finalize_epoch(state, task, ep, accepted=False, reason="too_few_updates", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=False, reason=EpochOutcome.TOO_FEW_UPDATES,
+                       pre_root=pre_root)
         return
     deltas = np.stack([ep.updates[pk] for pk in revealed])
     judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas)
@@ -216,7 +218,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them
     if judgement.aggregate is None:
         finalize_epoch(
-            state, task, ep, accepted=False, reason="no_accepted_update", pre_root=pre_root
+            state, task, ep, accepted=False, reason=EpochOutcome.NO_ACCEPTED_UPDATE,
+            pre_root=pre_root,
         )
         return
     failed = form_candidate(task, ep, judgement.aggregate)
@@ -227,7 +230,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
     if p.voters_per_epoch > 0 and ep.voters:
         _enter(state, task, ep, VOTE_COMMIT, p.vote_commit_window)
     else:
-        finalize_epoch(state, task, ep, accepted=True, reason="no_committee", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=True, reason=EpochOutcome.NO_COMMITTEE,
+                       pre_root=pre_root)
 
 
 def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
@@ -238,7 +242,8 @@ def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes
     """
     slash_absent(state, ep, ep.voters, ep.votes, ep.voter_verdicts, SlashReason.ABSENT_VOTER)
     if not ep.votes:
-        finalize_epoch(state, task, ep, accepted=False, reason="no_votes", pre_root=pre_root)
+        finalize_epoch(state, task, ep, accepted=False, reason=EpochOutcome.NO_VOTES,
+                       pre_root=pre_root)
         return
     votes = [
         voting.Vote(pk, state.accounts[pk].stake, a, b) for pk, (a, b) in sorted(ep.votes.items())
@@ -260,7 +265,7 @@ def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes
         task,
         ep,
         accepted=result.accepted,
-        reason="vote_accepted" if result.accepted else "vote_rejected",
+        reason=EpochOutcome.VOTE_ACCEPTED if result.accepted else EpochOutcome.VOTE_REJECTED,
         pre_root=pre_root,
         voter_weights=weights,
     )
@@ -307,9 +312,8 @@ def finalize_epoch(
     ep.treasury = payout.treasury
     task.treasury += payout.treasury
     state.treasury_total += payout.treasury
-    ep.outcome = (
-        "accepted" if accepted else ("rejected" if reason == "vote_rejected" else "discarded")
-    )
+    rejected = reason == EpochOutcome.VOTE_REJECTED
+    ep.outcome = "accepted" if accepted else ("rejected" if rejected else "discarded")
     ep.outcome_reason = reason
     ep.global_after = task.global_hash
     ep.candidate = None

@@ -77,3 +77,17 @@ class Reason(StrEnum):
     READ_ONLY = "read_only"
     SHUTTING_DOWN = "shutting_down"
     INTERNAL_ERROR = "internal_error"
+
+
+class EpochOutcome(StrEnum):
+    """Why an epoch ended as it did (``outcome_reason`` in the epoch record); one definition
+    each, like ``Reason``. Values are recorded in the state, so changing one is a protocol
+    change."""
+
+    TOO_FEW_UPDATES = "too_few_updates"  # fewer than 2f + 3 revealed: nothing is scored
+    NO_ACCEPTED_UPDATE = "no_accepted_update"  # every update carried evidence
+    INT32_OVERFLOW = "int32_overflow"  # the candidate global model left int32
+    NO_COMMITTEE = "no_committee"  # no voters: accepted on the verdicts alone
+    NO_VOTES = "no_votes"  # no voter revealed: discarded without the rejection slash
+    VOTE_ACCEPTED = "vote_accepted"  # stake-weighted median improvement >= 0
+    VOTE_REJECTED = "vote_rejected"  # stake-weighted median improvement < 0
