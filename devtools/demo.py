@@ -251,7 +251,11 @@ class Demo:
         self.aggregator = Aggregator(FlockClient(self.node_client, agg_key), self.ports,
                                      self.w3, self.deployment, self.l1_accounts["sequencer"],
                                      batch_every_s=2.0,
-                                     confirmations=0)  # the embedded chain cannot reorg
+                                     confirmations=0,  # the embedded chain cannot reorg
+                                     # no L1 beacons: the demo's outcomes are tuned on v1
+                                     # selection seeds (beacons: tests/state_machine/
+                                     # test_randomness.py, tests/bridge)
+                                     beacon_every_s=float("inf"))
         if self.cfg.fault == "forge-deposit":
             self.ports.forge_deposit()
         self.aggregator.watcher.poll()
