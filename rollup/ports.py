@@ -14,6 +14,7 @@ from rollup.client import NodeClient
 from rollup.wire import unhex
 from sequencer.sequencer import Sequencer
 from state_machine.actions import Body
+from state_machine.reasons import Reason
 
 
 def _header(b: Any) -> BatchHeader:
@@ -110,7 +111,7 @@ class HttpPorts:
         r = self._admin(
             "POST", "/v1/admin/system", json={"type": typ, "body": jsonable(body.to_wire())}
         )
-        if r.status_code == 409 and r.json().get("reason") == "l1_out_of_order":
+        if r.status_code == 409 and r.json().get("reason") == Reason.L1_OUT_OF_ORDER:
             return b""  # that log (or a later one) is already on L2: nothing to do
         return unhex(r.json()["action_hash"], 32)
 

@@ -35,6 +35,7 @@ from rollup.commands.deploy import (
     wait_for_node,
 )
 from rollup.daemon import Guard, run_daemon, stop_on_signals
+from state_machine.reasons import Reason
 
 log = logging.getLogger("flockchain.aggregator")
 
@@ -183,7 +184,7 @@ def _ports_class(base: type) -> type:
                             json={"type": typ, "body": jsonable(body.to_wire())})
             j = r.json()
             if r.status_code == 409:
-                if j.get("reason") == "l1_out_of_order":
+                if j.get("reason") == Reason.L1_OUT_OF_ORDER:
                     log.debug("L1 %s at %d/%d is already on L2", typ, body.l1_block,
                               body.log_index)
                     return b""
