@@ -154,18 +154,28 @@ def blob_router(seq: Any, config: Any) -> APIRouter:
     return router
 
 
+async def _stored(store: BlobStore, blob_hash: str) -> tuple[bytes, Any] | Response:
+    """``(hash, meta)`` of a stored blob, or the 400/404 answer: one home for the checks
+    every chunked read starts with."""
+    try:
+        h = _hash_arg(blob_hash)
+    except UploadError as exc:
+        return JSONResponse(exc.to_json(), status_code=exc.status)
+    m = await run_in_threadpool(store.meta, h)
+    if m is None:
+        return _err(404, "unknown_blob", "no stored blob with this keccak256")
+    return h, m
+
+
 def _download_routes(router: APIRouter, store: BlobStore) -> None:
     """Chunked reads of stored (published) blobs."""
 
     @router.get("/v1/blobs/{blob_hash}/meta", summary="Size and chunk root of a stored blob")
     async def blob_meta(blob_hash: str) -> Response:
-        try:
-            h = _hash_arg(blob_hash)
-        except UploadError as exc:
-            return JSONResponse(exc.to_json(), status_code=exc.status)
-        m = await run_in_threadpool(store.meta, h)
-        if m is None:
-            return _err(404, "unknown_blob", "no stored blob with this keccak256")
+        found = await _stored(store, blob_hash)
+        if isinstance(found, Response):
+            return found
+        h, m = found
         cs = m.chunk_size or DEFAULT_CHUNK_SIZE
         return JSONResponse({"hash": h.hex(), "size": m.size, "chunk_size": cs,
                              "root": m.chunk_root.hex(), "chunks": -(-m.size // cs)})
@@ -174,13 +184,10 @@ def _download_routes(router: APIRouter, store: BlobStore) -> None:
                 summary="One chunk of a stored blob (application/octet-stream)")
     async def get_chunk(blob_hash: str, index: int,
                         chunk_size: int | None = Query(None, ge=1, le=MAX_CHUNK_SIZE)) -> Response:
-        try:
-            h = _hash_arg(blob_hash)
-        except UploadError as exc:
-            return JSONResponse(exc.to_json(), status_code=exc.status)
-        m = await run_in_threadpool(store.meta, h)
-        if m is None:
-            return _err(404, "unknown_blob", "no stored blob with this keccak256")
+        found = await _stored(store, blob_hash)
+        if isinstance(found, Response):
+            return found
+        h, m = found
         cs = chunk_size or m.chunk_size or DEFAULT_CHUNK_SIZE
         start, end = chunk_span(m.size, cs, index)
         if index < 0 or start >= m.size:
