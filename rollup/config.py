@@ -99,6 +99,9 @@ class NodeConfig(BaseSettings):
     sender_pending_max: int = Field(256, ge=1, description="queued actions per sender")
     mempool_max: int = Field(200_000, ge=1, description="queued actions, all senders")
     group_commit_max: int = Field(2048, ge=1)
+    group_commit_wait: float = Field(0.0, ge=0.0, le=0.1, description="seconds the writer "
+                                     "waits for more acks before a commit (group size vs "
+                                     "latency; bench/ingest.py measures both)")
     log_level: str = "info"
 
     def resolved_admin_token(self) -> str | None:

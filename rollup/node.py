@@ -46,6 +46,7 @@ def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> Sequenc
         snapshot_interval=config.snapshot_interval,
         snapshots_kept=config.snapshots_kept,
         group_commit_max=config.group_commit_max,
+        group_commit_wait=config.group_commit_wait,
         produce_blocks=produce_blocks,
         limits=Limits(enabled=config.admission_limits,
                       unstaked_per_hour=config.unstaked_actions_per_hour,
