@@ -149,8 +149,9 @@ def test_nested_60mib_body_memory_bound(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- admission
 
 
-def test_unstaked_keys_cannot_make_the_node_store_junk(sqlite_url: str) -> None:
-    seq = open_seq(sqlite_url)
+def test_unstaked_keys_cannot_make_the_node_store_junk(db_url: str) -> None:
+    """On SQLite and PostgreSQL."""
+    seq = open_seq(db_url)
     try:
         running_epoch(seq)
         import random
