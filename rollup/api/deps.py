@@ -64,9 +64,11 @@ class AdminGate:
     * no token configured: the admin routes answer 404 (they do not exist);
     * a client that is not on loopback gets 403 unless ``admin_remote`` is set (compose
       sets it for its private network);
-    * wrong or missing tokens: at most ``burst`` failures per client address per minute
-      and ``4 * burst`` over all clients, then 429 until the bucket refills, so guessing a
-      token is as slow as the operator chose; a success never costs a token.
+    * wrong or missing tokens: at most ``per_minute`` failures per client address per
+      minute and ``4 * per_minute`` over all clients, then 429 (before comparing, so a
+      guess cannot get through) until the bucket refills; a success never costs a token,
+      and a client address that once authenticated is limited by its own bucket only, so
+      a flood of wrong tokens from elsewhere cannot lock the bridge out.
     """
 
     def __init__(self, token: str | None, allow_remote: bool, per_minute: int = 10) -> None:
@@ -76,6 +78,7 @@ class AdminGate:
         self._lock = threading.Lock()
         self._clients: dict[str, TokenBucket] = {}
         self._global = TokenBucket(4 * per_minute / 60, 4 * per_minute)
+        self._good: set[str] = set()
 
     def _bucket(self, client: str) -> TokenBucket:
         if len(self._clients) > 10_000:
@@ -92,12 +95,16 @@ class AdminGate:
                            "(set admin_remote to allow other addresses)", status=403)
         with self._lock:  # spent failure budget: refuse before even comparing
             bucket = self._bucket(client)
-            if not bucket.take(0) or bucket.tokens < 1 or not self._global.take(0) \
-                    or self._global.tokens < 1:
+            own = bucket.take(0) and bucket.tokens >= 1
+            shared = client in self._good or (self._global.take(0) and self._global.tokens >= 1)
+            if not (own and shared):
                 raise ApiError(Reason.RATE_LIMITED, "too many failed admin authentications",
                                headers={"retry-after": "60"})
         got = request.headers.get("authorization", "")
         if hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+            with self._lock:  # a known-good client is not locked out by others' failures
+                if len(self._good) < 1024:
+                    self._good.add(client)
             return
         with self._lock:
             bucket.take()

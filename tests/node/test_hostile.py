@@ -149,8 +149,9 @@ def test_nested_60mib_body_memory_bound(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- admission
 
 
-def test_unstaked_keys_cannot_make_the_node_store_junk(sqlite_url: str) -> None:
-    seq = open_seq(sqlite_url)
+def test_unstaked_keys_cannot_make_the_node_store_junk(db_url: str) -> None:
+    """On SQLite and PostgreSQL."""
+    seq = open_seq(db_url)
     try:
         running_epoch(seq)
         import random
@@ -510,3 +511,29 @@ def test_slow_body_is_cut(live: object) -> None:
         answer = s.recv(100)
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert time.monotonic() - t0 < 5  # body_grace 1 s at 64 KiB/s
+
+
+def test_admin_failures_elsewhere_do_not_lock_out_a_known_client() -> None:
+    from types import SimpleNamespace
+
+    from rollup.api.deps import AdminGate
+    from rollup.api.errors import ApiError
+
+    gate = AdminGate("k" * 32, allow_remote=True, per_minute=2)
+
+    def req(host: str, token: str) -> object:
+        return SimpleNamespace(client=SimpleNamespace(host=host),
+                               headers={"authorization": f"Bearer {token}"})
+
+    gate.check(req("10.0.0.1", "k" * 32))  # the bridge authenticates once
+    codes = []
+    for i in range(20):  # wrong tokens from many addresses drain the shared budget
+        try:
+            gate.check(req(f"10.9.0.{i}", "wrong"))
+        except ApiError as exc:
+            codes.append(exc.status)
+    assert codes.count(401) == 8 and codes.count(429) == 12
+    gate.check(req("10.0.0.1", "k" * 32))  # still served
+    with pytest.raises(ApiError) as e:
+        gate.check(req("10.0.0.2", "k" * 32))  # a new address waits for the budget
+    assert e.value.status == 429

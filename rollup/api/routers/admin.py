@@ -19,7 +19,7 @@ from rollup.api.ingress import Ingress, content_kind
 from rollup.api.routers.batches import batch_view
 from rollup.schemas import AckBody, BatchView, ErrorBody, dump
 from rollup.wire import wire_from_json
-from sequencer.bounded import loads_json
+from sequencer.bounded import check_msgpack_shape, loads_json
 from state_machine.actions import SYSTEM_TYPES, decode_signed
 from state_machine.reasons import Reason
 
@@ -55,6 +55,7 @@ async def admin_system(request: Request, seq: Seq) -> Response:
     if isinstance(body, tuple):
         return Response(body[1], status_code=body[0], media_type="application/json")
     if content_kind(headers) == "msgpack":
+        check_msgpack_shape(body)
         sa = decode_signed(bytes(body))
         ack = await run_in_threadpool(seq.submit_system, sa)
     else:
