@@ -8,13 +8,13 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import numpy as np
+from node_process import start_node_process
 
 from blobstore import FsBlobStore
 from blobstore.uploads import declaration_message
@@ -30,21 +30,10 @@ KEY = Keypair.from_seed(b"\x0c" * 32)
 
 
 def _start(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "rollup.cli", "node", "--db", f"sqlite:///{tmp}/chain.db",
-           "--port", str(port), "--chain-id", "7", "--block-time", "0.2",
-           "--key", str(tmp / "seq.key"), "--blob-dir", str(tmp / "blobs"),
-           "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "node.log", "ab"))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"node did not start: {(tmp / 'node.log').read_text()[-2000:]}")
-        time.sleep(0.02)
+    return start_node_process(
+        ["--db", f"sqlite:///{tmp}/chain.db", "--chain-id", "7", "--block-time", "0.2",
+         "--key", str(tmp / "seq.key"), "--blob-dir", str(tmp / "blobs"),
+         "--log-level", "warning"], port, tmp)
 
 
 class Uploader:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from node_process import start_node_process
 from sqlalchemy import select
 
 from rollup.wire import unhex
@@ -38,22 +39,11 @@ def _free_port() -> int:
 
 
 def _start(db_url: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "rollup.cli", "node", "--db", db_url, "--port", str(port),
-           "--chain-id", str(CHAIN_ID), "--block-time", "0.03", "--key", str(tmp / "seq.key"),
-           "--snapshot-interval", "7", "--log-level", "warning"]
     env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN}  # never on argv
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "node.log", "ab"),
-                            env=env)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"node did not start: {(tmp / 'node.log').read_text()[-2000:]}")
-        time.sleep(0.02)
+    return start_node_process(
+        ["--db", db_url, "--chain-id", str(CHAIN_ID), "--block-time", "0.03",
+         "--key", str(tmp / "seq.key"), "--snapshot-interval", "7", "--log-level", "warning"],
+        port, tmp, env)
 
 
 class Load:
