@@ -235,10 +235,13 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
 
 
 def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes) -> None:
-    """SPEC §7: aggregate the revealed votes, slash absent and disagreeing voters.
+    """SPEC §7: aggregate the revealed votes, slash absent voters, pay agreeing ones.
 
     v2: a rejected round no longer slashes its accepted proposers (``round_rejected``): a
     vote is no evidence against any one of them; they simply earn nothing.
+    v3: a disagreeing voter is not slashed either, it earns nothing. An honest voter whose
+    test data differs from the majority's measures the other sign (seen in the honest
+    demo), and a colluding stake majority could otherwise slash the honest minority.
     """
     slash_absent(state, ep, ep.voters, ep.votes, ep.voter_verdicts, SlashReason.ABSENT_VOTER)
     if not ep.votes:
@@ -255,9 +258,6 @@ def process_vote_close(state: State, task: Task, ep: EpochState, pre_root: bytes
         ep.voter_verdicts[o.pubkey] = "AGREE" if o.agrees else "DISAGREE"
         if o.agrees:
             weights.append((o.pubkey, o.reward_weight))
-        else:
-            dev = abs(o.diff - result.aggregate)
-            apply_penalty(state, ep, o.pubkey, SlashReason.DISAGREEING_VOTER, deviation=dev)
     if result.accepted:
         ep.accuracy_bps = result.accuracy_bps
     finalize_epoch(

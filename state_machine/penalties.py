@@ -16,8 +16,6 @@ from state_machine.constants import (
     BPS,
     MIN_STAKE,
     SLASH_BPS,
-    VOTE_TOLERANCE_BPS,
-    VOTER_SLASH_BPS,
 )
 from state_machine.state import ACTIVE, EJECTED, EpochState, State
 
@@ -31,10 +29,12 @@ class SlashReason(StrEnum):
     DUPLICATE = "duplicate"  # near-identical to another key's update in the same round
     ABSENT_PROPOSER = "absent_proposer"  # selected, did not reveal
     ABSENT_VOTER = "absent_voter"  # selected, did not reveal a vote
-    DISAGREEING_VOTER = "disagreeing_voter"  # vote on the other side of the median
+    # v3: no DISAGREEING_VOTER. A vote on the other side of the median is what an honest
+    # voter with non-IID test data measures (and what a colluding stake majority could
+    # force on the honest minority); it earns no voter reward instead (epochs.py).
 
 
-# bps of the current stake; DISAGREEING_VOTER is scaled by min(1, |v - A| / T).
+# bps of the current stake.
 SLASH_BPS_BY_REASON: dict[SlashReason, int] = {
     SlashReason.NORM_BOUND: SLASH_BPS,
     SlashReason.ZERO_UPDATE: SLASH_BPS,
@@ -42,29 +42,19 @@ SLASH_BPS_BY_REASON: dict[SlashReason, int] = {
     SlashReason.DUPLICATE: SLASH_BPS,
     SlashReason.ABSENT_PROPOSER: ABSENT_SLASH_BPS,
     SlashReason.ABSENT_VOTER: ABSENT_SLASH_BPS,
-    SlashReason.DISAGREEING_VOTER: VOTER_SLASH_BPS,
 }
 
 
-def penalty_amount(reason: SlashReason, stake: int, deviation: int | None = None) -> int:
-    """Integer wei: ``stake * bps // BPS``; for a disagreeing voter with deviation ``dev``,
-    ``stake * bps * min(dev, T) // (BPS * T)``."""
-    bps = SLASH_BPS_BY_REASON[reason]
-    if reason is SlashReason.DISAGREEING_VOTER:
-        if deviation is None or deviation < 0:
-            raise ValueError("a disagreeing voter's slash needs its deviation")
-        t = VOTE_TOLERANCE_BPS
-        return stake * bps * min(deviation, t) // (BPS * t)
-    return stake * bps // BPS
+def penalty_amount(reason: SlashReason, stake: int) -> int:
+    """Integer wei: ``stake * bps // BPS``."""
+    return stake * SLASH_BPS_BY_REASON[reason] // BPS
 
 
-def apply_penalty(
-    state: State, ep: EpochState, pubkey: bytes, reason: SlashReason, deviation: int | None = None
-) -> int:
+def apply_penalty(state: State, ep: EpochState, pubkey: bytes, reason: SlashReason) -> int:
     """The one mutator: move the penalty from stake to cumulative_slashed, record it in the
     epoch, eject below MIN_STAKE. Returns the wei moved."""
     acc = state.accounts[pubkey]
-    amount = min(penalty_amount(reason, acc.stake, deviation), acc.stake)
+    amount = min(penalty_amount(reason, acc.stake), acc.stake)
     if amount <= 0:
         return 0
     acc.stake -= amount

@@ -64,8 +64,8 @@ def _sign_nonneg(x: int) -> bool:
 
 
 def tally(votes: Sequence[Vote], tolerance: int = VOTE_TOLERANCE_BPS) -> VoteResult:
-    """Aggregate, accept/discard, per-voter agreement and reward weight (the disagreeing
-    voter's penalty is ``penalties.penalty_amount(DISAGREEING_VOTER, stake, |v - A|)``)."""
+    """Aggregate, accept/discard, per-voter agreement and reward weight (a disagreeing
+    voter's weight is 0; since protocol v3 it is not slashed)."""
     if not votes:
         raise ValueError("no votes")
     agg = weighted_lower_median([(v.diff, v.pubkey, v.stake) for v in votes])

@@ -42,7 +42,7 @@ def test_weighted_lower_median_and_ties():
     assert weighted_lower_median([(2, b"a", 1), (1, b"b", 1)]) == 1  # lower median
 
 
-def test_tally_agreement_rewards_and_slashes():
+def test_tally_agreement_and_rewards():
     votes = [
         Vote(b"a", 100, 9000, 8000),  # +1000
         Vote(b"b", 100, 9000, 8800),  # +200
@@ -53,10 +53,7 @@ def test_tally_agreement_rewards_and_slashes():
     out = {o.pubkey: o for o in r.outcomes}
     assert out[b"b"].reward_weight == 100 * 500
     assert out[b"a"].reward_weight == 0  # agrees, but |v - A| > T
-    assert not out[b"c"].agrees
-    dev = abs(out[b"c"].diff - r.aggregate)
-    assert penalty_amount(SlashReason.DISAGREEING_VOTER, 100_000, dev) == 100_000 * 1000 // 10_000
-    assert penalty_amount(SlashReason.DISAGREEING_VOTER, 100_000, 250) == 100_000 * 500 // 10_000
+    assert not out[b"c"].agrees and out[b"c"].reward_weight == 0
     assert r.accuracy_bps == 9000
 
 
