@@ -53,6 +53,7 @@ for p in (ROOT, ROOT / "bench"):
         sys.path.insert(0, str(p))
 
 import efficacy_arms as arms  # noqa: E402
+import efficacy_flower_client as flower_client  # noqa: E402
 import efficacy_report as report  # noqa: E402
 
 from federated import data, train  # noqa: E402
@@ -98,6 +99,7 @@ class Config:
     aggregator: str = DEFAULT_AGGREGATOR
     compare: tuple[str, ...] = ()
     v1: tuple[str, ...] = (HONEST, *FULL_ATTACKS)
+    flower: tuple[str, ...] = ()  # Flower strategies run as extra arms (.venv-bench)
     setting: arms.Setting = field(default_factory=arms.Setting)
 
     def __post_init__(self) -> None:
@@ -108,6 +110,9 @@ class Config:
         for rule in (self.aggregator, *self.compare):
             if rule not in AGGREGATORS:
                 raise ValueError(f"unknown aggregator {rule!r}")
+        for strategy in self.flower:
+            if strategy not in flower_client.STRATEGIES:
+                raise ValueError(f"unknown Flower strategy {strategy!r}")
         for spec in (HONEST, *self.attacks, *self.v1):
             name, _ = arms.parse_attack(spec)
             for n in self.clients:
@@ -118,7 +123,7 @@ class Config:
 
 
 def _run_arm(pool: arms.ClientPool, cfg: Config, sc: arms.Scenario, arm: str,
-             g0: np.ndarray) -> dict[str, Any]:  # fmt: skip
+             g0: np.ndarray, server: Any = None) -> dict[str, Any]:  # fmt: skip
     """One trajectory of ``cfg.rounds`` rounds; records per round, final accuracy."""
     st, split = cfg.setting, data.digits_split()
     traj = arms.Trajectory(g0.copy(), np.zeros(g0.shape[0], dtype=np.int16))
@@ -132,6 +137,9 @@ def _run_arm(pool: arms.ClientPool, cfg: Config, sc: arms.Scenario, arm: str,
             rec = arms.v1_round(traj, deltas, sc)
         elif arm == "oracle":
             rec = arms.oracle_round(traj, deltas, sc)
+        elif arm.startswith("flower:"):
+            sizes = np.array([len(y) for y in pool.y], dtype=np.int64)
+            rec = arms.flower_round(traj, deltas, sc, server, arm[7:], sizes, rnd)
         else:
             rec = arms.v2_round(traj, deltas, sc, params)
         if margin is not None:
@@ -145,7 +153,8 @@ def _run_arm(pool: arms.ClientPool, cfg: Config, sc: arms.Scenario, arm: str,
     return out
 
 
-def run_cell(cfg: Config, alpha: float, n: int, frac: float, seed: int) -> dict[str, Any]:
+def run_cell(cfg: Config, alpha: float, n: int, frac: float, seed: int,
+             server: Any = None) -> dict[str, Any]:  # fmt: skip
     """Every attack and arm of one (α, n, f, seed)."""
     st = cfg.setting
     g0 = train.init_global(st.model, seed, st.scale_bits)
@@ -166,9 +175,14 @@ def run_cell(cfg: Config, alpha: float, n: int, frac: float, seed: int) -> dict[
             row["v1"] = _run_arm(pool, cfg, sc, "v1", g0)
         for rule in cfg.compare:
             row[f"v2:{rule}"] = _run_arm(pool, cfg, sc, f"v2:{rule}", g0)
+        for strategy in cfg.flower:
+            row[f"flower:{strategy}"] = _run_arm(pool, cfg, sc, f"flower:{strategy}", g0, server)
         out[attack] = row
     for rule in cfg.compare:
         out[HONEST][f"v2:{rule}"] = _run_arm(pool, cfg, base, f"v2:{rule}", g0)
+    for strategy in cfg.flower:
+        out[HONEST][f"flower:{strategy}"] = _run_arm(pool, cfg, base, f"flower:{strategy}", g0,
+                                                     server)  # fmt: skip
     out["trainings"] = pool.trainings
     return out
 
@@ -177,20 +191,17 @@ def run(cfg: Config, out_md: Path | None = RESULTS_MD, quiet: bool = False) -> d
     """Run the grid, print and write the tables; return the JSON-able report."""
     t0 = time.perf_counter()
     cells: dict[str, list[dict[str, Any]]] = {}
-    for alpha in cfg.alphas:
-        for n in cfg.clients:
-            for frac in cfg.fractions:
-                key = report.cell_key(alpha, n, frac)
-                cells[key] = []
-                for seed in range(cfg.seeds):
-                    t = time.perf_counter()
-                    cells[key].append(run_cell(cfg, alpha, n, frac, seed))
-                    if not quiet:
-                        print(f"# {key} seed {seed}: {time.perf_counter() - t:.1f} s",
-                              file=sys.stderr)  # fmt: skip
+    server = flower_client.FlowerServer() if cfg.flower else None
+    try:
+        _grid(cfg, cells, server, quiet)
+    finally:
+        if server is not None:
+            server.close()
     summary = {key: report.summarize(cfg, per_seed) for key, per_seed in cells.items()}
     runtime = time.perf_counter() - t0
     table = report.render_markdown(cfg, summary, runtime)
+    if server is not None:
+        table += f"\nFlower arms: flwr {server.version} (`.venv-bench`).\n"
     if out_md is not None:
         out_md.parent.mkdir(parents=True, exist_ok=True)
         out_md.write_text(table)
@@ -200,6 +211,22 @@ def run(cfg: Config, out_md: Path | None = RESULTS_MD, quiet: bool = False) -> d
         print(table)
         print(json.dumps({k: v for k, v in result.items() if k != "markdown"}, default=str))
     return result
+
+
+def _grid(cfg: Config, cells: dict[str, list[dict[str, Any]]], server: Any,
+          quiet: bool) -> None:  # fmt: skip
+    """Fill ``cells`` with every (α, n, f) cell's per-seed results."""
+    for alpha in cfg.alphas:
+        for n in cfg.clients:
+            for frac in cfg.fractions:
+                key = report.cell_key(alpha, n, frac)
+                cells[key] = []
+                for seed in range(cfg.seeds):
+                    t = time.perf_counter()
+                    cells[key].append(run_cell(cfg, alpha, n, frac, seed, server))
+                    if not quiet:
+                        print(f"# {key} seed {seed}: {time.perf_counter() - t:.1f} s",
+                              file=sys.stderr)  # fmt: skip
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
@@ -220,6 +247,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
     p.add_argument("--aggregator", default=DEFAULT_AGGREGATOR, choices=AGGREGATORS)
     p.add_argument("--compare", default="", help="extra v2 arms with these aggregators")
     p.add_argument("--v1", help="attacks that also run the v1 rules ('' for none)")
+    p.add_argument("--flower", default="",
+                   help="Flower arms: " + ",".join(flower_client.STRATEGIES))  # fmt: skip
     p.add_argument("--local-epochs", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS_MD), help="markdown path ('' to skip)")
     a = p.parse_args(argv)
@@ -241,6 +270,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
         attacks=atts,
         aggregator=a.aggregator,
         compare=tuple(x for x in a.compare.split(",") if x),
+        flower=tuple(x for x in a.flower.split(",") if x),
         v1=tuple(x for x in v1 if x == HONEST or x in atts),
         setting=replace(arms.Setting(), local_epochs=a.local_epochs),
     )  # fmt: skip

@@ -251,6 +251,17 @@ def oracle_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario) -> dict[str
     return {}
 
 
+def flower_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, server: Any,
+                 strategy: str, num_examples: np.ndarray, rnd: int) -> dict[str, Any]:  # fmt: skip
+    """A Flower strategy as the server (no verdicts, nobody slashed): its aggregate of
+    every proposal, as Flower would see them, applied to the global model."""
+    from efficacy_flower_client import flower_delta
+
+    step = flower_delta(server, strategy, traj.global_q, deltas, num_examples, sc.f, rnd)
+    traj.step(deltas, step)
+    return {}
+
+
 def margins(deltas: np.ndarray, last: dict[int, np.ndarray], honest: Sequence[int]) -> dict:
     """Smallest relative squared distances among honest updates (the duplicate margin):
     between two clients in one round, and between one client's consecutive updates."""

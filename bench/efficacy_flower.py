@@ -9,7 +9,10 @@ installed strategy's own ``aggregate_train`` (the Message-API strategies of
 
 * ``fedavg``: ``FedAvg()``: mean weighted by ``num-examples`` (Flower's default key);
 * ``krum``: ``Krum(num_malicious_nodes=f)``: ``select_multikrum`` with one node selected,
-  whose parameters are then returned unchanged (weight 1).
+  whose parameters are then returned unchanged (weight 1);
+* ``multikrum``: ``MultiKrum(num_malicious_nodes=f, num_nodes_to_select=n - f)``;
+* ``median``: ``FedMedian()`` (coordinate-wise median);
+* ``trimmed_mean``: ``FedTrimmedAvg(beta=f / n)`` (f per side, as our ``trimmed_mean``).
 
 Wire protocol (one persistent process, requests served in order until EOF or ``quit``).
 A *frame* is one JSON line followed by the binary blobs its ``"blobs"`` list announces
@@ -45,7 +48,13 @@ sys.stdout = sys.stderr
 
 import flwr  # noqa: E402
 from flwr.app import ArrayRecord, Message, Metadata, MetricRecord, RecordDict  # noqa: E402
-from flwr.serverapp.strategy import FedAvg, Krum  # noqa: E402
+from flwr.serverapp.strategy import (  # noqa: E402
+    FedAvg,
+    FedMedian,
+    FedTrimmedAvg,
+    Krum,
+    MultiKrum,
+)
 
 WEIGHT_KEY = "num-examples"
 
@@ -78,6 +87,24 @@ def _reply_message(client: int, params: np.ndarray, num_examples: int, rnd: int)
     return Message(content=content, metadata=metadata)
 
 
+def _strategy(name: str, n: int, f: int) -> FedAvg:
+    """The Flower strategy object for ``name`` with our task's ``f`` of ``n``."""
+    if name == "fedavg":
+        return FedAvg()
+    if name == "krum":
+        return Krum(num_malicious_nodes=f)
+    if name == "multikrum":
+        return MultiKrum(num_malicious_nodes=f, num_nodes_to_select=n - f)
+    if name == "median":
+        return FedMedian()
+    if name == "trimmed_mean":
+        return FedTrimmedAvg(beta=f / n)
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+STRATEGIES = ("fedavg", "krum", "multikrum", "median", "trimmed_mean")
+
+
 def aggregate(
     strategy: str, weights: np.ndarray, num_examples: np.ndarray, f: int, rnd: int
 ) -> tuple[np.ndarray, list[int]]:
@@ -90,13 +117,7 @@ def aggregate(
     replies = [
         _reply_message(i, weights[i], int(num_examples[i]), rnd) for i in range(len(weights))
     ]
-    strat: FedAvg
-    if strategy == "fedavg":
-        strat = FedAvg()
-    elif strategy == "krum":
-        strat = Krum(num_malicious_nodes=f)
-    else:
-        raise ValueError(f"unknown strategy {strategy!r}")
+    strat = _strategy(strategy, len(replies), f)
     arrays, _metrics = strat.aggregate_train(rnd, replies)
     if arrays is None:
         raise RuntimeError("Flower returned no aggregate")

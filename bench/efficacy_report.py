@@ -81,7 +81,7 @@ def summarize(cfg: Any, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
             row["v1_acc"] = _acc(per_seed, attack, "v1")
             row["v1_honest_slashed"] = len(_honest_slashes(per_seed, attack, "v1"))
         for key in per_seed[0][attack]:
-            if key.startswith("v2:"):
+            if key.startswith(("v2:", "flower:")):
                 row[f"{key}_acc"] = _acc(per_seed, attack, key)
         out[attack] = row
     out[HONEST]["min_pair_rel_sq"] = min(m["pair"] for m in margins)
@@ -156,11 +156,15 @@ def render_markdown(cfg: Any, summary: dict[str, Any], runtime: float) -> str:
 
 
 def _compare_table(rows: dict[str, Any]) -> list[str]:
-    rules = sorted({k[3:-4] for r in rows.values() for k in r if k.startswith("v2:")})
-    if not rules:
+    """Final accuracy per arm: ours (``v2``, the task rule; ``v2:<rule>``), the oracle and
+    Flower's strategies (``flower:<name>``) on the same partitions and attackers."""
+    arms_ = sorted({k[:-4] for r in rows.values() for k in r
+                    if k.startswith(("v2:", "flower:")) and k.endswith("_acc")})  # fmt: skip
+    if not arms_:
         return []
-    out = ["| attack | " + " | ".join(rules) + " |", "|---" * (len(rules) + 1) + "|"]
+    cols = ["v2", *arms_, "oracle"]
+    out = ["| attack | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for attack, r in rows.items():
-        out.append(f"| {attack} | " + " | ".join(_pct(r.get(f"v2:{x}_acc")) for x in rules)
-                   + " |")  # fmt: skip
+        vals = [r.get("v2_acc"), *(r.get(f"{a}_acc") for a in arms_), r.get("oracle_acc")]
+        out.append(f"| {attack} | " + " | ".join(_pct(v) for v in vals) + " |")
     return [*out, ""]

@@ -89,3 +89,42 @@ def test_scenarios_and_specs() -> None:
     assert (full.alphas, full.clients, full.fractions, full.seeds) == (
         (0.1, 0.5, 10.0), (15, 20, 30), (0.2, 0.3), 10,
     )  # fmt: skip
+
+
+class _MeanServer:
+    """Stands in for Flower's FedAvg (unweighted): the arm's plumbing, not Flower."""
+
+    def aggregate(self, strategy, params, num_examples, f, rnd):
+        assert strategy == "fedavg" and params.shape[0] == num_examples.shape[0]
+        return params.mean(axis=0)
+
+
+def test_flower_arm_plumbing_and_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Flower arm applies the server's parameter aggregate back on the integer grid and
+    shows up in the comparison table beside v2 and the oracle."""
+    monkeypatch.setattr(efficacy.flower_client, "FlowerServer", _MeanServer)
+    monkeypatch.setattr(_MeanServer, "version", "fake", raising=False)
+    monkeypatch.setattr(_MeanServer, "close", lambda self: None, raising=False)
+    cfg = efficacy.Config(alphas=(0.5,), clients=(10,), fractions=(0.2,), seeds=1, rounds=2,
+                          attacks=("sign_flip",), v1=(), flower=("fedavg",))  # fmt: skip
+    out = efficacy.run(cfg, out_md=None, quiet=True)
+    (cell,) = out["results"].values()
+    assert 0.0 < cell["sign_flip"]["flower:fedavg_acc"] <= 100.0
+    assert "| attack | v2 | flower:fedavg | oracle |" in out["markdown"]
+    with pytest.raises(ValueError):
+        efficacy.Config(flower=("fedprox",))
+
+
+@pytest.mark.skipif(not efficacy.flower_client.BENCH_PYTHON.exists(),
+                    reason=".venv-bench missing (scripts/bench-venv.sh)")  # fmt: skip
+def test_real_flower_fedavg_equals_weighted_mean() -> None:
+    import numpy as np
+
+    server = efficacy.flower_client.FlowerServer()
+    try:
+        rows = np.array([[0.0, 3.0], [4.0, 7.0]])
+        out = server.aggregate("fedavg", rows, np.array([1, 3]), 0, 1)
+        assert np.allclose(out, [3.0, 6.0])
+        assert np.allclose(server.aggregate("median", rows, np.array([1, 1]), 0, 1), [2.0, 5.0])
+    finally:
+        server.close()
