@@ -255,8 +255,7 @@ class State:
     (shared with parent states). States returned by ``apply_block`` are sealed."""
 
     chain_id: int
-    # rule set (``constants.PROTOCOL_*``), fixed at genesis; the default is for states that
-    # predate the field (protocol 1 snapshots); new chains get ``genesis_state``'s
+    # rule set (constants.PROTOCOL_*) fixed at genesis; default: snapshots older than it
     protocol: int = PROTOCOL_V1
     height: int = 0
     accounts: CowMap[bytes, Account] = field(default_factory=lambda: CowMap(None, clone_account))
