@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from state_machine.actions import (  # noqa: E402
     AdvanceBody,
+    CommitBinding,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
@@ -214,7 +215,8 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
                 pk = public_key(s)
                 nonce = http.get(f"/v1/accounts/0x{pk.hex()}").json()["next_nonce"]
                 c = make_action(s, "commit_update", CHAIN_ID, nonce,
-                                CommitUpdateBody(1, 0, update_commitment(updates[pk], salt)), pk)
+                                CommitUpdateBody(1, 0, update_commitment(
+                                    updates[pk], salt, CommitBinding(pk, 1, 0))), pk)
                 r = http.post("/v1/actions", content=c.encode(), headers=MSGPACK)
                 r.raise_for_status()
                 last = c.hash

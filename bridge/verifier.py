@@ -31,6 +31,7 @@ from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, L1Index, lagging_events, sk
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from state_machine.actions import ActionError, decode_signed
+from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.da import decode_da, replay_da
 from state_machine.state import State
@@ -86,7 +87,10 @@ class Verifier:
         da_grace_seconds: int = 60,
         http: httpx.Client | None = None,
         max_lag_blocks: int | None = DEFAULT_MAX_LAG_BLOCKS,
+        protocol: int = CURRENT_PROTOCOL,
     ) -> None:
+        """``protocol``: the rollup's protocol version, fixed at its genesis like
+        ``chain_id`` (a chain's node reports it in ``/v1/healthz``)."""
         self.max_lag_blocks = max_lag_blocks
         self.w3 = w3
         self.deployment = deployment
@@ -97,7 +101,7 @@ class Verifier:
         self.l1_index = L1Index(self.l1, self.sc)
         self.http = http or httpx.Client(timeout=30)
         self.da_grace = da_grace_seconds
-        self.genesis = _Checkpoint(genesis_state(chain_id), GENESIS_PARENT, b"")
+        self.genesis = _Checkpoint(genesis_state(chain_id, protocol), GENESIS_PARENT, b"")
         self.checkpoints: dict[int, _Checkpoint] = {}
         self.challenged: dict[int, int] = {}  # batch index -> dispute id we joined
         self.stats = VerifierStats()

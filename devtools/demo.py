@@ -360,7 +360,8 @@ class Demo:
         source = (self.node.url if self.cfg.fault != "withhold-da"  # type: ignore[union-attr]
                   else self.ports.withholding_url())
         self.verifier = Verifier(self.w3, self.deployment, [source], seq.chain_id,
-                                 self.l1_accounts["verifier"], da_grace_seconds=600)
+                                 self.l1_accounts["verifier"], da_grace_seconds=600,
+                                 protocol=seq.protocol)
         verify_log = self.verifier.step()
         advance_time(self.w3, self.params.challenge_period - 120)
         verify_log += self.verifier.step()

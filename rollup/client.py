@@ -45,6 +45,7 @@ from rollup.wire import unhex
 from state_machine.actions import (
     AdvanceBody,
     Body,
+    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     PublishGenesisBody,
@@ -55,6 +56,7 @@ from state_machine.actions import (
     update_commitment,
     vote_commitment,
 )
+from state_machine.constants import PROTOCOL_BOUND_COMMITMENTS
 from state_machine.crypto import keccak256, verify_ack
 from state_machine.reasons import Reason
 
@@ -272,10 +274,12 @@ class NodeClient:
 class FlockClient:
     """A participant: signs actions with its key, tracks its nonce, manages salts."""
 
-    def __init__(self, node: NodeClient | str, key: Keypair, chain_id: int | None = None) -> None:
+    def __init__(self, node: NodeClient | str, key: Keypair, chain_id: int | None = None,
+                 protocol: int | None = None) -> None:
         self.node = node if isinstance(node, NodeClient) else NodeClient(node)
         self.key = key
         self._chain_id = chain_id
+        self._protocol = protocol
         self._nonce: int | None = None
         self._updates: dict[tuple[int, int], bytes] = {}
         self._votes: dict[tuple[int, int], tuple[int, int]] = {}
@@ -289,6 +293,21 @@ class FlockClient:
         if self._chain_id is None:
             self._chain_id = self.node.health().chain_id
         return self._chain_id
+
+    @property
+    def protocol(self) -> int:
+        """The chain's protocol version (asked of the node once): it decides what a
+        commitment binds."""
+        if self._protocol is None:
+            self._protocol = self.node.health().protocol
+        return self._protocol
+
+    def binding(self, task_id: int, epoch: int) -> CommitBinding | None:
+        """What this key's commitments bind on this chain: sender, task and epoch from
+        protocol 2 on (a copied commitment opens for nobody else), nothing on protocol 1."""
+        if self.protocol >= PROTOCOL_BOUND_COMMITMENTS:
+            return CommitBinding(self.pubkey, task_id, epoch)
+        return None
 
     # ------------------------------------------------------------------ nonce and signing
 
@@ -338,7 +357,8 @@ class FlockClient:
         """Commit to an int16 delta (kept in memory for :meth:`reveal_update`)."""
         data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
         self._updates[(task_id, epoch)] = data
-        c = update_commitment(data, self.salt("update", task_id, epoch))
+        c = update_commitment(data, self.salt("update", task_id, epoch),
+                              self.binding(task_id, epoch))
         return self.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
     def reveal_update(self, task_id: int, epoch: int, update: np.ndarray | bytes | None = None,
@@ -354,7 +374,8 @@ class FlockClient:
     def commit_vote(self, task_id: int, epoch: int, acc_candidate_bps: int, acc_current_bps: int,
                     **kw: Any) -> SubmitResult | ActionStatus:
         self._votes[(task_id, epoch)] = (acc_candidate_bps, acc_current_bps)
-        c = vote_commitment(acc_candidate_bps, acc_current_bps, self.salt("vote", task_id, epoch))
+        c = vote_commitment(acc_candidate_bps, acc_current_bps, self.salt("vote", task_id, epoch),
+                            self.binding(task_id, epoch))
         return self.send("commit_vote", CommitVoteBody(task_id, epoch, c), **kw)
 
     def reveal_vote(self, task_id: int, epoch: int, acc_candidate_bps: int | None = None,
@@ -466,7 +487,7 @@ def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarr
     fc.__dict__.setdefault("_v2_blobs", {})[(task_id, epoch)] = vb
     upload_blob(fc.node, fc.key, data, blob=vb, complete=False, progress=progress)
     c = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root,
-                             fc.salt("update", task_id, epoch))
+                             fc.salt("update", task_id, epoch), fc.binding(task_id, epoch))
     return fc.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
 

@@ -22,7 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from state_machine.constants import MAX_ACTION_BYTES
+from state_machine.constants import CURRENT_PROTOCOL, MAX_ACTION_BYTES
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("flockchain_config_file", default=None)
 
@@ -52,6 +52,8 @@ class NodeConfig(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8700, ge=0, le=65535, description="0 = any free port")
     chain_id: int = Field(1, ge=0)
+    protocol: int = Field(CURRENT_PROTOCOL, description="protocol version of a chain this node "
+                          "creates (state_machine.constants); an existing database keeps its own")
     block_time: float = Field(1.0, gt=0, description="seconds between blocks")
     max_block_actions: int = Field(1024, ge=1)
     max_body_bytes: int = Field(MAX_ACTION_BYTES, ge=1024, description="POST body limit")

@@ -40,6 +40,7 @@ log = logging.getLogger("flockchain.node")
 def sequencer_config(config: NodeConfig, produce_blocks: bool = True) -> SequencerConfig:
     return SequencerConfig(
         chain_id=config.chain_id,
+        protocol=config.protocol,
         block_time=config.block_time,
         max_block_actions=config.max_block_actions,
         max_action_bytes=config.max_body_bytes,

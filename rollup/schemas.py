@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
+from state_machine.constants import PROTOCOL_V1
+
 MAX_SQL_INT = 2**63 - 1  # BIGINT on PostgreSQL and SQLite alike
 
 
@@ -237,6 +239,8 @@ class Health(_Model):
     ok: bool
     status: str
     chain_id: int
+    # the chain's protocol version (rule set); a node that predates the field runs 1
+    protocol: int = PROTOCOL_V1
     height: int
     block_hash: Hex
     sequencer_pubkey: Hex

@@ -1,4 +1,5 @@
-"""Record a chain through the STF as a replay fixture: ``tests/fixtures/chain_v1.msgpack``.
+"""Record a chain through the STF as a replay fixture: ``tests/fixtures/chain_v1.msgpack``
+(protocol 1 chain, ``--protocol 1``) or ``chain_v2.msgpack`` (protocol 2, the default).
 
 Why: refactors of the STF, the state representation or block execution must not change a
 single root. The fixture holds every block's actions as signed wire bytes plus the
@@ -8,11 +9,16 @@ say so in ``docs/protocol.md`` (the fixture's ``protocol`` field names the versi
 
 Scenario: 14 staked clients, two tasks (one with a committee), honest proposers plus
 sign-flip, zero, replay and Gaussian-noise attackers, an absent proposer, rejected
-actions (bad nonce, wrong window), an unbond, 3 epochs each.
+actions (bad nonce, wrong window), an unbond, 3 epochs each. The same scenario is recorded
+under each chain protocol version (``--protocol``, ``state_machine.constants``); a fixture
+records its version as ``protocol_version`` (absent: 1, recorded before versions existed).
+Never overwrite a committed fixture with a different one: ``--out`` writes elsewhere, so
+``--protocol 1 --out /tmp/x`` must reproduce ``chain_v1.msgpack`` byte for byte.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,9 +31,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 from stf_harness import Client, Harness, default_params  # noqa: E402
 
 from state_machine.actions import UnbondBody  # noqa: E402
+from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1  # noqa: E402
+from state_machine.transition import genesis_state  # noqa: E402
 
 PROTOCOL = "v2-verdicts"
-OUT = ROOT / "tests" / "fixtures" / "chain_v1.msgpack"
+FIXTURES = ROOT / "tests" / "fixtures"
+OUT = {PROTOCOL_V1: FIXTURES / "chain_v1.msgpack", CURRENT_PROTOCOL: FIXTURES / "chain_v2.msgpack"}
 D = 512
 
 
@@ -94,9 +103,9 @@ def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -
         prev[t] = honest[0] if honest else prev.get(t)
 
 
-def record() -> dict:
+def record(protocol: int = CURRENT_PROTOCOL) -> dict:
     rng = np.random.default_rng(20261201)
-    h = Harness()
+    h = Harness(state=genesis_state(7, protocol))
     blocks: list[dict] = []
     original_block = h.block
 
@@ -132,14 +141,23 @@ def record() -> dict:
     unbond = UnbondBody(clients[13].address, clients[13].pubkey, 2_000_000_000, h.l1_block, 0,
                         b"\x55" * 32)
     h.block(h._sys("l1_unbond", unbond))
-    return {"protocol": PROTOCOL, "chain_id": 7, "blocks": blocks}
+    chain = {"protocol": PROTOCOL, "chain_id": 7, "blocks": blocks}
+    if protocol != PROTOCOL_V1:  # the v1 fixture predates the field and stays byte-identical
+        chain["protocol_version"] = protocol
+    return chain
 
 
 def main() -> None:
-    chain = record()
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_bytes(msgpack.packb(chain, use_bin_type=True))
-    print(f"{OUT.relative_to(ROOT)}: {len(chain['blocks'])} blocks, "
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--protocol", type=int, choices=sorted(OUT), default=CURRENT_PROTOCOL,
+                    help="chain protocol version to record under")
+    ap.add_argument("--out", type=Path, help="write here instead of the fixture")
+    args = ap.parse_args()
+    chain = record(args.protocol)
+    out = args.out or OUT[args.protocol]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgpack.packb(chain, use_bin_type=True))
+    print(f"{out}: protocol {args.protocol}, {len(chain['blocks'])} blocks, "
           f"final root {chain['blocks'][-1]['state_root'].hex()}")
 
 

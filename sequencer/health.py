@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import SQLAlchemyError
 
 from sequencer.errors import RecoveryError
+from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS, PROTOCOL_V1
 
 if TYPE_CHECKING:
     from sequencer.store import Store
@@ -58,17 +59,33 @@ class WriteHealth:
         return "degraded" if self.degraded else "ok"
 
 
-def claim_store(store: Store, chain_id: int, pubkey: bytes, health: WriteHealth) -> None:
-    """Bind the database to ``chain_id`` and this sequencer key. A database of another chain
-    is refused; one that cannot be written (e.g. a full disk) is opened read-only: reads of
-    the stored chain are served, writes refused (503)."""
+def chain_protocol(store: Store) -> int:
+    """The protocol version of the chain in ``store`` (fixed when the database was created).
+    A database without the entry predates versions: its chain runs protocol 1."""
+    stored = store.get_meta("protocol")
+    protocol = PROTOCOL_V1 if stored is None else int(stored)
+    if protocol not in KNOWN_PROTOCOLS:
+        raise RecoveryError(f"database holds a chain of unknown protocol {protocol}")
+    return protocol
+
+
+def claim_store(store: Store, chain_id: int, pubkey: bytes, health: WriteHealth,
+                protocol: int = CURRENT_PROTOCOL) -> int:
+    """Bind the database to ``chain_id`` and this sequencer key, and return the chain's
+    protocol version: ``protocol`` for a new database, the stored one otherwise (a chain
+    never changes its rule set on restart). A database of another chain is refused; one that
+    cannot be written (e.g. a full disk) is opened read-only: reads of the stored chain are
+    served, writes refused (503)."""
     stored = store.get_meta("chain_id")
     if stored is not None and int(stored) != chain_id:
         raise RecoveryError(f"database belongs to chain {stored}, not {chain_id}")
+    if protocol not in KNOWN_PROTOCOLS:
+        raise RecoveryError(f"unknown protocol version {protocol}")
     try:
         with store.begin() as conn:
             if stored is None:
                 store.set_meta(conn, "chain_id", str(chain_id))
+                store.set_meta(conn, "protocol", str(protocol))
             store.set_meta(conn, "sequencer_pubkey", pubkey.hex())
     except (SQLAlchemyError, OSError) as exc:
         if stored is None:
@@ -76,3 +93,4 @@ def claim_store(store: Store, chain_id: int, pubkey: bytes, health: WriteHealth)
         log.error("database not writable (%s): starting read-only", exc)
         health.failed(exc)
         health.read_only = True
+    return chain_protocol(store)

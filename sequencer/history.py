@@ -33,6 +33,7 @@ from blobstore.source import StoreSource
 from sequencer.store import BlockRow, Store
 from state_machine import snapshot
 from state_machine.actions import decode_signed
+from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.state import State
 from state_machine.transition import Block, execute_block, genesis_state
 
@@ -54,6 +55,7 @@ class History:
     def __init__(self, store: Store, chain_id: int, interval: int, cache: int) -> None:
         self.store = store
         self.chain_id = chain_id
+        self.protocol = CURRENT_PROTOCOL  # the chain's, set by the sequencer from the store
         self.interval = interval
         self.cache_size = max(1, cache)
         self._cache: OrderedDict[int, State] = OrderedDict()
@@ -67,7 +69,7 @@ class History:
 
     def recover(self, head: BlockRow) -> State:
         """The state after ``head``: latest usable snapshot, then replay of later blocks."""
-        state, start = genesis_state(self.chain_id), 0
+        state, start = genesis_state(self.chain_id, self.protocol), 0
         snap = self.store.latest_snapshot(head.height)
         if snap is not None:
             loaded = self.load(snap[0], track=True)
@@ -193,7 +195,7 @@ class History:
         if snap is not None:
             state = self.load(snap[0])
         if state is None:
-            state = genesis_state(self.chain_id)
+            state = genesis_state(self.chain_id, self.protocol)
         for b in self.store.iter_blocks(state.height + 1, height):
             state = replay_block(self.store, state, b)
         self.remember(state)

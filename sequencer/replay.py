@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import inspect
 
 from sequencer.errors import ChainMismatch
+from sequencer.health import chain_protocol
 from sequencer.history import replay_block
 from sequencer.store import Store
 from state_machine.transition import GENESIS_PARENT, genesis_state
@@ -60,7 +61,7 @@ def replay_chain(store: Store, chain_id: int | None = None) -> ReplayReport:
         if stored is None:
             return ReplayReport(True, 0, 0, 0.0, problems=["empty database"])
         chain_id = int(stored)
-    state = genesis_state(chain_id)
+    state = genesis_state(chain_id, chain_protocol(store))
     snaps = set(store.snapshot_heights())
     report = ReplayReport(True, 0, 0, 0.0)
     parent = GENESIS_PARENT

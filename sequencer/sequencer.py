@@ -114,8 +114,10 @@ class Sequencer:
     # ------------------------------------------------------------------ lifecycle
 
     def _recover(self) -> None:
-        claim_store(self.store, self.chain_id, self.pubkey, self.write_health)
-        state = genesis_state(self.chain_id)
+        self.protocol = claim_store(self.store, self.chain_id, self.pubkey, self.write_health,
+                                    self.config.protocol)
+        self._history.protocol = self.protocol
+        state = genesis_state(self.chain_id, self.protocol)
         parent, ts = GENESIS_PARENT, 0
         head = self.store.head()
         if head is not None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection
 
 from sequencer.mempool_guard import Limits
 from state_machine.actions import SignedAction
-from state_machine.constants import MAX_ACTION_BYTES
+from state_machine.constants import CURRENT_PROTOCOL, MAX_ACTION_BYTES
 from state_machine.transition import Receipt
 
 
@@ -24,6 +24,8 @@ class SequencerConfig:
     """Tuning knobs; every field has a CLI/env/config-file counterpart in ``rollup.config``."""
 
     chain_id: int
+    # protocol version of a chain this node creates; an existing database keeps its own
+    protocol: int = CURRENT_PROTOCOL
     block_time: float = 1.0
     max_block_actions: int = 1024
     max_action_bytes: int = MAX_ACTION_BYTES

@@ -12,8 +12,8 @@ the action is included.
 
 from __future__ import annotations
 
-from state_machine.actions import Action, SignedAction
-from state_machine.constants import BPS, MIN_STAKE
+from state_machine.actions import Action, CommitBinding, SignedAction
+from state_machine.constants import BPS, MIN_STAKE, PROTOCOL_BOUND_COMMITMENTS
 from state_machine.crypto import keccak256
 from state_machine.epochs import can_open, current_epoch, phase_complete
 from state_machine.reasons import Reason
@@ -161,7 +161,28 @@ def check_not_committed(commits: dict[bytes, bytes], sender: bytes) -> None:
         raise Rejected(Reason.ALREADY_COMMITTED)
 
 
-def check_fresh_commitment(commits: dict[bytes, bytes], commitment: bytes) -> None:
+def binds_sender(state: State) -> bool:
+    """Whether this chain's commitments bind sender, task and epoch (protocol >= 2)."""
+    return state.protocol >= PROTOCOL_BOUND_COMMITMENTS
+
+
+def commit_binding(state: State, sender: bytes, task_id: int, epoch: int) -> CommitBinding | None:
+    """What a commitment of ``sender`` in (task, epoch) must bind on this chain: None on
+    protocol 1 chains (payload-only commitments, kept so they replay)."""
+    return CommitBinding(sender, task_id, epoch) if binds_sender(state) else None
+
+
+def check_fresh_commitment(state: State, commits: dict[bytes, bytes], commitment: bytes) -> None:
+    """Protocol 1 only: refuse a commitment another participant already made this epoch.
+
+    Why only there: with payload-only commitments a copier could open a copied commitment
+    with the victim's reveal (both slashed `duplicate`), so copies had to be refused, which
+    let a front-runner get the victim's own commit refused (victim `absent_*`). From
+    protocol 2 on a commitment binds its sender, so a copy opens for nobody but its author:
+    refusing it protects no one and only lets the first of two equal values win, which is
+    exactly the front-runner's attack. The copier is then simply absent."""
+    if binds_sender(state):
+        return
     if commitment in commits.values():
         raise Rejected(Reason.DUPLICATE_COMMITMENT,
                        "another participant committed the same value")

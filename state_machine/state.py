@@ -11,7 +11,8 @@ Sub-trees (each a ``MerkleTree`` indexed by insertion order):
 * meta root: ``keccak256(abi.encode(senders_root, status_root, l1_block, l1_log_index))``
   where senders leaves are ``keccak256(abi.encode(bytes32 pubkey, uint256 nonce))`` and
   status leaves (one per account) ``keccak256(abi.encode(bytes32 pubkey, uint256 status,
-  uint256 unlock_time))``.
+  uint256 unlock_time))``; a beacon (once seen) and the protocol version (from 2 on) are
+  appended (see ``State.meta_root``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from state_machine import codec
+from state_machine.constants import PROTOCOL_V1
 from state_machine.cow import CowMap, clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import (
@@ -253,6 +255,8 @@ class State:
     (shared with parent states). States returned by ``apply_block`` are sealed."""
 
     chain_id: int
+    # rule set (constants.PROTOCOL_*) fixed at genesis; default: snapshots older than it
+    protocol: int = PROTOCOL_V1
     height: int = 0
     accounts: CowMap[bytes, Account] = field(default_factory=lambda: CowMap(None, clone_account))
     nonces: CowMap[bytes, int] = field(default_factory=CowMap)
@@ -412,15 +416,19 @@ class State:
         self.dirty_epochs.clear()
 
     def meta_root(self) -> bytes:
-        """Commits to the senders and status trees, the L1 cursor and, once one was seen,
-        the latest randomness beacon (a chain without beacons keeps its v1 roots)."""
+        """Commits to the senders and status trees, the L1 cursor, once one was seen the
+        latest randomness beacon (a chain without beacons keeps its v1 roots) and, from
+        protocol 2 on, the protocol version (so a replay under the wrong rule set differs
+        from block 1; protocol 1 chains keep their roots)."""
         beacon = (abi_uint(self.beacon[0]), abi_bytes32(self.beacon[1])) if self.beacon[0] else ()
+        version = (abi_uint(self.protocol),) if self.protocol != PROTOCOL_V1 else ()
         return keccak256(
             abi_bytes32(self.senders_tree.root()),
             abi_bytes32(self.status_tree.root()),
             abi_uint(self.l1_cursor[0]),
             abi_uint(self.l1_cursor[1]),
             *beacon,
+            *version,
         )
 
     def subroots(self) -> list[bytes]:

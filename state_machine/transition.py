@@ -19,6 +19,7 @@ from state_machine import codec
 from state_machine.actions import (
     AdvanceBody,
     BeaconBody,
+    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
@@ -35,6 +36,7 @@ from state_machine.actions import (
     update_commitment_v2,
     vote_commitment,
 )
+from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS
 from state_machine.crypto import keccak256, verify
 from state_machine.epochs import (
     close_phase,
@@ -46,6 +48,7 @@ from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
     Rejected,
+    binds_sender,
     check_advance,
     check_awaiting_genesis,
     check_can_reveal,
@@ -59,6 +62,7 @@ from state_machine.rules import (
     check_signature,
     check_update_length,
     check_vote_values,
+    commit_binding,
     task_of,
 )
 from state_machine.state import (
@@ -245,7 +249,7 @@ def _record_commitment(
     sender = sa.action.sender
     check_selected(ep, sender, sa.action.type)
     check_not_committed(commits, sender)
-    check_fresh_commitment(commits, commitment)
+    check_fresh_commitment(state, commits, commitment)
     commits[sender] = commitment
     state.touch_epoch(ep.task_id, ep.epoch)
 
@@ -272,13 +276,23 @@ def _revealing(
     return task, ep, commits[sender]
 
 
+def _check_opens(state: State, sa: SignedAction, task_id: int, epoch: int,
+                 opened: Callable[[CommitBinding | None], bytes], committed: bytes) -> None:
+    """The reveal must open the sender's own commitment. On protocol 2 the binding holds
+    the sender, so a reveal of copied values by a copier fails here (issue 10)."""
+    if opened(commit_binding(state, sa.action.sender, task_id, epoch)) != committed:
+        detail = ("does not open the sender's own commitment (bound to sender, task, epoch)"
+                  if binds_sender(state) else "")
+        raise Rejected(Reason.COMMITMENT_MISMATCH, detail)
+
+
 def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[str]:
     task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
     sender = sa.action.sender
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
-    if update_commitment(b.update_bytes, b.salt) != committed:
-        raise Rejected(Reason.COMMITMENT_MISMATCH)
+    _check_opens(state, sa, b.task_id, b.epoch,
+                 lambda bind: update_commitment(b.update_bytes, b.salt, bind), committed)
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
     ep.updates[sender] = delta
@@ -295,9 +309,9 @@ def _reveal_update_v2(state: State, sa: SignedAction, b: RevealUpdateV2Body,
     assert task.params is not None
     if b.size != 2 * task.params.num_params:
         raise Rejected(Reason.WRONG_LENGTH, f"expected {2 * task.params.num_params} bytes")
-    c = update_commitment_v2(b.update_hash, b.size, b.chunk_size, b.chunk_root, b.salt)
-    if c != committed:
-        raise Rejected(Reason.COMMITMENT_MISMATCH)
+    _check_opens(state, sa, b.task_id, b.epoch,
+                 lambda bind: update_commitment_v2(b.update_hash, b.size, b.chunk_size,
+                                                   b.chunk_root, b.salt, bind), committed)
     blob = blobs.get(b.update_hash) if blobs is not None else None
     if blob is None:
         raise Rejected(Reason.BLOB_UNAVAILABLE, "update bytes are not in the blob store")
@@ -320,9 +334,9 @@ def _commit_vote(state: State, sa: SignedAction, b: CommitVoteBody) -> list[str]
 def _reveal_vote(state: State, sa: SignedAction, b: RevealVoteBody) -> list[str]:
     _, ep, committed = _revealing(state, sa, b.task_id, b.epoch, VOTE_REVEAL)
     check_vote_values(b.acc_candidate_bps, b.acc_current_bps)
-    c = vote_commitment(b.acc_candidate_bps, b.acc_current_bps, b.salt)
-    if c != committed:
-        raise Rejected(Reason.COMMITMENT_MISMATCH)
+    _check_opens(state, sa, b.task_id, b.epoch,
+                 lambda bind: vote_commitment(b.acc_candidate_bps, b.acc_current_bps, b.salt,
+                                              bind), committed)
     ep.votes[sa.action.sender] = (b.acc_candidate_bps, b.acc_current_bps)
     state.touch_epoch(ep.task_id, ep.epoch)
     return ["vote_revealed"]
@@ -437,9 +451,13 @@ def execute_block(state: State, block: Block, expect_root: bytes | None = None,
     return BlockResult(new_state, receipts, root, header, h)
 
 
-def genesis_state(chain_id: int) -> State:
-    """The empty state every chain starts from."""
-    return State(chain_id=chain_id)
+def genesis_state(chain_id: int, protocol: int = CURRENT_PROTOCOL) -> State:
+    """The empty state every chain starts from. ``protocol`` is the chain's rule set
+    (``constants.PROTOCOL_*``), fixed at genesis like ``chain_id``: new chains get the
+    current one; chains recorded before a fork pass the version they were created with."""
+    if protocol not in KNOWN_PROTOCOLS:
+        raise ValueError(f"unknown protocol version {protocol}")
+    return State(chain_id=chain_id, protocol=protocol)
 
 
 # ---------------------------------------------------------------- block header

@@ -9,6 +9,7 @@ import numpy as np
 
 from state_machine.actions import (
     AdvanceBody,
+    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
@@ -24,6 +25,7 @@ from state_machine.actions import (
 )
 from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
 from state_machine.crypto import keccak256, public_key
+from state_machine.rules import commit_binding
 from state_machine.state import State
 from state_machine.tasks import TaskParams
 from state_machine.transition import (
@@ -102,6 +104,10 @@ class Harness:
         self.signers[c.pubkey] = c
         return sa
 
+    def binding(self, c: Client, task_id: int, epoch: int) -> CommitBinding | None:
+        """What ``c``'s commitments bind on this chain (None on protocol 1 chains)."""
+        return commit_binding(self.state, c.pubkey, task_id, epoch)
+
     def genesis(self, c: Client, task_id: int, model: np.ndarray) -> SignedAction:
         return self.signed(
             c, "publish_genesis", PublishGenesisBody(task_id, model.astype("<i4").tobytes())
@@ -112,9 +118,8 @@ class Harness:
     ):
         salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
         ub = delta.astype("<i2").tobytes()
-        return self.signed(
-            c, "commit_update", CommitUpdateBody(task_id, epoch, update_commitment(ub, salt))
-        )
+        com = update_commitment(ub, salt, self.binding(c, task_id, epoch))
+        return self.signed(c, "commit_update", CommitUpdateBody(task_id, epoch, com))
 
     def reveal(
         self, c: Client, task_id: int, epoch: int, delta: np.ndarray, salt: bytes | None = None
@@ -125,9 +130,8 @@ class Harness:
 
     def commit_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
         salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
-        return self.signed(
-            c, "commit_vote", CommitVoteBody(task_id, epoch, vote_commitment(cand, cur, salt))
-        )
+        com = vote_commitment(cand, cur, salt, self.binding(c, task_id, epoch))
+        return self.signed(c, "commit_vote", CommitVoteBody(task_id, epoch, com))
 
     def reveal_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
         salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))

@@ -30,6 +30,7 @@ from rollup.commands.deploy import (
     usage_error,
 )
 from rollup.daemon import run_daemon, stop_on_signals
+from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS
 
 log = logging.getLogger("flockchain.verifier")
 
@@ -46,6 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_key_args(p, "--l1-key", "verifier (pays challenge bonds)")
     p.add_argument("--chain-id", required=True, type=non_negative_int, metavar="N",
                    help="the rollup's chain id (replay starts from its genesis)")
+    p.add_argument("--protocol", type=int, choices=KNOWN_PROTOCOLS, default=CURRENT_PROTOCOL,
+                   metavar="V", help="the rollup's protocol version, fixed at its genesis "
+                   "(a node reports it in /v1/healthz; default %(default)s)")
     p.add_argument("--db", metavar="URL",
                    help="SQLAlchemy URL for checkpoints (sqlite:///f.db, postgresql://...)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -88,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     w3 = connect_l1(args.l1, args.wait)
     dep = load_deployment(args.deployment, w3, wait_s=args.wait)
     verifier = Verifier(w3, dep, list(args.nodes), args.chain_id, account(hexkey),  # type: ignore[arg-type]
+                        protocol=args.protocol,
                         da_grace_seconds=args.da_grace)
     store = None
     if args.db:

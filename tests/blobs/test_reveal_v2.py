@@ -39,7 +39,8 @@ class V2Harness(Harness):
         return keccak256(c.pubkey, b"salt2")
 
     def commit_v2(self, c: Client, vb: VerifiedBlob):  # type: ignore[no-untyped-def]
-        com = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root, self.salt(c))
+        com = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root, self.salt(c),
+                                   self.binding(c, 1, 0))
         return self.signed(c, "commit_update", CommitUpdateBody(1, 0, com))
 
     def reveal_v2(self, c: Client, vb: VerifiedBlob, **over):  # type: ignore[no-untyped-def]

@@ -26,6 +26,7 @@ from state_machine.actions import (
     make_action,
     system_action,
 )
+from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.leaves import SUBROOT_ACCOUNTS, SUBROOT_TASKS, verify_state_proof
 
@@ -265,6 +266,7 @@ def test_bad_inputs_refused_nothing_stored(manual_node: tuple[TestClient, Sequen
 
 def test_json_form_and_reads(manual_node: tuple[TestClient, Sequencer]) -> None:
     http, seq = manual_node
+    assert http.get("/v1/healthz").json()["protocol"] == seq.protocol == CURRENT_PROTOCOL
     ms, _ = _setup_task(seq)
     m = ms[0]
     sa = make_action(m.seed, "advance", CHAIN_ID, seq.pending_nonce(m.pubkey),

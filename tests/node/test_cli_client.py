@@ -152,3 +152,32 @@ def test_keypair_env_seed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("FLOCKCHAIN_CLIENT_SEED", "0x" + seed.hex())
     assert keypair_from_env_or_file(tmp_path / "unused.key").seed == seed
     assert not (tmp_path / "unused.key").exists()
+
+
+def test_sdk_commitments_bind_what_the_chain_protocol_says() -> None:
+    """The SDK asks the node which protocol its chain runs (``/v1/healthz``; a node that
+    predates the field answers without it: protocol 1) and binds its key, task and epoch
+    into every commitment from protocol 2 on, exactly as the STF opens them."""
+    from state_machine.actions import CommitBinding
+    from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
+
+    def node_running(protocol: int | None) -> NodeClient:
+        def handler(request: httpx.Request) -> httpx.Response:
+            body = dump(Health(ok=True, status="ok", chain_id=CHAIN_ID, height=0,
+                               block_hash=b"\0" * 32, sequencer_pubkey=b"\1" * 32, mempool=0,
+                               max_body_bytes=1024, l1_cursor=None))
+            if protocol is None:
+                body.pop("protocol")
+            else:
+                body["protocol"] = protocol
+            return httpx.Response(200, json=body)
+
+        http = httpx.Client(base_url="http://node", transport=httpx.MockTransport(handler))
+        return NodeClient(http=http, backoff=0.001)
+
+    kp = Keypair.generate()
+    assert FlockClient(node_running(None), kp).binding(1, 0) is None
+    assert FlockClient(node_running(PROTOCOL_V1), kp).binding(1, 0) is None
+    me = FlockClient(node_running(CURRENT_PROTOCOL), kp)
+    assert me.protocol == CURRENT_PROTOCOL
+    assert me.binding(3, 4) == CommitBinding(kp.pubkey, 3, 4)

@@ -13,6 +13,7 @@ from sequencer.replay import replay_chain
 from sequencer.store import blocks
 from state_machine.actions import (
     AdvanceBody,
+    CommitBinding,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
@@ -57,7 +58,8 @@ def drive_epoch(seq: Sequencer, d: int = 64) -> list[tuple[int, bytes, bytes]]:
     for m in props:
         ub = deltas[m.pubkey].astype("<i2").tobytes()
         seq.submit(signed(m, "commit_update",
-                          CommitUpdateBody(1, 0, update_commitment(ub, salt)), nonces[m.pubkey]))
+                          CommitUpdateBody(1, 0, update_commitment(ub, salt, CommitBinding(
+                              m.pubkey, 1, 0))), nonces[m.pubkey]))
         nonces[m.pubkey] += 1
     seq.produce_block()
     seq.submit(signed(props[0], "advance", AdvanceBody(1, 0), nonces[props[0].pubkey]))
@@ -301,5 +303,47 @@ def test_snapshot_of_a_rolled_back_block_never_becomes_a_base(sqlite_url: str) -
         for h, root in roots.items():
             st = hist.load(h)
             assert st is not None and st.state_root() == root
+    finally:
+        store.close()
+
+
+def test_a_database_keeps_the_protocol_it_was_created_with(tmp_path) -> None:
+    """A chain's protocol version is fixed when its database is created: a restart with
+    another configured version keeps the stored one (recovery replays to the same root),
+    and a database from before versions existed (no ``protocol`` entry) runs protocol 1."""
+    from sequencer.schema import meta
+    from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
+
+    def chain(url: str, protocol: int) -> bytes:
+        seq = open_seq(url, protocol=protocol)
+        try:
+            for i, m in enumerate(members(2)):
+                seq.submit_l1_event("l1_deposit", deposit_body(m, 10 + i))
+                seq.produce_block()
+            assert seq.protocol == seq.state.protocol == protocol
+            return seq.state.state_root()
+        finally:
+            seq.close()
+
+    def reopened(url: str, configured: int) -> tuple[int, bytes]:
+        seq = open_seq(url, protocol=configured)
+        try:
+            assert seq.height == 2
+            return seq.protocol, seq.state.state_root()
+        finally:
+            seq.close()
+
+    new, old = f"sqlite:///{tmp_path}/new.db", f"sqlite:///{tmp_path}/old.db"
+    root_new, root_old = chain(new, CURRENT_PROTOCOL), chain(old, PROTOCOL_V1)
+    assert root_new != root_old  # the version is committed in the meta root from 2 on
+    assert reopened(new, PROTOCOL_V1) == (CURRENT_PROTOCOL, root_new)
+    store = Store(old)
+    with store.begin() as conn:  # as written by code older than the field
+        conn.execute(meta.delete().where(meta.c.key == "protocol"))
+    store.close()
+    assert reopened(old, CURRENT_PROTOCOL) == (PROTOCOL_V1, root_old)
+    store = Store(old)
+    try:
+        assert replay_chain(store).ok
     finally:
         store.close()

@@ -85,11 +85,11 @@ def test_branching_from_every_state_of_the_recorded_chain_leaves_parents_untouch
     import msgpack
 
     from state_machine.actions import decode_signed
-    from state_machine.transition import GENESIS_PARENT, execute_block, genesis_state
-    from tests.state_machine.test_recorded_chain import FIXTURE
+    from state_machine.transition import GENESIS_PARENT, execute_block
+    from tests.state_machine.test_recorded_chain import FIXTURE, fixture_genesis
 
     chain = msgpack.unpackb(FIXTURE.read_bytes(), raw=False)
-    state, parent = genesis_state(chain["chain_id"]), GENESIS_PARENT
+    state, parent = fixture_genesis(chain), GENESIS_PARENT
     for rec in chain["blocks"]:
         block = Block(rec["height"], parent, rec["timestamp"],
                       [decode_signed(raw) for raw in rec["actions"]])

@@ -1,16 +1,24 @@
-"""A chain recorded by earlier code replays to the same roots (``scripts/record_chain.py``).
+"""Chains recorded by earlier code replay to the same roots (``scripts/record_chain.py``).
 
-Refactors of the STF, state layout or block execution must leave every root unchanged; a
-deliberate protocol change re-records the fixture and bumps its ``protocol`` field.
+Refactors of the STF, state layout or block execution must leave every root unchanged. A
+deliberate protocol change is a fork: it is gated by the chain's protocol version
+(``state_machine.constants.PROTOCOL_*``, fixed at genesis), the fixtures of older versions
+stay byte-identical and keep replaying, and the new version gets a fixture of its own
+(``chain_v1``: protocol 1, payload-only commitments; ``chain_v2``: protocol 2, commitments
+bound to the sender, issue 10).
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import msgpack
+import pytest
 
 from state_machine.actions import decode_signed
+from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
+from state_machine.state import State
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
@@ -20,23 +28,26 @@ from state_machine.transition import (
     genesis_state,
 )
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "chain_v1.msgpack"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+FIXTURE = FIXTURES / "chain_v1.msgpack"
+FIXTURE_V2 = FIXTURES / "chain_v2.msgpack"
+# the protocol 1 fixture is frozen: a protocol change records a new fixture instead
+CHAIN_V1_SHA256 = "1cd758b708d07f63323edddd8cba4b40e32577632931846671e302fb08641af8"
 
 
-def _load() -> dict:
-    return msgpack.unpackb(FIXTURE.read_bytes(), raw=False)
+def load(path: Path = FIXTURE) -> dict:
+    return msgpack.unpackb(path.read_bytes(), raw=False)
 
 
-def test_fixture_exercises_epochs_slashes_and_rejections():
-    chain = _load()
-    applied = [ok for b in chain["blocks"] for ok in b["applied"]]
-    assert len(chain["blocks"]) > 20 and False in applied and applied.count(True) > 50
+def fixture_genesis(chain: dict) -> State:
+    """The genesis of a recorded chain: its chain id and protocol version (a fixture without
+    ``protocol_version`` was recorded before versions existed: protocol 1)."""
+    return genesis_state(chain["chain_id"], chain.get("protocol_version", PROTOCOL_V1))
 
 
-def test_recorded_chain_replays_to_the_same_roots():
-    chain = _load()
-    state, parent = genesis_state(chain["chain_id"]), GENESIS_PARENT
-    slashed = 0
+def replay(chain: dict, state: State) -> State:
+    """Apply every recorded block; assert receipts, roots and hashes match the recording."""
+    parent = GENESIS_PARENT
     for rec in chain["blocks"]:
         block = Block(rec["height"], parent, rec["timestamp"],
                       [decode_signed(raw) for raw in rec["actions"]])
@@ -46,5 +57,35 @@ def test_recorded_chain_replays_to_the_same_roots():
         assert root == rec["state_root"], f"state root differs at height {rec['height']}"
         parent = block_hash(block_header(block, root, receipts))
         assert parent == rec["block_hash"], f"block hash differs at height {rec['height']}"
+    return state
+
+
+@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2], ids=["v1", "v2"])
+def test_fixture_exercises_epochs_slashes_and_rejections(path):
+    chain = load(path)
+    applied = [ok for b in chain["blocks"] for ok in b["applied"]]
+    assert len(chain["blocks"]) > 20 and False in applied and applied.count(True) > 50
+
+
+def test_protocol_1_fixture_is_frozen():
+    assert "protocol_version" not in load(FIXTURE)
+    assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == CHAIN_V1_SHA256
+    assert load(FIXTURE_V2)["protocol_version"] == CURRENT_PROTOCOL
+
+
+@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2], ids=["v1", "v2"])
+def test_recorded_chain_replays_to_the_same_roots(path):
+    chain = load(path)
+    state = replay(chain, fixture_genesis(chain))
     slashed = sum(1 for a in state.accounts.values() if a.cumulative_slashed > 0)
     assert slashed >= 3
+
+
+@pytest.mark.parametrize(("path", "wrong"), [(FIXTURE, CURRENT_PROTOCOL),
+                                             (FIXTURE_V2, PROTOCOL_V1)], ids=["v1", "v2"])
+def test_a_chain_replayed_under_the_wrong_protocol_diverges(path, wrong):
+    """The version is part of the chain's identity: replaying under the other rule set
+    fails (the gate is what keeps the old chain replaying)."""
+    chain = load(path)
+    with pytest.raises(AssertionError):
+        replay(chain, genesis_state(chain["chain_id"], wrong))

@@ -16,16 +16,16 @@ from state_machine.actions import (
     make_action,
     system_action,
 )
-from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
+from state_machine.constants import CURRENT_PROTOCOL, FEE_PER_EPOCH, PROTOCOL_V1, STAKE_AMOUNT
 from state_machine.crypto import keccak256
 from state_machine.state import TASK_COMPLETED, TASK_REJECTED, UPDATE_COMMIT
-from state_machine.transition import Block, BlockError, apply_block
+from state_machine.transition import Block, BlockError, apply_block, genesis_state
 
 D = 256
 
 
-def started(n_clients=10, voters=0, max_epochs=3, proposers=7, f=1):
-    h = Harness()
+def started(n_clients=10, voters=0, max_epochs=3, proposers=7, f=1, protocol=CURRENT_PROTOCOL):
+    h = Harness(state=genesis_state(CHAIN_ID, protocol))
     clients = [Client.make(f"t{i}") for i in range(n_clients)]
     g = np.arange(D, dtype=np.int32)
     params = default_params(D, g, proposers=proposers, f=f, voters=voters)
@@ -100,14 +100,18 @@ def test_each_rejection_names_its_reason_and_changes_nothing():
     assert receipts[0].applied
 
 
-def test_duplicate_commitment_and_l1_order_rejected():
-    h, by_pk, _ = started()
+def test_duplicate_commitment_on_protocol_1_and_l1_order_rejected():
+    """Protocol 1 refuses a second equal commitment (departure 3, kept so old chains
+    replay); protocol 2 needs no such rule (``test_commitments.py``)."""
+    h, by_pk, _ = started(protocol=PROTOCOL_V1)
     ep = h.state.epochs[(1, 0)]
     a, b = by_pk[ep.proposers[0]], by_pk[ep.proposers[1]]
     delta = np.ones(D, dtype=np.int16)
     salt = b"\x09" * 32
     h.block(h.commit(a, 1, 0, delta, salt))
-    assert_rejected_unchanged(h, h.commit(b, 1, 0, delta, salt), "duplicate_commitment")
+    committed = h.state.epochs.peek((1, 0)).update_commits[a.pubkey]
+    copy = h.signed(b, "commit_update", CommitUpdateBody(1, 0, committed))
+    assert_rejected_unchanged(h, copy, "duplicate_commitment")
     stale = system_action(
         "l1_deposit",
         CHAIN_ID,

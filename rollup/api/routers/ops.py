@@ -18,7 +18,8 @@ def healthz(seq: Seq, config: Config) -> JSONResponse:
     database. Reads keep working in both."""
     wh = seq.write_health
     status = wh.status
-    h = Health(ok=status == "ok", status=status, chain_id=seq.chain_id, height=seq.height,
+    h = Health(ok=status == "ok", status=status, chain_id=seq.chain_id, protocol=seq.protocol,
+               height=seq.height,
                block_hash=seq.head_hash, sequencer_pubkey=seq.pubkey, mempool=seq.mempool_size,
                max_body_bytes=config.max_body_bytes, l1_cursor=seq.pending_l1_cursor(),
                read_only=wh.read_only, last_write_error=wh.last_error if status != "ok" else None)
