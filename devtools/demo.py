@@ -252,12 +252,14 @@ class Demo:
                                      self.w3, self.deployment, self.l1_accounts["sequencer"],
                                      batch_every_s=2.0,
                                      confirmations=0,  # the embedded chain cannot reorg
-                                     # no L1 beacons: the demo's outcomes are tuned on v1
-                                     # selection seeds (beacons: tests/state_machine/
-                                     # test_randomness.py, tests/bridge)
+                                     # one L1 beacon, posted below, seeds every epoch
                                      beacon_every_s=float("inf"))
         if self.cfg.fault == "forge-deposit":
             self.ports.forge_deposit()
+        # Selection from one L1 beacon (as production does, never from the rollup root):
+        # roles then do not depend on which block each action happened to land in, so two
+        # runs of the demo select the same clients and train the same models.
+        self.aggregator.post_beacon(force=True)
         self.aggregator.watcher.poll()
 
     def _create_task(self) -> int:
