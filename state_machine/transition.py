@@ -23,6 +23,7 @@ from state_machine.actions import (
     CommitVoteBody,
     DepositBody,
     DepositPopBody,
+    ForcedActionBody,
     PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
@@ -42,6 +43,7 @@ from state_machine.epochs import (
     open_epoch,
     process_deadlines,
 )
+from state_machine.forced import apply_forced, receipt_detail
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -337,6 +339,16 @@ def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) ->
     return ["phase_closed"]
 
 
+def _forced_action(state: State, sa: SignedAction, b: ForcedActionBody, pre_root: bytes,
+                   blobs: Any) -> list[str]:
+    """A client's signed action forced through L1 (F-12, ``state_machine.forced``): the
+    inner action gets exactly the mempool checks; the L1 position is consumed either way."""
+    _l1_order(state, b.l1_block, b.log_index)
+    events = apply_forced(b, lambda inner: process_action(state, inner, pre_root, blobs))
+    _advance_l1(state, b.l1_block, b.log_index)
+    return events
+
+
 _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_deposit": _deposit,
     "l1_deposit_pop": _deposit_pop,
@@ -360,6 +372,8 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
     elif a.type == "reveal_update_v2":
         events = _reveal_update_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
+    elif a.type == "l1_forced_action":
+        events = _forced_action(state, sa, a.body, pre_root, blobs)  # type: ignore[arg-type]
     else:
         events = _HANDLERS[a.type](state, sa, a.body)
     state.bump_nonce(a.sender)
@@ -390,7 +404,7 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))
         else:
             st.commit_action()
-            receipts.append(Receipt(sa.hash, True, "ok", "", events))
+            receipts.append(Receipt(sa.hash, True, "ok", receipt_detail(events), events))
     st.state_root()
     st.seal()
     return st, receipts
