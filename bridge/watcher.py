@@ -1,6 +1,6 @@
 """L1 → L2: turn confirmed ``Staked``, ``Unbonded``, ``Beacon``, ``ForcedAction`` and
 ``TaskCreated`` logs into system actions (``l1_deposit_pop``, ``l1_unbond``, ``l1_beacon``,
-``l1_forced_action``, ``l1_task_created``), in L1 order, exactly once.
+``l1_forced_action``, ``l1_task_created_v2``), in L1 order, exactly once.
 
 Why this is exactly-once without a private cursor file: the L2 state itself records the
 last injected L1 position (``l1_cursor``; the sequencer also counts queued system
@@ -77,7 +77,8 @@ def _event_to_action(ev: dict) -> L1Event:
             int(args["maxEpochs"]), int(args["targetAccuracyBps"]), bytes(args["taskParams"]),
             int(args["escrow"]), blk, idx, txh,
         )
-        return L1Event(blk, idx, "l1_task_created", body)
+        # v2: the task expires if it idles (F-10); v1 ``l1_task_created`` is for old chains
+        return L1Event(blk, idx, "l1_task_created_v2", body)
     raise ValueError(f"unexpected event {name}")
 
 

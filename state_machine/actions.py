@@ -309,6 +309,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "l1_unbond": UnbondBody,
     "l1_beacon": BeaconBody,
     "l1_task_created": TaskCreatedBody,
+    "l1_task_created_v2": TaskCreatedBody,  # same log; the task can expire (F-10)
     "l1_forced_action": ForcedActionBody,
     "publish_genesis": PublishGenesisBody,
     "commit_update": CommitUpdateBody,
@@ -320,7 +321,7 @@ BODY_TYPES: dict[str, type[Body]] = {
 }
 SYSTEM_TYPES = frozenset(
     {"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_beacon", "l1_task_created",
-     "l1_forced_action"}
+     "l1_task_created_v2", "l1_forced_action"}
 )
 
 

@@ -36,6 +36,7 @@ from state_machine.actions import (
     update_commitment_v2,
     vote_commitment,
 )
+from state_machine.constants import TASK_IDLE_BLOCKS
 from state_machine.crypto import keccak256, verify
 from state_machine.epochs import (
     close_phase,
@@ -44,6 +45,7 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.forced import apply_forced, receipt_detail
+from state_machine.lifecycle import start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -220,6 +222,17 @@ def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[st
     return ["task_created"]
 
 
+def _task_created_v2(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
+    """A task that expires if it idles (issue 11, F-10, ``state_machine.lifecycle``): the
+    action new watchers emit for ``TaskCreated``; v1 ``l1_task_created`` stays valid for
+    replaying recorded chains (no expiry, roots unchanged)."""
+    events = _task_created(state, sa, b)
+    task = state.tasks[b.task_id]
+    if task.phase != DONE:  # rejected at creation: done already, nothing to expire
+        task.idle_deadline = state.height + TASK_IDLE_BLOCKS
+    return events
+
+
 def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
     task = task_of(state, b.task_id)
     check_awaiting_genesis(task)
@@ -232,6 +245,7 @@ def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> l
     task.global_model, task.global_hash = model, model_hash(model)
     task.prev_delta, task.prev_delta_hash = prev, model_hash(prev)
     task.phase = WAITING_CLIENTS
+    start_idle_clock(state, task)
     state.touch_task(task.task_id)
     return ["genesis_published"]
 
@@ -355,6 +369,7 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_unbond": _unbond,
     "l1_beacon": _beacon,
     "l1_task_created": _task_created,
+    "l1_task_created_v2": _task_created_v2,
     "publish_genesis": _publish_genesis,
     "commit_update": _commit_update,
     "reveal_update": _reveal_update,
