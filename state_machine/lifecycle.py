@@ -31,6 +31,14 @@ from state_machine.state import (
 IDLE_PHASES = (AWAITING_GENESIS, WAITING_CLIENTS)
 
 
+def arm_idle_expiry(state: State, task: Task) -> None:
+    """A task created by ``l1_task_created_v2`` gets an idle deadline (unless it was
+    rejected at creation: done already, nothing to expire)."""
+    if task.phase != DONE:
+        task.idle_deadline = state.height + TASK_IDLE_BLOCKS
+        state.touch_task(task.task_id)
+
+
 def start_idle_clock(state: State, task: Task) -> None:
     """``task`` just entered an idle phase at ``state.height``: its expiry restarts (for
     tasks that have one)."""

@@ -36,7 +36,6 @@ from state_machine.actions import (
     update_commitment_v2,
     vote_commitment,
 )
-from state_machine.constants import TASK_IDLE_BLOCKS
 from state_machine.crypto import keccak256, verify
 from state_machine.epochs import (
     close_phase,
@@ -45,7 +44,7 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.forced import apply_forced, receipt_detail
-from state_machine.lifecycle import start_idle_clock
+from state_machine.lifecycle import arm_idle_expiry, start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -223,13 +222,10 @@ def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[st
 
 
 def _task_created_v2(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
-    """A task that expires if it idles (issue 11, F-10, ``state_machine.lifecycle``): the
-    action new watchers emit for ``TaskCreated``; v1 ``l1_task_created`` stays valid for
-    replaying recorded chains (no expiry, roots unchanged)."""
+    """``TaskCreated`` as new watchers carry it: the task expires if it idles (F-10,
+    ``state_machine.lifecycle``); v1 ``l1_task_created`` replays recorded chains."""
     events = _task_created(state, sa, b)
-    task = state.tasks[b.task_id]
-    if task.phase != DONE:  # rejected at creation: done already, nothing to expire
-        task.idle_deadline = state.height + TASK_IDLE_BLOCKS
+    arm_idle_expiry(state, state.tasks[b.task_id])
     return events
 
 

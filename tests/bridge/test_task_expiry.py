@@ -16,7 +16,6 @@ import pytest
 from web3 import Web3
 
 import state_machine.lifecycle as lifecycle
-import state_machine.transition as transition
 from bridge import l1
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
 from bridge.poster import BatchPoster
@@ -64,7 +63,6 @@ def w3(request: pytest.FixtureRequest) -> Iterator[Web3]:
 def test_task_without_genesis_expires_and_the_owner_gets_the_whole_escrow(
         w3, tmp_path, monkeypatch):
     monkeypatch.setattr(lifecycle, "TASK_IDLE_BLOCKS", IDLE)
-    monkeypatch.setattr(transition, "TASK_IDLE_BLOCKS", IDLE)
     owner, seq_addr, task_owner = w3.eth.accounts[0], w3.eth.accounts[1], w3.eth.accounts[7]
     dep = deploy_all(w3, owner, seq_addr, PARAMS)
     bond_sequencer(w3, dep, seq_addr)
