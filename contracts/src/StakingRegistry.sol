@@ -70,7 +70,9 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     ///         so far (F-09).
     uint256 public inboxCount;
     /// @notice Running hash over the bridge logs: `keccak256(abi.encode(prev, kind, account,
-    ///         pubkey, value))`; lets a batch be checked for a skipped or withheld log.
+    ///         pubkey, value))` (kind 1 stake, 2 unbond, 3 beacon, 4 forced action with
+    ///         `pubkey = keccak256(action)` and `value` its number); lets a batch be checked for
+    ///         a skipped or withheld log.
     bytes32 public inboxHash;
 
     mapping(address account => StakeInfo) private _stakes;
