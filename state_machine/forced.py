@@ -62,3 +62,16 @@ def receipt_detail(events: list[str]) -> str:
     if len(events) == 2 and events[0] == FORCED_REJECTED:
         return f"forced: {events[1]}"
     return ""
+
+
+def inner_v2_update(b: ForcedActionBody) -> tuple[bytes, int] | None:
+    """(update_hash, size) of a wrapped ``reveal_update_v2`` (None otherwise): its bytes
+    must be resolved beside the block like a mempool v2 reveal's (sequencer and verifier)."""
+    try:
+        inner = decode_inner(b)
+    except Rejected:
+        return None
+    if inner.action.type != "reveal_update_v2":
+        return None
+    body = inner.action.body
+    return body.update_hash, body.size  # type: ignore[attr-defined]

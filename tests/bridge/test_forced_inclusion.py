@@ -229,3 +229,36 @@ def test_sequencer_sitting_on_the_forced_log_is_challenged(w3, tmp_path):
         wd.post()
         [(index, verdict)] = wd.verifier(max_lag_blocks=8).step()
         assert index == 0 and verdict.startswith("challenged:l1_inclusion_lag")
+
+
+@pytest.mark.anvil
+def test_force_include_command(tmp_path, capsys):
+    """``flockchain force-include`` checks the bytes before paying gas, then sends them."""
+    import json
+
+    from rollup.cli import main
+    from state_machine.actions import DepositBody, system_action
+
+    if dev_l1.anvil_binary() is None:
+        pytest.skip("anvil binary not installed (npm ci)")
+    key = Keypair.from_seed(b"\x09" * 32)
+    sa = make_action(key.seed, "commit_update", CHAIN_ID, 0,
+                     CommitUpdateBody(1, 0, b"\x01" * 32), key.pubkey)
+    with dev_l1.start_anvil() as node:
+        w3 = node.web3()
+        dep = deploy_all(w3, w3.eth.accounts[0], w3.eth.accounts[1], PARAMS)
+        dep.save(tmp_path / "dep.json")
+        anvil0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+        base = ["force-include", "--l1", node.url, "--deployment", str(tmp_path / "dep.json"),
+                "--l1-key", anvil0]
+        assert main([*base, "--action", sa.encode().hex()]) == 0
+        out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert (out["status"], out["type"], out["number"]) == ("sent", "commit_update", 1)
+        forged = system_action("l1_deposit", CHAIN_ID, 0, DepositBody(
+            b"\x66" * 20, b"\x67" * 32, 1, 1, 0, b"\x00" * 32))
+        with pytest.raises(SystemExit):
+            main([*base, "--action", forged.encode().hex()])
+        with pytest.raises(SystemExit):
+            main([*base, "--action", "c0ffee"])
+        reg = dep.contract(w3, "StakingRegistry")
+        assert reg.functions.forcedCount().call() == 1

@@ -143,3 +143,15 @@ def test_forced_log_obeys_l1_order():
     [r] = h.block(system_action("l1_forced_action", CHAIN_ID, h.system_nonce, body))
     assert (r.applied, r.reason) == (False, "l1_out_of_order")
     assert clients[0].pubkey not in h.state.epochs[(1, 0)].update_commits
+
+
+def test_a_forced_v2_reveal_names_its_blob_for_sequencer_and_verifier():
+    from state_machine.actions import RevealUpdateV2Body
+    from state_machine.forced import inner_v2_update
+
+    h, clients = started()
+    body = RevealUpdateV2Body(1, 0, b"\x0a" * 32, 2 * D, 64, b"\x0b" * 32, b"\x0c" * 32)
+    reveal = h.signed(clients[1], "reveal_update_v2", body)
+    assert inner_v2_update(forced(h, reveal).action.body) == (b"\x0a" * 32, 2 * D)
+    assert inner_v2_update(forced(h, h.commit(clients[2], 1, 0, deltas()[2])).action.body) is None
+    assert inner_v2_update(forced(h, b"junk").action.body) is None
