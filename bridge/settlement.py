@@ -1,4 +1,5 @@
-"""Settlement on L1 by Merkle proof: slashing relay, reward claims and task refunds.
+"""Settlement on L1 by Merkle proof: slashing relay, reward claims and task refunds; and a
+client's way around a censoring sequencer (``force_include``).
 
 Why pull-based and idempotent: the contracts pay ``cumulative − already_settled``, so the
 relay may run any number of times, from any process, after any crash; it only sends a
@@ -15,6 +16,7 @@ from web3 import Web3
 from bridge.contracts import Deployment
 from bridge.l1 import Sender, send
 from bridge.ports import ProofSource
+from state_machine.actions import SignedAction
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +139,30 @@ def withdraw_stake(w3: Web3, deployment: Deployment, sender: Sender, proof: dict
     paid = sum(int(e["args"]["amount"]) for e in events)
     return {"account": _cs(f["l1_address"]), "paid": paid, "gas": receipt["gasUsed"],
             "tx": bytes(receipt["transactionHash"]).hex()}
+
+
+def force_include(w3: Web3, deployment: Deployment, sender: Sender,
+                  action: SignedAction | bytes) -> dict[str, Any]:
+    """StakingRegistry.forceInclude of a signed action the sequencer left out (issue 11,
+    F-12): the rollup must then apply it in L1 order with the mempool's checks (see
+    ``state_machine.forced``). Use it when an acknowledged action is still not included
+    and the phase's deadline is less than ``force_margin_s`` away (docs/protocol.md,
+    "Enforced inclusion"); any L1 account may send it, the action carries its signature."""
+    raw = action.encode() if isinstance(action, SignedAction) else action
+    reg = deployment.contract(w3, "StakingRegistry")
+    receipt = send(w3, reg.functions.forceInclude(raw), sender)
+    from web3.logs import DISCARD
+
+    events = reg.events.ForcedAction().process_receipt(receipt, errors=DISCARD)
+    return {"number": int(events[0]["args"]["number"]), "l1_block": receipt["blockNumber"],
+            "gas": receipt["gasUsed"], "tx": bytes(receipt["transactionHash"]).hex()}
+
+
+def force_margin_s(l1_block_time_s: float, confirmations: int, max_lag_blocks: int,
+                   batch_interval_s: float) -> float:
+    """How long before a phase deadline (wall time) a client must have sent
+    ``forceInclude`` for the inclusion rules to guarantee its action lands in time: the
+    sequencer may wait ``confirmations`` blocks, then sit on the log until a batch is
+    proposed ``max_lag_blocks`` L1 blocks later, and batches come every
+    ``batch_interval_s``."""
+    return (confirmations + max_lag_blocks) * l1_block_time_s + batch_interval_s

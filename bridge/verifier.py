@@ -34,6 +34,7 @@ from state_machine.actions import ActionError, decode_signed
 from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.da import decode_da, replay_da
+from state_machine.forced import inner_v2_update
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, ChainMismatch, genesis_state
 
@@ -199,6 +200,10 @@ class Verifier:
                     carried.add((sa.action.body.l1_block, sa.action.body.log_index))
                 if sa.action.type == "reveal_update_v2":
                     v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
+                elif sa.action.type == "l1_forced_action":  # a forced v2 reveal (F-12)
+                    v2 = inner_v2_update(sa.action.body)  # type: ignore[arg-type]
+                    if v2 is not None:
+                        v2_hashes.append(v2[0])
         blobs = self.blob_source(v2_hashes)
         if blobs is None:  # v2 update bytes are data too: same grace as the payload
             self.stats.da_failures += 1

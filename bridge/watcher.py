@@ -1,6 +1,6 @@
-"""L1 → L2: turn confirmed ``Staked``, ``Unbonded`` and ``TaskCreated`` logs into system
-actions (``l1_deposit_pop``, ``l1_unbond``, ``l1_beacon``, ``l1_task_created``), in L1 order,
-exactly once.
+"""L1 → L2: turn confirmed ``Staked``, ``Unbonded``, ``Beacon``, ``ForcedAction`` and
+``TaskCreated`` logs into system actions (``l1_deposit_pop``, ``l1_unbond``, ``l1_beacon``,
+``l1_forced_action``, ``l1_task_created_v2``), in L1 order, exactly once.
 
 Why this is exactly-once without a private cursor file: the L2 state itself records the
 last injected L1 position (``l1_cursor``; the sequencer also counts queued system
@@ -27,7 +27,14 @@ from web3 import Web3
 
 from bridge.contracts import Deployment
 from bridge.ports import SystemSink
-from state_machine.actions import BeaconBody, Body, DepositPopBody, TaskCreatedBody, UnbondBody
+from state_machine.actions import (
+    BeaconBody,
+    Body,
+    DepositPopBody,
+    ForcedActionBody,
+    TaskCreatedBody,
+    UnbondBody,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +68,17 @@ def _event_to_action(ev: dict) -> L1Event:
     if name == "Beacon":
         body = BeaconBody(int(args["number"]), bytes(args["randomness"]), blk, idx, txh)
         return L1Event(blk, idx, "l1_beacon", body)
+    if name == "ForcedAction":
+        body = ForcedActionBody(int(args["number"]), bytes(args["action"]), blk, idx, txh)
+        return L1Event(blk, idx, "l1_forced_action", body)
     if name == "TaskCreated":
         body = TaskCreatedBody(
             int(args["taskId"]), _addr(args["owner"]), bytes(args["specHash"]),
             int(args["maxEpochs"]), int(args["targetAccuracyBps"]), bytes(args["taskParams"]),
             int(args["escrow"]), blk, idx, txh,
         )
-        return L1Event(blk, idx, "l1_task_created", body)
+        # v2: the task expires if it idles (F-10); v1 ``l1_task_created`` is for old chains
+        return L1Event(blk, idx, "l1_task_created_v2", body)
     raise ValueError(f"unexpected event {name}")
 
 
@@ -102,7 +113,8 @@ class L1Watcher:
         with warnings.catch_warnings():  # web3 warns about the contracts' other events
             warnings.simplefilter("ignore", UserWarning)
             for event in (self.registry.events.Staked, self.registry.events.Unbonded,
-                          self.registry.events.Beacon, self.rewards.events.TaskCreated):
+                          self.registry.events.Beacon, self.registry.events.ForcedAction,
+                          self.rewards.events.TaskCreated):
                 logs.extend(event.get_logs(from_block=from_block, to_block=to_block))
         events = []
         for e in logs:

@@ -104,7 +104,7 @@ class PendingView:
     def add(self, sa: SignedAction, by: int = 1) -> None:
         a = sa.action
         b = a.body
-        if a.type == "l1_task_created":
+        if a.type in ("l1_task_created", "l1_task_created_v2"):
             tid = b.task_id  # type: ignore[attr-defined]
             _bump(self.tasks_created, tid, by)
             if tid not in self.tasks_created:

@@ -14,6 +14,7 @@ from typing import Any
 from sequencer.store import BlobWrite, BlockRow, ReceiptRow
 from state_machine import codec
 from state_machine.epochs import can_open, next_deadline
+from state_machine.forced import inner_v2_update
 from state_machine.state import WAITING_CLIENTS, State, model_hash
 from state_machine.transition import Block, BlockResult, Receipt, execute_block
 
@@ -79,6 +80,11 @@ def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
                                  len(b.update_bytes), action_seq=seq))  # type: ignore[attr-defined]
         elif r.applied and a.type == "reveal_update_v2":  # bytes already in the blob store
             out.append(BlobWrite(a.body.update_hash, "update", a.body.size))  # type: ignore[attr-defined]
+        elif r.applied and a.type == "l1_forced_action" and r.events[1:2] == [
+                "update_revealed"]:  # a forced v2 reveal (F-12)
+            v2 = inner_v2_update(a.body)  # type: ignore[arg-type]
+            if v2 is not None:
+                out.append(BlobWrite(v2[0], "update", v2[1]))
     for tid, t in new.tasks.items():
         o = old.tasks.peek(tid)
         if t.global_model is not None and (o is None or o.global_hash != t.global_hash):

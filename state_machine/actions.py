@@ -204,6 +204,20 @@ class TaskCreatedBody(Body):
 
 
 @dataclass(frozen=True)
+class ForcedActionBody(Body):
+    """L1 ``ForcedAction(number, sender, action)`` log (issue 11, F-12): ``action`` is a
+    client's signed action (wire bytes) that the rollup applies with exactly the checks of
+    a mempool action (``state_machine.forced``). The wrapper itself moves nothing."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {"number": "u64", "action": "bytes", **_L1}
+    number: int
+    action: bytes
+    l1_block: int
+    log_index: int
+    tx_hash: bytes
+
+
+@dataclass(frozen=True)
 class PublishGenesisBody(Body):
     """Anyone publishes the genesis model bytes whose hash the task fixed on L1."""
 
@@ -295,6 +309,8 @@ BODY_TYPES: dict[str, type[Body]] = {
     "l1_unbond": UnbondBody,
     "l1_beacon": BeaconBody,
     "l1_task_created": TaskCreatedBody,
+    "l1_task_created_v2": TaskCreatedBody,  # same log; the task can expire (F-10)
+    "l1_forced_action": ForcedActionBody,
     "publish_genesis": PublishGenesisBody,
     "commit_update": CommitUpdateBody,
     "reveal_update": RevealUpdateBody,
@@ -304,7 +320,8 @@ BODY_TYPES: dict[str, type[Body]] = {
     "advance": AdvanceBody,
 }
 SYSTEM_TYPES = frozenset(
-    {"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_beacon", "l1_task_created"}
+    {"l1_deposit", "l1_deposit_pop", "l1_unbond", "l1_beacon", "l1_task_created",
+     "l1_task_created_v2", "l1_forced_action"}
 )
 
 

@@ -72,6 +72,10 @@ MIN_WINDOW_BLOCKS = 1
 # unbonding client cannot outlast its last slash by holding phases open (issue 11, F-03).
 MAX_WINDOW_BLOCKS = 21_600
 PHASES_PER_EPOCH = 4
+# issue 11, F-10: a task still awaiting genesis or waiting for clients this many blocks
+# after it entered that phase is rejected (expired) and its unspent escrow refundable: one
+# longest epoch (1 day at 1 s blocks), far above any honest wait for a genesis or a stake.
+TASK_IDLE_BLOCKS = PHASES_PER_EPOCH * MAX_WINDOW_BLOCKS
 MAX_SCALE_BITS = 24
 MAX_PARTICIPANTS = 1_024
 

@@ -24,11 +24,13 @@ from state_machine.aggregation import AggregationError, apply_delta
 from state_machine.constants import MIN_STAKE
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
+from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expired, start_idle_clock
 from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.randomness import epoch_seed
 from state_machine.reasons import EpochOutcome
 from state_machine.state import (
     ACTIVE,
+    AWAITING_GENESIS,
     DONE,
     TASK_COMPLETED,
     UPDATE_COMMIT,
@@ -333,19 +335,27 @@ def finalize_epoch(
         task.epoch += 1
         task.phase = WAITING_CLIENTS
         task.phase_deadline = 0
+        start_idle_clock(state, task)
         if can_open(state, task):
             open_epoch(state, task, pre_root)
     state.touch_task(task.task_id)
 
 
 def process_deadlines(state: State, pre_root: bytes) -> None:
-    """Block-start processing: close every phase whose deadline height has passed and
-    open epochs for tasks waiting on clients. Tasks in task_id order."""
+    """Block-start processing: close every phase whose deadline height has passed, open
+    epochs for tasks waiting on clients, expire tasks idle too long (``lifecycle``). Tasks
+    in task_id order."""
     for task_id in sorted(state.tasks):
         task = state.tasks[task_id]
         if task.phase == WAITING_CLIENTS:
             if can_open(state, task):
                 open_epoch(state, task, pre_root)
+            elif idle_expired(state, task):
+                expire_idle_task(state, task)
+            continue
+        if task.phase == AWAITING_GENESIS:
+            if idle_expired(state, task):
+                expire_idle_task(state, task)
             continue
         if task.phase in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL):
             if state.height > task.phase_deadline:
@@ -353,10 +363,12 @@ def process_deadlines(state: State, pre_root: bytes) -> None:
 
 
 def next_deadline(state: State) -> int | None:
-    """The lowest pending deadline height (the sequencer produces a block to pass it)."""
+    """The lowest pending deadline height, phase or idle expiry (the sequencer produces a
+    block to pass it)."""
     pending = [
         t.phase_deadline
         for t in state.tasks.values()
         if t.phase in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL)
     ]
+    pending += [d for d in map(idle_deadline, state.tasks.values()) if d is not None]
     return min(pending) if pending else None

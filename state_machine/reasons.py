@@ -34,6 +34,8 @@ class Reason(StrEnum):
     ALREADY_STAKED = "already_staked"
     UNKNOWN_ACCOUNT = "unknown_account"
     DUPLICATE_TASK = "duplicate_task"
+    # a forced action (issue 11, F-12) that wraps another system action
+    FORCED_SYSTEM_ACTION = "forced_system_action"
     # ---- task / epoch windows and roles
     UNKNOWN_TASK = "unknown_task"
     WRONG_WINDOW = "wrong_window"

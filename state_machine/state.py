@@ -198,13 +198,16 @@ class Task:
     prev_delta_hash: bytes = b"\x00" * 32
     reject_reason: str = ""
     accepted_epochs: int = 0
+    # height after which an idle task expires (``state_machine.lifecycle``); None for tasks
+    # created by v1 ``l1_task_created`` (no expiry: recorded v1 chains keep their roots)
+    idle_deadline: int | None = None
 
     @property
     def fee_per_epoch(self) -> int:
         return self.escrow // self.max_epochs
 
     def detail(self) -> dict[str, Any]:
-        return {
+        d = {
             "task_id": self.task_id,
             "spec_hash": self.spec_hash,
             "max_epochs": self.max_epochs,
@@ -220,6 +223,9 @@ class Task:
             "prev_delta_hash": self.prev_delta_hash,
             "reject_reason": self.reject_reason,
         }
+        if self.idle_deadline is not None:  # v2 tasks only (see ``idle_deadline``)
+            d["idle_deadline"] = self.idle_deadline
+        return d
 
     def leaf(self) -> bytes:
         detail_hash = keccak256(codec.encode(self.detail()))

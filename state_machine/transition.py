@@ -24,6 +24,7 @@ from state_machine.actions import (
     CommitVoteBody,
     DepositBody,
     DepositPopBody,
+    ForcedActionBody,
     PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
@@ -44,6 +45,8 @@ from state_machine.epochs import (
     open_epoch,
     process_deadlines,
 )
+from state_machine.forced import apply_forced, receipt_detail
+from state_machine.lifecycle import arm_idle_expiry, start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -222,6 +225,14 @@ def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[st
     return ["task_created"]
 
 
+def _task_created_v2(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
+    """``TaskCreated`` as new watchers carry it: the task expires if it idles (F-10,
+    ``state_machine.lifecycle``); v1 ``l1_task_created`` replays recorded chains."""
+    events = _task_created(state, sa, b)
+    arm_idle_expiry(state, state.tasks[b.task_id])
+    return events
+
+
 def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
     task = task_of(state, b.task_id)
     check_awaiting_genesis(task)
@@ -234,6 +245,7 @@ def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> l
     task.global_model, task.global_hash = model, model_hash(model)
     task.prev_delta, task.prev_delta_hash = prev, model_hash(prev)
     task.phase = WAITING_CLIENTS
+    start_idle_clock(state, task)
     state.touch_task(task.task_id)
     return ["genesis_published"]
 
@@ -351,12 +363,23 @@ def _advance(state: State, sa: SignedAction, b: AdvanceBody, pre_root: bytes) ->
     return ["phase_closed"]
 
 
+def _forced_action(state: State, sa: SignedAction, b: ForcedActionBody, pre_root: bytes,
+                   blobs: Any) -> list[str]:
+    """A client's signed action forced through L1 (F-12, ``state_machine.forced``): the
+    inner action gets exactly the mempool checks; the L1 position is consumed either way."""
+    _l1_order(state, b.l1_block, b.log_index)
+    events = apply_forced(b, lambda inner: process_action(state, inner, pre_root, blobs))
+    _advance_l1(state, b.l1_block, b.log_index)
+    return events
+
+
 _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_deposit": _deposit,
     "l1_deposit_pop": _deposit_pop,
     "l1_unbond": _unbond,
     "l1_beacon": _beacon,
     "l1_task_created": _task_created,
+    "l1_task_created_v2": _task_created_v2,
     "publish_genesis": _publish_genesis,
     "commit_update": _commit_update,
     "reveal_update": _reveal_update,
@@ -374,6 +397,8 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
     elif a.type == "reveal_update_v2":
         events = _reveal_update_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
+    elif a.type == "l1_forced_action":
+        events = _forced_action(state, sa, a.body, pre_root, blobs)  # type: ignore[arg-type]
     else:
         events = _HANDLERS[a.type](state, sa, a.body)
     state.bump_nonce(a.sender)
@@ -404,7 +429,7 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))
         else:
             st.commit_action()
-            receipts.append(Receipt(sa.hash, True, "ok", "", events))
+            receipts.append(Receipt(sa.hash, True, "ok", receipt_detail(events), events))
     st.state_root()
     st.seal()
     return st, receipts

@@ -18,7 +18,7 @@ import {StateProof} from "./StateProof.sol";
 ///           RewardTreasury. The remaining `charged - treasuryShare` stays here to back the
 ///           participants' rewards.
 ///         Every field of `TaskCreated` is range-checked here so that the log always encodes
-///         as the rollup's `l1_task_created` action (u64 ids and counts, bps <= 10000,
+///         as the rollup's `l1_task_created_v2` action (u64 ids and counts, bps <= 10000,
 ///         bounded params): one log can never stop the bridge (F-02).
 contract RewardManager is ReentrancyGuard {
     /// @notice Task states in the rollup's task leaf.
@@ -60,7 +60,7 @@ contract RewardManager is ReentrancyGuard {
 
     mapping(uint256 taskId => Task) private _tasks;
 
-    /// @notice A task was created; the rollup derives its `l1_task_created` action from this log.
+    /// @notice A task was created; the rollup derives its `l1_task_created_v2` action from this log.
     event TaskCreated(
         uint256 indexed taskId,
         address indexed owner,

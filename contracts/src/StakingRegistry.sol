@@ -61,10 +61,18 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     uint256 public beaconCount;
     /// @notice L1 block of the latest beacon.
     uint256 public lastBeaconBlock;
-    /// @notice Number of bridge logs (`Staked`, `Unbonded`, `Beacon`) emitted so far (F-09).
+    /// @notice Largest action `forceInclude` accepts, in bytes: commits, votes and v2 reveals
+    ///         (hashes, not update bytes) fit in a few hundred bytes.
+    uint256 public constant MAX_FORCED_ACTION_BYTES = 1024;
+    /// @notice Number of `ForcedAction` logs emitted so far.
+    uint256 public forcedCount;
+    /// @notice Number of bridge logs (`Staked`, `Unbonded`, `Beacon`, `ForcedAction`) emitted
+    ///         so far (F-09).
     uint256 public inboxCount;
     /// @notice Running hash over the bridge logs: `keccak256(abi.encode(prev, kind, account,
-    ///         pubkey, value))`; lets a batch be checked for a skipped or withheld log.
+    ///         pubkey, value))` (kind 1 stake, 2 unbond, 3 beacon, 4 forced action with
+    ///         `pubkey = keccak256(action)` and `value` its number); lets a batch be checked for
+    ///         a skipped or withheld log.
     bytes32 public inboxHash;
 
     mapping(address account => StakeInfo) private _stakes;
@@ -85,6 +93,10 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     /// @notice Randomness beacon `number`: this block's `prevrandao`, carried to the rollup,
     ///         where it seeds epoch selection (nobody on the rollup can grind it).
     event Beacon(uint256 indexed number, bytes32 randomness);
+    /// @notice Forced inclusion number `number` (F-12): `action` is a client's signed rollup
+    ///         action (canonical msgpack, as sent to the sequencer). The rollup must apply it
+    ///         with the same checks as a mempool action, in L1 order like every bridge log.
+    event ForcedAction(uint256 indexed number, address indexed sender, bytes action);
 
     /// @notice `msg.value` was not exactly `stakeAmount`.
     error WrongStakeAmount(uint256 sent, uint256 required);
@@ -118,6 +130,10 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
     error InvalidPeriod(uint256 period);
     /// @notice The next beacon can be posted from block `nextBlock`.
     error BeaconTooSoon(uint256 nextBlock);
+    /// @notice A forced action must not be empty.
+    error EmptyForcedAction();
+    /// @notice A forced action is longer than `MAX_FORCED_ACTION_BYTES`.
+    error ForcedActionTooLong(uint256 length, uint256 max);
     /// @notice `unbondPeriod` must exceed `challengePeriod + resolutionWindow` of the commitment.
     error PeriodsDoNotFit(uint256 unbondPeriod, uint256 challengePeriod, uint256 resolutionWindow);
     /// @notice Exits wait while a dispute is open on StateCommitment.
@@ -194,6 +210,21 @@ contract StakingRegistry is Ownable, ReentrancyGuard {
         bytes32 r = bytes32(block.prevrandao);
         _record(3, address(0), r, n);
         emit Beacon(n, r);
+    }
+
+    /// @notice Force the rollup to consider a signed action a censoring sequencer leaves out
+    ///         (F-12). Anyone may call it (the action carries its own signature); L1 checks
+    ///         only its size, the rollup checks everything else and records a rejection if
+    ///         the action is invalid. Counted into `inboxCount`/`inboxHash` like every bridge
+    ///         log, so a batch that skips or sits on it is challengeable.
+    /// @param action The signed action's wire bytes (`SignedAction.encode()`).
+    function forceInclude(bytes calldata action) external {
+        uint256 len = action.length;
+        if (len == 0) revert EmptyForcedAction();
+        if (len > MAX_FORCED_ACTION_BYTES) revert ForcedActionTooLong(len, MAX_FORCED_ACTION_BYTES);
+        uint256 n = ++forcedCount;
+        _record(4, msg.sender, keccak256(action), n);
+        emit ForcedAction(n, msg.sender, action);
     }
 
     /// @notice Start the unbonding timelock; the stake stays slashable until withdrawn.

@@ -65,7 +65,7 @@ def test_logs_injected_in_l1_order_exactly_once_across_restarts(chain):
     w = L1Watcher(w3, dep, sink, confirmations=0)
     assert w.poll() == 4
     types = [t for t, _ in sink.actions]
-    assert types == ["l1_deposit_pop"] * 3 + ["l1_task_created"]
+    assert types == ["l1_deposit_pop"] * 3 + ["l1_task_created_v2"]
     positions = [(b.l1_block, b.log_index) for _, b in sink.actions]
     assert positions == sorted(positions)
     assert sink.actions[3][1].task_params == params
@@ -109,7 +109,7 @@ def test_a_log_that_cannot_be_encoded_is_skipped_not_retried_forever(chain, monk
 
     def old_contract(ev):  # what the pre-fix contract let through
         out = real(ev)
-        if out.typ == "l1_task_created":
+        if out.typ == "l1_task_created_v2":
             return dataclasses.replace(out, body=dataclasses.replace(
                 out.body, target_accuracy_bps=2**64))
         return out
@@ -118,7 +118,7 @@ def test_a_log_that_cannot_be_encoded_is_skipped_not_retried_forever(chain, monk
     sink = FakeSink()
     w = L1Watcher(w3, dep, sink, confirmations=0)
     assert w.poll() == 1 and [t for t, _ in sink.actions] == ["l1_deposit_pop"]
-    assert [i[2] for i in w.ignored] == ["l1_task_created"]
+    assert [i[2] for i in w.ignored] == ["l1_task_created_v2"]
     assert w.poll() == 0 and len(w.ignored) == 1  # not retried, not re-reported
 
 

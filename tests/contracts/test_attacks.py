@@ -384,3 +384,27 @@ def test_beacon_is_l1_randomness_rate_limited_and_counted(env: Env) -> None:
     dev_l1.mine(env.w3, nxt - env.w3.eth.block_number)
     receipt = env.tx(reg.postBeacon(), env.relayer)
     assert env.events(env.registry, "Beacon", receipt)[0]["number"] == 2
+
+
+# ------------------------------------------------------------------ F-12 forced inclusion
+
+
+def test_f12_force_include_is_counted_chained_and_size_capped(env: Env) -> None:
+    from eth_abi import encode
+
+    reg = env.registry.functions
+    action = b"\x82signed-action" * 10
+    receipt = env.tx(reg.forceInclude(action), env.other)  # anyone may relay it
+    [ev] = env.events(env.registry, "ForcedAction", receipt)
+    assert (ev["number"], ev["sender"], ev["action"]) == (1, env.other, action)
+    h1 = Web3.keccak(encode(["bytes32", "uint256", "address", "bytes32", "uint256"],
+                            [b"\x00" * 32, 4, env.other, Web3.keccak(action), 1]))
+    assert (reg.inboxCount().call(), reg.inboxHash().call(), reg.forcedCount().call()) == (
+        1, h1, 1)
+    cap = reg.MAX_FORCED_ACTION_BYTES().call()
+    env.tx(reg.forceInclude(b"\x01" * cap), env.other)  # exactly the cap is fine
+    with reverts("ForcedActionTooLong", cap + 1, cap):
+        env.tx(reg.forceInclude(b"\x01" * (cap + 1)), env.other)
+    with reverts("EmptyForcedAction"):
+        env.tx(reg.forceInclude(b""), env.other)
+    assert reg.inboxCount().call() == 2

@@ -54,8 +54,15 @@ def test_gas_slash_and_claim_1000_accounts(env: Env, capsys: pytest.CaptureFixtu
     gas["slash"] = env.slash(me, 0, proof, env.relayer)["gasUsed"]
     gas["claim"] = env.claim(me, 0, proof, env.relayer)["gasUsed"]
     gas["refund"] = env.refund(task, 0, state.task_proof(1), env.relayer)["gasUsed"]
+    # a forced commit (a signed commit_update is 231 bytes on the wire) and the size cap,
+    # after a first forced action (the first ever pays the counter's zero-to-one store)
+    force = env.registry.functions.forceInclude
+    gas["forceInclude_first"] = env.tx(force(b"\x85" * 231), alice)["gasUsed"]
+    gas["forceInclude"] = env.tx(force(b"\x85" * 231), alice)["gasUsed"]
+    cap = env.registry.functions.MAX_FORCED_ACTION_BYTES().call()
+    gas["forceInclude_max"] = env.tx(force(b"\x85" * cap), alice)["gasUsed"]
 
     with capsys.disabled():
         print(f"\n[gas/{env.backend}] {N_ACCOUNTS} accounts, proof {len(proof)} words: {gas}")
-    for name in ("slash", "claim", "refund"):
+    for name in ("slash", "claim", "refund", "forceInclude"):
         assert gas[name] < GAS_BOUND, (name, gas[name])

@@ -23,7 +23,8 @@ L1 = ["--l1", "http://127.0.0.1:9"]  # the discard port: nothing answers
 NODE = ["--node", "http://127.0.0.1:9"]
 
 HELP = [
-    ["deploy"], ["aggregator"], ["client"], ["verifier"], ["claim"], ["task", "create"],
+    ["deploy"], ["aggregator"], ["client"], ["verifier"], ["claim"], ["force-include"],
+    ["task", "create"],
     ["localnet", "start"], ["localnet", "stop"], ["localnet", "status"],
     ["localnet", "finalize"],
 ]
