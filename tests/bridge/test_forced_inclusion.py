@@ -30,6 +30,7 @@ from rollup.keys import Keypair
 from rollup.ports import InProcessPorts
 from sequencer import Sequencer, SequencerConfig, Store
 from state_machine.actions import (
+    CommitBinding,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
@@ -121,7 +122,8 @@ class World:
             self.seq.produce_block()
 
     def commit(self, i: int) -> SignedAction:
-        c = update_commitment(self.deltas[i].astype("<i2").tobytes(), SALT)
+        bind = CommitBinding(self.keys[i].pubkey, 1, 0)  # protocol 2: bound to the sender
+        c = update_commitment(self.deltas[i].astype("<i2").tobytes(), SALT, bind)
         return self.sign(i, "commit_update", CommitUpdateBody(1, 0, c))
 
     def reveal(self, i: int) -> SignedAction:
