@@ -138,7 +138,10 @@ def _run_arm(pool: arms.ClientPool, cfg: Config, sc: arms.Scenario, arm: str,
         elif arm == "oracle":
             rec = arms.oracle_round(traj, deltas, sc)
         elif arm.startswith("flower:"):
+            # Flower weights by the num-examples a client reports; a rule-aware attacker
+            # claims the largest (nothing checks it), honest clients report the truth
             sizes = np.array([len(y) for y in pool.y], dtype=np.int64)
+            sizes[list(sc.attackers) if sc.behaviour != HONEST else []] = sizes.max()
             rec = arms.flower_round(traj, deltas, sc, server, arm[7:], sizes, rnd)
         else:
             rec = arms.v2_round(traj, deltas, sc, params)
