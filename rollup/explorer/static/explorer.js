@@ -40,6 +40,9 @@
   var last = null;
   var state = document.getElementById("live-state");
   var heightEl = document.getElementById("live-height");
+  // the height the server rendered this page at: a block produced before the first poll
+  // must still refresh the page (else it would wait for the next block)
+  var rendered = heightEl ? heightEl.textContent : null;
 
   function refresh() {
     return fetch(location.href, { headers: { "X-Explorer-Partial": "1" } })
@@ -58,7 +61,8 @@
         var key = h.height + "/" + h.batch + "/" + h.batch_status;
         if (heightEl) heightEl.textContent = h.height;
         if (state) state.textContent = "live";
-        if (last !== null && key !== last) {
+        var changed = last === null ? String(h.height) !== rendered : key !== last;
+        if (changed) {
           last = key;
           return refresh();
         }
