@@ -351,13 +351,20 @@ COMMIT_VOTE_DOMAIN = b"flockchain/commit/vote/v1"
 
 
 def update_commitment(update_bytes: bytes, salt: bytes, bind: CommitBinding | None) -> bytes:
-    """Protocol 2: keccak256(COMMIT_UPDATE_DOMAIN || sender || u64 task_id || u64 epoch ||
-    update_bytes || salt). ``bind`` None (protocol 1 chains only): keccak256(update_bytes ||
-    salt) (SPEC §2). The salt is the last 32 bytes, so the variable-length update is
-    unambiguous."""
+    """Protocol 2: :func:`update_commitment_of_hash` of keccak256(update_bytes). ``bind``
+    None (protocol 1 chains only): keccak256(update_bytes || salt) (SPEC §2; the salt is the
+    last 32 bytes, so the variable-length update is unambiguous)."""
     if bind is None:
         return keccak256(update_bytes, salt)
-    return keccak256(COMMIT_UPDATE_DOMAIN, bind.encode(), update_bytes, salt)
+    return update_commitment_of_hash(keccak256(update_bytes), salt, bind)
+
+
+def update_commitment_of_hash(update_hash: bytes, salt: bytes, bind: CommitBinding) -> bytes:
+    """Protocol 2: keccak256(COMMIT_UPDATE_DOMAIN || sender || u64 task_id || u64 epoch ||
+    keccak256(update_bytes) || salt). Why the hash, not the bytes: the STF needs the
+    update's hash anyway (``update_hashes``, replay evidence), so a reveal of tens of MB is
+    hashed once, not twice (issue 14), and every field has a fixed length."""
+    return keccak256(COMMIT_UPDATE_DOMAIN, bind.encode(), update_hash, salt)
 
 
 def update_commitment_v2(update_hash: bytes, size: int, chunk_size: int, chunk_root: bytes,

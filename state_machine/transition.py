@@ -34,6 +34,7 @@ from state_machine.actions import (
     UnbondBody,
     pop_message,
     update_commitment,
+    update_commitment_of_hash,
     update_commitment_v2,
     vote_commitment,
 )
@@ -303,12 +304,18 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
     sender = sa.action.sender
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
-    _check_opens(state, sa, b.task_id, b.epoch,
-                 lambda bind: update_commitment(b.update_bytes, b.salt, bind), committed)
+    update_hash = keccak256(b.update_bytes)  # the one pass over the bytes (protocol 2)
+
+    def opened(bind: CommitBinding | None) -> bytes:
+        if bind is None:  # protocol 1: keccak256(update_bytes || salt)
+            return update_commitment(b.update_bytes, b.salt, None)
+        return update_commitment_of_hash(update_hash, b.salt, bind)
+
+    _check_opens(state, sa, b.task_id, b.epoch, opened, committed)
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
     ep.updates[sender] = delta
-    ep.update_hashes[sender] = keccak256(b.update_bytes)
+    ep.update_hashes[sender] = update_hash
     state.touch_epoch(ep.task_id, ep.epoch)
     return ["update_revealed"]
 
