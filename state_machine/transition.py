@@ -15,31 +15,25 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec
+from state_machine import codec, l1_actions
 from state_machine.actions import (
     AdvanceBody,
-    BeaconBody,
     CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
-    DepositBody,
-    DepositPopBody,
     ForcedActionBody,
     PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
-    TaskCreatedBody,
-    UnbondBody,
-    pop_message,
     update_commitment,
     update_commitment_of_hash,
     update_commitment_v2,
     vote_commitment,
 )
 from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS
-from state_machine.crypto import keccak256, verify
+from state_machine.crypto import keccak256
 from state_machine.epochs import (
     close_phase,
     current_epoch,
@@ -47,7 +41,7 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.forced import apply_forced, receipt_detail
-from state_machine.lifecycle import arm_idle_expiry, start_idle_clock
+from state_machine.lifecycle import start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -70,22 +64,16 @@ from state_machine.rules import (
     task_of,
 )
 from state_machine.state import (
-    ACTIVE,
-    DONE,
-    TASK_REJECTED,
-    UNBONDING,
     UPDATE_COMMIT,
     UPDATE_REVEAL,
     VOTE_COMMIT,
     VOTE_REVEAL,
     WAITING_CLIENTS,
-    Account,
     EpochState,
     State,
     Task,
     model_hash,
 )
-from state_machine.tasks import TaskParamsError, decode_task_params, validate_task_header
 
 
 class BlockError(ValueError):
@@ -130,108 +118,6 @@ def precheck(state: State, sa: SignedAction) -> None:
     check_chain_id(state, a)
     check_signature(sa)
     check_nonce(state.nonces.get(a.sender, 0), a)
-
-
-def _l1_order(state: State, l1_block: int, log_index: int) -> None:
-    if state.l1_seen and (l1_block, log_index) <= state.l1_cursor:
-        raise Rejected(Reason.L1_OUT_OF_ORDER, f"cursor at {state.l1_cursor}")
-
-
-def _advance_l1(state: State, l1_block: int, log_index: int) -> None:
-    state.l1_cursor = (l1_block, log_index)
-    state.l1_seen = True
-
-
-# ---------------------------------------------------------------- handlers
-
-
-def _deposit(state: State, sa: SignedAction, b: DepositBody) -> list[str]:
-    _l1_order(state, b.l1_block, b.log_index)
-    if b.amount <= 0:
-        raise Rejected(Reason.INVALID_BODY, "deposit amount must be positive")
-    acc = state.accounts.get(b.pubkey)
-    if acc is not None:
-        if acc.l1_address != b.l1_address:
-            raise Rejected(Reason.PUBKEY_BOUND, "pubkey is bound to another L1 address")
-        if acc.status != UNBONDING:
-            raise Rejected(Reason.ALREADY_STAKED)
-    for other in state.address_index.get(b.l1_address, ()):  # O(1): no account scan
-        if other != b.pubkey and state.accounts.peek(other).status != UNBONDING:
-            raise Rejected(Reason.ADDRESS_BOUND, "L1 address already staked with another pubkey")
-    _advance_l1(state, b.l1_block, b.log_index)
-    if acc is None:
-        state.add_account(Account(len(state.accounts), b.l1_address, b.pubkey, b.amount))
-        state.register_sender(b.pubkey)
-    else:  # withdrew on L1 after unbonding and staked again
-        acc.stake, acc.status, acc.unlock_time = b.amount, ACTIVE, 0
-        state.touch_account(b.pubkey)
-    return ["staked"]
-
-
-def _deposit_pop(state: State, sa: SignedAction, b: DepositPopBody) -> list[str]:
-    """A deposit binds its pubkey only with a valid proof of possession (issue 11, F-15);
-    a copied pubkey is rejected before it can claim the victim's identity."""
-    _l1_order(state, b.l1_block, b.log_index)
-    if not verify(b.pubkey, pop_message(state.chain_id, b.l1_address), b.pop):
-        raise Rejected(Reason.BAD_POP, "pop is not the pubkey's signature over the L1 address")
-    plain = DepositBody(b.l1_address, b.pubkey, b.amount, b.l1_block, b.log_index, b.tx_hash)
-    return _deposit(state, sa, plain)
-
-
-def _beacon(state: State, sa: SignedAction, b: BeaconBody) -> list[str]:
-    """The next L1 randomness beacon (numbers are consecutive: none can be skipped)."""
-    _l1_order(state, b.l1_block, b.log_index)
-    if b.number != state.beacon[0] + 1:
-        raise Rejected(Reason.L1_OUT_OF_ORDER, f"expected beacon {state.beacon[0] + 1}")
-    _advance_l1(state, b.l1_block, b.log_index)
-    state.beacon = (b.number, b.randomness)
-    return ["beacon"]
-
-
-def _unbond(state: State, sa: SignedAction, b: UnbondBody) -> list[str]:
-    _l1_order(state, b.l1_block, b.log_index)
-    acc = state.accounts.get(b.pubkey)
-    if acc is None or acc.l1_address != b.l1_address:
-        raise Rejected(Reason.UNKNOWN_ACCOUNT)
-    _advance_l1(state, b.l1_block, b.log_index)
-    acc.status, acc.unlock_time = UNBONDING, b.unlock_time
-    state.touch_account(b.pubkey)
-    return ["unbonding"]
-
-
-def _task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
-    _l1_order(state, b.l1_block, b.log_index)
-    if b.task_id in state.tasks:
-        raise Rejected(Reason.DUPLICATE_TASK, str(b.task_id))
-    _advance_l1(state, b.l1_block, b.log_index)
-    task = Task(
-        index=len(state.tasks),
-        task_id=b.task_id,
-        owner=b.owner,
-        spec_hash=b.spec_hash,
-        max_epochs=max(b.max_epochs, 1),
-        target_accuracy_bps=b.target_accuracy_bps,
-        escrow=b.escrow,
-        params=None,
-    )
-    try:
-        validate_task_header(b.max_epochs, b.target_accuracy_bps, b.escrow)
-        task.params = decode_task_params(b.task_params)
-    except TaskParamsError as exc:
-        # Recorded, not rejected: the owner must be able to prove the refund on L1.
-        task.status, task.phase, task.reject_reason = TASK_REJECTED, DONE, str(exc)
-        state.add_task(task)
-        return ["task_rejected"]
-    state.add_task(task)
-    return ["task_created"]
-
-
-def _task_created_v2(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str]:
-    """``TaskCreated`` as new watchers carry it: the task expires if it idles (F-10,
-    ``state_machine.lifecycle``); v1 ``l1_task_created`` replays recorded chains."""
-    events = _task_created(state, sa, b)
-    arm_idle_expiry(state, state.tasks[b.task_id])
-    return events
 
 
 def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
@@ -374,19 +260,19 @@ def _forced_action(state: State, sa: SignedAction, b: ForcedActionBody, pre_root
                    blobs: Any) -> list[str]:
     """A client's signed action forced through L1 (F-12, ``state_machine.forced``): the
     inner action gets exactly the mempool checks; the L1 position is consumed either way."""
-    _l1_order(state, b.l1_block, b.log_index)
+    l1_actions.l1_order(state, b.l1_block, b.log_index)
     events = apply_forced(b, lambda inner: process_action(state, inner, pre_root, blobs))
-    _advance_l1(state, b.l1_block, b.log_index)
+    l1_actions.advance_l1(state, b.l1_block, b.log_index)
     return events
 
 
 _HANDLERS: dict[str, Callable[..., list[str]]] = {
-    "l1_deposit": _deposit,
-    "l1_deposit_pop": _deposit_pop,
-    "l1_unbond": _unbond,
-    "l1_beacon": _beacon,
-    "l1_task_created": _task_created,
-    "l1_task_created_v2": _task_created_v2,
+    "l1_deposit": l1_actions.deposit,
+    "l1_deposit_pop": l1_actions.deposit_pop,
+    "l1_unbond": l1_actions.unbond,
+    "l1_beacon": l1_actions.beacon,
+    "l1_task_created": l1_actions.task_created,
+    "l1_task_created_v2": l1_actions.task_created_v2,
     "publish_genesis": _publish_genesis,
     "commit_update": _commit_update,
     "reveal_update": _reveal_update,
