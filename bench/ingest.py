@@ -329,11 +329,14 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
         warm, first, second = acts[:500], acts[500:500 + half], acts[500 + half:]
 
         def fire(batch: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+            cpu0 = cpu_seconds(node.pid)
             secs, lat = asyncio.run(_fire(url, [p for p, _ in batch], concurrency))
+            cpu = cpu_seconds(node.pid) - cpu0
             lat.sort()
             return {"actions": len(batch), "actions_per_s": round(len(batch) / secs, 1),
                     "p50_ms": round(statistics.median(lat) * 1e3, 2),
-                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 2)}
+                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 2),
+                    "node_cpu_us_per_action": round(cpu / len(batch) * 1e6, 1)}
 
         fire(warm)
         with_blocks = fire(first)
@@ -366,6 +369,16 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
     finally:
         node.terminate()
         node.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far: per action, the node's cost
+    independent of what else runs on a shared machine (throughput is not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # not Linux
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fsync_rate(directory: Path, n: int = 200) -> float:

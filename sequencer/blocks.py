@@ -7,7 +7,7 @@ and commits the rows through the writer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +35,11 @@ class BuiltBlock:
     blobs: list[BlobWrite]
 
 
-def build_block(state: State, block: Block, seqs: Sequence[int]) -> BuiltBlock:
-    """Execute ``block`` (its actions are the mempool entries ``seqs``) on ``state``."""
-    res = execute_block(state, block)
+def build_block(state: State, block: Block, seqs: Sequence[int],
+                verified: Container[bytes] = ()) -> BuiltBlock:
+    """Execute ``block`` (its actions are the mempool entries ``seqs``) on ``state``;
+    ``verified``: hashes of the actions whose signatures admission verified."""
+    res = execute_block(state, block, verified=verified)
     h = block.height
     row = BlockRow(h, res.hash, block.parent_hash, block.timestamp, res.state_root,
                    codec.encode(res.header), len(seqs))

@@ -313,7 +313,8 @@ class Sequencer:
                 except SubmitError as exc:
                     self.hooks.action_rejected(exc.reason)
                     raise
-                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"")
+                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
+                               sig_verified=not system)
                 entry.ack = self._sk.sign(ack_message(h, state.height)).signature
                 self._next_seq += 1
                 self._by_hash[h] = entry
@@ -418,7 +419,8 @@ class Sequencer:
             block = Block(height, parent, ts, [e.sa for e in entries],
                           blobs=StoreSource(self.store.blobstore))
             t0 = time.perf_counter()
-            built = build_block(state, block, [e.seq for e in entries])
+            verified = frozenset(e.hash for e in entries if e.sig_verified)
+            built = build_block(state, block, [e.seq for e in entries], verified)
             apply_s = time.perf_counter() - t0
             new_state, receipts, root, bh = (built.result.state, built.result.receipts,
                                              built.result.state_root, built.result.hash)

@@ -420,7 +420,24 @@ def decode_signed(data: bytes) -> SignedAction:
     sig = raw["signature"]
     if not isinstance(sig, bytes) or len(sig) not in (0, 64):
         raise ActionError(Reason.MALFORMED, "signature must be 64 bytes (or empty for system)")
-    return SignedAction(Action.from_wire(raw["envelope"]), sig)
+    action = Action.from_wire(raw["envelope"])
+    _keep_envelope_bytes(action, data, sig)
+    return SignedAction(action, sig)
+
+
+_WIRE_HEAD = b"\x82\xa8envelope"  # fixmap(2), "envelope": the canonical wire starts so
+_WIRE_SIG = b"\xa9signature\xc4"  # "signature", bin8 (then its length and the bytes)
+
+
+def _keep_envelope_bytes(action: Action, data: bytes, sig: bytes) -> None:
+    """Remember the envelope's canonical bytes, cut from the (canonical, just checked)
+    wire bytes, so hashing and verifying do not re-encode it. ``from_wire`` is strict
+    (exact field sets, exact types), so ``to_wire`` gives back the decoded value and its
+    canonical encoding is exactly this slice (``tests/state_machine/test_codec_actions``
+    checks it for every action type)."""
+    tail = _WIRE_SIG + bytes([len(sig)]) + sig
+    if data[:10] == _WIRE_HEAD and data[-len(tail):] == tail:
+        action.__dict__["_encoded"] = bytes(data[10:len(data) - len(tail)])
 
 
 def make_action(
