@@ -35,8 +35,6 @@ from sequencer import admission
 from sequencer.batches import cut_batch, read_da
 from sequencer.blocks import block_due, build_block, closed_epoch
 from sequencer.bounded import check_msgpack_shape
-from sequencer.envelope import action_hash as _action_hash
-from sequencer.envelope import envelope_bytes as _envelope_bytes
 from sequencer.envelope import verify_env as _verify_env
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth, claim_store
@@ -276,8 +274,8 @@ class Sequencer:
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
         sa = self._decoded(raw, system, sa)
         a = sa.action
-        env = _envelope_bytes(raw, sa)
-        h = _action_hash(env, sa.signature)
+        env = sa.action.encode()  # the wire's own envelope bytes (kept by decode_signed)
+        h = sa.hash  # hashed once: block production and its receipts read the same object
         with self._lock:
             e = self._by_hash.get(h)
         if e is not None:

@@ -31,11 +31,10 @@ from state_machine.actions import (
     TaskCreatedBody,
     UnbondBody,
     pop_message,
-    update_commitment,
     update_commitment_v2,
     vote_commitment,
 )
-from state_machine.crypto import keccak256, verify
+from state_machine.crypto import keccak256, keccak_hasher, verify
 from state_machine.epochs import (
     close_phase,
     current_epoch,
@@ -272,17 +271,29 @@ def _revealing(
     return task, ep, commits[sender]
 
 
+def _commitment_and_hash(update_bytes: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """``(update_commitment(update_bytes, salt), keccak256(update_bytes))`` in one pass over
+    the bytes: the commitment is keccak256 of ``update_bytes || salt``, so the running hash
+    after ``update_bytes`` is copied before the salt goes in (tens of MB hashed once, not
+    twice; ``tests/state_machine/test_work_done_once.py`` checks the equality)."""
+    running = keccak_hasher(update_bytes)
+    update_hash = running.copy().digest()
+    running.update(salt)
+    return running.digest(), update_hash
+
+
 def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[str]:
     task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
     sender = sa.action.sender
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
-    if update_commitment(b.update_bytes, b.salt) != committed:
+    commitment, update_hash = _commitment_and_hash(b.update_bytes, b.salt)
+    if commitment != committed:
         raise Rejected(Reason.COMMITMENT_MISMATCH)
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
     ep.updates[sender] = delta
-    ep.update_hashes[sender] = keccak256(b.update_bytes)
+    ep.update_hashes[sender] = update_hash
     state.touch_epoch(ep.task_id, ep.epoch)
     return ["update_revealed"]
 

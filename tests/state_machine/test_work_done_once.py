@@ -1,4 +1,5 @@
-"""Signatures verified once on the node: ``apply_block(..., verified=...)``.
+"""Work done once on the node: signatures (``apply_block(..., verified=...)``) and the
+hashes of a v1 reveal.
 
 The sequencer passes the hashes of the actions whose signatures admission verified, so the
 STF does not verify them again. The cache may only skip work whose result is known: a
@@ -109,3 +110,15 @@ def test_system_actions_are_always_checked():
     block = Block(h.state.height + 1, h.parent, 0, [bad])
     res = execute_block(h.state, block, verified=frozenset({bad.hash}))
     assert (res.receipts[0].applied, res.receipts[0].reason) == (False, "bad_signature")
+
+
+def test_reveal_commitment_and_update_hash_in_one_pass():
+    from state_machine.actions import update_commitment
+    from state_machine.crypto import keccak256
+    from state_machine.transition import _commitment_and_hash
+
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 135, 136, 137, 4096, 1 << 20):  # around keccak's 136-byte rate
+        data, salt = rng.bytes(n), rng.bytes(32)
+        assert _commitment_and_hash(data, salt) == (update_commitment(data, salt),
+                                                    keccak256(data))
