@@ -183,6 +183,7 @@ def post_all(url: str, payloads: list[bytes], concurrency: int) -> float:
 def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
     d = mib * (1 << 19)  # int16 coordinates in `mib` MiB
     seeds = [keccak256(b"bench-proposer", i.to_bytes(4, "big")) for i in range(n)]
+    mib = 2**20
     genesis = np.zeros(d, dtype=np.int32)
     params = TaskParams(model="bench", num_params=d, proposers_per_epoch=n, f=1,
                         genesis_model_hash=keccak256(genesis.tobytes()), commit_window=20_000,
@@ -232,11 +233,21 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
                                            RevealUpdateBody(1, 0, updates[pk], salt), pk).encode())
         half = n // 2
         first, second = reveals[:half], reveals[half:]
-        mib = 2**20
         sink_url = f"http://127.0.0.1:{sink_port}"
-        # 1. ingest while blocks are being produced and applied (realistic)
+        # 1. ingest while blocks are being produced and applied (realistic); CPU time of
+        # each server per MiB (all threads; stable on a shared machine, unlike MiB/s), the
+        # node's also until the reveals are applied
+        size_a = sum(len(p) for p in first)
+        c0 = cpu_seconds(sink.pid)
         sink_a = post_all(sink_url, first, concurrency)
+        sink_cpu = (cpu_seconds(sink.pid) - c0) / (size_a / mib) * 1e3
+        c0 = cpu_seconds(node.pid)
         node_a = post_all(url, first, concurrency)
+        node_cpu = (cpu_seconds(node.pid) - c0) / (size_a / mib) * 1e3
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for p in first:
+                wait_included(http, keccak256(p[10:-76], p[-64:]))
+        node_cpu_applied = (cpu_seconds(node.pid) - c0) / (size_a / mib) * 1e3
         # 2. ingest path alone: same node restarted with block production deferred
         port = int(url.rsplit(":", 1)[1])
         stop_node(node)
@@ -250,7 +261,6 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
         with httpx.Client(base_url=url, timeout=600) as http:
             ok = [wait_included(http, keccak256(p[10:-76], p[-64:]))["status"] for p in reveals]
         apply_s = time.perf_counter() - t0
-        size_a = sum(len(p) for p in first)
         size_b = sum(len(p) for p in second)
         return {
             "actions": n, "action_mib": round(len(reveals[0]) / mib, 3),
@@ -259,6 +269,9 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
                 "node_mib_s": round(size_a / node_a / mib, 1),
                 "sink_mib_s": round(size_a / sink_a / mib, 1),
                 "ratio": round(sink_a / node_a, 3),
+                "sink_cpu_ms_per_mib": round(sink_cpu, 2),
+                "node_cpu_ms_per_mib": round(node_cpu, 2),
+                "node_cpu_ms_per_mib_until_applied": round(node_cpu_applied, 2),
             },
             "ingest_only": {
                 "node_mib_s": round(size_b / node_b / mib, 1),

@@ -14,6 +14,7 @@ from typing import Any
 from sequencer.store import BlobWrite, BlockRow, ReceiptRow
 from state_machine import codec
 from state_machine.epochs import can_open, next_deadline
+from state_machine.indexes import tasks_with_deadlines
 from state_machine.state import WAITING_CLIENTS, State, model_hash
 from state_machine.transition import Block, BlockResult, Receipt, execute_block
 
@@ -23,7 +24,8 @@ def block_due(state: State) -> bool:
     (windows count blocks) or to open an epoch for a task waiting on clients."""
     if next_deadline(state) is not None:
         return True
-    return any(t.phase == WAITING_CLIENTS and can_open(state, t) for t in state.tasks.values())
+    return any(t.phase == WAITING_CLIENTS and can_open(state, t)
+               for t in (state.tasks.peek(tid) for tid in tasks_with_deadlines(state)))
 
 
 @dataclass(frozen=True)

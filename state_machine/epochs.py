@@ -18,17 +18,16 @@ from collections.abc import Collection
 
 import numpy as np
 
+from state_machine import indexes, voting
 from state_machine import verdicts as verdicts_mod
-from state_machine import voting
 from state_machine.aggregation import AggregationError, apply_delta
-from state_machine.constants import MIN_STAKE
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.randomness import epoch_seed
 from state_machine.reasons import EpochOutcome
 from state_machine.state import (
-    ACTIVE,
+    DEADLINE_PHASES,
     DONE,
     TASK_COMPLETED,
     UPDATE_COMMIT,
@@ -49,10 +48,9 @@ def selection_seed(state_root: bytes, task_id: int, epoch: int) -> bytes:
 
 
 def eligible_clients(state: State) -> list[bytes]:
-    """Active, not ejected, stake at least MIN_STAKE; pubkey order."""
-    return sorted(
-        pk for pk, a in state.accounts.items() if a.status == ACTIVE and a.stake >= MIN_STAKE
-    )
+    """Active, not ejected, stake at least MIN_STAKE; pubkey order. O(accounts): called
+    once per epoch opening (``can_open``, called every block, counts via an index)."""
+    return sorted(pk for pk, a in state.accounts.items() if indexes.account_eligible(a))
 
 
 def select(seed: bytes, pubkeys: list[bytes], n_prop: int, n_vote: int) -> tuple[list, list]:
@@ -67,7 +65,7 @@ def can_open(state: State, task: Task) -> bool:
     p = task.params
     assert p is not None
     need = 2 * p.f + 3 + (1 if p.voters_per_epoch > 0 else 0)
-    return len(eligible_clients(state)) >= need
+    return indexes.eligible_count(state) >= need
 
 
 def open_epoch(state: State, task: Task, pre_root: bytes) -> None:
@@ -340,8 +338,11 @@ def finalize_epoch(
 
 def process_deadlines(state: State, pre_root: bytes) -> None:
     """Block-start processing: close every phase whose deadline height has passed and
-    open epochs for tasks waiting on clients. Tasks in task_id order."""
-    for task_id in sorted(state.tasks):
+    open epochs for tasks waiting on clients. Tasks in task_id order; only the tasks in a
+    phase with a deadline or waiting are looked at (an index, not a scan of every task
+    ever created). Processing a task changes no other task, so the set taken up front is
+    the one a scan would have met."""
+    for task_id in indexes.tasks_with_deadlines(state):
         task = state.tasks[task_id]
         if task.phase == WAITING_CLIENTS:
             if can_open(state, task):
@@ -356,7 +357,7 @@ def next_deadline(state: State) -> int | None:
     """The lowest pending deadline height (the sequencer produces a block to pass it)."""
     pending = [
         t.phase_deadline
-        for t in state.tasks.values()
-        if t.phase in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL)
+        for t in (state.tasks.peek(tid) for tid in indexes.tasks_with_deadlines(state))
+        if t.phase in DEADLINE_PHASES
     ]
     return min(pending) if pending else None

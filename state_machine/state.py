@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec
+from state_machine import codec, indexes
 from state_machine.cow import CowMap, clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import (
@@ -34,26 +34,23 @@ from state_machine.leaves import (
     task_leaf,
 )
 from state_machine.merkle import MerkleTree
+from state_machine.phases import (  # noqa: F401  (re-exported: the STF's names for them)
+    ACTIVE,
+    AWAITING_GENESIS,
+    DEADLINE_PHASES,
+    DONE,
+    EJECTED,
+    TASK_COMPLETED,
+    TASK_REJECTED,
+    TASK_RUNNING,
+    UNBONDING,
+    UPDATE_COMMIT,
+    UPDATE_REVEAL,
+    VOTE_COMMIT,
+    VOTE_REVEAL,
+    WAITING_CLIENTS,
+)
 from state_machine.tasks import TaskParams
-
-# account status
-ACTIVE = 0
-UNBONDING = 1
-EJECTED = 2
-
-# task status (as in the task leaf)
-TASK_RUNNING = 0
-TASK_COMPLETED = 1
-TASK_REJECTED = 2
-
-# task phases
-AWAITING_GENESIS = "awaiting_genesis"
-WAITING_CLIENTS = "waiting_clients"
-UPDATE_COMMIT = "update_commit"
-UPDATE_REVEAL = "update_reveal"
-VOTE_COMMIT = "vote_commit"
-VOTE_REVEAL = "vote_reveal"
-DONE = "done"
 
 
 def wei(x: int) -> bytes:
@@ -282,6 +279,11 @@ class State:
     _saved: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     _dirty_added: list[tuple[set[Any], Any]] = field(default_factory=list, repr=False,
                                                     compare=False)
+    # derived indexes (``state_machine.indexes``; no part of any root, not snapshotted)
+    _active_tasks: frozenset[int] = field(default=frozenset(), repr=False, compare=False)
+    _waiting_tasks: frozenset[int] = field(default=frozenset(), repr=False, compare=False)
+    _eligible: CowMap[bytes, bool] = field(default_factory=CowMap, repr=False, compare=False)
+    _eligible_count: int = field(default=0, repr=False, compare=False)
 
     # ---- copying ----
     def copy(self) -> State:
@@ -406,6 +408,8 @@ class State:
             eleaves.append((self.epoch_index[key], epoch_leaf(ep.task_id, ep.epoch,
                                                               ep.record_hash())))
         self.epochs_tree.update_many(eleaves)
+        indexes.index_accounts(self, accs)
+        indexes.index_tasks(self, ts)
         self.dirty_accounts.clear()
         self.dirty_senders.clear()
         self.dirty_tasks.clear()
