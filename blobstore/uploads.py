@@ -292,23 +292,24 @@ class UploadManager:
         """A stored chunk that continues the in-order prefix extends the whole hash, off
         the request path: by adopting the copy it extended while streaming, or by queueing
         its bytes from memory (at most WHOLE_HASH_QUEUE chunks wait)."""
-        from_memory = w.whole is None
-        if from_memory:
-            self._inflight.acquire()  # before the order lock, which the event loop takes
+        self._inflight.acquire()  # before the order lock, which the event loop takes
         with s.order:
             fed = w.index == s.submitted
             if fed:
-                if from_memory:
-                    self._hasher.submit(self._extend_whole, s, w.buf)
+                if w.streams:  # queued behind its slices on the same FIFO thread
+                    self._hasher.submit(self._adopt_whole, s, w)
                 else:
-                    self._hasher.submit(self._adopt_whole, s, w.whole)
+                    self._hasher.submit(self._extend_whole, s, w.buf)
                 s.submitted = w.index + 1  # after the job is queued (ChunkWriter reads it)
-        if from_memory and not fed:
+        if not fed:
             self._inflight.release()
 
-    def _adopt_whole(self, s: _Session, whole: Any) -> None:
-        s.whole = whole
-        s.hashed_upto += 1
+    def _adopt_whole(self, s: _Session, w: ChunkWriter) -> None:
+        try:
+            s.whole = w.whole
+            s.hashed_upto += 1
+        finally:
+            self._inflight.release()
 
     def _extend_whole(self, s: _Session, buf: bytearray) -> None:
         try:
@@ -396,15 +397,15 @@ class ChunkWriter:
         self.buf = bytearray(expected)  # filled in place: never resized, so slices stay valid
         self.received = 0
         self._hashed = 0  # bytes [0, _hashed) handed to the hash threads
-        self._jobs: list[Future[Any]] = []  # the latest job of this chunk on each thread
+        self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
-        self._streams = False
+        self.streams = False
         with session.order:
             if index == session.submitted and index not in session.received:
                 # the session's hash holds chunks [0, index) once the jobs queued before
                 # this one ran (one FIFO thread), so a copy taken by a job is that prefix
-                self._streams = True
-                self._jobs = [mgr._hasher.submit(self._copy_whole)]
+                self.streams = True
+                mgr._hasher.submit(self._copy_whole)
 
     def _copy_whole(self) -> None:
         self.whole = self.session.whole.copy()
@@ -424,18 +425,18 @@ class ChunkWriter:
     def _hash_upto(self, end: int) -> None:
         view = memoryview(self.buf)[self._hashed:end]
         self._hashed = end
-        jobs = [self.mgr._chunk_hasher.submit(self.digest.update, view)]
-        if self._streams:
-            jobs.append(self.mgr._hasher.submit(self._extend_own_whole, view))
-        self._jobs = jobs
+        self._last = self.mgr._chunk_hasher.submit(self.digest.update, view)
+        if self.streams:
+            self.mgr._hasher.submit(self._extend_own_whole, view)
 
     def finish_hashing(self) -> None:
-        """Hash what is left and wait for this chunk's jobs (each thread is FIFO, so its
-        latest job of this chunk runs last)."""
+        """Hash what is left and wait for the chunk's own keccak (its thread is FIFO, so the
+        latest job runs last). The whole-hash slices need no wait: the job that adopts
+        them is queued behind them on their thread, after the chunk is stored."""
         if self._hashed < self.received:
             self._hash_upto(self.received)
-        for job in self._jobs:
-            job.result()
+        if self._last is not None:
+            self._last.result()
 
     def commit(self) -> dict[str, Any]:
         return self.mgr._commit_chunk(self)

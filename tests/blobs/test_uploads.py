@@ -226,7 +226,7 @@ def test_streamed_chunks_feed_the_whole_hash_once_and_forgeries_never(
             w.update(part[a:a + 4096])
     w1.commit()
     w2.commit()  # now next in order: fed from memory
-    assert w1.whole is not None and w2.whole is None  # only the next in order streamed
+    assert w1.streams and not w2.streams  # only the next in order streamed
     mgr.put_chunk(h, 3, chunk(data, 3))
     mgr._drain()
     s = mgr.session(h)
