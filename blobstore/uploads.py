@@ -7,17 +7,17 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``declare``: the uploader signs ``(hash, size, chunk_size, chunk_root)`` and lists every
   chunk hash; the node checks the list against the root (``state_machine.chunks``) before
   accepting a single byte, and charges the declared size to the signer's quota.
-* ``put_chunk``: the chunk's bytes go into one buffer of the chunk's length (no regrowth
-  copies); every ``HASH_SLICE`` bytes, the new slice is hashed on two background threads
-  side by side (keccak releases the GIL): into the chunk's keccak and, when the chunk
-  continues the in-order prefix, into a copy of the running keccak of the whole blob. One
-  pass over the bytes as they arrive, overlapping the transfer instead of blocking the
-  event loop. At the end the chunk is checked against its declared hash, written at its
-  offset into one preallocated staging file, fdatasynced, and only then recorded in an
-  append-only journal; the 200 follows the journal's sync. A chunk that does not match
-  changes nothing (its copy of the whole hash is dropped). A chunk that completes the
-  prefix later (it arrived before its predecessor) is fed to the whole hash from memory at
-  its commit, still off the request path.
+* ``put_chunk``: the chunk's bytes are cut into immutable slices of ``HASH_SLICE`` as they
+  arrive (one copy, no regrowth; memory follows what arrived), and each slice is hashed on
+  two background threads side by side (keccak releases the GIL): into the chunk's keccak
+  and, when the chunk continues the in-order prefix, into a copy of the running keccak of
+  the whole blob. One pass over the bytes as they arrive, overlapping the transfer instead
+  of blocking the event loop. At the end the chunk is checked against its declared hash,
+  written at its offset into one preallocated staging file, fdatasynced, and only then
+  recorded in an append-only journal; the 200 follows the journal's sync. A chunk that
+  does not match changes nothing (its copy of the whole hash is dropped). A chunk that
+  completes the prefix later (it arrived before its predecessor) is fed to the whole hash
+  from memory at its commit, still off the request path.
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
@@ -282,7 +282,7 @@ class UploadManager:
         with s.lock:
             if index not in s.received:  # (else a retried chunk: acked again, idempotent)
                 start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
-                _write_at(s.dir / "data", start, w.buf)
+                _write_at(s.dir / "data", start, w.slices)
                 _journal(s.dir, index)
                 s.received.add(index)
         self._extend_prefix(s, w)
@@ -299,7 +299,7 @@ class UploadManager:
                 if w.streams:  # queued behind its slices on the same FIFO thread
                     self._hasher.submit(self._adopt_whole, s, w)
                 else:
-                    self._hasher.submit(self._extend_whole, s, w.buf)
+                    self._hasher.submit(self._extend_whole, s, w.slices)
                 s.submitted = w.index + 1  # after the job is queued (ChunkWriter reads it)
         if not fed:
             self._inflight.release()
@@ -311,9 +311,10 @@ class UploadManager:
         finally:
             self._inflight.release()
 
-    def _extend_whole(self, s: _Session, buf: bytearray) -> None:
+    def _extend_whole(self, s: _Session, slices: list[bytes]) -> None:
         try:
-            s.whole.update(buf)
+            for piece in slices:
+                s.whole.update(piece)
             s.hashed_upto += 1
         finally:
             self._inflight.release()
@@ -385,7 +386,7 @@ class UploadManager:
 
 
 class ChunkWriter:
-    """One chunk in flight: its bytes in one buffer of the chunk's length, hashed slice by
+    """One chunk in flight: its bytes in slices of about HASH_SLICE, hashed slice by
     slice as they arrive, on two background threads side by side (keccak releases the
     GIL): the chunk's keccak, and, if the chunk continues the in-order prefix, a private
     copy of the whole-blob keccak. Nothing touches the staging file or the session's hash
@@ -394,9 +395,12 @@ class ChunkWriter:
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
         self.digest = whole_hasher()  # this chunk's keccak, fed as the bytes arrive
-        self.buf = bytearray(expected)  # filled in place: never resized, so slices stay valid
+        # the bytes received so far, in immutable slices of about HASH_SLICE (memory follows
+        # what arrived, never what was declared), plus the parts of the next slice
+        self.slices: list[bytes] = []
+        self._parts: list[bytes] = []
+        self._parts_len = 0
         self.received = 0
-        self._hashed = 0  # bytes [0, _hashed) handed to the hash threads
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
         self.streams = False
@@ -410,31 +414,33 @@ class ChunkWriter:
     def _copy_whole(self) -> None:
         self.whole = self.session.whole.copy()
 
-    def _extend_own_whole(self, view: memoryview) -> None:
-        self.whole.update(view)
+    def _extend_own_whole(self, piece: bytes) -> None:
+        self.whole.update(piece)
 
     def update(self, part: bytes | memoryview) -> None:
         n = len(part)
         if self.received + n > self.expected:
             raise UploadError(413, "bad_chunk_length", f"chunk must be {self.expected} bytes")
-        self.buf[self.received:self.received + n] = part
+        self._parts.append(bytes(part))
+        self._parts_len += n
         self.received += n
-        if self.received - self._hashed >= HASH_SLICE:
-            self._hash_upto(self.received)
+        if self._parts_len >= HASH_SLICE:
+            self._cut_slice()
 
-    def _hash_upto(self, end: int) -> None:
-        view = memoryview(self.buf)[self._hashed:end]
-        self._hashed = end
-        self._last = self.mgr._chunk_hasher.submit(self.digest.update, view)
+    def _cut_slice(self) -> None:
+        piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts, self._parts_len = [], 0
+        self.slices.append(piece)
+        self._last = self.mgr._chunk_hasher.submit(self.digest.update, piece)
         if self.streams:
-            self.mgr._hasher.submit(self._extend_own_whole, view)
+            self.mgr._hasher.submit(self._extend_own_whole, piece)
 
     def finish_hashing(self) -> None:
         """Hash what is left and wait for the chunk's own keccak (its thread is FIFO, so the
         latest job runs last). The whole-hash slices need no wait: the job that adopts
         them is queued behind them on their thread, after the chunk is stored."""
-        if self._hashed < self.received:
-            self._hash_upto(self.received)
+        if self._parts:
+            self._cut_slice()
         if self._last is not None:
             self._last.result()
 
@@ -445,15 +451,16 @@ class ChunkWriter:
 # ---------------------------------------------------------------------- file helpers
 
 
-def _write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
+def _write_at(path: Path, offset: int, pieces: list[bytes]) -> None:
     """pwrite + fdatasync: the chunk is on disk before it is journalled (fdatasync also
     flushes the size when a write extends the file, which is all a later read needs)."""
     fd = os.open(path, os.O_WRONLY)
     try:
-        mv = memoryview(data)
-        while mv:
-            n = os.pwrite(fd, mv, offset)
-            mv, offset = mv[n:], offset + n
+        for piece in pieces:
+            mv = memoryview(piece)
+            while mv:
+                n = os.pwrite(fd, mv, offset)
+                mv, offset = mv[n:], offset + n
         os.fdatasync(fd)
     finally:
         os.close(fd)
