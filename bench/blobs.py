@@ -210,6 +210,12 @@ def main() -> int:
                **run(Path(td), mib, args.chunk_mib, args.backends.split(","), args.repeat,
                       args.concurrency),
                "loadavg_after": round(os.getloadavg()[0], 2)}
+    for b in args.backends.split(","):
+        r = out[b]
+        print(f"{mib} MiB, {args.concurrency} chunk(s) in flight: node ({b}) {r['mib_s']} MiB/s"
+              f" vs sink {out['sink_mib_s']} MiB/s = {r['ratio_vs_sink']}; CPU/MiB node "
+              f"{r['cpu_ms_per_mib']} ms, sink {out['sink_cpu_ms_per_mib']} ms; peak RSS "
+              f"{r['node_peak_rss_mib']} MiB", file=sys.stderr)
     print(json.dumps(out))
     return 0
 

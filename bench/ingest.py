@@ -440,8 +440,32 @@ def main() -> int:
             out["big"] = bench_big(tmp, args.big, args.big_mib, args.big_concurrency)
         if not args.skip_small:
             out["small"] = bench_small(tmp, args.small, args.concurrency)
+    for line in summary(out):
+        print(line, file=sys.stderr)
     print(json.dumps(out))
     return 0
+
+
+def summary(out: dict[str, Any]) -> list[str]:
+    """One human line per figure, each throughput beside what bounds it (the node's CPU per
+    action or MiB, the disk's own fsync rate, actions per group commit)."""
+    lines = []
+    if "small" in out:
+        sm, w, a = out["small"], out["small"]["with_block_production"], out["small"]["ack_only"]
+        lines.append(
+            f"small actions, {sm['concurrency']} in flight: {w['actions_per_s']:,.0f}/s with "
+            f"blocks ({w['node_cpu_us_per_action']:.0f} us node CPU/action, "
+            f"{w['actions_per_group_commit']} actions/group commit), {a['actions_per_s']:,.0f}/s"
+            f" ack-only ({a['node_cpu_us_per_action']:.0f} us); disk "
+            f"{sm['disk_fsyncs_per_s']:,.0f} fsync/s; load {out['loadavg_before']}")
+    if "big" in out:
+        w = out["big"]["with_block_production"]
+        lines.append(
+            f"{out['big']['action_mib']} MiB reveals: node {w['node_mib_s']} MiB/s vs sink "
+            f"{w['sink_mib_s']} MiB/s = {w['ratio']} (CPU/MiB node {w['node_cpu_ms_per_mib']} "
+            f"ms, {w['node_cpu_ms_per_mib_until_applied']} ms until applied; sink "
+            f"{w['sink_cpu_ms_per_mib']} ms)")
+    return lines
 
 
 if __name__ == "__main__":
