@@ -41,13 +41,12 @@ sys.path.insert(0, str(REPO))
 
 from state_machine.actions import (  # noqa: E402
     AdvanceBody,
-    CommitBinding,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
     make_action,
-    update_commitment,
 )
+from state_machine.commitments import CommitBinding, update_commitment  # noqa: E402
 from state_machine.crypto import keccak256, public_key  # noqa: E402
 from state_machine.tasks import TaskParams  # noqa: E402
 
@@ -184,6 +183,7 @@ def post_all(url: str, payloads: list[bytes], concurrency: int) -> float:
 def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
     d = mib * (1 << 19)  # int16 coordinates in `mib` MiB
     seeds = [keccak256(b"bench-proposer", i.to_bytes(4, "big")) for i in range(n)]
+    mib = 2**20
     genesis = np.zeros(d, dtype=np.int32)
     params = TaskParams(model="bench", num_params=d, proposers_per_epoch=n, f=1,
                         genesis_model_hash=keccak256(genesis.tobytes()), commit_window=20_000,
@@ -234,11 +234,21 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
                                            RevealUpdateBody(1, 0, updates[pk], salt), pk).encode())
         half = n // 2
         first, second = reveals[:half], reveals[half:]
-        mib = 2**20
         sink_url = f"http://127.0.0.1:{sink_port}"
-        # 1. ingest while blocks are being produced and applied (realistic)
+        # 1. ingest while blocks are being produced and applied (realistic); CPU time of
+        # each server per MiB (all threads; stable on a shared machine, unlike MiB/s), the
+        # node's also until the reveals are applied
+        size_a = sum(len(p) for p in first)
+        c0 = cpu_seconds(sink.pid)
         sink_a = post_all(sink_url, first, concurrency)
+        sink_cpu = (cpu_seconds(sink.pid) - c0) / (size_a / mib) * 1e3
+        c0 = cpu_seconds(node.pid)
         node_a = post_all(url, first, concurrency)
+        node_cpu = (cpu_seconds(node.pid) - c0) / (size_a / mib) * 1e3
+        with httpx.Client(base_url=url, timeout=600) as http:
+            for p in first:
+                wait_included(http, keccak256(p[10:-76], p[-64:]))
+        node_cpu_applied = (cpu_seconds(node.pid) - c0) / (size_a / mib) * 1e3
         # 2. ingest path alone: same node restarted with block production deferred
         port = int(url.rsplit(":", 1)[1])
         stop_node(node)
@@ -252,7 +262,6 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
         with httpx.Client(base_url=url, timeout=600) as http:
             ok = [wait_included(http, keccak256(p[10:-76], p[-64:]))["status"] for p in reveals]
         apply_s = time.perf_counter() - t0
-        size_a = sum(len(p) for p in first)
         size_b = sum(len(p) for p in second)
         return {
             "actions": n, "action_mib": round(len(reveals[0]) / mib, 3),
@@ -261,6 +270,9 @@ def bench_big(tmp: Path, n: int, mib: int, concurrency: int) -> dict[str, Any]:
                 "node_mib_s": round(size_a / node_a / mib, 1),
                 "sink_mib_s": round(size_a / sink_a / mib, 1),
                 "ratio": round(sink_a / node_a, 3),
+                "sink_cpu_ms_per_mib": round(sink_cpu, 2),
+                "node_cpu_ms_per_mib": round(node_cpu, 2),
+                "node_cpu_ms_per_mib_until_applied": round(node_cpu_applied, 2),
             },
             "ingest_only": {
                 "node_mib_s": round(size_b / node_b / mib, 1),
@@ -331,11 +343,14 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
         warm, first, second = acts[:500], acts[500:500 + half], acts[500 + half:]
 
         def fire(batch: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+            cpu0 = cpu_seconds(node.pid)
             secs, lat = asyncio.run(_fire(url, [p for p, _ in batch], concurrency))
+            cpu = cpu_seconds(node.pid) - cpu0
             lat.sort()
             return {"actions": len(batch), "actions_per_s": round(len(batch) / secs, 1),
                     "p50_ms": round(statistics.median(lat) * 1e3, 2),
-                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 2)}
+                    "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 2),
+                    "node_cpu_us_per_action": round(cpu / len(batch) * 1e6, 1)}
 
         fire(warm)
         with_blocks = fire(first)
@@ -368,6 +383,16 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
     finally:
         node.terminate()
         node.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far: per action, the node's cost
+    independent of what else runs on a shared machine (throughput is not)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # not Linux
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fsync_rate(directory: Path, n: int = 200) -> float:
@@ -416,8 +441,32 @@ def main() -> int:
             out["big"] = bench_big(tmp, args.big, args.big_mib, args.big_concurrency)
         if not args.skip_small:
             out["small"] = bench_small(tmp, args.small, args.concurrency)
+    for line in summary(out):
+        print(line, file=sys.stderr)
     print(json.dumps(out))
     return 0
+
+
+def summary(out: dict[str, Any]) -> list[str]:
+    """One human line per figure, each throughput beside what bounds it (the node's CPU per
+    action or MiB, the disk's own fsync rate, actions per group commit)."""
+    lines = []
+    if "small" in out:
+        sm, w, a = out["small"], out["small"]["with_block_production"], out["small"]["ack_only"]
+        lines.append(
+            f"small actions, {sm['concurrency']} in flight: {w['actions_per_s']:,.0f}/s with "
+            f"blocks ({w['node_cpu_us_per_action']:.0f} us node CPU/action, "
+            f"{w['actions_per_group_commit']} actions/group commit), {a['actions_per_s']:,.0f}/s"
+            f" ack-only ({a['node_cpu_us_per_action']:.0f} us); disk "
+            f"{sm['disk_fsyncs_per_s']:,.0f} fsync/s; load {out['loadavg_before']}")
+    if "big" in out:
+        w = out["big"]["with_block_production"]
+        lines.append(
+            f"{out['big']['action_mib']} MiB reveals: node {w['node_mib_s']} MiB/s vs sink "
+            f"{w['sink_mib_s']} MiB/s = {w['ratio']} (CPU/MiB node {w['node_cpu_ms_per_mib']} "
+            f"ms, {w['node_cpu_ms_per_mib_until_applied']} ms until applied; sink "
+            f"{w['sink_cpu_ms_per_mib']} ms)")
+    return lines
 
 
 if __name__ == "__main__":

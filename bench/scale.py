@@ -9,6 +9,7 @@ Not a test: prints a Markdown table and one JSON line. Databases live on ``--dir
 ``bench/ingest.py``'s business). Usage::
 
     python bench/scale.py [--accounts 1000,10000,100000] [--blocks 10000] [--old c64452e]
+    python bench/scale.py --only-waiting 1000,10000,100000   # block start vs accounts
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ def _fake(i: int) -> tuple[bytes, bytes]:
     return h[:20], hashlib.sha256(h).digest()
 
 
-def _deposits(first: int, n: int, nonce: int, l1_block: int) -> list[Any]:
+def _deposits(first: int, n: int, nonce: int, l1_block: int, amount: int = 0) -> list[Any]:
     from state_machine.actions import DepositBody, system_action
     from state_machine.constants import STAKE_AMOUNT
 
     out = []
     for k in range(n):
         addr, pk = _fake(first + k)
-        body = DepositBody(addr, pk, STAKE_AMOUNT, l1_block + k, 0, b"\x11" * 32)
+        body = DepositBody(addr, pk, amount or STAKE_AMOUNT, l1_block + k, 0, b"\x11" * 32)
         out.append(system_action("l1_deposit", CHAIN_ID, nonce + k, body))
     return out
 
@@ -63,14 +64,14 @@ def _block(state: Any, actions: list[Any]) -> Any:
     return Block(state.height + 1, b"\x00" * 32, 1_700_000_000 + state.height, actions)
 
 
-def onboard(n: int, per_block: int = 1024) -> tuple[Any, float]:
+def onboard(n: int, per_block: int = 1024, amount: int = 0) -> tuple[Any, float]:
     """A state with ``n`` staked accounts, built by deposit blocks; returns (state, s)."""
     from state_machine.transition import apply_block, genesis_state
 
     state, done, t = genesis_state(CHAIN_ID), 0, 0.0
     while done < n:
         k = min(per_block, n - done)
-        acts = _deposits(done, k, done, 10 + done)
+        acts = _deposits(done, k, done, 10 + done, amount)
         t0 = time.perf_counter()
         state, receipts = apply_block(state, _block(state, acts))
         t += time.perf_counter() - t0
@@ -79,7 +80,7 @@ def onboard(n: int, per_block: int = 1024) -> tuple[Any, float]:
     return state, t
 
 
-def apply_cost(state: Any, reps: int = 21) -> float:
+def apply_cost(state: Any, reps: int = 21, amount: int = 0) -> float:
     """Median seconds of ``apply_block`` + root for a block of 4 small actions (new
     deposits), over a chain of ``reps`` such blocks (steady state: each on the last)."""
     from state_machine.transition import apply_block
@@ -87,12 +88,33 @@ def apply_cost(state: Any, reps: int = 21) -> float:
     times = []
     for _ in range(reps):
         n = len(state.accounts)
-        acts = _deposits(n, 4, n, 10 + n)
+        acts = _deposits(n, 4, n, 10 + n, amount)
         t0 = time.perf_counter()
         state, _ = apply_block(state, _block(state, acts))
         state.state_root()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def bench_waiting(sizes: list[int]) -> dict[str, float]:
+    """``apply_block`` (4 small deposits) while a task waits for clients, at ``n`` accounts
+    that are not eligible (stake 1 < MIN_STAKE): every block start asks whether the task
+    can open its epoch (before the eligible-account index: a scan and sort of all)."""
+    import numpy as np
+    from stf_harness import Client, Harness, default_params
+
+    out: dict[str, float] = {}
+    for n in sizes:
+        state, _ = onboard(n, amount=1)
+        h = Harness(state=state, l1_block=10 + n + 1, system_nonce=n)
+        cs = [Client.make(f"w{i}") for i in range(3)]  # eligible, but too few to open
+        g = np.zeros(16, dtype=np.int32)
+        h.block(*[h.deposit(c) for c in cs], h.create_task(1, default_params(16, g)))
+        h.block(h.genesis(cs[0], 1, g))
+        h.block()
+        assert h.state.tasks[1].phase == "waiting_clients"
+        out[f"waiting_apply_{n}"] = apply_cost(h.state, amount=1)
+    return out
 
 
 def bench_apply(sizes: list[int]) -> dict[str, float]:
@@ -274,6 +296,9 @@ def table(r: dict[str, Any], old: dict[str, float], sizes: list[int], blocks: in
     for n in sizes:
         rows.append((f"apply_block, 4 small actions, {n:,} accounts", OLD.get(f"apply_{n}", "-"),
                      _ms(old.get(f"apply_{n}")), _ms(r.get(f"apply_{n}"))))
+    for n in sizes:
+        rows.append((f"same, while a task waits for clients, {n:,} ineligible accounts", "-",
+                     "-", _ms(r.get(f"waiting_apply_{n}"))))
     big = max(sizes)
     rows.append((f"onboard {big:,} deposits (blocks of 1,024)", OLD["deposit_100k"],
                  "-", f"{r[f'onboard_{big}']:.1f} s "
@@ -320,6 +345,8 @@ def main() -> None:
     ap.add_argument("--old", default="", help="git revision to measure apply_block on too")
     ap.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     ap.add_argument("--only-apply", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--only-waiting", default="",
+                    help="only apply_block while a task waits for clients, at these sizes")
     ap.add_argument("--only-chain", action="store_true", help="only the chain figures")
     ap.add_argument("--blob-mib", type=int, default=0,
                     help="also run bench/blobs.py (large-update ingest) with this size; 0: skip")
@@ -334,9 +361,13 @@ def main() -> None:
     if args.only_apply:
         print(json.dumps(bench_apply([int(x) for x in args.only_apply.split(",")])))
         return
+    if args.only_waiting:
+        print(json.dumps(bench_waiting([int(x) for x in args.only_waiting.split(",")])))
+        return
     sizes = [int(x) for x in args.accounts.split(",")]
     r: dict[str, Any] = {"queued": args.queued, "old_rev": args.old or "-"}
     r.update(bench_apply(sizes))
+    r.update(bench_waiting(sizes))
     old = old_apply(args.old, [n for n in sizes if n <= 10_000]) if args.old else {}
     root = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))
     try:

@@ -7,12 +7,17 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``declare``: the uploader signs ``(hash, size, chunk_size, chunk_root)`` and lists every
   chunk hash; the node checks the list against the root (``state_machine.chunks``) before
   accepting a single byte, and charges the declared size to the signer's quota.
-* ``put_chunk``: each chunk is hashed as it arrives (its own keccak), written at its offset
-  into one preallocated staging file, fdatasynced, and only then recorded in an append-only
-  journal; the 200 follows the journal's sync. A chunk that does not match its declared
-  hash changes nothing. A chunk that continues the in-order prefix is then handed, from
-  memory, to a background thread that extends the running keccak of the whole blob (keccak
-  releases the GIL), so the two hashes of a byte run side by side, not one after the other.
+* ``put_chunk``: the chunk's bytes are cut into immutable slices of ``HASH_SLICE`` as they
+  arrive (one copy, no regrowth; memory follows what arrived), and each slice is hashed on
+  two background threads side by side (keccak releases the GIL): into the chunk's keccak
+  and, when the chunk continues the in-order prefix, into a copy of the running keccak of
+  the whole blob. One pass over the bytes as they arrive, overlapping the transfer instead
+  of blocking the event loop. At the end the chunk is checked against its declared hash,
+  written at its offset into one preallocated staging file, fdatasynced, and only then
+  recorded in an append-only journal; the 200 follows the journal's sync. A chunk that
+  does not match changes nothing (its copy of the whole hash is dropped). A chunk that
+  completes the prefix later (it arrived before its predecessor) is fed to the whole hash
+  from memory at its commit, still off the request path.
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
@@ -30,7 +35,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,7 @@ DEFAULT_MAX_UPLOADS = 8  # unfinished uploads of unstaked signers, all together
 DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 512 MiB total)
 READ_BACK = 8 * 1024 * 1024
 WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
+HASH_SLICE = 1024 * 1024  # bytes hashed per background job while a chunk streams in
 
 
 class UploadError(Exception):
@@ -140,7 +146,10 @@ class _Session:
     lock: threading.Lock = field(default_factory=threading.Lock)
     whole: Any = field(default_factory=whole_hasher)  # owned by the manager's hash thread
     hashed_upto: int = 0  # chunks [0, hashed_upto) are in ``whole``
-    submitted: int = 0  # chunks [0, submitted) were handed to the hash thread
+    submitted: int = 0  # chunks [0, submitted) were handed to the hash thread (``order``)
+    # brief lock (no I/O under it: the event loop takes it) for ``submitted`` and the order
+    # of jobs on the hash thread
+    order: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def n(self) -> int:
@@ -169,7 +178,10 @@ class UploadManager:
         self.clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
+        # the whole-blob hash (one FIFO thread: its jobs run in byte order) and, beside
+        # it, the chunks' own hashes
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
+        self._chunk_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -261,27 +273,48 @@ class UploadManager:
 
     def _commit_chunk(self, w: ChunkWriter) -> dict[str, Any]:
         s, index = w.session, w.index
-        if len(w.buf) != w.expected:
+        w.finish_hashing()
+        if w.received != w.expected:
             raise UploadError(400, "bad_chunk_length", f"chunk {index} must be {w.expected} bytes")
         if w.digest.digest() != s.decl.chunk_hashes[index]:
             raise UploadError(422, "chunk_hash_mismatch",
                               f"chunk {index} does not match its declared hash")
         with s.lock:
-            if index in s.received:  # a retried chunk: acked again, idempotent
-                return self.status_of(s)
-            start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
-            _write_at(s.dir / "data", start, w.buf)
-            _journal(s.dir, index)
-            s.received.add(index)
-            if index == s.submitted:  # continues the prefix: extend the whole hash off-path
-                s.submitted = index + 1
-                self._inflight.acquire()  # backpressure: at most a few chunks queued
-                self._hasher.submit(self._extend_whole, s, w.buf)
-            return self.status_of(s)
+            if index not in s.received:  # (else a retried chunk: acked again, idempotent)
+                start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
+                _write_at(s.dir / "data", start, w.slices)
+                _journal(s.dir, index)
+                s.received.add(index)
+        self._extend_prefix(s, w)
+        return self.status_of(s)
 
-    def _extend_whole(self, s: _Session, buf: bytearray) -> None:
+    def _extend_prefix(self, s: _Session, w: ChunkWriter) -> None:
+        """A stored chunk that continues the in-order prefix extends the whole hash, off
+        the request path: by adopting the copy it extended while streaming, or by queueing
+        its bytes from memory (at most WHOLE_HASH_QUEUE chunks wait)."""
+        self._inflight.acquire()  # before the order lock, which the event loop takes
+        with s.order:
+            fed = w.index == s.submitted
+            if fed:
+                if w.streams:  # queued behind its slices on the same FIFO thread
+                    self._hasher.submit(self._adopt_whole, s, w)
+                else:
+                    self._hasher.submit(self._extend_whole, s, w.slices)
+                s.submitted = w.index + 1  # after the job is queued (ChunkWriter reads it)
+        if not fed:
+            self._inflight.release()
+
+    def _adopt_whole(self, s: _Session, w: ChunkWriter) -> None:
         try:
-            s.whole.update(buf)
+            s.whole = w.whole
+            s.hashed_upto += 1
+        finally:
+            self._inflight.release()
+
+    def _extend_whole(self, s: _Session, slices: list[bytes]) -> None:
+        try:
+            for piece in slices:
+                s.whole.update(piece)
             s.hashed_upto += 1
         finally:
             self._inflight.release()
@@ -353,19 +386,63 @@ class UploadManager:
 
 
 class ChunkWriter:
-    """One chunk in flight: bytes buffered (at most one chunk) and hashed as they arrive;
-    nothing touches the staging file until :meth:`commit` has checked the chunk hash."""
+    """One chunk in flight: its bytes in slices of about HASH_SLICE, hashed slice by
+    slice as they arrive, on two background threads side by side (keccak releases the
+    GIL): the chunk's keccak, and, if the chunk continues the in-order prefix, a private
+    copy of the whole-blob keccak. Nothing touches the staging file or the session's hash
+    until :meth:`commit` has checked the chunk."""
 
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
         self.digest = whole_hasher()  # this chunk's keccak, fed as the bytes arrive
-        self.buf = bytearray()
+        # the bytes received so far, in immutable slices of about HASH_SLICE (memory follows
+        # what arrived, never what was declared), plus the parts of the next slice
+        self.slices: list[bytes] = []
+        self._parts: list[bytes] = []
+        self._parts_len = 0
+        self.received = 0
+        self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
+        self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
+        self.streams = False
+        with session.order:
+            if index == session.submitted and index not in session.received:
+                # the session's hash holds chunks [0, index) once the jobs queued before
+                # this one ran (one FIFO thread), so a copy taken by a job is that prefix
+                self.streams = True
+                mgr._hasher.submit(self._copy_whole)
+
+    def _copy_whole(self) -> None:
+        self.whole = self.session.whole.copy()
+
+    def _extend_own_whole(self, piece: bytes) -> None:
+        self.whole.update(piece)
 
     def update(self, part: bytes | memoryview) -> None:
-        if len(self.buf) + len(part) > self.expected:
+        n = len(part)
+        if self.received + n > self.expected:
             raise UploadError(413, "bad_chunk_length", f"chunk must be {self.expected} bytes")
-        self.buf += part
-        self.digest.update(part)
+        self._parts.append(bytes(part))
+        self._parts_len += n
+        self.received += n
+        if self._parts_len >= HASH_SLICE:
+            self._cut_slice()
+
+    def _cut_slice(self) -> None:
+        piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
+        self._parts, self._parts_len = [], 0
+        self.slices.append(piece)
+        self._last = self.mgr._chunk_hasher.submit(self.digest.update, piece)
+        if self.streams:
+            self.mgr._hasher.submit(self._extend_own_whole, piece)
+
+    def finish_hashing(self) -> None:
+        """Hash what is left and wait for the chunk's own keccak (its thread is FIFO, so the
+        latest job runs last). The whole-hash slices need no wait: the job that adopts
+        them is queued behind them on their thread, after the chunk is stored."""
+        if self._parts:
+            self._cut_slice()
+        if self._last is not None:
+            self._last.result()
 
     def commit(self) -> dict[str, Any]:
         return self.mgr._commit_chunk(self)
@@ -374,15 +451,16 @@ class ChunkWriter:
 # ---------------------------------------------------------------------- file helpers
 
 
-def _write_at(path: Path, offset: int, data: bytes | memoryview) -> None:
+def _write_at(path: Path, offset: int, pieces: list[bytes]) -> None:
     """pwrite + fdatasync: the chunk is on disk before it is journalled (fdatasync also
     flushes the size when a write extends the file, which is all a later read needs)."""
     fd = os.open(path, os.O_WRONLY)
     try:
-        mv = memoryview(data)
-        while mv:
-            n = os.pwrite(fd, mv, offset)
-            mv, offset = mv[n:], offset + n
+        for piece in pieces:
+            mv = memoryview(piece)
+            while mv:
+                n = os.pwrite(fd, mv, offset)
+                mv, offset = mv[n:], offset + n
         os.fdatasync(fd)
     finally:
         os.close(fd)

@@ -45,7 +45,6 @@ from rollup.wire import unhex
 from state_machine.actions import (
     AdvanceBody,
     Body,
-    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     PublishGenesisBody,
@@ -53,9 +52,8 @@ from state_machine.actions import (
     RevealVoteBody,
     SignedAction,
     make_action,
-    update_commitment,
-    vote_commitment,
 )
+from state_machine.commitments import CommitBinding, update_commitment, vote_commitment
 from state_machine.constants import PROTOCOL_BOUND_COMMITMENTS
 from state_machine.crypto import keccak256, verify_ack
 from state_machine.reasons import Reason
@@ -478,8 +476,8 @@ def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarr
                      progress: bool = False, **kw: Any) -> SubmitResult | dict[str, Any]:
     """v2 commit: stage every chunk on the node (not readable until completed, so nobody can
     copy the update before the reveal phase) and commit to (hash, size, chunk root)."""
-    from state_machine.actions import update_commitment_v2
     from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
+    from state_machine.commitments import update_commitment_v2
 
     data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
     vb = verify_blob(data, DEFAULT_CHUNK_SIZE)

@@ -7,7 +7,7 @@ and commits the rows through the writer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from sequencer.store import BlobWrite, BlockRow, ReceiptRow
 from state_machine import codec
 from state_machine.epochs import can_open, next_deadline
 from state_machine.forced import inner_v2_update
+from state_machine.indexes import tasks_with_deadlines
 from state_machine.state import WAITING_CLIENTS, State, model_hash
 from state_machine.transition import Block, BlockResult, Receipt, execute_block
 
@@ -24,7 +25,8 @@ def block_due(state: State) -> bool:
     (windows count blocks) or to open an epoch for a task waiting on clients."""
     if next_deadline(state) is not None:
         return True
-    return any(t.phase == WAITING_CLIENTS and can_open(state, t) for t in state.tasks.values())
+    return any(t.phase == WAITING_CLIENTS and can_open(state, t)
+               for t in (state.tasks.peek(tid) for tid in tasks_with_deadlines(state)))
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,11 @@ class BuiltBlock:
     blobs: list[BlobWrite]
 
 
-def build_block(state: State, block: Block, seqs: Sequence[int]) -> BuiltBlock:
-    """Execute ``block`` (its actions are the mempool entries ``seqs``) on ``state``."""
-    res = execute_block(state, block)
+def build_block(state: State, block: Block, seqs: Sequence[int],
+                verified: Container[bytes] = ()) -> BuiltBlock:
+    """Execute ``block`` (its actions are the mempool entries ``seqs``) on ``state``;
+    ``verified``: hashes of the actions whose signatures admission verified."""
+    res = execute_block(state, block, verified=verified)
     h = block.height
     row = BlockRow(h, res.hash, block.parent_hash, block.timestamp, res.state_root,
                    codec.encode(res.header), len(seqs))

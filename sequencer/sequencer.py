@@ -35,8 +35,6 @@ from sequencer import admission
 from sequencer.batches import cut_batch, read_da
 from sequencer.blocks import block_due, build_block, closed_epoch
 from sequencer.bounded import check_msgpack_shape
-from sequencer.envelope import action_hash as _action_hash
-from sequencer.envelope import envelope_bytes as _envelope_bytes
 from sequencer.envelope import verify_env as _verify_env
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth, claim_store
@@ -278,8 +276,8 @@ class Sequencer:
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
         sa = self._decoded(raw, system, sa)
         a = sa.action
-        env = _envelope_bytes(raw, sa)
-        h = _action_hash(env, sa.signature)
+        env = sa.action.encode()  # the wire's own envelope bytes (kept by decode_signed)
+        h = sa.hash  # hashed once: block production and its receipts read the same object
         with self._lock:
             e = self._by_hash.get(h)
         if e is not None:
@@ -315,7 +313,8 @@ class Sequencer:
                 except SubmitError as exc:
                     self.hooks.action_rejected(exc.reason)
                     raise
-                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"")
+                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
+                               sig_verified=not system)
                 entry.ack = self._sk.sign(ack_message(h, state.height)).signature
                 self._next_seq += 1
                 self._by_hash[h] = entry
@@ -420,7 +419,8 @@ class Sequencer:
             block = Block(height, parent, ts, [e.sa for e in entries],
                           blobs=StoreSource(self.store.blobstore))
             t0 = time.perf_counter()
-            built = build_block(state, block, [e.seq for e in entries])
+            verified = frozenset(e.hash for e in entries if e.sig_verified)
+            built = build_block(state, block, [e.seq for e in entries], verified)
             apply_s = time.perf_counter() - t0
             new_state, receipts, root, bh = (built.result.state, built.result.receipts,
                                              built.result.state_root, built.result.hash)

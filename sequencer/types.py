@@ -88,6 +88,9 @@ class Entry:
     received_height: int
     ack: bytes
     future: Future[Ack] = field(default_factory=Future)
+    # set only right after admission verified the ed25519 signature of these bytes (never
+    # for entries re-read from the database): block production then skips the STF's check
+    sig_verified: bool = False
 
     def to_ack(self, duplicate: bool = False) -> Ack:
         return Ack(self.hash, self.received_height, self.ack, duplicate)

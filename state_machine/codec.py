@@ -43,6 +43,39 @@ def _check(value: Any, depth: int = 0) -> None:
     raise CodecError(f"type not allowed: {type(value).__name__}")
 
 
+def _check_decoded(value: Any, depth: int = 0) -> None:
+    """:func:`_check` of a decoded value, plus: every map's keys in strictly increasing
+    bytewise order, the order :func:`encode` writes. Decoded maps keep the wire's key
+    order, so after this walk ``packb(value)`` equals ``encode(value)`` without sorting
+    or rebuilding anything (decoding is on every submission's path)."""
+    if depth > MAX_DEPTH:
+        raise CodecError("nesting too deep")
+    if isinstance(value, bool) or value is None or isinstance(value, (bytes, str)):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**64:
+            raise CodecError("integer out of msgpack range")
+        return
+    if isinstance(value, float):
+        raise CodecError("floats are not allowed")
+    if isinstance(value, list):
+        for v in value:
+            _check_decoded(v, depth + 1)
+        return
+    if isinstance(value, dict):
+        prev = b""
+        for i, (k, v) in enumerate(value.items()):
+            if not isinstance(k, str):
+                raise CodecError("map keys must be strings")
+            kb = k.encode()
+            if i and kb <= prev:
+                raise CodecError("non-canonical encoding")
+            prev = kb
+            _check_decoded(v, depth + 1)
+        return
+    raise CodecError(f"type not allowed: {type(value).__name__}")
+
+
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _canonical(value[k]) for k in sorted(value, key=lambda s: s.encode())}
@@ -77,7 +110,7 @@ def decode(data: bytes) -> Any:
         raise
     except Exception as exc:  # msgpack raises several unrelated types
         raise CodecError(f"malformed msgpack: {exc}") from exc
-    _check(value)
-    if encode(value) != bytes(data):
+    _check_decoded(value)
+    if msgpack.packb(value, use_bin_type=True) != bytes(data):
         raise CodecError("non-canonical encoding")
     return value

@@ -82,7 +82,7 @@ MAX_PARTICIPANTS = 1_024
 # ---- chain protocol versions (hard forks; a chain's version is fixed at its genesis) ----
 # 1: commitments hash only the payload and a commitment equal to one already in the epoch is
 #    refused (`duplicate_commitment`): chains recorded before issue 10 replay under it.
-# 2: every commitment binds the sender, task and epoch (`actions.CommitBinding`), so a
+# 2: every commitment binds the sender, task and epoch (`commitments.CommitBinding`), so a
 #    copied commitment can never be opened by the copier; the duplicate refusal is dropped.
 PROTOCOL_V1 = 1
 PROTOCOL_BOUND_COMMITMENTS = 2

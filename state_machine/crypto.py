@@ -7,6 +7,8 @@ so it is written out explicitly instead of borrowed from an RPC library.
 
 from __future__ import annotations
 
+from typing import Any
+
 try:  # C keccak (safe-pysha3): ~7x faster than pycryptodome on 32-64 byte inputs
     from sha3 import keccak_256 as _keccak_256
 except ImportError:  # pragma: no cover - same digest, slower constructor
@@ -34,6 +36,12 @@ def keccak256(*parts: bytes) -> bytes:
     for p in parts:
         h.update(p)
     return h.digest()
+
+
+def keccak_hasher(data: bytes = b"") -> Any:
+    """A running keccak256 (``update`` / ``copy`` / ``digest``) started with ``data``: for
+    hashes that share a prefix, computed in one pass."""
+    return _keccak_256(data)
 
 
 def sign(secret_seed: bytes, message: bytes) -> bytes:

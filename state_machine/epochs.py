@@ -18,10 +18,9 @@ from collections.abc import Collection
 
 import numpy as np
 
+from state_machine import indexes, voting
 from state_machine import verdicts as verdicts_mod
-from state_machine import voting
 from state_machine.aggregation import AggregationError, apply_delta
-from state_machine.constants import MIN_STAKE
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expired, start_idle_clock
@@ -29,8 +28,8 @@ from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.randomness import epoch_seed
 from state_machine.reasons import EpochOutcome
 from state_machine.state import (
-    ACTIVE,
     AWAITING_GENESIS,
+    DEADLINE_PHASES,
     DONE,
     TASK_COMPLETED,
     UPDATE_COMMIT,
@@ -51,10 +50,9 @@ def selection_seed(state_root: bytes, task_id: int, epoch: int) -> bytes:
 
 
 def eligible_clients(state: State) -> list[bytes]:
-    """Active, not ejected, stake at least MIN_STAKE; pubkey order."""
-    return sorted(
-        pk for pk, a in state.accounts.items() if a.status == ACTIVE and a.stake >= MIN_STAKE
-    )
+    """Active, not ejected, stake at least MIN_STAKE; pubkey order. O(accounts): called
+    once per epoch opening (``can_open``, called every block, counts via an index)."""
+    return sorted(pk for pk, a in state.accounts.items() if indexes.account_eligible(a))
 
 
 def select(seed: bytes, pubkeys: list[bytes], n_prop: int, n_vote: int) -> tuple[list, list]:
@@ -69,7 +67,7 @@ def can_open(state: State, task: Task) -> bool:
     p = task.params
     assert p is not None
     need = 2 * p.f + 3 + (1 if p.voters_per_epoch > 0 else 0)
-    return len(eligible_clients(state)) >= need
+    return indexes.eligible_count(state) >= need
 
 
 def open_epoch(state: State, task: Task, pre_root: bytes) -> None:
@@ -344,8 +342,11 @@ def finalize_epoch(
 def process_deadlines(state: State, pre_root: bytes) -> None:
     """Block-start processing: close every phase whose deadline height has passed, open
     epochs for tasks waiting on clients, expire tasks idle too long (``lifecycle``). Tasks
-    in task_id order."""
-    for task_id in sorted(state.tasks):
+    in task_id order; only the tasks in a phase with a deadline, waiting for clients or
+    awaiting genesis are looked at (an index, not a scan of every task ever created).
+    Processing a task changes no other task, so the set taken up front is the one a scan
+    would have met."""
+    for task_id in indexes.tasks_with_deadlines(state):
         task = state.tasks[task_id]
         if task.phase == WAITING_CLIENTS:
             if can_open(state, task):
@@ -367,8 +368,9 @@ def next_deadline(state: State) -> int | None:
     block to pass it)."""
     pending = [
         t.phase_deadline
-        for t in state.tasks.values()
-        if t.phase in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL)
+        for t in (state.tasks.peek(tid) for tid in indexes.tasks_with_deadlines(state))
+        if t.phase in DEADLINE_PHASES
     ]
-    pending += [d for d in map(idle_deadline, state.tasks.values()) if d is not None]
+    pending += [d for d in (idle_deadline(state.tasks.peek(tid))
+                            for tid in indexes.tasks_with_deadlines(state)) if d is not None]
     return min(pending) if pending else None

@@ -19,16 +19,13 @@ Gated: only tasks created by ``l1_task_created_v2`` carry an ``idle_deadline``; 
 from __future__ import annotations
 
 from state_machine.constants import TASK_IDLE_BLOCKS
+from state_machine.phases import IDLE_PHASES
 from state_machine.state import (
-    AWAITING_GENESIS,
     DONE,
     TASK_REJECTED,
-    WAITING_CLIENTS,
     State,
     Task,
 )
-
-IDLE_PHASES = (AWAITING_GENESIS, WAITING_CLIENTS)
 
 
 def arm_idle_expiry(state: State, task: Task) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from state_machine import indexes
 from state_machine.cow import CowMap, clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import epoch_leaf
@@ -73,7 +74,7 @@ def encode(state: State, changed: Mapping[str, Iterable[Any]] | None, base: int 
     maps: dict[str, dict[Any, Any]] = {}
     scalars: dict[str, Any] = {}
     for name, v in state.__dict__.items():
-        if isinstance(v, CowMap):
+        if isinstance(v, CowMap) and name[0] != "_":  # derived indexes are rebuilt
             keys = list(v) if changed is None else [k for k in changed.get(name, ()) if k in v]
             strip = _STRIP.get(name, lambda x: x)
             maps[name] = {k: strip(v.peek(k)) for k in keys}
@@ -131,6 +132,7 @@ def rebuild_trees(state: State) -> None:
     for dirty in (state.dirty_accounts, state.dirty_senders, state.dirty_tasks,
                   state.dirty_epochs):
         dirty.clear()
+    indexes.rebuild(state)
 
 
 def _array(ref: Any, fetch: Callable[[bytes], bytes | None]) -> Any:

@@ -9,7 +9,7 @@ kernel of ``scoring``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,6 @@ import numpy as np
 from state_machine import codec, l1_actions
 from state_machine.actions import (
     AdvanceBody,
-    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     ForcedActionBody,
@@ -27,13 +26,15 @@ from state_machine.actions import (
     RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
-    update_commitment,
+)
+from state_machine.commitments import (
+    CommitBinding,
     update_commitment_of_hash,
     update_commitment_v2,
     vote_commitment,
 )
 from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS
-from state_machine.crypto import keccak256
+from state_machine.crypto import keccak256, keccak_hasher
 from state_machine.epochs import (
     close_phase,
     current_epoch,
@@ -111,12 +112,12 @@ class Receipt:
 # ---------------------------------------------------------------- stateless + nonce checks
 
 
-def precheck(state: State, sa: SignedAction) -> None:
+def precheck(state: State, sa: SignedAction, verified: Container[bytes] = ()) -> None:
     """Chain id, signature and nonce: the envelope rules (``state_machine.rules``), which
-    the sequencer's admission applies too."""
+    the sequencer's admission applies too (``verified``: see :func:`apply_block`)."""
     a = sa.action
     check_chain_id(state, a)
-    check_signature(sa)
+    check_signature(sa, verified)
     check_nonce(state.nonces.get(a.sender, 0), a)
 
 
@@ -185,19 +186,29 @@ def _check_opens(state: State, sa: SignedAction, task_id: int, epoch: int,
         raise Rejected(Reason.COMMITMENT_MISMATCH, detail)
 
 
+def _commitment_and_hash(update_bytes: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    """Protocol 1: the commitment ``keccak256(update_bytes || salt)`` and the update's hash
+    in one pass over the bytes: the running hash
+    after ``update_bytes`` is copied before the salt goes in (tens of MB hashed once, not
+    twice; ``tests/state_machine/test_work_done_once.py`` checks the equality)."""
+    running = keccak_hasher(update_bytes)
+    update_hash = running.copy().digest()
+    running.update(salt)
+    return running.digest(), update_hash
+
+
 def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[str]:
     task, ep, committed = _revealing(state, sa, b.task_id, b.epoch, UPDATE_REVEAL)
     sender = sa.action.sender
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
-    update_hash = keccak256(b.update_bytes)  # the one pass over the bytes (protocol 2)
-
-    def opened(bind: CommitBinding | None) -> bytes:
-        if bind is None:  # protocol 1: keccak256(update_bytes || salt)
-            return update_commitment(b.update_bytes, b.salt, None)
-        return update_commitment_of_hash(update_hash, b.salt, bind)
-
-    _check_opens(state, sa, b.task_id, b.epoch, opened, committed)
+    if binds_sender(state):  # protocol 2: the commitment binds the update's hash
+        update_hash = keccak256(b.update_bytes)
+        opens = update_commitment_of_hash(update_hash, b.salt,
+                                          CommitBinding(sender, b.task_id, b.epoch))
+    else:  # protocol 1: keccak256(update_bytes || salt); both hashes in one pass
+        opens, update_hash = _commitment_and_hash(b.update_bytes, b.salt)
+    _check_opens(state, sa, b.task_id, b.epoch, lambda _bind: opens, committed)
     delta = np.frombuffer(b.update_bytes, dtype="<i2").astype(np.int16)
     delta.setflags(write=False)
     ep.updates[sender] = delta
@@ -282,9 +293,9 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
 
 
 def process_action(state: State, sa: SignedAction, pre_root: bytes,
-                   blobs: Any = None) -> list[str]:
+                   blobs: Any = None, verified: Container[bytes] = ()) -> list[str]:
     """Apply one action or raise Rejected (state untouched on rejection)."""
-    precheck(state, sa)
+    precheck(state, sa, verified)
     a = sa.action
     if a.type == "advance":
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
@@ -298,9 +309,16 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
     return events
 
 
-def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
+def apply_block(state: State, block: Block, verified: Container[bytes] = ()
+                ) -> tuple[State, list[Receipt]]:
     """Apply ``block`` to a copy of ``state``; return the new state and one receipt per
     action. Phase deadlines are processed first, then actions in block order.
+
+    ``verified``: action hashes whose ed25519 signatures the caller has itself verified
+    (only the sequencer passes it: admission checked each signature before the ack). Their
+    check is not repeated; every other signature is verified. The outcome is the same as
+    without it (it only skips work whose result is known), so replay, DA replay and
+    verifiers, which pass nothing, reach the same roots.
 
     ``state`` is never modified. The copy is copy-on-write, so the cost follows what the
     block touches, not how much state exists; each action runs inside a savepoint and a
@@ -316,7 +334,7 @@ def apply_block(state: State, block: Block) -> tuple[State, list[Receipt]]:
     for sa in block.actions:
         st.begin_action()
         try:
-            events = process_action(st, sa, pre_root, block.blobs)
+            events = process_action(st, sa, pre_root, block.blobs, verified)
         except Rejected as r:
             st.rollback_action()
             receipts.append(Receipt(sa.hash, False, r.reason, r.detail))
@@ -356,11 +374,13 @@ class ChainMismatch(RuntimeError):
 
 
 def execute_block(state: State, block: Block, expect_root: bytes | None = None,
-                  expect_hash: bytes | None = None) -> BlockResult:
+                  expect_hash: bytes | None = None, verified: Container[bytes] = ()
+                  ) -> BlockResult:
     """Apply ``block`` and derive its state root, header and hash (production, replay, DA
     replay and tests all go through here). With ``expect_*`` given (re-execution of a
-    stored or published block), raise :class:`ChainMismatch` unless both match."""
-    new_state, receipts = apply_block(state, block)
+    stored or published block), raise :class:`ChainMismatch` unless both match.
+    ``verified``: signatures already checked by the caller (:func:`apply_block`)."""
+    new_state, receipts = apply_block(state, block, verified)
     root = new_state.state_root()
     header = block_header(block, root, receipts)
     h = block_hash(header)

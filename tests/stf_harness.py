@@ -9,7 +9,6 @@ import numpy as np
 
 from state_machine.actions import (
     AdvanceBody,
-    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     DepositBody,
@@ -20,9 +19,8 @@ from state_machine.actions import (
     TaskCreatedBody,
     make_action,
     system_action,
-    update_commitment,
-    vote_commitment,
 )
+from state_machine.commitments import CommitBinding, update_commitment, vote_commitment
 from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
 from state_machine.crypto import keccak256, public_key
 from state_machine.rules import commit_binding

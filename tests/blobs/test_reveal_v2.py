@@ -7,12 +7,9 @@ import dataclasses
 import numpy as np
 from stf_harness import Client, Harness, default_params
 
-from state_machine.actions import (
-    CommitUpdateBody,
-    RevealUpdateV2Body,
-    update_commitment_v2,
-)
+from state_machine.actions import CommitUpdateBody, RevealUpdateV2Body
 from state_machine.chunks import MIN_CHUNK_SIZE, VerifiedBlob, verify_blob
+from state_machine.commitments import update_commitment_v2
 from state_machine.crypto import keccak256
 from state_machine.transition import Block, apply_block, block_hash, block_header
 

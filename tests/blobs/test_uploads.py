@@ -194,3 +194,41 @@ def test_any_arrival_order_with_repeats_publishes_the_same_blob(
     for i in [*order, *range(5)]:  # arbitrary order and repeats, then every chunk once more
         mgr.put_chunk(h, i, chunk(data, i))
     assert mgr.complete(h)["complete"] and mgr.store.get(h) == data
+
+
+def test_streamed_chunks_feed_the_whole_hash_once_and_forgeries_never(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Chunks are hashed slice by slice while they stream in, into their own keccak and a
+    copy of the whole-blob keccak: in-order uploads need no read-back at completion, and a
+    corrupt chunk that streamed in order (even side by side with the good one) leaves the
+    whole hash untouched."""
+    import blobstore.uploads as up
+
+    monkeypatch.setattr(up, "HASH_SLICE", 1000)
+    data = os.urandom(4 * CS - 5)
+    h = keccak256(data)
+    mgr = UploadManager(FsBlobStore(tmp_path / "blobs"), tmp_path / "up", max_size=64 * CS)
+    mgr.declare(declare(data))
+    bad = bytearray(chunk(data, 0))
+    bad[-1] ^= 1
+    good_w, bad_w = mgr.begin_chunk(h, 0), mgr.begin_chunk(h, 0)
+    for a in range(0, CS, 777):  # both stream side by side, interleaved
+        good_w.update(chunk(data, 0)[a:a + 777])
+        bad_w.update(bytes(bad[a:a + 777]))
+    with pytest.raises(UploadError) as e:
+        bad_w.commit()
+    assert e.value.reason == "chunk_hash_mismatch"
+    good_w.commit()
+    w1, w2 = mgr.begin_chunk(h, 1), mgr.begin_chunk(h, 2)  # 2 starts before 1 is stored
+    for w in (w1, w2):
+        part = chunk(data, w.index)
+        for a in range(0, len(part), 4096):
+            w.update(part[a:a + 4096])
+    w1.commit()
+    w2.commit()  # now next in order: fed from memory
+    assert w1.streams and not w2.streams  # only the next in order streamed
+    mgr.put_chunk(h, 3, chunk(data, 3))
+    mgr._drain()
+    s = mgr.session(h)
+    assert (s.hashed_upto, s.submitted) == (4, 4)  # nothing left to read back
+    assert mgr.complete(h)["complete"] and mgr.store.get(h) == data

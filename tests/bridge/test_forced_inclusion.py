@@ -30,15 +30,14 @@ from rollup.keys import Keypair
 from rollup.ports import InProcessPorts
 from sequencer import Sequencer, SequencerConfig, Store
 from state_machine.actions import (
-    CommitBinding,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
     SignedAction,
     make_action,
     pop_message,
-    update_commitment,
 )
+from state_machine.commitments import CommitBinding, update_commitment
 from state_machine.crypto import keccak256, sign
 from state_machine.tasks import TaskParams
 from state_machine.verdicts import ABSENT

@@ -158,7 +158,7 @@ def test_sdk_commitments_bind_what_the_chain_protocol_says() -> None:
     """The SDK asks the node which protocol its chain runs (``/v1/healthz``; a node that
     predates the field answers without it: protocol 1) and binds its key, task and epoch
     into every commitment from protocol 2 on, exactly as the STF opens them."""
-    from state_machine.actions import CommitBinding
+    from state_machine.commitments import CommitBinding
     from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
 
     def node_running(protocol: int | None) -> NodeClient:

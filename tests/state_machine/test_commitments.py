@@ -13,16 +13,18 @@ from hypothesis import strategies as st
 from stf_harness import CHAIN_ID, Client, Harness, default_params
 
 from state_machine.actions import (
-    CommitBinding,
     CommitUpdateBody,
     CommitVoteBody,
     RevealUpdateV2Body,
     RevealVoteBody,
+)
+from state_machine.chunks import MIN_CHUNK_SIZE, verify_blob
+from state_machine.commitments import (
+    CommitBinding,
     update_commitment,
     update_commitment_v2,
     vote_commitment,
 )
-from state_machine.chunks import MIN_CHUNK_SIZE, verify_blob
 from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
 from state_machine.crypto import keccak256
 from state_machine.transition import Block, apply_block, genesis_state
