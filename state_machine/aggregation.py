@@ -19,6 +19,14 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
 
 Only ``multi_krum`` leaves rows out entirely (:func:`admitted_rows`); the others give every
 row bounded influence.
+
+Bounded memory (issue 14): every rule takes the rows as an ndarray or a ``tiles.Rows``
+source and works column tile by column tile. Coordinate-wise rules (mean, median, trimmed
+mean) are that rule on each tile; rules that need row norms or distances first take them
+from a Gram pass (sums of tile Grams, exact), then make a per-tile pass with those
+integers fixed; centered clipping recomputes its centre tile by tile from the scalars of
+the earlier iterations (one more pass per iteration). Integer arithmetic, so any tile
+width gives the same bits as one tile of width ``d``.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from state_machine import tiles
 from state_machine.constants import (
     AGGREGATORS,
     CC_BUCKET,
@@ -36,9 +45,13 @@ from state_machine.constants import (
     INT16_MIN,
     INT32_MAX,
     INT32_MIN,
+    TILE_COLUMNS,
 )
 from state_machine.crypto import keccak256
-from state_machine.scoring import distances, gram_matrix, krum_from_distances
+from state_machine.scoring import distances, krum_from_distances
+from state_machine.tiles import Rows
+
+Gram = Sequence[Sequence[int]]
 
 
 class AggregationError(ValueError):
@@ -53,43 +66,71 @@ def _round_div(total: np.ndarray, k: int) -> np.ndarray:
     return q + up
 
 
-def mean_round_half_even(deltas: np.ndarray) -> np.ndarray:
+def _round_div(total: np.ndarray, k: int) -> np.ndarray:
+    """``total / k`` rounded half to even, exactly, for int64 ``total`` and ``k >= 1``."""
+    q, r = np.divmod(total, k)
+    twice = 2 * r
+    up = (twice > k) | ((twice == k) & (q % 2 != 0))
+    return q + up
+
+
+def _rows(deltas: np.ndarray | Rows) -> Rows:
+    src = tiles.as_rows(deltas)
+    if src.shape[0] == 0:
+        raise AggregationError("need at least one delta")
+    return src
+
+
+def _tile_mean(t: np.ndarray) -> np.ndarray:
+    total = np.zeros(t.shape[1], dtype=np.int64)
+    for row in t:  # row by row: no (k, w) int64 temporary
+        total += row
+    return _round_div(total, t.shape[0])
+
+
+def _tile_median(t: np.ndarray) -> np.ndarray:
+    s = np.sort(t.astype(np.int64), axis=0)  # integer sort: exact and order-free
+    k = s.shape[0]
+    return s[k // 2] if k % 2 else _round_div(s[k // 2 - 1] + s[k // 2], 2)
+
+
+def _per_tile(src: Rows, fn, cols: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """A coordinate-wise rule, tile by tile, into one int16 vector."""
+    out = np.empty(src.shape[1], dtype=np.int16)
+    for lo, hi in tiles.spans(src.shape[1], cols):
+        out[lo:hi] = fn(src.tile(lo, hi))
+    return out
+
+
+def mean_round_half_even(deltas: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> np.ndarray:
     """Coordinate-wise mean of int16 rows (k, d), rounded half to even, as int16.
 
     The sum is exact in int64 (k * 2^15 << 2^63); floor division and modulo give
     ``sum = q * k + r`` with ``0 <= r < k``; we round up when ``2r > k`` or when
     ``2r == k`` and ``q`` is odd. A mean of int16 values always fits int16.
     """
-    if deltas.ndim != 2 or deltas.shape[0] == 0:
+    if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise AggregationError("need at least one accepted delta")
-    k = deltas.shape[0]
-    total = np.zeros(deltas.shape[1], dtype=np.int64)
-    for row in deltas:  # row by row: no (k, d) int64 temporary
-        total += row
-    return _round_div(total, k).astype(np.int16)
+    return _per_tile(_rows(deltas), _tile_mean, cols)
 
 
-def coordinate_median(deltas: np.ndarray) -> np.ndarray:
+def coordinate_median(deltas: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> np.ndarray:
     """Coordinate-wise median; for even k the two middle values' mean, half to even."""
-    if deltas.ndim != 2 or deltas.shape[0] == 0:
+    if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise AggregationError("need at least one delta")
-    s = np.sort(deltas.astype(np.int64), axis=0)  # integer sort: exact and order-free
-    k = s.shape[0]
-    if k % 2:
-        return s[k // 2].astype(np.int16)
-    return _round_div(s[k // 2 - 1] + s[k // 2], 2).astype(np.int16)
+    return _per_tile(_rows(deltas), _tile_median, cols)
 
 
-def trimmed_mean(deltas: np.ndarray, f: int) -> np.ndarray:
+def trimmed_mean(deltas: np.ndarray | Rows, f: int, cols: int = TILE_COLUMNS) -> np.ndarray:
     """Drop the f largest and f smallest values per coordinate, mean the rest.
 
     With ``k <= 2f`` nothing would be left: the median is used instead.
     """
-    k = deltas.shape[0]
+    src = _rows(deltas)
+    k = src.shape[0]
     if k <= 2 * f:
-        return coordinate_median(deltas)
-    s = np.sort(deltas, axis=0)
-    return mean_round_half_even(s[f : k - f])
+        return coordinate_median(src, cols)
+    return _per_tile(src, lambda t: _tile_mean(np.sort(t, axis=0)[f : k - f]), cols)
 
 
 def ceil_isqrt(n: int) -> int:
@@ -103,20 +144,27 @@ def norms_sq(rows: np.ndarray) -> list[int]:
     return [int(np.dot(r.astype(np.int64), r.astype(np.int64))) for r in rows]
 
 
-def clip_to_norm(row: np.ndarray, tau: int) -> np.ndarray:
-    """Scale an integer row so that its L2 norm is at most ``tau`` (int64 out).
+def clip_scaled(x: np.ndarray, n_sq: int, tau: int) -> np.ndarray:
+    """Coordinates of a row whose full squared norm is ``n_sq``, clipped to norm ``tau``.
 
-    ``out_j = trunc(x_j * tau / N)`` with ``N = ceil(sqrt(|x|^2))`` when ``|x| > tau``:
-    truncation toward zero only shrinks, so ``|out| <= tau`` holds exactly. Clients use
-    this to respect a task's ``norm_bound``; ``clipped_mean`` and ``centered_clip`` too.
-    """
-    x = row.astype(np.int64)
-    n_sq = int(np.dot(x, x))
+    ``out_j = trunc(x_j * tau / N)`` with ``N = ceil(sqrt(n_sq))`` when ``n_sq > tau^2``:
+    coordinate-wise once ``n_sq`` is known, so a tile of the row clips on its own."""
+    x = x.astype(np.int64)
     if n_sq <= tau * tau:
         return x
     big = ceil_isqrt(n_sq)
     prod = x * tau  # |x_j| <= 2^17 after centering, tau < 2^40: no int64 overflow
     return np.sign(prod) * (np.abs(prod) // big)
+
+
+def clip_to_norm(row: np.ndarray, tau: int) -> np.ndarray:
+    """Scale an integer row so that its L2 norm is at most ``tau`` (int64 out).
+
+    Truncation toward zero only shrinks, so ``|out| <= tau`` holds exactly. Clients use
+    this to respect a task's ``norm_bound``; ``clipped_mean`` and ``centered_clip`` too.
+    """
+    x = row.astype(np.int64)
+    return clip_scaled(x, int(np.dot(x, x)), tau)
 
 
 def clip_update(delta: np.ndarray, norm_bound: int) -> np.ndarray:
@@ -126,15 +174,29 @@ def clip_update(delta: np.ndarray, norm_bound: int) -> np.ndarray:
     return clip_to_norm(delta, norm_bound).astype(np.int16)
 
 
-def clipped_mean(deltas: np.ndarray) -> np.ndarray:
-    """Mean of the rows clipped to the median row norm (so no row outweighs half the rest)."""
-    if deltas.ndim != 2 or deltas.shape[0] == 0:
-        raise AggregationError("need at least one delta")
-    tau = math.isqrt(sorted(norms_sq(deltas))[(deltas.shape[0] - 1) // 2])
-    total = np.zeros(deltas.shape[1], dtype=np.int64)
-    for row in deltas:
-        total += clip_to_norm(row, tau)
-    return _round_div(total, deltas.shape[0]).astype(np.int16)
+def _norms(src: Rows, gram: Gram | None, cols: int) -> list[int]:
+    """Row norms from the caller's Gram matrix of these rows, else from a Gram pass."""
+    g = gram if gram is not None else tiles.gram(src, cols)
+    return [int(g[i][i]) for i in range(src.shape[0])]
+
+
+def _clipped_tile_mean(t: np.ndarray, norms: Sequence[int], tau: int) -> np.ndarray:
+    total = np.zeros(t.shape[1], dtype=np.int64)
+    for row, n_sq in zip(t, norms, strict=True):
+        total += clip_scaled(row, n_sq, tau)
+    return _round_div(total, t.shape[0])
+
+
+def clipped_mean(
+    deltas: np.ndarray | Rows, gram: Gram | None = None, cols: int = TILE_COLUMNS
+) -> np.ndarray:
+    """Mean of the rows clipped to the median row norm (so no row outweighs half the rest).
+
+    Two passes: row norms (``gram``'s diagonal when the caller has it), then the tiles."""
+    src = _rows(deltas)
+    norms = _norms(src, gram, cols)
+    tau = math.isqrt(sorted(norms)[(len(norms) - 1) // 2])
+    return _per_tile(src, lambda t: _clipped_tile_mean(t, norms, tau), cols)
 
 
 def bucket_order(keys: Sequence[bytes], seed: bytes) -> list[int]:
@@ -142,73 +204,101 @@ def bucket_order(keys: Sequence[bytes], seed: bytes) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: (keccak256(seed, keys[i]), keys[i]))
 
 
-def centered_clip(deltas: np.ndarray, keys: Sequence[bytes], seed: bytes) -> np.ndarray:
+def _cc_centre(t: np.ndarray, groups: list[list[int]],
+               steps: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray]:
+    """One tile of the buckets and of the centre after ``len(steps)`` clipping steps, each
+    step given by its bucket distances and ``tau`` (whole-row integers, already known)."""
+    buckets = np.stack([_tile_mean(t[g]) for g in groups])
+    v = _tile_median(buckets)
+    for norms, tau in steps:
+        v = v + _clipped_tile_mean(buckets - v[None, :], norms, tau)
+    return buckets, v
+
+
+def centered_clip(deltas: np.ndarray | Rows, keys: Sequence[bytes], seed: bytes,
+                  cols: int = TILE_COLUMNS) -> np.ndarray:
     """Centered clipping over buckets of ``CC_BUCKET`` rows (Karimireddy et al. 2021).
 
     Buckets average rows drawn by the epoch seed (an attacker cannot choose its bucket
     mates), which shrinks honest non-IID spread before clipping; ``tau`` is the median
     distance to the current centre, so at least half the buckets move it unclipped.
+    Tiled: iteration ``s`` needs every bucket's whole-row distance to the centre, so each
+    iteration is one pass that rebuilds the centre tile from the earlier steps' integers
+    (``CC_ITERATIONS + 1`` passes; nothing of length ``d`` is kept but the output).
     """
+    src = _rows(deltas)
     order = bucket_order(keys, seed)
-    buckets = np.stack(
-        [
-            mean_round_half_even(deltas[order[i : i + CC_BUCKET]]).astype(np.int64)
-            for i in range(0, len(order), CC_BUCKET)
-        ]
-    )
-    v = coordinate_median(buckets).astype(np.int64)
-    m = buckets.shape[0]
+    groups = [order[i : i + CC_BUCKET] for i in range(0, len(order), CC_BUCKET)]
+    d, m = src.shape[1], len(groups)
+    steps: list[tuple[list[int], int]] = []
     for _ in range(CC_ITERATIONS):
-        diffs = buckets - v[None, :]
-        tau = math.isqrt(sorted(norms_sq(diffs))[(m - 1) // 2])
-        total = np.zeros_like(v)
-        for row in diffs:
-            total += clip_to_norm(row, tau)
-        v = v + _round_div(total, m)
-    return np.clip(v, INT16_MIN, INT16_MAX).astype(np.int16)
+        dist = [0] * m
+        for lo, hi in tiles.spans(d, cols):
+            buckets, v = _cc_centre(src.tile(lo, hi), groups, steps)
+            for i, n_sq in enumerate(norms_sq(buckets - v[None, :])):
+                dist[i] += n_sq
+        steps.append((dist, math.isqrt(sorted(dist)[(m - 1) // 2])))
+    return _per_tile(
+        src, lambda t: np.clip(_cc_centre(t, groups, steps)[1], INT16_MIN, INT16_MAX), cols
+    )
 
 
-def multi_krum_rows(deltas: np.ndarray, f: int) -> list[int]:
+def multi_krum_rows(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
+                    cols: int = TILE_COLUMNS) -> list[int]:
     """The ``k - f`` rows with the lowest Krum scores, ties by row (= pubkey) order."""
-    k = deltas.shape[0]
+    src = tiles.as_rows(deltas)
+    k = src.shape[0]
     if k < 2 * f + 3:
         return list(range(k))  # too few for Krum: everyone is admitted
-    gram = gram_matrix(np.ascontiguousarray(deltas, dtype=np.int16))
-    krum = krum_from_distances(distances(gram, k), f)
+    g = gram if gram is not None else tiles.gram(src, cols)
+    krum = krum_from_distances(distances(g, k), f)
     return sorted(sorted(range(k), key=lambda i: (krum[i], i))[: k - f])
 
 
-def admitted_rows(rule: str, deltas: np.ndarray, f: int) -> list[int]:
+def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
+                  cols: int = TILE_COLUMNS) -> list[int]:
     """Rows that enter the aggregate at all (only Multi-Krum leaves rows out)."""
     if rule == "multi_krum":
-        return multi_krum_rows(deltas, f)
-    return list(range(deltas.shape[0]))
+        return multi_krum_rows(deltas, f, gram, cols)
+    return list(range(tiles.as_rows(deltas).shape[0]))
 
 
 def aggregate(
-    rule: str, deltas: np.ndarray, f: int, keys: Sequence[bytes], seed: bytes
+    rule: str, deltas: np.ndarray | Rows, f: int, keys: Sequence[bytes], seed: bytes,
+    gram: Gram | None = None, cols: int = TILE_COLUMNS,
 ) -> np.ndarray:
-    """The task's aggregation rule over int16 rows in pubkey order (``keys``)."""
+    """The task's aggregation rule over int16 rows in pubkey order (``keys``).
+
+    ``gram``: the rows' exact Gram matrix when the caller already has it (saves a pass)."""
     if rule not in AGGREGATORS:
         raise AggregationError(f"unknown aggregator {rule!r}")
-    if deltas.ndim != 2 or deltas.shape[0] == 0:
+    if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise AggregationError("need at least one delta")
+    src = _rows(deltas)
     if rule == "mean":
-        return mean_round_half_even(deltas)
+        return mean_round_half_even(src, cols)
     if rule == "median":
-        return coordinate_median(deltas)
+        return coordinate_median(src, cols)
     if rule == "trimmed_mean":
-        return trimmed_mean(deltas, f)
+        return trimmed_mean(src, f, cols)
     if rule == "clipped_mean":
-        return clipped_mean(deltas)
+        return clipped_mean(src, gram, cols)
     if rule == "centered_clip":
-        return centered_clip(deltas, keys, seed)
-    return mean_round_half_even(deltas[multi_krum_rows(deltas, f)])
+        return centered_clip(src, keys, seed, cols)
+    return mean_round_half_even(tiles.pick(src, multi_krum_rows(src, f, gram, cols)), cols)
 
 
-def apply_delta(global_model: np.ndarray, delta: np.ndarray) -> np.ndarray:
-    """global + delta as int32; raises AggregationError on any int32 overflow."""
-    out = global_model.astype(np.int64) + delta.astype(np.int64)
-    if out.size and (out.min() < INT32_MIN or out.max() > INT32_MAX):
-        raise AggregationError("candidate global model overflows int32")
-    return out.astype(np.int32)
+def apply_delta(global_model: np.ndarray, delta: np.ndarray,
+                cols: int = TILE_COLUMNS) -> np.ndarray:
+    """global + delta as int32, tile by tile (no d-long int64 temporary); raises
+    AggregationError on any int32 overflow."""
+    if global_model.shape != delta.shape:
+        raise AggregationError("delta and global model differ in shape")
+    g, dl = global_model.reshape(-1), delta.reshape(-1)
+    out = np.empty(g.shape[0], dtype=np.int32)
+    for lo, hi in tiles.spans(g.shape[0], cols):
+        t = g[lo:hi].astype(np.int64) + dl[lo:hi].astype(np.int64)
+        if t.min() < INT32_MIN or t.max() > INT32_MAX:
+            raise AggregationError("candidate global model overflows int32")
+        out[lo:hi] = t
+    return out.reshape(global_model.shape)

@@ -42,6 +42,7 @@ from state_machine.state import (
     Task,
     model_hash,
 )
+from state_machine.tiles import StackedRows
 
 
 def selection_seed(state_root: bytes, task_id: int, epoch: int) -> bytes:
@@ -212,7 +213,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
         finalize_epoch(state, task, ep, accepted=False, reason=EpochOutcome.TOO_FEW_UPDATES,
                        pre_root=pre_root)
         return
-    deltas = np.stack([ep.updates[pk] for pk in revealed])
+    # column tiles over the revealed rows (v2: memory-mapped blobs): no (n, d) matrix
+    deltas = StackedRows([ep.updates[pk] for pk in revealed])
     judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas)
     record_judgement(state, ep, judgement)
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them

@@ -46,6 +46,11 @@ def gram_matrix(rows: np.ndarray, block: int = GRAM_BLOCK) -> list[list[int]]:
 
     float64 is used only as an exact integer GEMM engine (see module docstring).
     """
+    return gram_int64(rows, block).tolist()
+
+
+def gram_int64(rows: np.ndarray, block: int = GRAM_BLOCK) -> np.ndarray:
+    """:func:`gram_matrix` as an int64 array (tiles of an epoch add these up)."""
     if rows.dtype != np.int16 or rows.ndim != 2:
         raise ScoringError("rows must be a 2-D int16 array")
     if not 0 < block <= GRAM_EXACT_MAX_BLOCK:
@@ -58,7 +63,7 @@ def gram_matrix(rows: np.ndarray, block: int = GRAM_BLOCK) -> list[list[int]]:
         part = buf[:, :width]
         np.copyto(part, rows[:, start : start + width], casting="unsafe")
         acc += (part @ part.T).astype(np.int64)  # exact: every partial sum < 2^53
-    return acc.tolist()
+    return acc
 
 
 def distances(gram: Sequence[Sequence[int]], n: int) -> list[list[int]]:

@@ -33,17 +33,18 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation
+from state_machine import aggregation, tiles
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
     NOVELTY_COS,
     PAIR_COS_CAP,
     REWARD_SIGMAS,
+    TILE_COLUMNS,
 )
 from state_machine.crypto import keccak256
 from state_machine.penalties import SlashReason
-from state_machine.scoring import ScoringError, gram_matrix
+from state_machine.scoring import ScoringError
 
 ACCEPTED = "ACCEPTED"  # in the aggregate, paid by contribution
 EXCLUDED = "EXCLUDED"  # no evidence, left out of the aggregate: unpaid, not slashed
@@ -230,26 +231,30 @@ def admit(
     params: JudgeParams,
     history: History,
     verdicts: list[ProposerVerdict],
-    deltas: np.ndarray,
+    deltas: np.ndarray | tiles.Rows,
+    gram: Sequence[Sequence[int]] | None = None,
+    cols: int = TILE_COLUMNS,
 ) -> tuple[list[int], np.ndarray | None]:
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
     Candidates are the rows still ``ACCEPTED`` after step 1; rows the aggregator leaves
     out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves. The rule's ``f``
     is the task's minus the rows slashed: each is a Byzantine key already accounted for.
+    ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass.
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
         return [], None
     # every slashed row is a Byzantine key spent: the rule trims only the rest of f
     f = max(0, params.f - sum(v.slash is not None for v in verdicts))
-    rows = deltas[cand]
+    rows = tiles.pick(deltas, cand)
+    sub = [[gram[i][j] for j in cand] for i in cand] if gram is not None else None
     keys = [verdicts[i].pubkey for i in cand]
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f)]
+    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols)]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
-    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed)
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols)
     return inside, agg
 
 
@@ -322,26 +327,33 @@ def contribution_weights(
 
 
 def judge_epoch(
-    params: JudgeParams, history: History, pubkeys: Sequence[bytes], deltas: np.ndarray
+    params: JudgeParams, history: History, pubkeys: Sequence[bytes],
+    deltas: np.ndarray | tiles.Rows, cols: int = TILE_COLUMNS,
 ) -> Judgement:
-    """The three steps on one epoch's revealed updates (any row order; output by pubkey)."""
+    """The three steps on one epoch's revealed updates (any row order; output by pubkey).
+
+    ``deltas``: an ``(n, d)`` int16 array or a ``tiles.Rows`` source read by column tiles
+    of ``cols`` (bounded memory: one pass for the Gram matrix and the row hashes, then the
+    aggregation rule's passes); the result is the same for any ``cols``."""
     n = len(pubkeys)
-    if len(set(pubkeys)) != n or deltas.ndim != 2 or deltas.shape[0] != n:
+    if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise ScoringError("pubkeys must be unique, one per row")
-    if history.prev_delta.shape != (deltas.shape[1],):
+    if len(set(pubkeys)) != n or deltas.shape[0] != n:
+        raise ScoringError("pubkeys must be unique, one per row")
+    d = deltas.shape[1]
+    if history.prev_delta.shape != (d,):
         raise ScoringError("prev_delta shape mismatch")
     order = sorted(range(n), key=lambda i: pubkeys[i])
     keys = [pubkeys[i] for i in order]
-    rows = np.ascontiguousarray(deltas[order], dtype=np.int16)
-    hashes = [delta_hash(r) for r in rows]
-    prev = np.ascontiguousarray(history.prev_delta, dtype=np.int16)[None, :]
-    full = gram_matrix(np.vstack([rows, prev]))  # one exact GEMM: rows and Δ_prev
+    rows = tiles.pick(deltas, order)
+    # one pass over the tiles: the exact Gram matrix of rows and Δ_prev, and row hashes
+    full, hashes = tiles.gram_and_hashes(rows, history.prev_delta, cols)
     gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
-    inside, agg = admit(params, history, verdicts, rows)
+    inside, agg = admit(params, history, verdicts, rows, gram, cols)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        w_all = contribution_weights(full, inside, max(rows.shape[1], 1))
+        w_all = contribution_weights(full, inside, max(d, 1))
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))

@@ -1,0 +1,139 @@
+"""Column tiles of an epoch's updates: bounded-memory epoch close (issue 14).
+
+Why tiles: the verdicts and every aggregation rule need either inner products (a sum over
+coordinates) or coordinate-wise statistics, and both split exactly over column ranges:
+the Gram matrix is the sum of the tiles' Gram matrices (exact integers, so the order of
+the sum does not matter), and a coordinate-wise rule on a tile is that rule on those
+coordinates. So epoch close reads the ``(n, d)`` updates as a :class:`Rows` source, one
+``(n, hi - lo)`` tile at a time, and holds ``O(n * TILE_COLUMNS + n^2)`` numbers instead of
+``n * d``. An in-memory ndarray is the trivial source (:class:`ArrayRows`); the STF's
+revealed updates are one 1-D array per proposer (:class:`StackedRows`), which for protocol
+v2 are read-only memory maps of hash-verified blob files, resolved by the node or verifier
+(the STF itself does no I/O). Results are bit-identical for any tile width.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol
+
+import numpy as np
+
+from state_machine.chunks import whole_hasher
+from state_machine.constants import TILE_COLUMNS
+from state_machine.scoring import gram_int64
+
+
+class Rows(Protocol):
+    """An ``(n, d)`` int16 matrix read by column tiles."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        """Columns ``[lo, hi)`` of every row as an ``(n, hi - lo)`` int16 array."""
+        ...
+
+
+class ArrayRows:
+    """The trivial source: an in-memory ``(n, d)`` array (tiles are views)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        if array.ndim != 2:
+            raise ValueError("rows must be a 2-D array")
+        self.array = array
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.array.shape  # type: ignore[return-value]
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        return np.asarray(self.array[:, lo:hi], dtype=np.int16)
+
+
+class StackedRows:
+    """One 1-D array per row (e.g. memory-mapped blobs); a tile copies ``n * (hi - lo)``."""
+
+    def __init__(self, rows: Sequence[np.ndarray], d: int | None = None) -> None:
+        self.rows = list(rows)
+        if d is None:
+            d = self.rows[0].shape[0] if self.rows else 0
+        if any(r.ndim != 1 or r.shape[0] != d for r in self.rows):
+            raise ValueError("every row must be 1-D of the same length")
+        self.d = d
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.rows), self.d)
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        out = np.empty((len(self.rows), max(0, min(hi, self.d) - lo)), dtype=np.int16)
+        for i, r in enumerate(self.rows):
+            out[i] = r[lo:hi]
+        return out
+
+
+class PickedRows:
+    """Some rows of a source, in a given order (``src[idx]`` without materialising it)."""
+
+    def __init__(self, src: Rows, idx: Sequence[int]) -> None:
+        self.src, self.idx = src, list(idx)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self.idx), self.src.shape[1])
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        if isinstance(self.src, StackedRows):  # copy only the picked rows
+            return StackedRows([self.src.rows[i] for i in self.idx], self.src.d).tile(lo, hi)
+        return self.src.tile(lo, hi)[self.idx]
+
+
+def as_rows(x: np.ndarray | Rows) -> Rows:
+    """A Rows source for an ndarray (wrapped) or a source (itself)."""
+    if isinstance(x, np.ndarray):
+        return ArrayRows(x)
+    return x
+
+
+def pick(src: np.ndarray | Rows, idx: Sequence[int]) -> Rows:
+    """Rows ``idx`` of ``src``, in that order."""
+    s = as_rows(src)
+    if isinstance(s, ArrayRows):
+        return ArrayRows(s.array[list(idx)])
+    return PickedRows(s, idx)
+
+
+def spans(d: int, cols: int = TILE_COLUMNS) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[lo, hi)`` column ranges of width ``cols`` covering ``[0, d)``."""
+    if cols <= 0:
+        raise ValueError("tile width must be positive")
+    for lo in range(0, d, cols):
+        yield lo, min(d, lo + cols)
+
+
+def gram_and_hashes(
+    src: Rows, extra: np.ndarray | None = None, cols: int = TILE_COLUMNS, hash_rows: bool = True
+) -> tuple[list[list[int]], list[bytes]]:
+    """Exact Gram matrix of ``src``'s rows (plus ``extra``, a 1-D int16 row, appended) and
+    the keccak256 of every source row's little-endian int16 bytes, in one pass over tiles.
+
+    The Gram matrix is the sum of the tiles' exact Gram matrices (``scoring.gram_int64``),
+    accumulated in int64: every entry is at most ``d * 2^30 <= 2^55`` for ``d <= 2^25``."""
+    n, d = src.shape
+    m = n + (extra is not None)
+    acc = np.zeros((m, m), dtype=np.int64)
+    hashers = [whole_hasher() for _ in range(n)] if hash_rows else []
+    for lo, hi in spans(d, cols):
+        t = src.tile(lo, hi)
+        if extra is not None:
+            t = np.vstack([t, np.asarray(extra[lo:hi], dtype=np.int16)[None, :]])
+        acc += gram_int64(np.ascontiguousarray(t, dtype=np.int16))
+        for i, h in enumerate(hashers):
+            h.update(np.ascontiguousarray(t[i], dtype="<i2").tobytes())
+    return acc.tolist(), [bytes(h.digest()) for h in hashers]
+
+
+def gram(src: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> list[list[int]]:
+    """Exact Gram matrix of a source, tile by tile."""
+    return gram_and_hashes(as_rows(src), cols=cols, hash_rows=False)[0]
