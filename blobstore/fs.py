@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from blobstore.base import BlobMeta
 
 
@@ -75,6 +77,20 @@ class FsBlobStore:
     def get(self, key: bytes) -> bytes | None:
         try:
             return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def map(self, key: bytes) -> np.ndarray | None:
+        """A read-only memory map of a stored blob (None if absent or empty).
+
+        Why: epoch close reads a 512 MiB update tile by tile; the page cache holds the
+        bytes, not the node's heap. Safe to share: a stored blob is immutable and was
+        hash-verified when it was written (and a later delete leaves the map valid)."""
+        path = self.path(key)
+        try:
+            if path.stat().st_size == 0:
+                return None
+            return np.memmap(path, dtype=np.uint8, mode="r")
         except FileNotFoundError:
             return None
 

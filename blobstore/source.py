@@ -9,7 +9,12 @@ chunk as it arrives instead.
 
 from __future__ import annotations
 
+import io
+import tempfile
 from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 
 from blobstore.base import BlobStore
 from state_machine.chunks import ChunkDigest, VerifiedBlob, chunk_root, whole_hasher
@@ -27,7 +32,8 @@ class StoreSource:
         m = self.store.meta(key)
         if m is None or m.chunk_size == 0:  # only chunk-uploaded blobs carry a root
             return None
-        data = self.store.get(key)
+        mapper = getattr(self.store, "map", None)  # fs: a read-only mmap, not a heap copy
+        data = mapper(key) if mapper is not None else self.store.get(key)
         if data is None:
             return None
         return VerifiedBlob(data, key, m.chunk_root, m.size, m.chunk_size)
@@ -36,11 +42,17 @@ class StoreSource:
 class VerifyingSource:
     """Blobs fetched chunk by chunk from an untrusted party (a verifier reading DA from the
     sequencer): ``fetch_meta(hash) -> (size, chunk_size) | None`` and ``fetch_chunk(hash,
-    i) -> bytes``; every chunk is hashed once, the whole keccak in the same pass."""
+    i) -> bytes``; every chunk is hashed once, the whole keccak in the same pass.
+
+    ``spool_dir``: write the verified bytes to an (unlinked) file there and hand the STF a
+    read-only memory map of it, so a verifier replaying 16 x 512 MiB updates keeps them in
+    the page cache, not on its heap; without it the bytes are kept in memory."""
 
     def __init__(self, fetch_meta: Callable[[bytes], tuple[int, int] | None],
-                 fetch_chunk: Callable[[bytes, int], bytes]) -> None:
+                 fetch_chunk: Callable[[bytes, int], bytes],
+                 spool_dir: str | None = None) -> None:
         self.fetch_meta, self.fetch_chunk = fetch_meta, fetch_chunk
+        self.spool_dir = spool_dir
         self._cache: dict[bytes, VerifiedBlob | None] = {}
 
     def get(self, key: bytes) -> VerifiedBlob | None:
@@ -53,14 +65,20 @@ class VerifyingSource:
         if meta is None:
             return None
         size, chunk_size = meta
-        whole, hashes, buf = whole_hasher(), [], bytearray()
-        for i in range(-(-size // chunk_size)):
-            part = self.fetch_chunk(key, i)
-            d = ChunkDigest(whole)
-            d.update(part)
-            hashes.append(d.digest())
-            buf += part
-        if len(buf) != size or bytes(whole.digest()) != key:
-            return None  # served bytes are not the blob: unavailable to this verifier
-        return VerifiedBlob(bytes(buf), key, chunk_root(size, chunk_size, hashes), size,
-                            chunk_size)
+        whole, hashes = whole_hasher(), []
+        with tempfile.TemporaryFile(dir=self.spool_dir) if self.spool_dir else \
+                io.BytesIO() as out:
+            for i in range(-(-size // chunk_size)):
+                part = self.fetch_chunk(key, i)
+                d = ChunkDigest(whole)
+                d.update(part)
+                hashes.append(d.digest())
+                out.write(part)
+            if out.tell() != size or bytes(whole.digest()) != key:
+                return None  # served bytes are not the blob: unavailable to this verifier
+            if isinstance(out, io.BytesIO):
+                data: Any = out.getvalue()
+            else:
+                out.flush()
+                data = np.memmap(out, dtype=np.uint8, mode="r", shape=(size,))
+        return VerifiedBlob(data, key, chunk_root(size, chunk_size, hashes), size, chunk_size)

@@ -19,6 +19,7 @@ of silently stopping. Bonds of finished disputes are collected (``claimChallenge
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,7 +146,9 @@ class Verifier:
                 return b""  # the source then reports the blob as unavailable
             return r.content if r.status_code == 200 else b""
 
-        return VerifyingSource(lambda h: where[h][1:] if h in where else None, chunk)
+        # spooled to an unlinked temp file and memory-mapped: 16 x 512 MiB stay off the heap
+        return VerifyingSource(lambda h: where[h][1:] if h in where else None, chunk,
+                               spool_dir=tempfile.gettempdir())
 
     def _system_ok(self, sa) -> bool:
         """The system action equals the L1 log at the position it names."""

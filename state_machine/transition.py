@@ -234,7 +234,7 @@ def _reveal_update_v2(state: State, sa: SignedAction, b: RevealUpdateV2Body,
     if (blob.keccak, blob.size, blob.chunk_size, blob.root) != (
             b.update_hash, b.size, b.chunk_size, b.chunk_root):
         raise Rejected(Reason.BLOB_MISMATCH, "stored blob differs from the signed hash/root")
-    delta = np.frombuffer(blob.data, dtype="<i2").astype(np.int16)
+    delta = np.frombuffer(blob.data, dtype="<i2").astype(np.int16, copy=False)  # a view
     delta.setflags(write=False)
     ep.updates[sa.action.sender] = delta
     ep.update_hashes[sa.action.sender] = b.update_hash

@@ -7,6 +7,9 @@ import dataclasses
 import numpy as np
 from stf_harness import Client, Harness, default_params
 
+from blobstore.base import BlobMeta
+from blobstore.fs import FsBlobStore
+from blobstore.source import StoreSource, VerifyingSource
 from state_machine.actions import CommitUpdateBody, RevealUpdateV2Body
 from state_machine.chunks import MIN_CHUNK_SIZE, VerifiedBlob, verify_blob
 from state_machine.commitments import update_commitment_v2
@@ -47,7 +50,7 @@ class V2Harness(Harness):
             1, 0, f["update_hash"], f["size"], f["chunk_size"], f["chunk_root"], self.salt(c)))
 
 
-def _epoch(h: Harness, v2: bool) -> tuple[dict, bytes]:
+def _epoch(h: Harness, v2: bool, store: FsBlobStore | None = None) -> tuple[dict, bytes]:
     clients = [Client.make(f"v{i}") for i in range(8)]
     g = np.arange(D, dtype=np.int32)
     h.block(*[h.deposit(c) for c in clients], h.create_task(1, default_params(D, g, 5, 1), 1))
@@ -61,6 +64,10 @@ def _epoch(h: Harness, v2: bool) -> tuple[dict, bytes]:
     vbs = {pk: verify_blob(d.astype("<i2").tobytes(), CS) for pk, d in deltas.items()}
     if v2:
         h.blobs = {vb.keccak: vb for vb in vbs.values()}  # type: ignore[attr-defined]
+        if store is not None:  # the node's path: read-only memory maps of verified files
+            for vb in vbs.values():
+                store.put_bytes(vb.keccak, vb.data, BlobMeta(vb.size, vb.chunk_size, vb.root))
+            h.blobs = StoreSource(store)  # type: ignore[attr-defined]
         h.block(*[h.commit_v2(by[pk], vbs[pk]) for pk in ep.proposers])  # type: ignore[attr-defined]
     else:
         h.block(*[h.commit(by[pk], 1, 0, deltas[pk]) for pk in ep.proposers])
@@ -70,6 +77,9 @@ def _epoch(h: Harness, v2: bool) -> tuple[dict, bytes]:
     else:
         r = h.block(*[h.reveal(by[pk], 1, 0, deltas[pk]) for pk in ep.proposers])
     assert all(x.applied for x in r), r
+    if store is not None:  # views of the maps, not heap copies (bounded-memory epoch close)
+        assert all(not u.flags.owndata and not u.flags.writeable
+                   for u in h.state.epochs[(1, 0)].updates.values())
     h.until_phase_changes(1)
     e = h.state.epochs[(1, 0)]
     return dict(e.verdicts), h.state.tasks[1].global_hash
@@ -79,6 +89,26 @@ def test_v2_reveals_score_and_aggregate_exactly_like_v1() -> None:
     v1 = _epoch(Harness(), v2=False)
     v2 = _epoch(V2Harness(), v2=True)
     assert v1 == v2 and "FREE_RIDER" in v1[0].values()
+
+
+def test_v2_reveals_from_memory_mapped_blob_files_score_alike(tmp_path) -> None:
+    v1 = _epoch(Harness(), v2=False)
+    assert _epoch(V2Harness(), v2=True, store=FsBlobStore(tmp_path)) == v1
+
+
+def test_verifying_source_spools_to_a_read_only_map(tmp_path) -> None:
+    data = np.arange(3 * CS // 2 + 10, dtype="<i2").tobytes()
+    vb = verify_blob(data, CS)
+    chunks = [data[i:i + CS] for i in range(0, len(data), CS)]
+    for spool in (None, str(tmp_path)):
+        src = VerifyingSource(lambda h: (len(data), CS), lambda h, i: chunks[i], spool)
+        got = src.get(vb.keccak)
+        assert got is not None and (got.root, got.size) == (vb.root, vb.size)
+        assert bytes(memoryview(got.data)) == data
+    bad = VerifyingSource(lambda h: (len(data), CS), lambda h, i: b"x" * len(chunks[i]),
+                          str(tmp_path))
+    assert bad.get(vb.keccak) is None
+    assert list(tmp_path.iterdir()) == []  # spool files are unlinked temporaries
 
 
 def test_v2_reveal_rejections_change_nothing() -> None:
