@@ -1,0 +1,251 @@
+"""End-to-end epoch with large protocol v2 updates (issue 14): node, STF, verifier.
+
+Three processes, so each one's memory is its own figure:
+
+* the **node** (``--serve``): the node app on SQLite with the filesystem blob store, in
+  uvicorn; the bench seeds the L1 events (deposits, the task) through its sequencer, as
+  the bridge would, and asks it over stdin to cut a batch;
+* the **clients** (this process): ``n`` proposers commit and upload their updates in
+  chunks (``commit_update_v2``: staged, not readable before the reveal phase), reveal
+  (``reveal_update_v2``: publish, sign the hash), and ``advance`` closes the epoch;
+* the **verifier** (``--verify``): fetches the batch's DA in chunks, every update chunk by
+  chunk (``VerifyingSource``, spooled to disk and memory-mapped) and re-executes the batch
+  from genesis; its state root must equal the node's.
+
+Reported: the node's peak RSS (``VmHWM``) during the uploads and, reset with
+``/proc/PID/clear_refs``, during epoch close; wall times; the verifier's peak RSS and time;
+and whether the node's verdicts and reward weights equal ``judge_epoch`` on the same
+updates as one in-memory ``(n, d)`` array (the untiled path). Updates are random int16 in
+``[-R, R]`` around a shared direction (honest-looking, no norm bound). Usage::
+
+    python bench/epoch_scale.py --proposers 16 --mib 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.append(str(REPO / "tests"))  # stf_harness (tests.node.helpers needs it)
+
+from blobs import rss_kib  # noqa: E402
+from ingest import free_port  # noqa: E402
+
+CHAIN_ID = 7
+
+
+def _params(d: int, n: int) -> Any:
+    from tests.node.helpers import task_params
+
+    return task_params(d, np.zeros(d, dtype=np.int32), proposers=n, f=1, voters=0,
+                       window=21_600)  # the largest window: phases close by ``advance``
+
+
+def serve(d: int, n: int, port: int, db_dir: str) -> None:
+    """The node process: app + uvicorn in a thread, L1 events seeded, stdin commands."""
+    import uvicorn
+
+    from rollup.config import NodeConfig
+    from rollup.node import create_node_app
+    from tests.node.helpers import deposit_body, members, task_body
+
+    tmp = Path(db_dir)
+    cfg = NodeConfig(db_url=f"sqlite:///{tmp}/chain.db", chain_id=CHAIN_ID,
+                     sequencer_key_file=tmp / "seq.key", port=port, blob_dir=tmp / "blobs",
+                     block_time=0.2,  # the genesis (int32, 2x an update) is one v1 action:
+                     max_body_bytes=max(64 << 20, 4 * d + (1 << 20)))
+    app = create_node_app(cfg)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    for _ in range(600):
+        if server.started:
+            break
+        time.sleep(0.05)
+    seq = app.state.sequencer
+    for i, m in enumerate(members(n)):
+        seq.submit_l1_event("l1_deposit", deposit_body(m, 10 + i))
+    seq.submit_l1_event("l1_task_created", task_body(1, _params(d, n), 100, max_epochs=1))
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "batch":
+            b = seq.make_batch()
+            print(json.dumps({"idx": b.idx, "root": b.state_root.hex()}), flush=True)
+        elif line.strip() == "quit":
+            break
+    server.should_exit = True
+
+
+def verify(url: str, idx: int, root: str) -> None:
+    """The verifier process: DA in chunks, updates verified chunk by chunk, replay."""
+    from types import SimpleNamespace
+
+    import httpx
+
+    from bridge.verifier import Verifier
+    from rollup import client as sdk
+    from sequencer.da import decode_da, replay_da
+    from state_machine.transition import genesis_state
+
+    t0 = time.perf_counter()
+    with httpx.Client(base_url=url, timeout=600) as http:
+        node = sdk.NodeClient(http=http)
+        da = decode_da(sdk.download_da(node, idx))
+        hashes = sorted({bytes(h) for _, _, h in da["updates"]})
+        src = Verifier.blob_source(SimpleNamespace(node_urls=[url], http=http), hashes)
+        out = replay_da(genesis_state(CHAIN_ID), da, blobs=src)
+    print(json.dumps({"ok": out.state_root.hex() == root,
+                      "verify_s": round(time.perf_counter() - t0, 2),
+                      "verifier_peak_rss_mib": round(rss_kib(os.getpid())["VmHWM"] / 1024, 1)}))
+
+
+def deltas_for(n: int, d: int, seed: int = 5) -> list[np.ndarray]:
+    """Honest-looking updates: a shared direction plus independent noise, int16."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(-200, 200, d, dtype=np.int16)
+    return [base + rng.integers(-200, 200, d, dtype=np.int16) for _ in range(n)]
+
+
+def _has_task(nc: Any) -> bool:
+    try:
+        return nc.task(1) is not None
+    except Exception:  # 404 until the sequencer has applied the L1 event
+        return False
+
+
+def _reset_peak(pid: int) -> bool:
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+        return True
+    except OSError:
+        return False
+
+
+def _judge_in_memory(d: int, n: int, keys: list[bytes], deltas: list[np.ndarray]) -> Any:
+    from state_machine import verdicts as V
+
+    args = (_params(d, n), V.History(np.zeros(d, dtype=np.int16)), keys, np.stack(deltas))
+    try:
+        return V.judge_epoch(*args, cols=1 << 40)  # one tile: the untiled path
+    except TypeError:  # a commit before tiles (``--old`` comparisons)
+        return V.judge_epoch(*args)
+
+
+def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
+    from rollup import client as sdk
+    from rollup.wire import unhex
+    from tests.node.helpers import members
+
+    d = int(mib * 2**20) // 2
+    port = free_port()
+    node = subprocess.Popen([sys.executable, __file__, "--serve", str(port), "--dir", str(tmp),
+                             "--proposers", str(n), "--d", str(d)], cwd=REPO, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    out: dict[str, Any] = {"proposers": n, "mib": mib, "d": d}
+    try:
+        assert node.stdout is not None and node.stdin is not None
+        assert node.stdout.readline().strip() == "ready"
+        url = f"http://127.0.0.1:{port}"
+        nc = sdk.NodeClient(url)
+        out["node_rss_start_mib"] = round(rss_kib(node.pid)["VmRSS"] / 1024, 1)
+        ms = members(n)
+        clients = {m.pubkey: sdk.FlockClient(nc, m.key) for m in ms}
+        nc.wait_for(lambda: _has_task(nc), what="task", timeout=120)
+        clients[ms[0].pubkey].publish_genesis(1, np.zeros(d, dtype=np.int32), wait=True)
+        nc.wait_phase(1, "update_commit", epoch=0, timeout=120)
+        proposers = sorted(unhex(p) for p in nc.epoch(1, 0)["proposers"])
+        deltas = deltas_for(len(proposers), d)
+        t0 = time.perf_counter()
+        acks = [sdk.commit_update_v2(clients[p], 1, 0, deltas[i])
+                for i, p in enumerate(proposers)]
+        acks.append(clients[proposers[0]].advance(1, 0))
+        for a in acks:
+            nc.wait_included(a.action_hash, timeout=600)
+        nc.wait_phase(1, "update_reveal", epoch=0, timeout=600)
+        acks = [sdk.reveal_update_v2(clients[p], 1, 0) for p in proposers]
+        for a in acks:
+            nc.wait_included(a.action_hash, timeout=600)
+        out["upload_s"] = round(time.perf_counter() - t0, 2)
+        out["upload_mib_s"] = round(n * mib / out["upload_s"], 1)
+        out["node_peak_rss_upload_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
+        out["peak_reset"] = _reset_peak(node.pid)
+        t0 = time.perf_counter()
+        a = clients[proposers[0]].advance(1, 0)
+        nc.wait_included(a.action_hash, timeout=1200)
+        nc.wait_for(lambda: nc.epoch(1, 0)["outcome"], what="epoch close", timeout=1200)
+        out["close_s"] = round(time.perf_counter() - t0, 2)
+        out["node_peak_rss_close_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
+        ep = nc.epoch(1, 0)
+        out["outcome"] = ep["outcome"]
+        out["verdicts"] = sorted({v for _, v in ep["verdicts"]})
+        want = _judge_in_memory(d, n, proposers, deltas)
+        got = {unhex(s["pubkey"]): (s["verdict"], int(s["reward_weight"])) for s in ep["scores"]}
+        out["scores_equal_in_memory"] = got == {
+            v.pubkey: (v.verdict, v.reward_weight) for v in want.verdicts}
+        del deltas, clients, want
+        node.stdin.write("batch\n")
+        node.stdin.flush()
+        batch = json.loads(node.stdout.readline())
+        v = subprocess.run([sys.executable, __file__, "--verify", url, "--batch",
+                            str(batch["idx"]), "--root", batch["root"]], cwd=REPO,
+                           capture_output=True, text=True, env={**os.environ,
+                                                                "PYTHONPATH": str(REPO)})
+        out.update(json.loads(v.stdout.strip().splitlines()[-1]) if v.returncode == 0
+                   else {"ok": False, "verify_error": v.stderr[-2000:]})
+        out["node_peak_rss_total_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
+    finally:
+        if node.poll() is None and node.stdin is not None:
+            node.stdin.write("quit\n")
+            node.stdin.flush()
+            try:
+                node.wait(30)
+            except subprocess.TimeoutExpired:
+                node.kill()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--proposers", type=int, default=16)
+    ap.add_argument("--mib", type=float, default=8, help="update size per proposer (MiB)")
+    ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--verify", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--batch", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--root", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--d", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--dir", default=None, help="where the node's SQLite and blobs live")
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.d, args.proposers, args.serve, args.dir)
+        return 0
+    if args.verify:
+        verify(args.verify, args.batch, args.root)
+        return 0
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="flockchain-epoch-", dir=args.dir) as td:
+        r = run(args.proposers, args.mib, Path(td))
+    print(f"epoch of {r['proposers']} x {r['mib']} MiB: upload {r.get('upload_s')} s, node "
+          f"peak RSS {r.get('node_peak_rss_upload_mib')} MiB; close {r.get('close_s')} s, "
+          f"node peak RSS {r.get('node_peak_rss_close_mib')} MiB; verifier "
+          f"{r.get('verify_s')} s, {r.get('verifier_peak_rss_mib')} MiB, ok={r.get('ok')}; "
+          f"scores = in-memory: {r.get('scores_equal_in_memory')}", file=sys.stderr)
+    print(json.dumps({"bench": "epoch_scale", **r}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
