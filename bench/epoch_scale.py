@@ -118,6 +118,34 @@ def deltas_for(n: int, d: int, seed: int = 5) -> list[np.ndarray]:
     return [base + rng.integers(-200, 200, d, dtype=np.int16) for _ in range(n)]
 
 
+class Sampler:
+    """Polls ``/proc/PID/status`` every 20 ms: the peak anonymous (heap) and file-backed
+    (mapped blob pages) resident memory since the last :meth:`take` (``VmHWM`` alone does
+    not say which)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self.stop = pid, {"RssAnon": 0, "RssFile": 0}, False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop:
+            try:
+                text = Path(f"/proc/{self.pid}/status").read_text()
+            except OSError:
+                return
+            for line in text.splitlines():
+                k, _, v = line.partition(":")
+                if k in self.peak:
+                    self.peak[k] = max(self.peak[k], int(v.split()[0]))
+            time.sleep(0.02)
+
+    def take(self) -> dict[str, float]:
+        out = {k: round(v / 1024, 1) for k, v in self.peak.items()}
+        self.peak = {k: 0 for k in self.peak}
+        return out
+
+
 def _has_task(nc: Any) -> bool:
     try:
         return nc.task(1) is not None
@@ -168,6 +196,9 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         nc.wait_phase(1, "update_commit", epoch=0, timeout=120)
         proposers = sorted(unhex(p) for p in nc.epoch(1, 0)["proposers"])
         deltas = deltas_for(len(proposers), d)
+        out["node_rss_after_genesis_mib"] = round(rss_kib(node.pid)["VmRSS"] / 1024, 1)
+        sampler = Sampler(node.pid)
+        sampler.take()
         t0 = time.perf_counter()
         acks = [sdk.commit_update_v2(clients[p], 1, 0, deltas[i])
                 for i, p in enumerate(proposers)]
@@ -181,6 +212,7 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         out["upload_s"] = round(time.perf_counter() - t0, 2)
         out["upload_mib_s"] = round(n * mib / out["upload_s"], 1)
         out["node_peak_rss_upload_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
+        out["node_peak_upload_anon_file_mib"] = sampler.take()
         out["peak_reset"] = _reset_peak(node.pid)
         t0 = time.perf_counter()
         a = clients[proposers[0]].advance(1, 0)
@@ -188,6 +220,8 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         nc.wait_for(lambda: nc.epoch(1, 0)["outcome"], what="epoch close", timeout=1200)
         out["close_s"] = round(time.perf_counter() - t0, 2)
         out["node_peak_rss_close_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
+        out["node_peak_close_anon_file_mib"] = sampler.take()
+        sampler.stop = True
         ep = nc.epoch(1, 0)
         out["outcome"] = ep["outcome"]
         out["verdicts"] = sorted({v for _, v in ep["verdicts"]})
