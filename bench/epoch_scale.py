@@ -44,6 +44,7 @@ from blobs import rss_kib  # noqa: E402
 from ingest import free_port  # noqa: E402
 
 CHAIN_ID = 7
+IN_MEMORY_CHECK_MAX = 2 << 30  # epoch bytes up to which the clients also judge in memory
 
 
 def _params(d: int, n: int) -> Any:
@@ -161,6 +162,22 @@ def _reset_peak(pid: int) -> bool:
         return False
 
 
+def _upload(nc: Any, clients: dict[bytes, Any], proposers: list[bytes],
+            deltas: list[np.ndarray]) -> None:
+    """Commit (chunks staged), advance, reveal (blobs published): the upload phase."""
+    from rollup import client as sdk
+
+    acks = [sdk.commit_update_v2(clients[p], 1, 0, deltas[i])
+            for i, p in enumerate(proposers)]
+    acks.append(clients[proposers[0]].advance(1, 0))
+    for a in acks:
+        nc.wait_included(a.action_hash, timeout=600)
+    nc.wait_phase(1, "update_reveal", epoch=0, timeout=600)
+    acks = [sdk.reveal_update_v2(clients[p], 1, 0) for p in proposers]
+    for a in acks:
+        nc.wait_included(a.action_hash, timeout=600)
+
+
 def _judge_in_memory(d: int, n: int, keys: list[bytes], deltas: list[np.ndarray]) -> Any:
     from state_machine import verdicts as V
 
@@ -196,19 +213,14 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         nc.wait_phase(1, "update_commit", epoch=0, timeout=120)
         proposers = sorted(unhex(p) for p in nc.epoch(1, 0)["proposers"])
         deltas = deltas_for(len(proposers), d)
-        out["node_rss_after_genesis_mib"] = round(rss_kib(node.pid)["VmRSS"] / 1024, 1)
+        g = rss_kib(node.pid)
+        out["node_rss_after_genesis_mib"] = round(g["VmRSS"] / 1024, 1)
+        out["node_peak_rss_genesis_mib"] = round(g["VmHWM"] / 1024, 1)  # the v1 genesis action
+        _reset_peak(node.pid)
         sampler = Sampler(node.pid)
         sampler.take()
         t0 = time.perf_counter()
-        acks = [sdk.commit_update_v2(clients[p], 1, 0, deltas[i])
-                for i, p in enumerate(proposers)]
-        acks.append(clients[proposers[0]].advance(1, 0))
-        for a in acks:
-            nc.wait_included(a.action_hash, timeout=600)
-        nc.wait_phase(1, "update_reveal", epoch=0, timeout=600)
-        acks = [sdk.reveal_update_v2(clients[p], 1, 0) for p in proposers]
-        for a in acks:
-            nc.wait_included(a.action_hash, timeout=600)
+        _upload(nc, clients, proposers, deltas)
         out["upload_s"] = round(time.perf_counter() - t0, 2)
         out["upload_mib_s"] = round(n * mib / out["upload_s"], 1)
         out["node_peak_rss_upload_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
@@ -225,11 +237,14 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         ep = nc.epoch(1, 0)
         out["outcome"] = ep["outcome"]
         out["verdicts"] = sorted({v for _, v in ep["verdicts"]})
-        want = _judge_in_memory(d, n, proposers, deltas)
-        got = {unhex(s["pubkey"]): (s["verdict"], int(s["reward_weight"])) for s in ep["scores"]}
-        out["scores_equal_in_memory"] = got == {
-            v.pubkey: (v.verdict, v.reward_weight) for v in want.verdicts}
-        del deltas, clients, want
+        if n * d * 2 <= IN_MEMORY_CHECK_MAX:  # else the check runs on a smaller case
+            want = _judge_in_memory(d, n, proposers, deltas)
+            got = {unhex(s["pubkey"]): (s["verdict"], int(s["reward_weight"]))
+                   for s in ep["scores"]}
+            out["scores_equal_in_memory"] = got == {
+                v.pubkey: (v.verdict, v.reward_weight) for v in want.verdicts}
+            del want
+        del deltas, clients
         node.stdin.write("batch\n")
         node.stdin.flush()
         batch = json.loads(node.stdout.readline())

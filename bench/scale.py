@@ -287,6 +287,23 @@ def old_apply(rev: str, sizes: list[int]) -> dict[str, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def bench_epoch(n: int, mib: float, check_mib: float = 4) -> dict[str, Any]:
+    """``bench/epoch_scale.py`` at ``n x mib``, and at ``n x check_mib`` too when the big
+    case is too large for the clients to recompute the scores in memory (the check that
+    the node's tiled epoch close equals the in-memory path)."""
+    def one(m: float) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, str(REPO / "bench" / "epoch_scale.py"),
+                              "--proposers", str(n), "--mib", str(m)], capture_output=True,
+                             text=True, check=True)
+        sys.stderr.write(out.stderr.strip().splitlines()[-1] + "\n")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    r = {"epoch": one(mib)}
+    if "scores_equal_in_memory" not in r["epoch"]:
+        r["epoch_check"] = one(check_mib)
+    return r
+
+
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f} ms"
 
@@ -350,7 +367,14 @@ def main() -> None:
     ap.add_argument("--only-chain", action="store_true", help="only the chain figures")
     ap.add_argument("--blob-mib", type=int, default=0,
                     help="also run bench/blobs.py (large-update ingest) with this size; 0: skip")
+    ap.add_argument("--epoch-proposers", type=int, default=0,
+                    help="also run an end-to-end epoch of this many proposers with large v2 "
+                         "updates (bench/epoch_scale.py); 0: skip")
+    ap.add_argument("--epoch-mib", type=float, default=8, help="update size for that epoch")
     args = ap.parse_args()
+    if args.epoch_proposers:  # node + STF + verifier, bounded-memory epoch close
+        print(json.dumps(bench_epoch(args.epoch_proposers, args.epoch_mib)))
+        return
     if args.only_chain:  # e.g. --blocks 100000: restart and proofs on a longer chain
         root = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))
         try:
