@@ -84,6 +84,13 @@ def serve(d: int, n: int, port: int, db_dir: str) -> None:
         if line.strip() == "batch":
             b = seq.make_batch()
             print(json.dumps({"idx": b.idx, "root": b.state_root.hex()}), flush=True)
+        elif line.strip() == "trim":  # is the resident level live data or freed heap?
+            import ctypes
+            import gc
+
+            gc.collect()
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            print(json.dumps({"rss_after_trim_kib": rss_kib(os.getpid())["VmRSS"]}), flush=True)
         elif line.strip() == "quit":
             break
     server.should_exit = True
@@ -213,6 +220,10 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         nc.wait_phase(1, "update_commit", epoch=0, timeout=120)
         proposers = sorted(unhex(p) for p in nc.epoch(1, 0)["proposers"])
         deltas = deltas_for(len(proposers), d)
+        node.stdin.write("trim\n")
+        node.stdin.flush()
+        out["node_rss_after_genesis_trimmed_mib"] = round(
+            json.loads(node.stdout.readline())["rss_after_trim_kib"] / 1024, 1)
         g = rss_kib(node.pid)
         out["node_rss_after_genesis_mib"] = round(g["VmRSS"] / 1024, 1)
         out["node_peak_rss_genesis_mib"] = round(g["VmHWM"] / 1024, 1)  # the v1 genesis action
