@@ -45,7 +45,6 @@ from state_machine.constants import (
     INT16_MIN,
     INT32_MAX,
     INT32_MIN,
-    TILE_COLUMNS,
 )
 from state_machine.crypto import keccak256
 from state_machine.scoring import distances, krum_from_distances
@@ -94,15 +93,15 @@ def _tile_median(t: np.ndarray) -> np.ndarray:
     return s[k // 2] if k % 2 else _round_div(s[k // 2 - 1] + s[k // 2], 2)
 
 
-def _per_tile(src: Rows, fn, cols: int) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _per_tile(src: Rows, fn, cols: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A coordinate-wise rule, tile by tile, into one int16 vector."""
     out = np.empty(src.shape[1], dtype=np.int16)
-    for lo, hi in tiles.spans(src.shape[1], cols):
+    for lo, hi in tiles.spans(src.shape[1], cols, src.shape[0]):
         out[lo:hi] = fn(src.tile(lo, hi))
     return out
 
 
-def mean_round_half_even(deltas: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> np.ndarray:
+def mean_round_half_even(deltas: np.ndarray | Rows, cols: int | None = None) -> np.ndarray:
     """Coordinate-wise mean of int16 rows (k, d), rounded half to even, as int16.
 
     The sum is exact in int64 (k * 2^15 << 2^63); floor division and modulo give
@@ -114,14 +113,14 @@ def mean_round_half_even(deltas: np.ndarray | Rows, cols: int = TILE_COLUMNS) ->
     return _per_tile(_rows(deltas), _tile_mean, cols)
 
 
-def coordinate_median(deltas: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> np.ndarray:
+def coordinate_median(deltas: np.ndarray | Rows, cols: int | None = None) -> np.ndarray:
     """Coordinate-wise median; for even k the two middle values' mean, half to even."""
     if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise AggregationError("need at least one delta")
     return _per_tile(_rows(deltas), _tile_median, cols)
 
 
-def trimmed_mean(deltas: np.ndarray | Rows, f: int, cols: int = TILE_COLUMNS) -> np.ndarray:
+def trimmed_mean(deltas: np.ndarray | Rows, f: int, cols: int | None = None) -> np.ndarray:
     """Drop the f largest and f smallest values per coordinate, mean the rest.
 
     With ``k <= 2f`` nothing would be left: the median is used instead.
@@ -174,7 +173,7 @@ def clip_update(delta: np.ndarray, norm_bound: int) -> np.ndarray:
     return clip_to_norm(delta, norm_bound).astype(np.int16)
 
 
-def _norms(src: Rows, gram: Gram | None, cols: int) -> list[int]:
+def _norms(src: Rows, gram: Gram | None, cols: int | None) -> list[int]:
     """Row norms from the caller's Gram matrix of these rows, else from a Gram pass."""
     g = gram if gram is not None else tiles.gram(src, cols)
     return [int(g[i][i]) for i in range(src.shape[0])]
@@ -188,7 +187,7 @@ def _clipped_tile_mean(t: np.ndarray, norms: Sequence[int], tau: int) -> np.ndar
 
 
 def clipped_mean(
-    deltas: np.ndarray | Rows, gram: Gram | None = None, cols: int = TILE_COLUMNS
+    deltas: np.ndarray | Rows, gram: Gram | None = None, cols: int | None = None
 ) -> np.ndarray:
     """Mean of the rows clipped to the median row norm (so no row outweighs half the rest).
 
@@ -204,47 +203,49 @@ def bucket_order(keys: Sequence[bytes], seed: bytes) -> list[int]:
     return sorted(range(len(keys)), key=lambda i: (keccak256(seed, keys[i]), keys[i]))
 
 
-def _cc_centre(t: np.ndarray, groups: list[list[int]],
-               steps: list[tuple[list[int], int]]) -> tuple[np.ndarray, np.ndarray]:
-    """One tile of the buckets and of the centre after ``len(steps)`` clipping steps, each
-    step given by its bucket distances and ``tau`` (whole-row integers, already known)."""
-    buckets = np.stack([_tile_mean(t[g]) for g in groups])
-    v = _tile_median(buckets)
-    for norms, tau in steps:
-        v = v + _clipped_tile_mean(buckets - v[None, :], norms, tau)
-    return buckets, v
+def _cc_buckets(t: np.ndarray, groups: list[list[int]]) -> np.ndarray:
+    """One tile of the bucket means (int64)."""
+    return np.stack([_tile_mean(t[g]) for g in groups])
 
 
 def centered_clip(deltas: np.ndarray | Rows, keys: Sequence[bytes], seed: bytes,
-                  cols: int = TILE_COLUMNS) -> np.ndarray:
+                  cols: int | None = None) -> np.ndarray:
     """Centered clipping over buckets of ``CC_BUCKET`` rows (Karimireddy et al. 2021).
 
     Buckets average rows drawn by the epoch seed (an attacker cannot choose its bucket
     mates), which shrinks honest non-IID spread before clipping; ``tau`` is the median
     distance to the current centre, so at least half the buckets move it unclipped.
-    Tiled: iteration ``s`` needs every bucket's whole-row distance to the centre, so each
-    iteration is one pass that rebuilds the centre tile from the earlier steps' integers
-    (``CC_ITERATIONS + 1`` passes; nothing of length ``d`` is kept but the output).
+    Tiled: step ``s`` needs every bucket's whole-row distance to the centre ``v_s``, so
+    each step is one pass over the tiles, and the centre lives in the output vector
+    between passes (``CC_ITERATIONS + 1`` passes, nothing else of length d). Lossless in
+    int16: each step adds the rounded mean of values between 0 and ``b_i - v`` (clipping
+    only shrinks toward zero), so ``v`` stays between the bucket means' extremes.
     """
     src = _rows(deltas)
     order = bucket_order(keys, seed)
     groups = [order[i : i + CC_BUCKET] for i in range(0, len(order), CC_BUCKET)]
     d, m = src.shape[1], len(groups)
-    steps: list[tuple[list[int], int]] = []
-    for _ in range(CC_ITERATIONS):
+    v = np.empty(d, dtype=np.int16)
+    step: tuple[list[int], int] | None = None  # the last step's distances and tau
+    for it in range(CC_ITERATIONS + 1):
         dist = [0] * m
-        for lo, hi in tiles.spans(d, cols):
-            buckets, v = _cc_centre(src.tile(lo, hi), groups, steps)
-            for i, n_sq in enumerate(norms_sq(buckets - v[None, :])):
-                dist[i] += n_sq
-        steps.append((dist, math.isqrt(sorted(dist)[(m - 1) // 2])))
-    return _per_tile(
-        src, lambda t: np.clip(_cc_centre(t, groups, steps)[1], INT16_MIN, INT16_MAX), cols
-    )
+        for lo, hi in tiles.spans(d, cols, src.shape[0]):
+            buckets = _cc_buckets(src.tile(lo, hi), groups)
+            if step is None:
+                centre = _tile_median(buckets)
+            else:
+                centre = v[lo:hi].astype(np.int64)
+                centre += _clipped_tile_mean(buckets - centre[None, :], *step)
+            v[lo:hi] = np.clip(centre, INT16_MIN, INT16_MAX)  # a no-op (see above)
+            if it < CC_ITERATIONS:
+                for i, n_sq in enumerate(norms_sq(buckets - centre[None, :])):
+                    dist[i] += n_sq
+        step = (dist, math.isqrt(sorted(dist)[(m - 1) // 2]))
+    return v
 
 
 def multi_krum_rows(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
-                    cols: int = TILE_COLUMNS) -> list[int]:
+                    cols: int | None = None) -> list[int]:
     """The ``k - f`` rows with the lowest Krum scores, ties by row (= pubkey) order."""
     src = tiles.as_rows(deltas)
     k = src.shape[0]
@@ -256,7 +257,7 @@ def multi_krum_rows(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
 
 
 def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
-                  cols: int = TILE_COLUMNS) -> list[int]:
+                  cols: int | None = None) -> list[int]:
     """Rows that enter the aggregate at all (only Multi-Krum leaves rows out)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
@@ -265,7 +266,7 @@ def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | Non
 
 def aggregate(
     rule: str, deltas: np.ndarray | Rows, f: int, keys: Sequence[bytes], seed: bytes,
-    gram: Gram | None = None, cols: int = TILE_COLUMNS,
+    gram: Gram | None = None, cols: int | None = None,
 ) -> np.ndarray:
     """The task's aggregation rule over int16 rows in pubkey order (``keys``).
 
@@ -289,7 +290,7 @@ def aggregate(
 
 
 def apply_delta(global_model: np.ndarray, delta: np.ndarray,
-                cols: int = TILE_COLUMNS) -> np.ndarray:
+                cols: int | None = None) -> np.ndarray:
     """global + delta as int32, tile by tile (no d-long int64 temporary); raises
     AggregationError on any int32 overflow."""
     if global_model.shape != delta.shape:

@@ -19,9 +19,11 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # float64 GEMM on int16-valued rows is exact while block_len * 2^30 < 2^53.
 GRAM_EXACT_MAX_BLOCK = 2**23
 GRAM_BLOCK = 2**16  # columns converted to float64 at a time (memory bound, cache friendly)
-# epoch close reads the (n, d) updates in column tiles of this many coordinates: memory is
-# O(n * TILE_COLUMNS) whatever d is (16 rows: 8 MiB of int16, 32 MiB as int64 temporaries)
-TILE_COLUMNS = 2**18
+# epoch close reads the (n, d) updates in column tiles of about this many elements: memory
+# is O(TILE_ELEMENTS + n^2) whatever d is (8 MiB of int16, 32 MiB as int64 temporaries;
+# 16 rows: 2^18 columns), and at least MIN_TILE_COLUMNS wide (GEMM efficiency at large n)
+TILE_ELEMENTS = 2**22
+MIN_TILE_COLUMNS = 2**12
 
 # ---- scoring (SPEC §5) ----
 TAU_OUT = (3, 1)  # Krum outlier: s_i > 3 * median(s)

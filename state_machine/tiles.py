@@ -5,7 +5,7 @@ coordinates) or coordinate-wise statistics, and both split exactly over column r
 the Gram matrix is the sum of the tiles' Gram matrices (exact integers, so the order of
 the sum does not matter), and a coordinate-wise rule on a tile is that rule on those
 coordinates. So epoch close reads the ``(n, d)`` updates as a :class:`Rows` source, one
-``(n, hi - lo)`` tile at a time, and holds ``O(n * TILE_COLUMNS + n^2)`` numbers instead of
+``(n, hi - lo)`` tile at a time, and holds ``O(TILE_ELEMENTS + n^2)`` numbers instead of
 ``n * d``. An in-memory ndarray is the trivial source (:class:`ArrayRows`); the STF's
 revealed updates are one 1-D array per proposer (:class:`StackedRows`), which for protocol
 v2 are read-only memory maps of hash-verified blob files, resolved by the node or verifier
@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from state_machine.chunks import whole_hasher
-from state_machine.constants import TILE_COLUMNS
+from state_machine.constants import MIN_TILE_COLUMNS, TILE_ELEMENTS
 from state_machine.scoring import gram_int64
 
 
@@ -138,16 +138,23 @@ def pick(src: np.ndarray | Rows, idx: Sequence[int]) -> Rows:
     return PickedRows(s, idx)
 
 
-def spans(d: int, cols: int = TILE_COLUMNS) -> Iterator[tuple[int, int]]:
-    """Consecutive ``[lo, hi)`` column ranges of width ``cols`` covering ``[0, d)``."""
-    if cols <= 0:
+def columns(n: int) -> int:
+    """Default tile width for ``n`` rows: about ``TILE_ELEMENTS`` numbers per tile."""
+    return max(MIN_TILE_COLUMNS, TILE_ELEMENTS // max(n, 1))
+
+
+def spans(d: int, cols: int | None = None, n: int = 1) -> Iterator[tuple[int, int]]:
+    """Consecutive ``[lo, hi)`` column ranges of width ``cols`` (default: :func:`columns`
+    of ``n`` rows) covering ``[0, d)``. Results never depend on the width, only memory."""
+    width = columns(n) if cols is None else cols
+    if width <= 0:
         raise ValueError("tile width must be positive")
-    for lo in range(0, d, cols):
-        yield lo, min(d, lo + cols)
+    for lo in range(0, d, width):
+        yield lo, min(d, lo + width)
 
 
 def gram_and_hashes(
-    src: Rows, extra: np.ndarray | None = None, cols: int = TILE_COLUMNS, hash_rows: bool = True
+    src: Rows, extra: np.ndarray | None = None, cols: int | None = None, hash_rows: bool = True
 ) -> tuple[list[list[int]], list[bytes]]:
     """Exact Gram matrix of ``src``'s rows (plus ``extra``, a 1-D int16 row, appended) and
     the keccak256 of every source row's little-endian int16 bytes, in one pass over tiles.
@@ -158,7 +165,7 @@ def gram_and_hashes(
     m = n + (extra is not None)
     acc = np.zeros((m, m), dtype=np.int64)
     hashers = [whole_hasher() for _ in range(n)] if hash_rows else []
-    for lo, hi in spans(d, cols):
+    for lo, hi in spans(d, cols, m):
         t = src.tile(lo, hi)
         if extra is not None:
             t = np.vstack([t, np.asarray(extra[lo:hi], dtype=np.int16)[None, :]])
@@ -168,6 +175,6 @@ def gram_and_hashes(
     return acc.tolist(), [bytes(h.digest()) for h in hashers]
 
 
-def gram(src: np.ndarray | Rows, cols: int = TILE_COLUMNS) -> list[list[int]]:
+def gram(src: np.ndarray | Rows, cols: int | None = None) -> list[list[int]]:
     """Exact Gram matrix of a source, tile by tile."""
     return gram_and_hashes(as_rows(src), cols=cols, hash_rows=False)[0]

@@ -40,7 +40,6 @@ from state_machine.constants import (
     NOVELTY_COS,
     PAIR_COS_CAP,
     REWARD_SIGMAS,
-    TILE_COLUMNS,
 )
 from state_machine.crypto import keccak256
 from state_machine.penalties import SlashReason
@@ -233,7 +232,7 @@ def admit(
     verdicts: list[ProposerVerdict],
     deltas: np.ndarray | tiles.Rows,
     gram: Sequence[Sequence[int]] | None = None,
-    cols: int = TILE_COLUMNS,
+    cols: int | None = None,
 ) -> tuple[list[int], np.ndarray | None]:
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
@@ -328,13 +327,14 @@ def contribution_weights(
 
 def judge_epoch(
     params: JudgeParams, history: History, pubkeys: Sequence[bytes],
-    deltas: np.ndarray | tiles.Rows, cols: int = TILE_COLUMNS,
+    deltas: np.ndarray | tiles.Rows, cols: int | None = None,
 ) -> Judgement:
     """The three steps on one epoch's revealed updates (any row order; output by pubkey).
 
     ``deltas``: an ``(n, d)`` int16 array or a ``tiles.Rows`` source read by column tiles
-    of ``cols`` (bounded memory: one pass for the Gram matrix and the row hashes, then the
-    aggregation rule's passes); the result is the same for any ``cols``."""
+    of ``cols`` columns (default ``tiles.columns(n)``). Bounded memory: one pass for the
+    Gram matrix and the row hashes, then the aggregation rule's passes; the result is the
+    same for any ``cols``."""
     n = len(pubkeys)
     if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise ScoringError("pubkeys must be unique, one per row")

@@ -55,6 +55,38 @@ def test_every_aggregator_tiled_equals_untiled(ep, rule, f):
     assert A.admitted_rows(rule, stacked(rows), f, cols=cols) == A.admitted_rows(rule, rows, f)
 
 
+def reference_centered_clip(deltas, keys, seed):
+    """The pre-tiles whole-matrix centered clipping (int64 centre, clipped once at the end)."""
+    import math
+
+    from state_machine.constants import CC_BUCKET, CC_ITERATIONS
+
+    order = A.bucket_order(keys, seed)
+    buckets = np.stack([A.mean_round_half_even(deltas[order[i : i + CC_BUCKET]]).astype(np.int64)
+                        for i in range(0, len(order), CC_BUCKET)])
+    v = A.coordinate_median(buckets).astype(np.int64)
+    m = buckets.shape[0]
+    for _ in range(CC_ITERATIONS):
+        diffs = buckets - v[None, :]
+        tau = math.isqrt(sorted(A.norms_sq(diffs))[(m - 1) // 2])
+        total = np.zeros_like(v)
+        for row in diffs:
+            total += A.clip_to_norm(row, tau)
+        v = v + A._round_div(total, m)
+    return np.clip(v, -(2**15), 2**15 - 1).astype(np.int16)
+
+
+@SETTINGS
+@given(epochs(), st.sampled_from([None, [-(2**15), 2**15 - 1, 0, 1, -1]]))
+def test_centered_clip_keeps_its_centre_in_int16_losslessly(ep, extremes):
+    rows, keys, cols, seed = ep
+    if extremes is not None:  # saturated rows: the centre must still never leave int16
+        rows = np.random.default_rng(cols).choice(np.array(extremes, dtype=np.int16),
+                                                  rows.shape)
+    want = reference_centered_clip(rows, keys, seed)
+    assert A.centered_clip(stacked(rows), keys, seed, cols).tobytes() == want.tobytes()
+
+
 @SETTINGS
 @given(epochs(min_rows=3), st.sampled_from(sorted(AGGREGATORS)), st.integers(0, 3),
        st.integers(0, 2**20))
