@@ -277,6 +277,49 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
     return out
 
 
+def stf_close(n: int, mib: float, tmp: Path) -> dict[str, Any]:
+    """The STF's epoch close alone at any size (``--stf-only``): ``n`` update files on disk,
+    mapped read-only as the node's blob store maps them, ``judge_epoch`` over their tiles,
+    then the candidate (``apply_delta``). For d beyond ``MAX_NUM_PARAMS`` (issue 14's
+    d = 2^28), which no task can declare yet. Peak RSS of this process per step."""
+    from state_machine import verdicts as V
+    from state_machine.aggregation import apply_delta
+    from state_machine.tiles import StackedRows
+
+    d = int(mib * 2**20) // 2
+    rng = np.random.default_rng(9)
+    base_part = 1 << 22
+    t0 = time.perf_counter()
+    rows = []
+    for i in range(n):
+        path = tmp / f"u{i}.bin"
+        with open(path, "wb") as f:
+            for lo in range(0, d, base_part):
+                w = min(base_part, d - lo)
+                part = np.random.default_rng(lo).integers(-200, 200, w, dtype=np.int16)
+                f.write((part + rng.integers(-200, 200, w, dtype=np.int16)).tobytes())
+        rows.append(np.frombuffer(np.memmap(path, dtype=np.uint8, mode="r"), dtype="<i2"))
+    out: dict[str, Any] = {"proposers": n, "mib": mib, "d": d,
+                           "write_s": round(time.perf_counter() - t0, 1)}
+    params = _params(d, n)  # hashes a d-long genesis: before the measured part
+    _reset_peak(os.getpid())
+    out["rss_before_mib"] = round(rss_kib(os.getpid())["VmRSS"] / 1024, 1)
+    t0 = time.perf_counter()
+    j = V.judge_epoch(params, V.History(np.zeros(d, dtype=np.int16)),
+                      [i.to_bytes(32, "big") for i in range(n)], StackedRows(rows))
+    out["judge_s"] = round(time.perf_counter() - t0, 1)
+    out["judge_peak_rss_mib"] = round(rss_kib(os.getpid())["VmHWM"] / 1024, 1)
+    out["verdicts"] = sorted({v.verdict for v in j.verdicts})
+    assert j.aggregate is not None
+    g = np.ones(d, dtype=np.int32)  # the global model: a whole int32 array in the state
+    t0 = time.perf_counter()
+    cand = apply_delta(g, j.aggregate)
+    out["candidate_s"] = round(time.perf_counter() - t0, 1)
+    out["close_peak_rss_mib"] = round(rss_kib(os.getpid())["VmHWM"] / 1024, 1)
+    out["model_bytes_mib"] = round((g.nbytes + cand.nbytes + j.aggregate.nbytes) / 2**20, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--proposers", type=int, default=16)
@@ -287,6 +330,8 @@ def main() -> int:
     ap.add_argument("--root", default="", help=argparse.SUPPRESS)
     ap.add_argument("--d", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--dir", default=None, help="where the node's SQLite and blobs live")
+    ap.add_argument("--stf-only", action="store_true",
+                    help="only the STF's epoch close over mapped files (any d, no node)")
     args = ap.parse_args()
     if args.serve:
         serve(args.d, args.proposers, args.serve, args.dir)
@@ -297,6 +342,10 @@ def main() -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="flockchain-epoch-", dir=args.dir) as td:
+        if args.stf_only:
+            print(json.dumps({"bench": "epoch_stf_close", **stf_close(args.proposers,
+                                                                       args.mib, Path(td))}))
+            return 0
         r = run(args.proposers, args.mib, Path(td))
     print(f"epoch of {r['proposers']} x {r['mib']} MiB: upload {r.get('upload_s')} s, node "
           f"peak RSS {r.get('node_peak_rss_upload_mib')} MiB; close {r.get('close_s')} s, "
