@@ -11,6 +11,7 @@ gets its batch challenged: ``skipped_l1_event`` when it carries a later log,
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +157,7 @@ def world(w3: Web3, tmp_path: Any, drop_forced: bool = False) -> Iterator[World]
             value=rm.functions.taskPrice(2).call())
     seq = Sequencer(Store(f"sqlite:///{tmp_path}/seq.db"), b"\x05" * 32,
                     SequencerConfig(chain_id=CHAIN_ID, produce_blocks=False),
-                    clock=lambda: 1_700_000_000).start()
+                    clock=itertools.count(1_700_000_000).__next__).start()
     sink = DroppingSink(InProcessPorts(seq), drop_forced)
     watcher = L1Watcher(w3, dep, sink, confirmations=0)  # type: ignore[arg-type]
     rng = np.random.default_rng(1)
