@@ -13,6 +13,12 @@ batch states, on L1, how far it consumed the L1 logs, and two faults are provabl
   ``proposeBatch`` is still beyond the cursor.
 
 Either makes the batch wrong, and the verifier challenges it like a wrong root.
+
+A third rule anchors the rollup's clock to L1 (protocol 3, ``state_machine.pacing``): phase
+windows wait on block timestamps, so a batch must not state a block timestamp ahead of the
+L1 block that proposed it (plus ``max_clock_drift_s``): ``timestamp_ahead_of_l1``. Together
+with the STF's "timestamps never decrease" a window of ``W`` blocks then lasts at least
+``window_floor_s(W) - max_clock_drift_s`` of L1 time, however fast blocks are produced.
 """
 
 from __future__ import annotations
@@ -23,6 +29,10 @@ from typing import Any
 from bridge.watcher import L1Event
 
 DEFAULT_MAX_LAG_BLOCKS = 256
+# how far a block timestamp may run ahead of its proposal's L1 block: 10 L1 slots. It is a
+# one-off offset, not a rate (timestamps never decrease), so it shortens a window's floor by
+# at most this much; it absorbs clock skew and the wait between producing and proposing.
+DEFAULT_MAX_CLOCK_DRIFT_S = 120
 
 Position = tuple[int, int]
 
@@ -45,6 +55,13 @@ def lagging_events(events: Iterable[L1Event], cursor: Position | None, proposed_
     return [ev for ev in events
             if ev.l1_block <= limit
             and (cursor is None or (ev.l1_block, ev.log_index) > cursor)]
+
+
+def ahead_of_l1(stamps: Iterable[tuple[int, int]], l1_timestamp: int,
+                max_clock_drift_s: int = DEFAULT_MAX_CLOCK_DRIFT_S) -> tuple[int, int] | None:
+    """The first ``(height, timestamp)`` stamped later than ``l1_timestamp`` (the batch's
+    proposal block) allows, or None."""
+    return next(((h, ts) for h, ts in stamps if ts > l1_timestamp + max_clock_drift_s), None)
 
 
 class L1Index:

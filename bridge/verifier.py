@@ -27,7 +27,14 @@ from web3 import Web3
 
 from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
-from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, L1Index, lagging_events, skipped_events
+from bridge.inclusion import (
+    DEFAULT_MAX_CLOCK_DRIFT_S,
+    DEFAULT_MAX_LAG_BLOCKS,
+    L1Index,
+    ahead_of_l1,
+    lagging_events,
+    skipped_events,
+)
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from state_machine.actions import ActionError, decode_signed
@@ -35,6 +42,7 @@ from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.da import decode_da, replay_da
 from state_machine.forced import inner_v2_update
+from state_machine.pacing import paced
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, ChainMismatch, genesis_state
 
@@ -89,10 +97,14 @@ class Verifier:
         http: httpx.Client | None = None,
         max_lag_blocks: int | None = DEFAULT_MAX_LAG_BLOCKS,
         protocol: int = CURRENT_PROTOCOL,
+        max_clock_drift_s: int | None = DEFAULT_MAX_CLOCK_DRIFT_S,
     ) -> None:
         """``protocol``: the rollup's protocol version, fixed at its genesis like
-        ``chain_id`` (a chain's node reports it in ``/v1/healthz``)."""
+        ``chain_id`` (a chain's node reports it in ``/v1/healthz``). ``max_lag_blocks`` and
+        ``max_clock_drift_s`` (None: off) are the inclusion and clock rules
+        (``bridge.inclusion``)."""
         self.max_lag_blocks = max_lag_blocks
+        self.max_clock_drift_s = max_clock_drift_s
         self.w3 = w3
         self.deployment = deployment
         self.node_urls = node_urls
@@ -217,7 +229,8 @@ class Verifier:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:
             return self.challenge(index, "wrong_state_root")
-        unfair = self._inclusion_fault(index, base.state, result.state, carried)
+        unfair = (self._inclusion_fault(index, base.state, result.state, carried)
+                  or self._clock_fault(index, base.state, blocks))
         if unfair:
             return self.challenge(index, unfair)
         self.checkpoints[index] = _Checkpoint(result.state, result.last_block_hash, root)
@@ -241,6 +254,20 @@ class Verifier:
             return ""
         late = lagging_events(evs, end, proposed, self.max_lag_blocks)
         return f"l1_inclusion_lag at {late[0].l1_block}/{late[0].log_index}" if late else ""
+
+    def _clock_fault(self, index: int, before: State, blocks: list[dict[str, Any]]) -> str:
+        """'' or the first block stamped ahead of the L1 block that proposed the batch
+        (protocol 3 windows wait on timestamps: ``state_machine.pacing``)."""
+        proposed = self.l1_index.proposed.get(index)
+        if self.max_clock_drift_s is None or proposed is None or not paced(before):
+            return ""
+        l1_ts = int(self.w3.eth.get_block(proposed)["timestamp"])
+        ahead = ahead_of_l1(((b["height"], b["timestamp"]) for b in blocks), l1_ts,
+                            self.max_clock_drift_s)
+        if ahead is None:
+            return ""
+        return (f"timestamp_ahead_of_l1 at height {ahead[0]}: {ahead[1]} > L1 {l1_ts} + "
+                f"{self.max_clock_drift_s}")
 
     def challenge(self, index: int, why: str) -> str:
         if index in self.challenged:
