@@ -344,3 +344,22 @@ def test_honest_pace_on_l1_time_is_never_challenged(w3, tmp_path):
         assert wd.seq.height == deadline + 1
         wd.post()
         assert wd.verifier(max_clock_drift_s=0).step() == [(0, "ok")]
+
+
+def test_sequencer_sitting_on_a_forced_reveal_through_the_close_is_challenged(w3, tmp_path):
+    """The batch-granular lag rule let a sequencer that posts the whole phase as one batch
+    order the closing block before the forced reveal. Per block, in the rollup's (L1-
+    anchored) clock, the log is overdue once a block is stamped ``max_lag_s`` after it was
+    mined: the batch that closes the window over it is challenged."""
+    for wd in world(w3, tmp_path, drop_forced=True):
+        force_include(wd.w3, wd.dep, wd.addrs[VICTIM], revealing_without(wd, VICTIM))
+        while wd.seq.state.tasks[1].phase == "update_reveal":
+            dev_l1.advance_time(w3, 1)
+            wd.now[0] = l1.latest_timestamp(w3)
+            wd.block(tick=0)
+        assert wd.sink.dropped >= 1  # the watcher offers it again every poll
+        assert wd.seq.state.epochs[(1, 0)].verdicts[wd.keys[VICTIM].pubkey] == ABSENT
+        wd.post()
+        [(index, verdict)] = wd.verifier(max_lag_s=10).step()
+        assert index == 0 and verdict.startswith("challenged:l1_inclusion_lag"), verdict
+        assert "pending at height" in verdict
