@@ -34,6 +34,12 @@ def window_floor_s(window: int) -> int:
     return (window * WINDOW_FLOOR_MS_PER_BLOCK + 999) // 1000
 
 
+def min_window_blocks(floor_s: int) -> int:
+    """The least window whose floor is at least ``floor_s`` seconds (inverse of
+    :func:`window_floor_s`)."""
+    return -(-floor_s * 1000 // WINDOW_FLOOR_MS_PER_BLOCK)
+
+
 def timestamp_error(state: State, timestamp: int) -> str:
     """'' if a block with ``timestamp`` may follow ``state``, else why not (protocol 3: the
     clock never runs backwards, or a window's floor could be met, then un-met)."""

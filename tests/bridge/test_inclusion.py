@@ -71,3 +71,18 @@ def test_a_block_starting_over_an_overdue_log_is_a_fault():
     assert block_lag(sitting, evs, None, t, max_lag_s=60) == (3, evs[1])
     # a cursor already past a log (``start``): it is not pending
     assert block_lag([(9, 5_000, [])], evs, pos[-1], t, max_lag_s=60) is None
+
+
+def test_the_protecting_window_relation():
+    """docs/protocol.md "Paced phase windows": force by ``phase_not_before - max_lag_s``; a
+    window protects when its floor covers the lag plus the client's reaction time."""
+    from bridge.inclusion import DEFAULT_MAX_LAG_S
+    from bridge.settlement import force_deadline_l1, min_protecting_window_blocks
+    from state_machine.constants import MAX_WINDOW_BLOCKS
+    from state_machine.pacing import window_floor_s
+
+    assert DEFAULT_MAX_LAG_S == 3_072
+    assert force_deadline_l1(10_000) == 10_000 - DEFAULT_MAX_LAG_S
+    need = min_protecting_window_blocks()
+    assert need == 14_688 <= MAX_WINDOW_BLOCKS  # the CLI's --require-protection figure
+    assert window_floor_s(need) >= DEFAULT_MAX_LAG_S + 600 > window_floor_s(need - 1)
