@@ -37,7 +37,9 @@ def window_floor_s(window: int) -> int:
 def min_window_blocks(floor_s: int) -> int:
     """The least window whose floor is at least ``floor_s`` seconds (inverse of
     :func:`window_floor_s`)."""
-    return -(-floor_s * 1000 // WINDOW_FLOOR_MS_PER_BLOCK)
+    if floor_s <= 0:
+        return 0
+    return (floor_s - 1) * 1000 // WINDOW_FLOOR_MS_PER_BLOCK + 1  # floor rounds up: ceil
 
 
 def timestamp_error(state: State, timestamp: int) -> str:

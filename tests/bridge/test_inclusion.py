@@ -84,5 +84,5 @@ def test_the_protecting_window_relation():
     assert DEFAULT_MAX_LAG_S == 3_072
     assert force_deadline_l1(10_000) == 10_000 - DEFAULT_MAX_LAG_S
     need = min_protecting_window_blocks()
-    assert need == 14_688 <= MAX_WINDOW_BLOCKS  # the CLI's --require-protection figure
+    assert need == 14_685 <= MAX_WINDOW_BLOCKS  # the CLI's --require-protection figure
     assert window_floor_s(need) >= DEFAULT_MAX_LAG_S + 600 > window_floor_s(need - 1)
