@@ -4,7 +4,8 @@ The attack: a sequencer that censors a proposer's reveal produces blocks as fast
 so the reveal window (counted in blocks) runs out before the client's forced reveal is due;
 the honest client is slashed ``ABSENT``. From protocol 3 the window also has a time floor in
 block timestamps, which the sequencer can only meet by letting time pass (or by stamping
-blocks in the future, which the verifier challenges: ``tests/bridge/test_pacing_e2e.py``)."""
+blocks in the future, which the verifier challenges: end to end in
+``tests/bridge/test_forced_inclusion.py``)."""
 
 from __future__ import annotations
 
