@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -130,7 +131,8 @@ def _open(url: str, interval: int = 100) -> Any:
     from sequencer import Sequencer, SequencerConfig, Store
 
     conf = SequencerConfig(chain_id=CHAIN_ID, produce_blocks=False, snapshot_interval=interval)
-    return Sequencer(Store(url), b"\x05" * 32, conf, clock=lambda: 1_700_000_000).start()
+    tick = itertools.count(1_700_000_000).__next__  # one second a block
+    return Sequencer(Store(url), b"\x05" * 32, conf, clock=tick).start()
 
 
 def bench_chain(blocks: int, root: Path, batch_every: int = 100) -> dict[str, Any]:

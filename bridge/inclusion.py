@@ -13,16 +13,35 @@ batch states, on L1, how far it consumed the L1 logs, and two faults are provabl
   ``proposeBatch`` is still beyond the cursor.
 
 Either makes the batch wrong, and the verifier challenges it like a wrong root.
+
+A third rule anchors the rollup's clock to L1 (protocol 3, ``state_machine.pacing``): phase
+windows wait on block timestamps, so a batch must not state a block timestamp ahead of the
+L1 block that proposed it (plus ``max_clock_drift_s``): ``timestamp_ahead_of_l1``. Together
+with the STF's "timestamps never decrease" a window of ``W`` blocks then lasts at least
+``window_floor_s(W) - max_clock_drift_s`` of L1 time, however fast blocks are produced.
+And the lag rule gets a per-block form in that clock (protocol 3): a block stamped ``ts``
+may not start while a log mined at L1 time ``<= ts - max_lag_s`` is still beyond the
+cursor (``l1_inclusion_lag``). The batch form alone let a sequencer that posts one long
+batch order the phase's closing block before the forced action inside it; the block form
+makes "force by L1 time ``phase_not_before - max_lag_s``" a guarantee a client reads off
+the state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from bridge.watcher import L1Event
 
 DEFAULT_MAX_LAG_BLOCKS = 256
+# how far a block timestamp may run ahead of its proposal's L1 block: 10 L1 slots. It is a
+# one-off offset, not a rate (timestamps never decrease), so it shortens a window's floor by
+# at most this much; it absorbs clock skew and the wait between producing and proposing.
+DEFAULT_MAX_CLOCK_DRIFT_S = 120
+# the per-block lag bound in seconds: ``DEFAULT_MAX_LAG_BLOCKS`` Ethereum slots of 12 s
+DEFAULT_MAX_LAG_S = DEFAULT_MAX_LAG_BLOCKS * 12
 
 Position = tuple[int, int]
 
@@ -45,6 +64,31 @@ def lagging_events(events: Iterable[L1Event], cursor: Position | None, proposed_
     return [ev for ev in events
             if ev.l1_block <= limit
             and (cursor is None or (ev.l1_block, ev.log_index) > cursor)]
+
+
+def ahead_of_l1(stamps: Iterable[tuple[int, int]], l1_timestamp: int,
+                max_clock_drift_s: int = DEFAULT_MAX_CLOCK_DRIFT_S) -> tuple[int, int] | None:
+    """The first ``(height, timestamp)`` stamped later than ``l1_timestamp`` (the batch's
+    proposal block) allows, or None."""
+    return next(((h, ts) for h, ts in stamps if ts > l1_timestamp + max_clock_drift_s), None)
+
+
+def block_lag(blocks: Iterable[tuple[int, int, Iterable[Position]]], events: list[L1Event],
+              start: Position | None, l1_time: Callable[[int], int],
+              max_lag_s: int = DEFAULT_MAX_LAG_S) -> tuple[int, L1Event] | None:
+    """The first ``(height, log)`` where a block ``(height, timestamp, positions carried)``
+    starts while ``log``, mined at L1 time ``<= timestamp - max_lag_s``, is still beyond
+    the cursor (``start`` before the first block; ``events`` in L1 order; ``l1_time(n)``:
+    the timestamp of L1 block ``n``). Only the oldest pending log needs a look: L1 time
+    never decreases along L1 order."""
+    keys = [(ev.l1_block, ev.log_index) for ev in events]
+    cursor = start
+    for height, ts, carried in blocks:
+        i = 0 if cursor is None else bisect.bisect_right(keys, cursor)
+        if i < len(events) and l1_time(events[i].l1_block) <= ts - max_lag_s:
+            return height, events[i]
+        cursor = max([*carried, *([cursor] if cursor is not None else [])], default=None)
+    return None
 
 
 class L1Index:

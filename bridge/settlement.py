@@ -17,6 +17,7 @@ from bridge.contracts import Deployment
 from bridge.l1 import Sender, send
 from bridge.ports import ProofSource
 from state_machine.actions import SignedAction
+from state_machine.pacing import min_window_blocks
 
 log = logging.getLogger(__name__)
 
@@ -166,3 +167,23 @@ def force_margin_s(l1_block_time_s: float, confirmations: int, max_lag_blocks: i
     proposed ``max_lag_blocks`` L1 blocks later, and batches come every
     ``batch_interval_s``."""
     return (confirmations + max_lag_blocks) * l1_block_time_s + batch_interval_s
+
+
+def force_deadline_l1(phase_not_before: int, max_lag_s: int = 256 * 12) -> int:
+    """Protocol 3: the L1 timestamp by which a client's ``forceInclude`` log must be mined
+    for its action to apply before the current phase closes, read off the task record
+    (``phase_not_before``). The closing block is stamped at least ``phase_not_before``, and
+    no block may start while a log ``max_lag_s`` older than its stamp is pending
+    (``bridge.inclusion.block_lag``), so a log mined by then is applied in an earlier block.
+    Holds however fast the sequencer produces blocks; blocks stamped ahead of L1 are
+    challenged (``timestamp_ahead_of_l1``)."""
+    return phase_not_before - max_lag_s
+
+
+def min_protecting_window_blocks(max_lag_s: int = 256 * 12, reaction_s: int = 600) -> int:
+    """Protocol 3: the least window (blocks) whose time floor leaves a client ``reaction_s``
+    seconds, after the phase opens, to see that its action was not included and get the
+    forced log mined before :func:`force_deadline_l1`: ``window_floor_s(W) >= max_lag_s +
+    reaction_s``. Defaults (256 slots of 12 s, 10 min): 14,685 blocks (61 min 12 s of floor;
+    4.1 h at 1 s blocks)."""
+    return min_window_blocks(max_lag_s + reaction_s)

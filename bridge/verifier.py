@@ -28,7 +28,16 @@ from web3 import Web3
 
 from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
-from bridge.inclusion import DEFAULT_MAX_LAG_BLOCKS, L1Index, lagging_events, skipped_events
+from bridge.inclusion import (
+    DEFAULT_MAX_CLOCK_DRIFT_S,
+    DEFAULT_MAX_LAG_BLOCKS,
+    DEFAULT_MAX_LAG_S,
+    L1Index,
+    ahead_of_l1,
+    block_lag,
+    lagging_events,
+    skipped_events,
+)
 from bridge.l1 import Sender, latest_timestamp, send
 from bridge.watcher import L1Watcher
 from state_machine.actions import ActionError, decode_signed
@@ -36,6 +45,7 @@ from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.da import decode_da, replay_da
 from state_machine.forced import inner_v2_update
+from state_machine.pacing import paced
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, ChainMismatch, genesis_state
 
@@ -90,10 +100,16 @@ class Verifier:
         http: httpx.Client | None = None,
         max_lag_blocks: int | None = DEFAULT_MAX_LAG_BLOCKS,
         protocol: int = CURRENT_PROTOCOL,
+        max_clock_drift_s: int | None = DEFAULT_MAX_CLOCK_DRIFT_S,
+        max_lag_s: int | None = DEFAULT_MAX_LAG_S,
     ) -> None:
         """``protocol``: the rollup's protocol version, fixed at its genesis like
-        ``chain_id`` (a chain's node reports it in ``/v1/healthz``)."""
+        ``chain_id`` (a chain's node reports it in ``/v1/healthz``). ``max_lag_blocks``,
+        ``max_clock_drift_s`` and ``max_lag_s`` (None: off) are the inclusion and clock
+        rules (``bridge.inclusion``)."""
         self.max_lag_blocks = max_lag_blocks
+        self.max_clock_drift_s, self.max_lag_s = max_clock_drift_s, max_lag_s
+        self._l1_times: dict[int, int] = {}
         self.w3 = w3
         self.deployment = deployment
         self.node_urls = node_urls
@@ -187,10 +203,12 @@ class Verifier:
         parent = base.parent
         v2_hashes: list[bytes] = []
         carried: set[tuple[int, int]] = set()
+        per_block: list[tuple[int, int, list[tuple[int, int]]]] = []  # the clock rules
         for blk in blocks:
             if blk["parent_hash"] != parent:
                 return self.challenge(index, f"broken_parent_link at height {blk['height']}")
             parent = blk["block_hash"]
+            per_block.append((blk["height"], blk["timestamp"], []))
             for raw in blk["actions"]:
                 try:
                     sa = decode_signed(raw)
@@ -201,6 +219,7 @@ class Verifier:
                         return self.challenge(index,
                                               f"forged_l1_action at height {blk['height']}")
                     carried.add((sa.action.body.l1_block, sa.action.body.log_index))
+                    per_block[-1][2].append((sa.action.body.l1_block, sa.action.body.log_index))
                 if sa.action.type == "reveal_update_v2":
                     v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
                 elif sa.action.type == "l1_forced_action":  # a forced v2 reveal (F-12)
@@ -220,7 +239,8 @@ class Verifier:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:
             return self.challenge(index, "wrong_state_root")
-        unfair = self._inclusion_fault(index, base.state, result.state, carried)
+        unfair = (self._inclusion_fault(index, base.state, result.state, carried)
+                  or self._clock_fault(index, base.state, per_block))
         if unfair:
             return self.challenge(index, unfair)
         self.checkpoints[index] = _Checkpoint(result.state, result.last_block_hash, root)
@@ -244,6 +264,34 @@ class Verifier:
             return ""
         late = lagging_events(evs, end, proposed, self.max_lag_blocks)
         return f"l1_inclusion_lag at {late[0].l1_block}/{late[0].log_index}" if late else ""
+
+    def _clock_fault(self, index: int, before: State,
+                     blocks: list[tuple[int, int, list[tuple[int, int]]]]) -> str:
+        """'' or, protocol 3 (windows wait on timestamps: ``state_machine.pacing``), the first
+        block stamped ahead of the L1 block that proposed the batch, or the first block that
+        started while a log ``max_lag_s`` older than its timestamp was pending."""
+        if not paced(before):
+            return ""
+        proposed = self.l1_index.proposed.get(index)
+        if self.max_clock_drift_s is not None and proposed is not None:
+            l1_ts = self._l1_time(proposed)
+            ahead = ahead_of_l1(((h, ts) for h, ts, _ in blocks), l1_ts, self.max_clock_drift_s)
+            if ahead is not None:
+                return (f"timestamp_ahead_of_l1 at height {ahead[0]}: {ahead[1]} > L1 {l1_ts}"
+                        f" + {self.max_clock_drift_s}")
+        if self.max_lag_s is None:
+            return ""
+        start = before.l1_cursor if before.l1_seen else None
+        late = block_lag(blocks, self.l1_index.events, start, self._l1_time, self.max_lag_s)
+        if late is None:
+            return ""
+        return (f"l1_inclusion_lag at {late[1].l1_block}/{late[1].log_index}: pending at height "
+                f"{late[0]}, over {self.max_lag_s} s old by its timestamp")
+
+    def _l1_time(self, number: int) -> int:
+        if number not in self._l1_times:
+            self._l1_times[number] = int(self.w3.eth.get_block(number)["timestamp"])
+        return self._l1_times[number]
 
     def challenge(self, index: int, why: str) -> str:
         if index in self.challenged:

@@ -21,7 +21,9 @@ The client API in three lines (see ``federated/byo.py``):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +107,12 @@ def _create_task(node: NodeHandle, spec_hash: bytes, d: int, epochs: int,
 def run(workdir: Path, epochs: int = 3, keep: bool = False) -> dict[str, Any]:
     """Run the example; returns the per-epoch committee accuracies and the node handle
     (stopped unless ``keep``)."""
+    # blocks are stepped by hand below, one chain second apart: protocol 3 phase windows
+    # also wait on block time (docs/protocol.md "Paced phase windows")
+    tick = itertools.count(int(time.time())).__next__
     node = start_node(NodeConfig(db_url=f"sqlite:///{workdir}/byo.db", chain_id=7, port=0,
                                  sequencer_key_file=workdir / "seq.key", log_level="warning"),
-                      produce_blocks=False)
+                      clock=tick, produce_blocks=False)
     keys = [_key(f"client{i}") for i in range(N_CLIENTS)]
     agents = []
     for i, k in enumerate(keys):

@@ -31,12 +31,19 @@ sys.path.insert(0, str(ROOT / "tests"))
 from stf_harness import Client, Harness, default_params  # noqa: E402
 
 from state_machine.actions import UnbondBody  # noqa: E402
-from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1  # noqa: E402
+from state_machine.constants import (  # noqa: E402
+    CURRENT_PROTOCOL,
+    PROTOCOL_BOUND_COMMITMENTS,
+    PROTOCOL_PACED_WINDOWS,
+    PROTOCOL_V1,
+)
 from state_machine.transition import genesis_state  # noqa: E402
 
 PROTOCOL = "v2-verdicts"
 FIXTURES = ROOT / "tests" / "fixtures"
-OUT = {PROTOCOL_V1: FIXTURES / "chain_v1.msgpack", CURRENT_PROTOCOL: FIXTURES / "chain_v2.msgpack"}
+OUT = {PROTOCOL_V1: FIXTURES / "chain_v1.msgpack",
+       PROTOCOL_BOUND_COMMITMENTS: FIXTURES / "chain_v2.msgpack",
+       PROTOCOL_PACED_WINDOWS: FIXTURES / "chain_v3.msgpack"}
 D = 512
 
 

@@ -89,7 +89,18 @@ MAX_PARTICIPANTS = 1_024
 #    refused (`duplicate_commitment`): chains recorded before issue 10 replay under it.
 # 2: every commitment binds the sender, task and epoch (`commitments.CommitBinding`), so a
 #    copied commitment can never be opened by the copier; the duplicate refusal is dropped.
+# 3: paced windows (issue 11, F-12 residual; docs/protocol.md "Paced phase windows"): block
+#    timestamps never decrease (committed in the meta root) and a phase of ``window`` blocks
+#    closes only once its blocks' timestamps also advanced ``window_floor_s(window)``, so a
+#    sequencer producing blocks faster than it advertises cannot run a window out early
+#    (the verifier keeps timestamps from running ahead of L1: ``timestamp_ahead_of_l1``).
 PROTOCOL_V1 = 1
 PROTOCOL_BOUND_COMMITMENTS = 2
-CURRENT_PROTOCOL = PROTOCOL_BOUND_COMMITMENTS
-KNOWN_PROTOCOLS = (PROTOCOL_V1, PROTOCOL_BOUND_COMMITMENTS)
+PROTOCOL_PACED_WINDOWS = 3
+CURRENT_PROTOCOL = PROTOCOL_PACED_WINDOWS
+KNOWN_PROTOCOLS = (PROTOCOL_V1, PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_PACED_WINDOWS)
+# protocol 3: each block of a window is worth at least this much block-timestamp time, so a
+# window of W blocks lasts >= ceil(W * 250 / 1000) s. 250 ms is the fastest cadence the node
+# runs (the demo's block_time): an honest sequencer at that cadence or slower reaches the
+# height first and never waits on the floor; one that outpaces it waits on the clock.
+WINDOW_FLOOR_MS_PER_BLOCK = 250

@@ -18,7 +18,7 @@ from collections.abc import Collection
 
 import numpy as np
 
-from state_machine import indexes, voting
+from state_machine import indexes, pacing, voting
 from state_machine import verdicts as verdicts_mod
 from state_machine.aggregation import AggregationError, apply_delta
 from state_machine.crypto import abi_uint, keccak256
@@ -95,6 +95,7 @@ def open_epoch(state: State, task: Task, pre_root: bytes) -> None:
 def _enter(state: State, task: Task, ep: EpochState, phase: str, window: int) -> None:
     task.phase = phase
     task.phase_deadline = state.height + window
+    pacing.open_window(state, task, window)
     ep.phase_log.append((phase, state.height))
     state.touch_task(task.task_id)
     state.touch_epoch(ep.task_id, ep.epoch)
@@ -361,7 +362,7 @@ def process_deadlines(state: State, pre_root: bytes) -> None:
                 expire_idle_task(state, task)
             continue
         if task.phase in (UPDATE_COMMIT, UPDATE_REVEAL, VOTE_COMMIT, VOTE_REVEAL):
-            if state.height > task.phase_deadline:
+            if pacing.deadline_passed(state, task):
                 close_phase(state, task, pre_root)
 
 

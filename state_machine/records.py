@@ -169,6 +169,9 @@ class Task:
     # height after which an idle task expires (``state_machine.lifecycle``); None for tasks
     # created by v1 ``l1_task_created`` (no expiry: recorded v1 chains keep their roots)
     idle_deadline: int | None = None
+    # protocol 3: least block timestamp at which the current phase may close
+    # (``state_machine.pacing``); None on protocol 1 and 2 chains (their roots unchanged)
+    phase_not_before: int | None = None
 
     @property
     def fee_per_epoch(self) -> int:
@@ -193,6 +196,8 @@ class Task:
         }
         if self.idle_deadline is not None:  # v2 tasks only (see ``idle_deadline``)
             d["idle_deadline"] = self.idle_deadline
+        if self.phase_not_before is not None:  # protocol 3 only (``pacing``)
+            d["phase_not_before"] = self.phase_not_before
         return d
 
     def leaf(self) -> bytes:

@@ -19,6 +19,7 @@ from state_machine.commitments import CommitBinding
 from state_machine.constants import BPS, MIN_STAKE, PROTOCOL_BOUND_COMMITMENTS
 from state_machine.crypto import keccak256
 from state_machine.epochs import can_open, current_epoch, phase_complete
+from state_machine.pacing import deadline_passed
 from state_machine.reasons import Reason
 from state_machine.state import (
     ACTIVE,
@@ -146,8 +147,10 @@ def check_advance(state: State, task: Task, epoch: int, height: int) -> bool:
         raise Rejected(Reason.NOTHING_TO_ADVANCE, f"task is {task.phase}")
     if epoch != task.epoch:
         raise Rejected(Reason.WRONG_EPOCH, f"current epoch is {task.epoch}")
-    if not (phase_complete(task, current_epoch(state, task)) or height > task.phase_deadline):
-        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}")
+    if not (phase_complete(task, current_epoch(state, task))
+            or deadline_passed(state, task, height)):
+        floor = f", not before time {task.phase_not_before}" if task.phase_not_before else ""
+        raise Rejected(Reason.PHASE_INCOMPLETE, f"deadline at height {task.phase_deadline}{floor}")
     return False
 
 

@@ -11,8 +11,8 @@ Sub-trees (each a ``MerkleTree`` indexed by insertion order):
 * meta root: ``keccak256(abi.encode(senders_root, status_root, l1_block, l1_log_index))``
   where senders leaves are ``keccak256(abi.encode(bytes32 pubkey, uint256 nonce))`` and
   status leaves (one per account) ``keccak256(abi.encode(bytes32 pubkey, uint256 status,
-  uint256 unlock_time))``; a beacon (once seen) and the protocol version (from 2 on) are
-  appended (see ``State.meta_root``).
+  uint256 unlock_time))``; a beacon (once seen), the protocol version (from 2 on) and the
+  latest block timestamp (from 3 on) are appended (see ``State.meta_root``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from state_machine import codec, indexes
-from state_machine.constants import PROTOCOL_V1
+from state_machine.constants import PROTOCOL_PACED_WINDOWS, PROTOCOL_V1
 from state_machine.cow import CowMap
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import (
@@ -83,6 +83,8 @@ class State:
     # l1_address -> pubkeys ever staked from it (deposit checks without scanning accounts)
     address_index: CowMap[bytes, tuple[bytes, ...]] = field(default_factory=CowMap)
     l1_cursor: tuple[int, int] = (0, 0)
+    # protocol 3: timestamp of the latest block (``pacing``; 0 and uncommitted before)
+    timestamp: int = 0
     l1_seen: bool = False
     # latest L1 randomness beacon (number, prevrandao); number 0: none seen (v1 chains)
     beacon: tuple[int, bytes] = (0, b"\x00" * 32)
@@ -240,9 +242,11 @@ class State:
         """Commits to the senders and status trees, the L1 cursor, once one was seen the
         latest randomness beacon (a chain without beacons keeps its v1 roots) and, from
         protocol 2 on, the protocol version (so a replay under the wrong rule set differs
-        from block 1; protocol 1 chains keep their roots)."""
+        from block 1; protocol 1 chains keep their roots) and, from protocol 3 on, the latest
+        block timestamp (phase windows read it: ``state_machine.pacing``)."""
         beacon = (abi_uint(self.beacon[0]), abi_bytes32(self.beacon[1])) if self.beacon[0] else ()
         version = (abi_uint(self.protocol),) if self.protocol != PROTOCOL_V1 else ()
+        clock = (abi_uint(self.timestamp),) if self.protocol >= PROTOCOL_PACED_WINDOWS else ()
         return keccak256(
             abi_bytes32(self.senders_tree.root()),
             abi_bytes32(self.status_tree.root()),
@@ -250,6 +254,7 @@ class State:
             abi_uint(self.l1_cursor[1]),
             *beacon,
             *version,
+            *clock,
         )
 
     def subroots(self) -> list[bytes]:

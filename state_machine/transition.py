@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec, l1_actions
+from state_machine import codec, l1_actions, pacing
 from state_machine.actions import (
     AdvanceBody,
     CommitUpdateBody,
@@ -312,7 +312,8 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
 def apply_block(state: State, block: Block, verified: Container[bytes] = ()
                 ) -> tuple[State, list[Receipt]]:
     """Apply ``block`` to a copy of ``state``; return the new state and one receipt per
-    action. Phase deadlines are processed first, then actions in block order.
+    action. Phase deadlines are processed first, then actions in block order. From
+    protocol 3 the block's timestamp may not go below its parent's (``pacing``).
 
     ``verified``: action hashes whose ed25519 signatures the caller has itself verified
     (only the sequencer passes it: admission checked each signature before the ack). Their
@@ -326,9 +327,13 @@ def apply_block(state: State, block: Block, verified: Container[bytes] = ()
     root computed, writes refused): copy it to change it."""
     if block.height != state.height + 1:
         raise BlockError(f"expected height {state.height + 1}, got {block.height}")
+    bad_clock = pacing.timestamp_error(state, block.timestamp)
+    if bad_clock:
+        raise BlockError(bad_clock)
     pre_root = state.state_root()
     st = state.copy()
     st.height = block.height
+    pacing.stamp(st, block.timestamp)
     process_deadlines(st, pre_root)
     receipts = []
     for sa in block.actions:

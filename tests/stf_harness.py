@@ -140,9 +140,12 @@ class Harness:
 
     # -- blocks --
     def block(self, *actions: SignedAction) -> list[Receipt]:
-        b = Block(
-            self.state.height + 1, self.parent, 1_700_000_000 + self.state.height, list(actions)
-        )
+        """The next block, one second after the last (the harness's honest cadence)."""
+        return self.block_at(1_700_000_000 + self.state.height, *actions)
+
+    def block_at(self, timestamp: int, *actions: SignedAction) -> list[Receipt]:
+        """The next block at ``timestamp`` (protocol 3 reads it: ``state_machine.pacing``)."""
+        b = Block(self.state.height + 1, self.parent, timestamp, list(actions))
         res = execute_block(self.state, b)
         self.state, receipts, self.parent = res.state, res.receipts, res.hash
         self.receipts.extend(receipts)

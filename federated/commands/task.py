@@ -11,6 +11,7 @@ and ``--seed`` (``federated.train.init_global``), so anyone can publish it; with
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--f", type=non_negative_int, default=0, help="assumed Byzantine proposers")
     c.add_argument("--window", type=_positive_int, default=40, metavar="BLOCKS",
                    help="blocks per phase (commit, reveal, vote commit, vote reveal)")
+    c.add_argument("--require-protection", action="store_true",
+                   help="refuse a --window whose time floor cannot guarantee a censored "
+                   "client's forced action lands in time (protocol 3; docs/protocol.md "
+                   "\"Paced phase windows\"); without it such a window only gets a warning")
     c.add_argument("--scale-bits", type=_positive_int, default=12, metavar="BITS")
     c.add_argument("--seed", type=non_negative_int, default=1,
                    help="genesis model seed (the genesis is init_global(model, seed))")
@@ -89,6 +94,17 @@ def _create(args: argparse.Namespace) -> int:
         usage_error(args, "--target-accuracy-bps must be <= 10000")
     if args.genesis_key_file and not args.node:
         usage_error(args, "--genesis-key-file needs --node")
+    from state_machine.pacing import min_window_blocks
+
+    # = bridge.settlement.min_protecting_window_blocks(): the verifier's default per-block
+    # lag (256 slots of 12 s) plus 10 min for the client to notice and force
+    need = min_window_blocks(256 * 12 + 600)
+    if args.window < need:
+        why = (f"--window {args.window} is below {need} blocks: forced inclusion cannot "
+               "guarantee a censored client's action lands before its phase closes")
+        if args.require_protection:
+            usage_error(args, why)
+        print(f"warning: {why}", file=sys.stderr)
     hexkey = key_from_args(args, "--key")
 
     from bridge.l1 import TxFailed, send

@@ -50,6 +50,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", type=int, choices=KNOWN_PROTOCOLS, default=CURRENT_PROTOCOL,
                    metavar="V", help="the rollup's protocol version, fixed at its genesis "
                    "(a node reports it in /v1/healthz; default %(default)s)")
+    p.add_argument("--max-clock-drift", type=non_negative_int, default=None, metavar="S",
+                   help="challenge a batch with a block timestamp more than S seconds ahead "
+                   "of its proposal's L1 block (protocol 3; default 120)")
+    p.add_argument("--max-lag-s", type=non_negative_int, default=None, metavar="S",
+                   help="challenge a batch with a block that starts while an L1 log mined S "
+                   "seconds before its timestamp is still pending (protocol 3; default 3072)")
     p.add_argument("--db", metavar="URL",
                    help="SQLAlchemy URL for checkpoints (sqlite:///f.db, postgresql://...)")
     p.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
@@ -80,6 +86,7 @@ def _run(args: argparse.Namespace) -> int:
     hexkey = key_from_args(args, "--l1-key")
     setup_logging(args.log_level)
 
+    from bridge.inclusion import DEFAULT_MAX_CLOCK_DRIFT_S, DEFAULT_MAX_LAG_S
     from bridge.verifier import Verifier
     from bridge.verifier_service import (
         CheckpointStore,
@@ -93,6 +100,10 @@ def _run(args: argparse.Namespace) -> int:
     dep = load_deployment(args.deployment, w3, wait_s=args.wait)
     verifier = Verifier(w3, dep, list(args.nodes), args.chain_id, account(hexkey),  # type: ignore[arg-type]
                         protocol=args.protocol,
+                        max_clock_drift_s=(DEFAULT_MAX_CLOCK_DRIFT_S if args.max_clock_drift
+                                           is None else args.max_clock_drift),
+                        max_lag_s=(DEFAULT_MAX_LAG_S if args.max_lag_s is None
+                                   else args.max_lag_s),
                         da_grace_seconds=args.da_grace)
     store = None
     if args.db:

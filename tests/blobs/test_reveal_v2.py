@@ -133,10 +133,11 @@ def test_v2_reveal_rejections_change_nothing() -> None:
     for blobs, over, reason in cases:
         h.blobs = blobs
         root = h.state.state_root()
-        empty, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [], blobs=blobs))
+        empty, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp,
+                                              [], blobs=blobs))
         sa = h.reveal_v2(c, vb, **over)
         c.nonce -= 1
-        new, rec = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [sa],
+        new, rec = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp, [sa],
                                               blobs=blobs))
         assert (rec[0].applied, rec[0].reason) == (False, reason)
         assert new.state_root() == empty.state_root() and h.state.state_root() == root

@@ -6,7 +6,12 @@ recourse the honest client is slashed ``ABSENT`` when the phase closes. Now the 
 sends the same signed bytes to ``StakingRegistry.forceInclude``; the action lands through
 the watcher and the client is not slashed. A sequencer that also ignores the forced log
 gets its batch challenged: ``skipped_l1_event`` when it carries a later log,
-``l1_inclusion_lag`` when it sits on it."""
+``l1_inclusion_lag`` when it sits on it.
+
+The pacing sequencer (protocol 3, ``state_machine.pacing``): one that produces blocks as
+fast as it can to run the reveal window out before the forced reveal is due cannot close
+it (the window also waits on block time); stamping blocks in the future to meet that floor
+gets the batch challenged ``timestamp_ahead_of_l1``; an honest pace is never challenged."""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from rollup.keys import Keypair
 from rollup.ports import InProcessPorts
 from sequencer import Sequencer, SequencerConfig, Store
 from state_machine.actions import (
+    AdvanceBody,
     CommitUpdateBody,
     PublishGenesisBody,
     RevealUpdateBody,
@@ -109,14 +115,18 @@ class World:
     keys: list[Keypair]
     addrs: list[str]
     deltas: list[np.ndarray]
+    now: list[int]  # the sequencer's clock
 
     def sign(self, i: int, typ: str, body: Any) -> SignedAction:
         pk = self.keys[i].pubkey
         return make_action(self.keys[i].seed, typ, CHAIN_ID, self.seq.pending_nonce(pk), body,
                            pk)
 
-    def block(self, n: int = 1) -> None:
+    def block(self, n: int = 1, tick: int = 1) -> None:
+        """``n`` blocks, the clock moving ``tick`` seconds before each (0: as fast as the
+        sequencer can produce them)."""
         for _ in range(n):
+            self.now[0] += tick
             self.watcher.poll()
             self.seq.produce_block()
 
@@ -154,15 +164,16 @@ def world(w3: Web3, tmp_path: Any, drop_forced: bool = False) -> Iterator[World]
                         vote_reveal_window=WINDOW)
     l1.send(w3, rm.functions.createTask(b"\x33" * 32, 2, 10_000, params.encode()), owner,
             value=rm.functions.taskPrice(2).call())
+    now = [1_700_000_000]
     seq = Sequencer(Store(f"sqlite:///{tmp_path}/seq.db"), b"\x05" * 32,
                     SequencerConfig(chain_id=CHAIN_ID, produce_blocks=False),
-                    clock=lambda: 1_700_000_000).start()
+                    clock=lambda: now[0]).start()
     sink = DroppingSink(InProcessPorts(seq), drop_forced)
     watcher = L1Watcher(w3, dep, sink, confirmations=0)  # type: ignore[arg-type]
     rng = np.random.default_rng(1)
     base = rng.normal(0, 300, D)
     deltas = [(base + rng.normal(0, 300, D)).astype(np.int16) for _ in range(N)]
-    wd = World(w3, dep, seq, sink, watcher, keys, addrs, deltas)
+    wd = World(w3, dep, seq, sink, watcher, keys, addrs, deltas, now)
     wd.block()
     seq.submit(wd.sign(0, "publish_genesis",
                        PublishGenesisBody(1, genesis.astype("<i4").tobytes())).encode())
@@ -263,3 +274,92 @@ def test_force_include_command(tmp_path, capsys):
             main([*base, "--action", "c0ffee"])
         reg = dep.contract(w3, "StakingRegistry")
         assert reg.functions.forcedCount().call() == 1
+
+
+def revealing_without(wd: World, victim: int) -> SignedAction:
+    """Everyone commits (the phase closes early); every reveal but the victim's lands (the
+    sequencer drops it). Returns the dropped reveal."""
+    for i in range(N):
+        wd.seq.submit(wd.commit(i).encode())
+    wd.block()
+    wd.seq.submit(wd.sign(0, "advance", AdvanceBody(1, 0)).encode())
+    wd.block()
+    assert wd.seq.state.tasks[1].phase == "update_reveal"
+    dropped = wd.reveal(victim)
+    for i in range(N):
+        if i != victim:
+            wd.seq.submit(wd.reveal(i).encode())
+    wd.block(tick=0)
+    return dropped
+
+
+def test_rushing_sequencer_cannot_close_the_reveal_window_before_the_forced_reveal(
+        w3, tmp_path):
+    """The residual of F-12, replayed: the sequencer drops the victim's reveal and produces
+    blocks as fast as it can (its clock does not move) to end the window before the forced
+    reveal is due. The window stays open past its height; the forced reveal lands; the batch
+    verifies and the victim is not slashed."""
+    for wd in world(w3, tmp_path):
+        dropped = revealing_without(wd, VICTIM)
+        wd.block(5 * WINDOW, tick=0)
+        task = wd.seq.state.tasks[1]
+        assert wd.seq.height > task.phase_deadline and task.phase == "update_reveal"
+        assert task.phase_not_before > wd.seq.state.timestamp
+        force_include(wd.w3, wd.dep, wd.addrs[VICTIM], dropped)
+        wd.block(tick=0)
+        assert wd.keys[VICTIM].pubkey in wd.seq.state.epochs[(1, 0)].updates
+        while wd.seq.state.epochs[(1, 0)].outcome == "pending":
+            wd.block()  # time passes: the window closes on its floor
+        ep = wd.seq.state.epochs[(1, 0)]
+        assert ep.verdicts[wd.keys[VICTIM].pubkey] != ABSENT and ep.outcome == "accepted"
+        wd.post()
+        assert wd.verifier().step() == [(0, "ok")]
+
+
+def test_sequencer_stamping_blocks_ahead_of_l1_is_challenged(w3, tmp_path):
+    """To meet the window's floor without waiting, the sequencer stamps its blocks an hour
+    into the future, closes the reveal window and gets the victim slashed ``ABSENT``: the
+    batch is challenged, its timestamps ran ahead of the L1 block that proposed it."""
+    for wd in world(w3, tmp_path):
+        revealing_without(wd, VICTIM)
+        wd.now[0] = l1.latest_timestamp(w3) + 3_600
+        while wd.seq.state.tasks[1].phase == "update_reveal":
+            wd.block(tick=0)
+        assert wd.seq.state.epochs[(1, 0)].verdicts[wd.keys[VICTIM].pubkey] == ABSENT
+        wd.post()
+        [(index, verdict)] = wd.verifier().step()
+        assert index == 0 and verdict.startswith("challenged:timestamp_ahead_of_l1"), verdict
+
+
+def test_honest_pace_on_l1_time_is_never_challenged(w3, tmp_path):
+    """The sequencer's clock is L1's: a block a second while L1 time moves on. Every window
+    closes on its height, the batch verifies (drift 0: not even clock skew is needed)."""
+    for wd in world(w3, tmp_path):
+        revealing_without(wd, VICTIM)
+        deadline = wd.seq.state.tasks[1].phase_deadline
+        while wd.seq.state.tasks[1].phase == "update_reveal":
+            dev_l1.advance_time(w3, 1)
+            wd.now[0] = l1.latest_timestamp(w3)
+            wd.block(tick=0)
+        assert wd.seq.height == deadline + 1
+        wd.post()
+        assert wd.verifier(max_clock_drift_s=0).step() == [(0, "ok")]
+
+
+def test_sequencer_sitting_on_a_forced_reveal_through_the_close_is_challenged(w3, tmp_path):
+    """The batch-granular lag rule let a sequencer that posts the whole phase as one batch
+    order the closing block before the forced reveal. Per block, in the rollup's (L1-
+    anchored) clock, the log is overdue once a block is stamped ``max_lag_s`` after it was
+    mined: the batch that closes the window over it is challenged."""
+    for wd in world(w3, tmp_path, drop_forced=True):
+        force_include(wd.w3, wd.dep, wd.addrs[VICTIM], revealing_without(wd, VICTIM))
+        while wd.seq.state.tasks[1].phase == "update_reveal":
+            dev_l1.advance_time(w3, 1)
+            wd.now[0] = l1.latest_timestamp(w3)
+            wd.block(tick=0)
+        assert wd.sink.dropped >= 1  # the watcher offers it again every poll
+        assert wd.seq.state.epochs[(1, 0)].verdicts[wd.keys[VICTIM].pubkey] == ABSENT
+        wd.post()
+        [(index, verdict)] = wd.verifier(max_lag_s=10).step()
+        assert index == 0 and verdict.startswith("challenged:l1_inclusion_lag"), verdict
+        assert "pending at height" in verdict

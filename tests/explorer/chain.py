@@ -8,6 +8,7 @@ windows, so three epochs take seconds and the chain is the same on every run.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +80,8 @@ def build_chain(tmp: Path, max_epochs: int = 3) -> Chain:
     """Start a node and run ``max_epochs`` epochs of a task with two attackers."""
     conf = NodeConfig(db_url=f"sqlite:///{tmp}/chain.db", chain_id=CHAIN_ID, port=0,
                       sequencer_key_file=tmp / "seq.key", log_level="warning")
-    node = start_node(conf, produce_blocks=False)
+    # blocks are stepped by hand, one chain second apart (protocol 3 windows wait on time)
+    node = start_node(conf, clock=itertools.count(1_700_000_000).__next__, produce_blocks=False)
     seq = node.sequencer
     client = NodeClient(node.url)
     agents, behaviour = _agents(client)

@@ -118,6 +118,8 @@ def test_module_entry_point() -> None:
      "argument --model: invalid choice"),
     (["task", "create", *L1, *DEP, "--key", KEY, "--epochs", "1", "--genesis-key-file", "g"],
      "--genesis-key-file needs --node"),
+    (["task", "create", *L1, *DEP, "--key", KEY, "--epochs", "1", "--require-protection"],
+     "--window 40 is below 14685 blocks"),
     (["localnet", "start", "--attackers", "honest,nope"], "unknown behaviour(s) nope"),
     (["localnet", "start", "--node-port", "70000"], "--node-port must be <= 65535"),
     (["localnet", "frobnicate"], "invalid choice: 'frobnicate'"),

@@ -5,6 +5,7 @@ guard, quotas, HTTP limits, admin surface, health, integer ranges)."""
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import socket
 import sys
 import time
@@ -51,7 +52,8 @@ bench = _load_bench()
 
 def open_seq(url: str, **cfg: object) -> Sequencer:
     conf = SequencerConfig(chain_id=CHAIN_ID, produce_blocks=False, **cfg)  # type: ignore[arg-type]
-    return Sequencer(Store(url), SEQ_SEED, conf, clock=lambda: 1_700_000_000).start()
+    tick = itertools.count(1_700_000_000).__next__  # one second a block
+    return Sequencer(Store(url), SEQ_SEED, conf, clock=tick).start()
 
 
 def refused(seq: Sequencer, raw: bytes) -> str:

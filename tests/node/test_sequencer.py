@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from sqlalchemy import update
@@ -29,7 +31,8 @@ SEQ_SEED = b"\x05" * 32
 
 def open_seq(url: str, **cfg: object) -> Sequencer:
     conf = SequencerConfig(chain_id=CHAIN_ID, produce_blocks=False, **cfg)  # type: ignore[arg-type]
-    return Sequencer(Store(url), SEQ_SEED, conf, clock=lambda: 1_700_000_000).start()
+    tick = itertools.count(1_700_000_000).__next__  # one second a block
+    return Sequencer(Store(url), SEQ_SEED, conf, clock=tick).start()
 
 
 def signed(m: Member, typ: str, body: object, nonce: int) -> bytes:

@@ -177,7 +177,8 @@ def test_a_copied_chunked_v2_commitment_cannot_be_revealed_by_the_copier():
     blobs = {vb.keccak: vb}
     for who, applied in ((copier, False), (victim, True)):
         sa = h.signed(who, "reveal_update_v2", body)
-        _, (rc,) = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [sa], blobs))
+        _, (rc,) = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp,
+                                              [sa], blobs))
         assert rc.applied == applied, rc
         assert applied or rc.reason == "commitment_mismatch"
 

@@ -72,9 +72,9 @@ def test_rejected_action_is_rolled_back_even_if_a_handler_mutated_first(monkeypa
 
     monkeypatch.setitem(transition._HANDLERS, "l1_deposit", bad)
     action = h.deposit(Client.make("bob"))
-    new, receipts = apply_block(base, Block(base.height + 1, h.parent, 0, [action]))
+    new, receipts = apply_block(base, Block(base.height + 1, h.parent, base.timestamp, [action]))
     assert not receipts[0].applied
-    empty, _ = apply_block(base, Block(base.height + 1, h.parent, 0, []))
+    empty, _ = apply_block(base, Block(base.height + 1, h.parent, base.timestamp, []))
     assert new.state_root() == empty.state_root()
     assert base.state_root() == before and base.accounts[c.pubkey].stake != 1
 

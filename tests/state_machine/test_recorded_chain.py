@@ -5,7 +5,7 @@ deliberate protocol change is a fork: it is gated by the chain's protocol versio
 (``state_machine.constants.PROTOCOL_*``, fixed at genesis), the fixtures of older versions
 stay byte-identical and keep replaying, and the new version gets a fixture of its own
 (``chain_v1``: protocol 1, payload-only commitments; ``chain_v2``: protocol 2, commitments
-bound to the sender, issue 10).
+bound to the sender, issue 10; ``chain_v3``: protocol 3, paced windows, issue 11 F-12).
 """
 
 from __future__ import annotations
@@ -17,7 +17,12 @@ import msgpack
 import pytest
 
 from state_machine.actions import decode_signed
-from state_machine.constants import CURRENT_PROTOCOL, PROTOCOL_V1
+from state_machine.constants import (
+    CURRENT_PROTOCOL,
+    PROTOCOL_BOUND_COMMITMENTS,
+    PROTOCOL_PACED_WINDOWS,
+    PROTOCOL_V1,
+)
 from state_machine.state import State
 from state_machine.transition import (
     GENESIS_PARENT,
@@ -31,6 +36,7 @@ from state_machine.transition import (
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = FIXTURES / "chain_v1.msgpack"
 FIXTURE_V2 = FIXTURES / "chain_v2.msgpack"
+FIXTURE_V3 = FIXTURES / "chain_v3.msgpack"
 # the protocol 1 fixture is frozen: a protocol change records a new fixture instead
 CHAIN_V1_SHA256 = "1cd758b708d07f63323edddd8cba4b40e32577632931846671e302fb08641af8"
 
@@ -60,7 +66,7 @@ def replay(chain: dict, state: State) -> State:
     return state
 
 
-@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2], ids=["v1", "v2"])
+@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2, FIXTURE_V3], ids=["v1", "v2", "v3"])
 def test_fixture_exercises_epochs_slashes_and_rejections(path):
     chain = load(path)
     applied = [ok for b in chain["blocks"] for ok in b["applied"]]
@@ -70,10 +76,11 @@ def test_fixture_exercises_epochs_slashes_and_rejections(path):
 def test_protocol_1_fixture_is_frozen():
     assert "protocol_version" not in load(FIXTURE)
     assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == CHAIN_V1_SHA256
-    assert load(FIXTURE_V2)["protocol_version"] == CURRENT_PROTOCOL
+    assert load(FIXTURE_V2)["protocol_version"] == PROTOCOL_BOUND_COMMITMENTS
+    assert load(FIXTURE_V3)["protocol_version"] == PROTOCOL_PACED_WINDOWS == CURRENT_PROTOCOL
 
 
-@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2], ids=["v1", "v2"])
+@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2, FIXTURE_V3], ids=["v1", "v2", "v3"])
 def test_recorded_chain_replays_to_the_same_roots(path):
     chain = load(path)
     state = replay(chain, fixture_genesis(chain))
@@ -82,7 +89,10 @@ def test_recorded_chain_replays_to_the_same_roots(path):
 
 
 @pytest.mark.parametrize(("path", "wrong"), [(FIXTURE, CURRENT_PROTOCOL),
-                                             (FIXTURE_V2, PROTOCOL_V1)], ids=["v1", "v2"])
+                                             (FIXTURE_V2, PROTOCOL_V1),
+                                             (FIXTURE_V2, PROTOCOL_PACED_WINDOWS),
+                                             (FIXTURE_V3, PROTOCOL_BOUND_COMMITMENTS)],
+                         ids=["v1", "v2", "v2-as-v3", "v3-as-v2"])
 def test_a_chain_replayed_under_the_wrong_protocol_diverges(path, wrong):
     """The version is part of the chain's identity: replaying under the other rule set
     fails (the gate is what keeps the old chain replaying)."""

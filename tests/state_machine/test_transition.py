@@ -43,8 +43,9 @@ def deltas_for(pubkeys, seed=0):
 
 def assert_rejected_unchanged(h: Harness, sa: SignedAction, reason: str) -> None:
     """Applying a block with only ``sa`` gives the same root as an empty block."""
-    empty, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, []))
-    with_bad, receipts = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [sa]))
+    empty, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp, []))
+    with_bad, receipts = apply_block(h.state, Block(h.state.height + 1, h.parent,
+                                                    h.state.timestamp, [sa]))
     assert not receipts[0].applied
     assert receipts[0].reason == reason, receipts[0]
     assert with_bad.state_root() == empty.state_root()
@@ -96,7 +97,7 @@ def test_each_rejection_names_its_reason_and_changes_nothing():
     )
     assert_rejected_unchanged(h, other, "commitment_mismatch")
     ok = mk(prop, RevealUpdateBody(1, 0, delta.astype("<i2").tobytes(), salt), "reveal_update")
-    _, receipts = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [ok]))
+    _, receipts = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp, [ok]))
     assert receipts[0].applied
 
 
@@ -124,7 +125,7 @@ def test_duplicate_commitment_on_protocol_1_and_l1_order_rejected():
 def test_block_height_must_follow():
     h, _, _ = started()
     with pytest.raises(BlockError):
-        apply_block(h.state, Block(h.state.height + 2, h.parent, 0, []))
+        apply_block(h.state, Block(h.state.height + 2, h.parent, h.state.timestamp, []))
 
 
 def _drive(h: Harness, by_pk, deltas, order_seed: int | None):
@@ -170,7 +171,7 @@ def test_apply_block_does_not_mutate_its_input():
     before = h.state.state_root()
     ep = h.state.epochs[(1, 0)]
     sa = h.commit(by_pk[ep.proposers[0]], 1, 0, np.ones(D, dtype=np.int16))
-    new, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, 0, [sa]))
+    new, _ = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp, [sa]))
     assert h.state.state_root() == before != new.state_root()
 
 

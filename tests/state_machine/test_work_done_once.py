@@ -94,12 +94,12 @@ def test_forged_action_is_rejected_whatever_the_cache_holds():
     verified = frozenset({good_a.hash, good_b.hash})
     for forged in forgeries:
         assert forged.hash not in verified
-        block = Block(h.state.height + 1, h.parent, 0, [forged])
+        block = Block(h.state.height + 1, h.parent, h.state.timestamp, [forged])
         res = execute_block(h.state, block, verified=verified)
         assert (res.receipts[0].applied, res.receipts[0].reason) == (False, "bad_signature")
         # and without a cache (replay, verifiers)
         assert execute_block(h.state, block).receipts[0].reason == "bad_signature"
-    block = Block(h.state.height + 1, h.parent, 0, [good_a, good_b])
+    block = Block(h.state.height + 1, h.parent, h.state.timestamp, [good_a, good_b])
     with_cache = execute_block(h.state, block, verified=verified)
     without = execute_block(h.state, block)
     assert all(r.applied for r in with_cache.receipts)
@@ -112,7 +112,7 @@ def test_system_actions_are_always_checked():
     h, _ = _started()
     good = h.deposit(Client.make("late"))
     bad = SignedAction(good.action, b"\x01" * 64)
-    block = Block(h.state.height + 1, h.parent, 0, [bad])
+    block = Block(h.state.height + 1, h.parent, h.state.timestamp, [bad])
     res = execute_block(h.state, block, verified=frozenset({bad.hash}))
     assert (res.receipts[0].applied, res.receipts[0].reason) == (False, "bad_signature")
 
