@@ -19,17 +19,25 @@ class CodecError(ValueError):
     """Input is not canonical msgpack of the allowed types."""
 
 
-def _check(value: Any, depth: int = 0) -> None:
+def _is_leaf(value: Any, depth: int) -> bool:
+    """Shared by both walks: True for an allowed scalar, raise for a forbidden one or too
+    deep a nesting, False for a container (the caller walks it)."""
     if depth > MAX_DEPTH:
         raise CodecError("nesting too deep")
     if isinstance(value, bool) or value is None or isinstance(value, (bytes, str)):
-        return
+        return True
     if isinstance(value, int):
         if not -(2**63) <= value < 2**64:
             raise CodecError("integer out of msgpack range")
-        return
+        return True
     if isinstance(value, float):
         raise CodecError("floats are not allowed")
+    return False
+
+
+def _check(value: Any, depth: int = 0) -> None:
+    if _is_leaf(value, depth):
+        return
     if isinstance(value, (list, tuple)):
         for v in value:
             _check(v, depth + 1)
@@ -48,16 +56,8 @@ def _check_decoded(value: Any, depth: int = 0) -> None:
     bytewise order, the order :func:`encode` writes. Decoded maps keep the wire's key
     order, so after this walk ``packb(value)`` equals ``encode(value)`` without sorting
     or rebuilding anything (decoding is on every submission's path)."""
-    if depth > MAX_DEPTH:
-        raise CodecError("nesting too deep")
-    if isinstance(value, bool) or value is None or isinstance(value, (bytes, str)):
+    if _is_leaf(value, depth):
         return
-    if isinstance(value, int):
-        if not -(2**63) <= value < 2**64:
-            raise CodecError("integer out of msgpack range")
-        return
-    if isinstance(value, float):
-        raise CodecError("floats are not allowed")
     if isinstance(value, list):
         for v in value:
             _check_decoded(v, depth + 1)

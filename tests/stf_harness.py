@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -178,3 +179,17 @@ def default_params(
         vote_commit_window=window,
         vote_reveal_window=window,
     )
+
+
+def count_verifications(monkeypatch: Any) -> list[bytes]:
+    """Record every ed25519 verification the STF performs (by action hash)."""
+    calls: list[bytes] = []
+    real = SignedAction.signature_valid
+
+    def counting(self: SignedAction) -> bool:
+        if not self.action.is_system:
+            calls.append(self.hash)
+        return real(self)
+
+    monkeypatch.setattr(SignedAction, "signature_valid", counting)
+    return calls

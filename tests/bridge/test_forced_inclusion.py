@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from l1_backends import LocalVerifier, l1_web3
 from web3 import Web3
 
 from bridge import l1
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
 from bridge.poster import BatchPoster
 from bridge.settlement import force_include
-from bridge.verifier import Verifier
 from bridge.watcher import L1Watcher
 from devtools import l1 as dev_l1
 from rollup.keys import Keypair
@@ -65,16 +65,8 @@ def l1_backend(request: pytest.FixtureRequest) -> Iterator[str]:
 
 @pytest.fixture
 def w3(l1_backend: str) -> Iterator[Web3]:
-    if l1_backend == "eth-tester":
-        yield dev_l1.embedded_web3()
-        return
-    if dev_l1.anvil_binary() is None:
-        pytest.skip("anvil binary not installed (npm ci)")
-    node = dev_l1.start_anvil()
-    try:
-        yield node.web3()
-    finally:
-        node.stop()
+    with l1_web3(l1_backend) as w:
+        yield w
 
 
 class DroppingSink:
@@ -92,17 +84,6 @@ class DroppingSink:
             self.dropped += 1
             return b""
         return self.inner.submit_system(typ, body)
-
-
-class LocalVerifier(Verifier):
-    """The reference verifier, reading DA from the sequencer object instead of HTTP."""
-
-    def __init__(self, seq: Sequencer, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.seq = seq
-
-    def fetch_da(self, index: int, expected: bytes) -> bytes | None:
-        return self.seq.da(index)
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from l1_backends import LocalVerifier, l1_web3
 from web3 import Web3
 
 import state_machine.lifecycle as lifecycle
@@ -21,7 +21,6 @@ from bridge import l1
 from bridge.deploy import DeployParams, bond_sequencer, deploy_all
 from bridge.poster import BatchPoster
 from bridge.settlement import refund_task
-from bridge.verifier import Verifier
 from bridge.watcher import L1Watcher
 from devtools import l1 as dev_l1
 from rollup.ports import InProcessPorts
@@ -36,29 +35,10 @@ PARAMS = DeployParams(challenge_period=600, resolution_delay=60, resolution_wind
                       unbond_period=2_000, l2_block_time=0.001)
 
 
-class LocalVerifier(Verifier):
-    """The reference verifier, reading DA from the sequencer object instead of HTTP."""
-
-    def __init__(self, seq: Sequencer, *a: Any, **kw: Any) -> None:
-        super().__init__(*a, **kw)
-        self.seq = seq
-
-    def fetch_da(self, index: int, expected: bytes) -> bytes | None:
-        return self.seq.da(index)
-
-
 @pytest.fixture(params=["eth-tester", pytest.param("anvil", marks=pytest.mark.anvil)])
 def w3(request: pytest.FixtureRequest) -> Iterator[Web3]:
-    if request.param == "eth-tester":
-        yield dev_l1.embedded_web3()
-        return
-    if dev_l1.anvil_binary() is None:
-        pytest.skip("anvil binary not installed (npm ci)")
-    node = dev_l1.start_anvil()
-    try:
-        yield node.web3()
-    finally:
-        node.stop()
+    with l1_web3(request.param) as w:
+        yield w
 
 
 def test_task_without_genesis_expires_and_the_owner_gets_the_whole_escrow(

@@ -355,17 +355,9 @@ def test_production_verifies_each_signature_once(sqlite_url: str, monkeypatch) -
     """Admission verifies a user action's signature; block production does not repeat it,
     replay (no cache) does and reaches the same roots; an action re-read from the database
     after a restart is verified again by the STF (the cache never outlives the process)."""
-    from state_machine.actions import SignedAction
+    from stf_harness import count_verifications
 
-    calls: list[bytes] = []
-    real = SignedAction.signature_valid
-
-    def counting(self: SignedAction) -> bool:
-        if not self.action.is_system:
-            calls.append(self.hash)
-        return real(self)
-
-    monkeypatch.setattr(SignedAction, "signature_valid", counting)
+    calls = count_verifications(monkeypatch)
     seq = open_seq(sqlite_url, snapshot_interval=3)
     try:
         chain = drive_epoch(seq)

@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
-from stf_harness import CHAIN_ID, Client, Harness, default_params
+from stf_harness import CHAIN_ID, Client, Harness, count_verifications, default_params
 
 from state_machine.actions import CommitUpdateBody, SignedAction, decode_signed, make_action
 from state_machine.constants import PROTOCOL_V1
@@ -25,24 +25,10 @@ FIXTURES = [Path(__file__).resolve().parents[1] / "fixtures" / name
 D = 64
 
 
-def _count_verifications(monkeypatch) -> list[bytes]:
-    """Record every ed25519 verification the STF performs (by action hash)."""
-    calls: list[bytes] = []
-    real = SignedAction.signature_valid
-
-    def counting(self: SignedAction) -> bool:
-        if not self.action.is_system:
-            calls.append(self.hash)
-        return real(self)
-
-    monkeypatch.setattr(SignedAction, "signature_valid", counting)
-    return calls
-
-
 @pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.stem)
 def test_recorded_chain_same_roots_with_and_without_the_cache(fixture: Path, monkeypatch):
     chain = msgpack.unpackb(fixture.read_bytes(), raw=False)
-    calls = _count_verifications(monkeypatch)
+    calls = count_verifications(monkeypatch)
     protocol = chain.get("protocol_version", PROTOCOL_V1)  # chain_v1 predates versions
     state, parent = genesis_state(chain["chain_id"], protocol), GENESIS_PARENT
     skipped = 0
