@@ -94,19 +94,26 @@ def test_a_block_before_the_first_poll_still_refreshes_the_page(chain: Chain, pa
     """The race CI can hit under load: the block lands between the page's render and its
     first poll of /explorer/head; the page must notice it differs from what it rendered."""
     seq = chain.node.sequencer
-    produced: list[int] = []
+    held: list = []  # the page's first /explorer/head request, held back
 
-    def first_poll_after_a_block(route) -> None:  # type: ignore[no-untyped-def]
-        if not produced:
-            seq.produce_block()
-            produced.append(seq.height)
-        route.continue_()
+    def hold_first_poll(route) -> None:  # type: ignore[no-untyped-def]
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
 
-    page.route("**/explorer/head", first_poll_after_a_block)
+    page.route("**/explorer/head", hold_first_poll)
     page.goto(f"{chain.url}/explorer/blocks")
+    for _ in range(200):  # pump Playwright's events until the first poll is in flight
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert held, "the page never polled /explorer/head"
+    seq.produce_block()  # after the render, before the first poll is answered
+    held[0].continue_()
     page.wait_for_function("document.getElementById('live-height').textContent == "
                            f"'{seq.height}'", timeout=10_000)
-    _newest_row_is(page, produced[0])
+    _newest_row_is(page, seq.height)
 
 
 def test_pages_follow_new_blocks_without_reload(chain: Chain, page) -> None:
