@@ -133,9 +133,7 @@ contract SlashingManager is ReentrancyGuard {
         for (uint256 i = 0; i < items.length; ++i) {
             SlashInput calldata it = items[i];
             _verify(it.account, it.pubkey, it.stake, it.cumulativeSlashed, it.cumulativeReward, it.batchIndex, it.proof);
-            uint256 owed = it.cumulativeSlashed > alreadySlashed[it.account]
-                ? it.cumulativeSlashed - alreadySlashed[it.account]
-                : 0;
+            uint256 owed = _outstanding(it.account, it.cumulativeSlashed);
             if (owed == 0) continue;
             uint256 amount = _take(it.account, it.pubkey, it.cumulativeSlashed, owed, it.batchIndex);
             total += amount;
@@ -163,10 +161,17 @@ contract SlashingManager is ReentrancyGuard {
         }
     }
 
-    function _owed(address account, uint256 cumulativeSlashed) private view returns (uint256) {
+    /// @dev Proven cumulative slash not yet settled on L1 (0 when nothing is outstanding).
+    function _outstanding(address account, uint256 cumulativeSlashed) private view returns (uint256) {
         uint256 already = alreadySlashed[account];
-        if (cumulativeSlashed <= already) revert NothingToSlash(account, cumulativeSlashed, already);
-        return cumulativeSlashed - already;
+        return cumulativeSlashed > already ? cumulativeSlashed - already : 0;
+    }
+
+    /// @dev `_outstanding`, reverting when there is nothing to settle (single `slash`).
+    function _owed(address account, uint256 cumulativeSlashed) private view returns (uint256) {
+        uint256 owed = _outstanding(account, cumulativeSlashed);
+        if (owed == 0) revert NothingToSlash(account, cumulativeSlashed, alreadySlashed[account]);
+        return owed;
     }
 
     /// @dev Take `min(owed, stake)` from the stake; the treasury share is sent here, the
