@@ -65,14 +65,6 @@ def _round_div(total: np.ndarray, k: int) -> np.ndarray:
     return q + up
 
 
-def _round_div(total: np.ndarray, k: int) -> np.ndarray:
-    """``total / k`` rounded half to even, exactly, for int64 ``total`` and ``k >= 1``."""
-    q, r = np.divmod(total, k)
-    twice = 2 * r
-    up = (twice > k) | ((twice == k) & (q % 2 != 0))
-    return q + up
-
-
 def _rows(deltas: np.ndarray | Rows) -> Rows:
     src = tiles.as_rows(deltas)
     if src.shape[0] == 0:
