@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from itertools import islice
 from typing import Any
@@ -39,6 +39,7 @@ from sequencer.envelope import verify_env as _verify_env
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth, claim_store
 from sequencer.history import History
+from sequencer.intake import Intake
 from sequencer.mempool import Mempool
 from sequencer.mempool_guard import AdmissionGate, rejected_rows
 from sequencer.ratelog import RateLimitedLog
@@ -104,6 +105,7 @@ class Sequencer:
         self._history = History(store, config.chain_id, config.snapshot_interval,
                                 config.batch_state_cache)
         self._gate = AdmissionGate(config.limits)
+        self._intake = Intake(self.submit_many)
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -142,6 +144,7 @@ class Sequencer:
             return self
         self._started = True
         self._writer.start()
+        self._intake.start()
         if self.config.produce_blocks:
             self._producer = threading.Thread(target=self._producer_loop, name="seq-producer",
                                               daemon=True)
@@ -155,6 +158,7 @@ class Sequencer:
         if self._started:
             self._stopping.set()
             self._wake.set()
+            self._intake.stop()  # what it still holds is refused (shutting_down)
             if self._producer is not None:
                 self._producer.join()
             if self._maint is not None:
@@ -243,6 +247,18 @@ class Sequencer:
         SubmitError at once for a refused action."""
         return self._submit(raw, system=False)
 
+    def submit_batched(self, raw: bytes) -> Future[Ack]:
+        """Like :meth:`submit_nowait`, but admitted on the intake thread together with the
+        other actions queued meanwhile (``sequencer.intake``); a refusal fails the future
+        with the same SubmitError. Falls back to :meth:`submit_nowait` when the intake is
+        not running (not started, read-only), so the refusal reason is the same."""
+        if self._intake.running:
+            try:
+                return self._intake.submit(raw)
+            except SubmitError:
+                pass  # closed meanwhile: the direct path says why
+        return self.submit_nowait(raw)
+
     def _refuse(self, reason: Reason | str, detail: str = "") -> SubmitError:
         self.hooks.action_rejected(reason)
         return SubmitError(reason, detail)
@@ -274,6 +290,61 @@ class Sequencer:
         return sa
 
     def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
+        p = self._prepare(raw, system, sa)
+        if isinstance(p, Future):
+            return p
+        with self._lock:
+            new: list[_Entry] = []
+            r = self._admit(p, raw, system, new)
+            if new:
+                self._wq.put(new[0])
+        return r if isinstance(r, Future) else self._mismatch(p, r)
+
+    def submit_many(self, raws: Sequence[bytes]) -> list[Future[Ack] | SubmitError]:
+        """:meth:`submit_nowait` for a batch of user actions, in order: for each, the future
+        of its ack or the SubmitError that refused it. Same checks, same reasons, same
+        order of admission as one call per action; what differs is the cost: one lock
+        acquisition for the batch, and the admitted actions reach the writer together, so
+        they share one group commit (one transaction, one fsync)."""
+        out: list[Any] = []  # a Future or a SubmitError per action, in order
+        ready: list[tuple[int, SignedAction, bytes]] = []
+        for raw in raws:
+            try:
+                p = self._prepare(raw, False, None)
+            except SubmitError as exc:
+                out.append(exc)
+                continue
+            if isinstance(p, Future):
+                out.append(p)
+            else:
+                ready.append((len(out), p, raw))
+                out.append(None)  # decided under the lock below
+        mismatched: list[tuple[int, SignedAction, int]] = []
+        with self._lock:
+            new: list[_Entry] = []
+            for i, sa, raw in ready:
+                try:
+                    r = self._admit(sa, raw, False, new)
+                except SubmitError as exc:
+                    out[i] = exc
+                    continue
+                if isinstance(r, Future):
+                    out[i] = r
+                else:
+                    mismatched.append((i, sa, r))
+            if new:
+                self._wq.put(new)  # one group: the writer commits it in one transaction
+        for i, sa, expected in mismatched:
+            try:
+                out[i] = self._mismatch(sa, expected)
+            except SubmitError as exc:
+                out[i] = exc
+        return out
+
+    def _prepare(self, raw: bytes, system: bool, sa: SignedAction | None
+                 ) -> SignedAction | Future[Ack]:
+        """Everything before the lock: stateless checks, the signature, the static checks.
+        The decoded action, or the future of an already-queued identical one."""
         sa = self._decoded(raw, system, sa)
         a = sa.action
         env = sa.action.encode()  # the wire's own envelope bytes (kept by decode_signed)
@@ -295,43 +366,54 @@ class Sequencer:
             except SubmitError as exc:
                 self.hooks.action_rejected(exc.reason)
                 raise
-        with self._lock:
-            e = self._by_hash.get(h)
-            if e is not None:
-                return self._dup_future(e)
-            state = self._state
-            expected = state.nonces.get(a.sender, 0) + self._pending.get(a.sender, 0)
-            if a.nonce == expected:
-                try:
-                    if system:
-                        self._check_l1_order(sa)
-                    else:
-                        backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
-                        self._gate.admit(state, sa, h, len(raw), self._view,
-                                         self._pending.get(a.sender, 0), len(self._by_hash),
-                                         state.height + 2 + backlog)
-                except SubmitError as exc:
-                    self.hooks.action_rejected(exc.reason)
-                    raise
-                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
-                               sig_verified=not system)
-                entry.ack = self._sk.sign(ack_message(h, state.height)).signature
-                self._next_seq += 1
-                self._by_hash[h] = entry
-                self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
-                self._view.add(sa)
-                self._gate.mempool_bytes += len(raw)
-                self._wq.put(entry)
-                return entry.future
-        # nonce mismatch: the same action acknowledged earlier (and since included) is a
-        # duplicate, anything else is a nonce conflict
+        return sa
+
+    def _admit(self, sa: SignedAction, raw: bytes, system: bool, new: list[_Entry]
+               ) -> Future[Ack] | int:
+        """Under the lock: admit ``sa`` (its entry, ack signed, is appended to ``new`` for
+        the caller to hand to the writer), or the future of a queued duplicate, or, on a
+        nonce mismatch, the expected nonce (see :meth:`_mismatch`)."""
+        a, h = sa.action, sa.hash
+        e = self._by_hash.get(h)
+        if e is not None:
+            return self._dup_future(e)
+        state = self._state
+        expected: int = state.nonces.get(a.sender, 0) + self._pending.get(a.sender, 0)
+        if a.nonce != expected:
+            return expected
+        try:
+            if system:
+                self._check_l1_order(sa)
+            else:
+                backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
+                self._gate.admit(state, sa, h, len(raw), self._view,
+                                 self._pending.get(a.sender, 0), len(self._by_hash),
+                                 state.height + 2 + backlog)
+        except SubmitError as exc:
+            self.hooks.action_rejected(exc.reason)
+            raise
+        entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
+                       sig_verified=not system)
+        entry.ack = self._sk.sign(ack_message(h, state.height)).signature
+        self._next_seq += 1
+        self._by_hash[h] = entry
+        self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
+        self._view.add(sa)
+        self._gate.mempool_bytes += len(raw)
+        new.append(entry)
+        return entry.future
+
+    def _mismatch(self, sa: SignedAction, expected: int) -> Future[Ack]:
+        """A nonce mismatch: the same action acknowledged earlier (and since included) is a
+        duplicate, anything else is a nonce conflict."""
+        h = sa.hash
         row = self.store.action_meta_by_hash(h)
         if row is not None and row["status"] == "rejected":
             raise self._refuse(Reason.ALREADY_REJECTED, "these signed bytes were included and "
                                "rejected; sign a new action")
         if row is not None:
             return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
-        raise self._refuse(Reason.BAD_NONCE, f"expected nonce {expected}, got {a.nonce}")
+        raise self._refuse(Reason.BAD_NONCE, f"expected nonce {expected}, got {sa.action.nonce}")
 
     def _dup_future(self, e: _Entry) -> Future[Ack]:
         out: Future[Ack] = Future()

@@ -192,7 +192,10 @@ class Ingress:
             return err(exc.reason, exc.detail)
         body.clear()  # the caller's buffer: free it before the action is held elsewhere
         try:  # refusals below are counted by the sequencer's hooks
-            fut = await self._call(self.seq.submit_nowait, raw, big=big)
+            if big:  # hashing/verifying MBs on a worker thread of its own
+                fut = await run_in_threadpool(self.seq.submit_nowait, raw)
+            else:  # verified and acked on the intake thread, in a batch with others
+                fut = self.seq.submit_batched(raw)
             ack = await self.bridge.wrap(fut)
         except SubmitError as exc:
             return exc.status, _dumps(exc.to_json())
