@@ -18,7 +18,6 @@ Prints one JSON line. Usage: ``python bench/ingest.py [--small 20000] [--big 32]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -38,6 +37,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ingest_client import run_fire  # noqa: E402  (bench/ is on sys.path as the script's dir)
+
 from state_machine.actions import (  # noqa: E402
     AdvanceBody,
     CommitUpdateBody,
@@ -50,6 +51,7 @@ from state_machine.crypto import keccak256, public_key  # noqa: E402
 from state_machine.tasks import TaskParams  # noqa: E402
 
 CHAIN_ID = 7
+NODE_REPO = REPO  # --node-repo: the checkout whose node is measured (same load generator)
 TOKEN = "bench-token"
 MSGPACK = {"content-type": "application/msgpack"}
 
@@ -121,8 +123,9 @@ def start_node(tmp: Path, name: str, block_time: float, max_block: int,
            "--max-block-actions", str(max_block), "--key", str(tmp / "seq.key"),
            "--snapshot-interval", "0", "--log-level", "warning"]
     # admin token via env (never argv); quotas off: (b) sends advances from fresh keys
-    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN, "FLOCKCHAIN_ADMISSION_LIMITS": "false"}
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN, "FLOCKCHAIN_ADMISSION_LIMITS": "false",
+           "PYTHONPATH": str(NODE_REPO)}
+    proc = subprocess.Popen(cmd, cwd=NODE_REPO, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / f"{name}.log", "ab"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/v1/healthz", proc)
@@ -300,55 +303,6 @@ def build_small(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def _request(host: str, payload: bytes) -> bytes:
-    """The whole HTTP/1.1 request for one action, built before the clock starts."""
-    return (b"POST /v1/actions HTTP/1.1\r\nhost: " + host.encode() + b"\r\n"
-            b"content-type: application/msgpack\r\ncontent-length: "
-            + str(len(payload)).encode() + b"\r\n\r\n" + payload)
-
-
-async def _fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    """POST every payload over ``concurrency`` keep-alive connections (one request in
-    flight each). Why a raw client: the load generator shares the node's two cores, so its
-    own cost per request (aiohttp's was comparable to the node's) must stay small; requests
-    are pre-built bytes and the response parser reads only the status and Content-Length.
-    Any answer but 202 fails the run."""
-    host, port = url.rsplit("//", 1)[1].rsplit(":", 1)
-    reqs = [_request(host, p) for p in payloads]
-    latencies: list[float] = []
-    it = iter(reqs)
-
-    async def worker() -> None:
-        reader, writer = await asyncio.open_connection(host, int(port))
-        try:
-            for req in it:  # one shared iterator: single-threaded, no lock needed
-                t = time.perf_counter()
-                writer.write(req)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status = int(head[9:12])
-                i = head.lower().index(b"content-length:") + 15
-                n = int(head[i:head.index(b"\r\n", i)])
-                body = await reader.readexactly(n)
-                if status != 202:
-                    raise RuntimeError(f"{status} {body[:200]!r}")
-                latencies.append(time.perf_counter() - t)
-        finally:
-            writer.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - t0, latencies
-
-
-def _run_fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    try:
-        import uvloop
-
-        return uvloop.run(_fire(url, payloads, concurrency))
-    except ImportError:  # pragma: no cover - uvloop is in the lock file
-        return asyncio.run(_fire(url, payloads, concurrency))
-
-
 def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
     acts = build_small(n + 500)
     node, url = start_node(tmp, "small", block_time=0.5, max_block=4096)
@@ -365,7 +319,7 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
 
         def fire(batch: list[tuple[bytes, bytes]]) -> dict[str, Any]:
             cpu0, mine0 = cpu_seconds(node.pid), _own_cpu()
-            secs, lat = _run_fire(url, [p for p, _ in batch], concurrency)
+            secs, lat = run_fire(url, [p for p, _ in batch], concurrency)
             cpu, mine = cpu_seconds(node.pid) - cpu0, _own_cpu() - mine0
             lat.sort()
             return {"actions": len(batch), "actions_per_s": round(len(batch) / secs, 1),
@@ -450,7 +404,11 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-small", action="store_true")
+    ap.add_argument("--node-repo", type=Path, default=REPO,
+                    help="checkout whose node to run (e.g. an old commit's worktree)")
     args = ap.parse_args()
+    global NODE_REPO
+    NODE_REPO = args.node_repo.resolve()
     if args.serve_sink:
         serve_sink(args.serve_sink)
         return 0
@@ -458,7 +416,8 @@ def main() -> int:
         tmp = Path(td)
         out: dict[str, Any] = {"bench": "ingest", "cpus": os.cpu_count(),
                                "python": platform.python_version(),
-                               "loadavg_before": round(os.getloadavg()[0], 2)}
+                               "loadavg_before": round(os.getloadavg()[0], 2),
+                               "node_repo": str(NODE_REPO)}
         try:
             import uvicorn.protocols.http.httptools_impl  # noqa: F401
 

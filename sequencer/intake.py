@@ -45,10 +45,12 @@ def _chain(src: Future[Ack], dst: Future[Ack]) -> None:
 class Intake:
     """A queue of raw actions and the thread that admits them in batches.
 
-    ``submit_many(raws)`` returns, per raw action and in order, the future of its ack or
-    the SubmitError that refused it (:meth:`Sequencer.submit_many`)."""
+    ``submit_many(raws, futures)`` returns, per raw action and in order, the future of its
+    ack (``futures[i]`` itself once admitted) or the SubmitError that refused it
+    (:meth:`Sequencer.submit_many`)."""
 
-    def __init__(self, submit_many: Callable[[Sequence[bytes]], list[Any]],
+    def __init__(self, submit_many: Callable[[Sequence[bytes], Sequence[Future[Ack]]],
+                                             list[Any]],
                  max_batch: int = MAX_BATCH) -> None:
         self._submit_many = submit_many
         self.max_batch = max_batch
@@ -105,7 +107,7 @@ class Intake:
 
     def _admit(self, batch: list[tuple[bytes, Future[Ack]]]) -> None:
         try:
-            results = self._submit_many([raw for raw, _ in batch])
+            results = self._submit_many([raw for raw, _ in batch], [f for _, f in batch])
         except BaseException as exc:  # a bug, not a refusal: fail the batch, keep serving
             log.exception("batched admission failed")
             for _, fut in batch:
@@ -114,5 +116,5 @@ class Intake:
         for (_, fut), r in zip(batch, results, strict=True):
             if isinstance(r, BaseException):
                 fut.set_exception(r)
-            else:
+            elif r is not fut:  # a duplicate's future (an admitted action completes fut)
                 _chain(r, fut)

@@ -300,12 +300,16 @@ class Sequencer:
                 self._wq.put(new[0])
         return r if isinstance(r, Future) else self._mismatch(p, r)
 
-    def submit_many(self, raws: Sequence[bytes]) -> list[Future[Ack] | SubmitError]:
+    def submit_many(self, raws: Sequence[bytes],
+                    futures: Sequence[Future[Ack]] | None = None
+                    ) -> list[Future[Ack] | SubmitError]:
         """:meth:`submit_nowait` for a batch of user actions, in order: for each, the future
         of its ack or the SubmitError that refused it. Same checks, same reasons, same
         order of admission as one call per action; what differs is the cost: one lock
         acquisition for the batch, and the admitted actions reach the writer together, so
-        they share one group commit (one transaction, one fsync)."""
+        they share one group commit (one transaction, one fsync). With ``futures`` (one per
+        action, not done), an admitted action's ack completes its own future (returned as
+        is): the intake thread hands over the futures its callers already wait on."""
         out: list[Any] = []  # a Future or a SubmitError per action, in order
         ready: list[tuple[int, SignedAction, bytes]] = []
         for raw in raws:
@@ -324,7 +328,8 @@ class Sequencer:
             new: list[_Entry] = []
             for i, sa, raw in ready:
                 try:
-                    r = self._admit(sa, raw, False, new)
+                    r = self._admit(sa, raw, False, new,
+                                    futures[i] if futures is not None else None)
                 except SubmitError as exc:
                     out[i] = exc
                     continue
@@ -368,8 +373,8 @@ class Sequencer:
                 raise
         return sa
 
-    def _admit(self, sa: SignedAction, raw: bytes, system: bool, new: list[_Entry]
-               ) -> Future[Ack] | int:
+    def _admit(self, sa: SignedAction, raw: bytes, system: bool, new: list[_Entry],
+               future: Future[Ack] | None = None) -> Future[Ack] | int:
         """Under the lock: admit ``sa`` (its entry, ack signed, is appended to ``new`` for
         the caller to hand to the writer), or the future of a queued duplicate, or, on a
         nonce mismatch, the expected nonce (see :meth:`_mismatch`)."""
@@ -394,6 +399,8 @@ class Sequencer:
             raise
         entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
                        sig_verified=not system)
+        if future is not None:
+            entry.future = future
         entry.ack = self._sk.sign(ack_message(h, state.height)).signature
         self._next_seq += 1
         self._by_hash[h] = entry

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -216,20 +216,13 @@ class Ingress:
         return await self.submit(kind, body)
 
 
-class ActionIngress:
-    """Pure-ASGI fast path for ``POST /v1/actions``; everything else goes to the app."""
+async def answer(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: Any, handler: Callable[[Any, Any], Awaitable[Reply]]) -> None:
-        self.app = app
-        self.handler = handler
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"] == "/v1/actions"):
-            status, body = await self.handler(scope.get("headers", ()), receive)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)
+def is_action_post(scope: dict[str, Any]) -> bool:
+    return (scope["type"] == "http" and scope["method"] == "POST"
+            and scope["path"] == "/v1/actions")
