@@ -105,7 +105,8 @@ class Sequencer:
         self._history = History(store, config.chain_id, config.snapshot_interval,
                                 config.batch_state_cache)
         self._gate = AdmissionGate(config.limits)
-        self._intake = Intake(self.submit_many)
+        # everything queued on the intake passed check_msgpack_shape (submit_batched)
+        self._intake = Intake(lambda raws, futs: self.submit_many(raws, futs, True))
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -247,25 +248,35 @@ class Sequencer:
         SubmitError at once for a refused action."""
         return self._submit(raw, system=False)
 
-    def submit_batched(self, raw: bytes) -> Future[Ack]:
+    def submit_batched(self, raw: bytes, shape_checked: bool = False) -> Future[Ack]:
         """Like :meth:`submit_nowait`, but admitted on the intake thread together with the
         other actions queued meanwhile (``sequencer.intake``); a refusal fails the future
-        with the same SubmitError. Falls back to :meth:`submit_nowait` when the intake is
-        not running (not started, read-only), so the refusal reason is the same."""
-        if self._intake.running:
+        with the same SubmitError. ``shape_checked``: the caller (the HTTP ingress) already
+        ran ``check_msgpack_shape`` on ``raw``; otherwise it runs here, before queueing, so
+        the intake never decodes unchecked bytes. Falls back to :meth:`submit_nowait` when
+        the intake is not running (not started, read-only), so the refusal reason is the
+        same."""
+        if not self._intake.running:
+            return self.submit_nowait(raw)
+        if not shape_checked:
             try:
-                return self._intake.submit(raw)
-            except SubmitError:
-                pass  # closed meanwhile: the direct path says why
-        return self.submit_nowait(raw)
+                check_msgpack_shape(raw)
+            except SubmitError as exc:
+                raise self._refuse(exc.reason, exc.detail) from None
+        try:
+            return self._intake.submit(raw)
+        except SubmitError:  # closed meanwhile: the direct path says why
+            return self.submit_nowait(raw)
 
     def _refuse(self, reason: Reason | str, detail: str = "") -> SubmitError:
         self.hooks.action_rejected(reason)
         return SubmitError(reason, detail)
 
-    def _decoded(self, raw: bytes, system: bool, sa: SignedAction | None) -> SignedAction:
+    def _decoded(self, raw: bytes, system: bool, sa: SignedAction | None,
+                 shape_checked: bool = False) -> SignedAction:
         """Stateless checks of a submission (node state, size, bounded decoding, kind,
-        chain id); the decoded action."""
+        chain id); the decoded action. ``shape_checked``: ``check_msgpack_shape(raw)``
+        already passed (``submit_batched``), so it is not walked twice."""
         if self.write_health.read_only:
             raise SubmitError(Reason.READ_ONLY, "the database is not writable (disk full?)")
         if not self._started or self._stopping.is_set():
@@ -275,7 +286,8 @@ class Sequencer:
                                f"action exceeds {self.config.max_action_bytes} bytes")
         if sa is None:
             try:
-                check_msgpack_shape(raw)  # before any object is built (sequencer/bounded.py)
+                if not shape_checked:  # before any object is built (sequencer/bounded.py)
+                    check_msgpack_shape(raw)
                 sa = decode_signed(raw)
             except (SubmitError, ActionError) as exc:
                 raise self._refuse(exc.reason, exc.detail) from None
@@ -301,8 +313,8 @@ class Sequencer:
         return r if isinstance(r, Future) else self._mismatch(p, r)
 
     def submit_many(self, raws: Sequence[bytes],
-                    futures: Sequence[Future[Ack]] | None = None
-                    ) -> list[Future[Ack] | SubmitError]:
+                    futures: Sequence[Future[Ack]] | None = None,
+                    shape_checked: bool = False) -> list[Future[Ack] | SubmitError]:
         """:meth:`submit_nowait` for a batch of user actions, in order: for each, the future
         of its ack or the SubmitError that refused it. Same checks, same reasons, same
         order of admission as one call per action; what differs is the cost: one lock
@@ -314,7 +326,7 @@ class Sequencer:
         ready: list[tuple[int, SignedAction, bytes]] = []
         for raw in raws:
             try:
-                p = self._prepare(raw, False, None)
+                p = self._prepare(raw, False, None, shape_checked)
             except SubmitError as exc:
                 out.append(exc)
                 continue
@@ -346,11 +358,11 @@ class Sequencer:
                 out[i] = exc
         return out
 
-    def _prepare(self, raw: bytes, system: bool, sa: SignedAction | None
-                 ) -> SignedAction | Future[Ack]:
+    def _prepare(self, raw: bytes, system: bool, sa: SignedAction | None,
+                 shape_checked: bool = False) -> SignedAction | Future[Ack]:
         """Everything before the lock: stateless checks, the signature, the static checks.
         The decoded action, or the future of an already-queued identical one."""
-        sa = self._decoded(raw, system, sa)
+        sa = self._decoded(raw, system, sa, shape_checked)
         a = sa.action
         env = sa.action.encode()  # the wire's own envelope bytes (kept by decode_signed)
         h = sa.hash  # hashed once: block production and its receipts read the same object

@@ -195,13 +195,13 @@ class Ingress:
             if big:  # hashing/verifying MBs on a worker thread of its own
                 fut = await run_in_threadpool(self.seq.submit_nowait, raw)
             else:  # verified and acked on the intake thread, in a batch with others
-                fut = self.seq.submit_batched(raw)
+                fut = self.seq.submit_batched(raw, shape_checked=kind == "msgpack")
             ack = await self.bridge.wrap(fut)
         except SubmitError as exc:
             return exc.status, _dumps(exc.to_json())
         except ActionError as exc:
             return err(exc.reason, exc.detail)
-        return 202, _dumps(ack.to_json())
+        return 202, ack.json_bytes()
 
     async def __call__(self, raw_headers: Any, receive: Any) -> Reply:
         headers = {k.lower(): v for k, v in raw_headers}

@@ -4,6 +4,7 @@ action by action, as one ``submit_nowait`` per action, and one group commit per 
 from __future__ import annotations
 
 import itertools
+import json
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from sequencer import Sequencer, SequencerConfig, Store, SubmitError
 from sequencer.intake import Intake
-from sequencer.types import SequencerHooks
+from sequencer.types import Ack, SequencerHooks
 from state_machine.actions import AdvanceBody, CommitUpdateBody, make_action, system_action
 from state_machine.reasons import Reason
 
@@ -167,3 +168,31 @@ def test_intake_fails_a_batch_on_a_bug_and_keeps_serving() -> None:
     assert not intake.running
     with pytest.raises(SubmitError):
         intake.submit(b"late")
+
+
+@pytest.mark.parametrize("duplicate", [False, True])
+def test_ack_json_bytes_is_the_compact_json_of_to_json(duplicate: bool) -> None:
+    ack = Ack(b"\xab" * 32, 2**40 + 7, b"\x01\xff" * 32, duplicate)
+    assert ack.json_bytes() == json.dumps(ack.to_json(), separators=(",", ":")).encode()
+
+
+def test_submit_batched_walks_the_shape_once(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import sequencer.sequencer as mod
+
+    hooks = CountingHooks()
+    seq = open_seq(tmp_path, "shape", hooks)
+    walked: list[int] = []
+    real = mod.check_msgpack_shape
+    monkeypatch.setattr(mod, "check_msgpack_shape", lambda raw: (walked.append(1), real(raw)))
+    try:
+        a = members(1)[0]
+        assert seq.submit_batched(act(a, 0)).result(10).duplicate is False
+        assert len(walked) == 1  # here, not again on the intake thread
+        assert seq.submit_batched(act(a, 1), shape_checked=True).result(10)
+        assert len(walked) == 1  # the caller walked it
+        with pytest.raises(SubmitError) as ei:  # refused at once, counted once
+            seq.submit_batched(b"\x92\x00")
+        assert (ei.value.reason, hooks.rejected[-1:]) == ("malformed", ["malformed"])
+    finally:
+        seq.close()
