@@ -196,3 +196,17 @@ def test_submit_batched_walks_the_shape_once(tmp_path: Path,
         assert (ei.value.reason, hooks.rejected[-1:]) == ("malformed", ["malformed"])
     finally:
         seq.close()
+
+
+def test_tune_gc_freezes_startup_objects_and_raises_gen0() -> None:
+    """In a fresh interpreter (it changes process-wide settings): what ``serve`` does."""
+    import subprocess
+    import sys
+
+    code = ("import gc; from rollup.node import tune_gc, GC_GEN0_THRESHOLD as T; "
+            "g = gc.get_threshold(); tune_gc(); "
+            "assert gc.get_freeze_count() > 1000, gc.get_freeze_count(); "
+            "assert gc.get_threshold() == (T, g[1], g[2]) and T > g[0], gc.get_threshold()")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert r.returncode == 0, r.stderr
