@@ -314,20 +314,21 @@ class Sequencer:
 
     def submit_many(self, raws: Sequence[bytes],
                     futures: Sequence[Future[Ack]] | None = None,
-                    shape_checked: bool = False) -> list[Future[Ack] | SubmitError]:
+                    shape_checked: bool = False) -> list[Future[Ack] | Exception]:
         """:meth:`submit_nowait` for a batch of user actions, in order: for each, the future
-        of its ack or the SubmitError that refused it. Same checks, same reasons, same
-        order of admission as one call per action; what differs is the cost: one lock
+        of its ack or the SubmitError that refused it (or the exception a bug raised while
+        admitting it: the other actions of the batch are not affected). Same checks, same
+        reasons, same order of admission as one call per action; what differs is the cost: one lock
         acquisition for the batch, and the admitted actions reach the writer together, so
         they share one group commit (one transaction, one fsync). With ``futures`` (one per
         action, not done), an admitted action's ack completes its own future (returned as
         is): the intake thread hands over the futures its callers already wait on."""
-        out: list[Any] = []  # a Future or a SubmitError per action, in order
+        out: list[Any] = []  # a Future or an exception per action, in order
         ready: list[tuple[int, SignedAction, bytes]] = []
         for raw in raws:
             try:
                 p = self._prepare(raw, False, None, shape_checked)
-            except SubmitError as exc:
+            except Exception as exc:  # a refusal, or a bug confined to this action
                 out.append(exc)
                 continue
             if isinstance(p, Future):
@@ -338,23 +339,25 @@ class Sequencer:
         mismatched: list[tuple[int, SignedAction, int]] = []
         with self._lock:
             new: list[_Entry] = []
-            for i, sa, raw in ready:
-                try:
-                    r = self._admit(sa, raw, False, new,
-                                    futures[i] if futures is not None else None)
-                except SubmitError as exc:
-                    out[i] = exc
-                    continue
-                if isinstance(r, Future):
-                    out[i] = r
-                else:
-                    mismatched.append((i, sa, r))
-            if new:
-                self._wq.put(new)  # one group: the writer commits it in one transaction
+            try:
+                for i, sa, raw in ready:
+                    try:
+                        r = self._admit(sa, raw, False, new,
+                                        futures[i] if futures is not None else None)
+                    except Exception as exc:
+                        out[i] = exc
+                        continue
+                    if isinstance(r, Future):
+                        out[i] = r
+                    else:
+                        mismatched.append((i, sa, r))
+            finally:  # whatever was admitted is stored, and acked once durable
+                if new:
+                    self._wq.put(new)  # one group: committed in one transaction
         for i, sa, expected in mismatched:
             try:
                 out[i] = self._mismatch(sa, expected)
-            except SubmitError as exc:
+            except Exception as exc:
                 out[i] = exc
         return out
 

@@ -210,3 +210,26 @@ def test_tune_gc_freezes_startup_objects_and_raises_gen0() -> None:
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=Path(__file__).resolve().parents[2], timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_bug_in_one_action_does_not_fail_its_batch(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sequencer.sequencer as mod
+
+    seq = open_seq(tmp_path, "bug")
+    a, b, c = members(3)
+    real = mod.admission.static_checks
+
+    def flaky(state: Any, sa: Any, view: Any = None) -> None:
+        if sa.action.sender == b.pubkey:
+            raise RuntimeError("bug")
+        real(state, sa, view)
+
+    monkeypatch.setattr(mod.admission, "static_checks", flaky)
+    try:
+        out = seq.submit_many([act(a, 0), act(b, 0), act(c, 0)])
+        assert isinstance(out[1], RuntimeError)
+        assert [out[i].result(10).duplicate for i in (0, 2)] == [False, False]
+        assert seq.mempool_size == 2
+    finally:
+        seq.close()
