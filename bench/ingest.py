@@ -10,9 +10,13 @@
     background.
 (b) **Small actions**: signed ``advance`` actions (each from a fresh key, so nonces never
     interfere) at ``--concurrency`` in flight; each 202 means the action was committed
-    (group commit) and signed for. Reports actions/s and p50/p99 ack latency.
+    (group commit) and signed for. Reports actions/s, p50/p99 ack latency, the node's and
+    the load generator's (``bench/ingest_client.py``) CPU per action, actions per group
+    commit and the disk's own fsync rate.
 
-Prints one JSON line. Usage: ``python bench/ingest.py [--small 20000] [--big 32]``.
+Prints one JSON line. Usage: ``python bench/ingest.py [--small 20000] [--big 32]``;
+``--node-repo ../old-checkout`` measures another checkout's node with this load generator
+(old vs new, alternating, on a shared machine).
 """
 
 from __future__ import annotations
