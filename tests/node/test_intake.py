@@ -178,7 +178,7 @@ def test_ack_json_bytes_is_the_compact_json_of_to_json(duplicate: bool) -> None:
 
 def test_submit_batched_walks_the_shape_once(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import sequencer.sequencer as mod
+    import sequencer.submit as mod
 
     hooks = CountingHooks()
     seq = open_seq(tmp_path, "shape", hooks)
@@ -214,7 +214,7 @@ def test_tune_gc_freezes_startup_objects_and_raises_gen0() -> None:
 
 def test_a_bug_in_one_action_does_not_fail_its_batch(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import sequencer.sequencer as mod
+    import sequencer.submit as mod
 
     seq = open_seq(tmp_path, "bug")
     a, b, c = members(3)
