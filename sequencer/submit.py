@@ -71,10 +71,10 @@ class SubmitPath:
     _next_seq: int
     _intake: Intake
 
-    def pending_nonce(self, sender: bytes) -> int:
+    def pending_nonce(self, sender: bytes) -> int:  # the Sequencer's (the pending view)
         raise NotImplementedError
 
-    def pending_l1_cursor(self) -> tuple[int, int] | None:
+    def pending_l1_cursor(self) -> tuple[int, int] | None:  # the Sequencer's
         raise NotImplementedError
 
     def submit(self, raw: bytes, timeout: float | None = None) -> Ack:
