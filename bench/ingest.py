@@ -10,15 +10,18 @@
     background.
 (b) **Small actions**: signed ``advance`` actions (each from a fresh key, so nonces never
     interfere) at ``--concurrency`` in flight; each 202 means the action was committed
-    (group commit) and signed for. Reports actions/s and p50/p99 ack latency.
+    (group commit) and signed for. Reports actions/s, p50/p99 ack latency, the node's and
+    the load generator's (``bench/ingest_client.py``) CPU per action, actions per group
+    commit and the disk's own fsync rate.
 
-Prints one JSON line. Usage: ``python bench/ingest.py [--small 20000] [--big 32]``.
+Prints one JSON line. Usage: ``python bench/ingest.py [--small 20000] [--big 32]``;
+``--node-repo ../old-checkout`` measures another checkout's node with this load generator
+(old vs new, alternating, on a shared machine).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -27,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +40,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from ingest_client import run_fire  # noqa: E402  (bench/ is on sys.path as the script's dir)
 
 from state_machine.actions import (  # noqa: E402
     AdvanceBody,
@@ -51,6 +55,7 @@ from state_machine.crypto import keccak256, public_key  # noqa: E402
 from state_machine.tasks import TaskParams  # noqa: E402
 
 CHAIN_ID = 7
+NODE_REPO = REPO  # --node-repo: the checkout whose node is measured (same load generator)
 TOKEN = "bench-token"
 MSGPACK = {"content-type": "application/msgpack"}
 
@@ -122,8 +127,9 @@ def start_node(tmp: Path, name: str, block_time: float, max_block: int,
            "--max-block-actions", str(max_block), "--key", str(tmp / "seq.key"),
            "--snapshot-interval", "0", "--log-level", "warning"]
     # admin token via env (never argv); quotas off: (b) sends advances from fresh keys
-    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN, "FLOCKCHAIN_ADMISSION_LIMITS": "false"}
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL,
+    env = {**os.environ, "FLOCKCHAIN_ADMIN_TOKEN": TOKEN, "FLOCKCHAIN_ADMISSION_LIMITS": "false",
+           "PYTHONPATH": str(NODE_REPO)}
+    proc = subprocess.Popen(cmd, cwd=NODE_REPO, stdout=subprocess.DEVNULL,
                             stderr=open(tmp / f"{name}.log", "ab"), env=env)
     url = f"http://127.0.0.1:{port}"
     wait_up(url + "/v1/healthz", proc)
@@ -301,33 +307,6 @@ def build_small(n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-async def _fire(url: str, payloads: list[bytes], concurrency: int) -> tuple[float, list[float]]:
-    import aiohttp
-
-    latencies: list[float] = []
-    it = iter(payloads)
-    lock = threading.Lock()
-
-    async def worker(session: aiohttp.ClientSession) -> None:
-        while True:
-            with lock:
-                p = next(it, None)
-            if p is None:
-                return
-            t = time.perf_counter()
-            async with session.post(url + "/v1/actions", data=p, headers=MSGPACK) as r:
-                await r.read()
-                if r.status != 202:
-                    raise RuntimeError(f"{r.status} {await r.text()}")
-            latencies.append(time.perf_counter() - t)
-
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=conn) as session:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-        return time.perf_counter() - t0, latencies
-
-
 def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
     acts = build_small(n + 500)
     node, url = start_node(tmp, "small", block_time=0.5, max_block=4096)
@@ -343,14 +322,15 @@ def bench_small(tmp: Path, n: int, concurrency: int) -> dict[str, Any]:
         warm, first, second = acts[:500], acts[500:500 + half], acts[500 + half:]
 
         def fire(batch: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-            cpu0 = cpu_seconds(node.pid)
-            secs, lat = asyncio.run(_fire(url, [p for p, _ in batch], concurrency))
-            cpu = cpu_seconds(node.pid) - cpu0
+            cpu0, mine0 = cpu_seconds(node.pid), _own_cpu()
+            secs, lat = run_fire(url, [p for p, _ in batch], concurrency)
+            cpu, mine = cpu_seconds(node.pid) - cpu0, _own_cpu() - mine0
             lat.sort()
             return {"actions": len(batch), "actions_per_s": round(len(batch) / secs, 1),
                     "p50_ms": round(statistics.median(lat) * 1e3, 2),
                     "p99_ms": round(lat[int(0.99 * (len(lat) - 1))] * 1e3, 2),
-                    "node_cpu_us_per_action": round(cpu / len(batch) * 1e6, 1)}
+                    "node_cpu_us_per_action": round(cpu / len(batch) * 1e6, 1),
+                    "client_cpu_us_per_action": round(mine / len(batch) * 1e6, 1)}
 
         fire(warm)
         with_blocks = fire(first)
@@ -395,6 +375,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_cpu() -> float:
+    """CPU time of this process (the load generator), to report beside the node's."""
+    t = os.times()
+    return t.user + t.system
+
+
 def fsync_rate(directory: Path, n: int = 200) -> float:
     """The disk's own rate of small durable writes (4 KiB write + fsync) where the node's
     database lives: printed beside actions per group commit, so that a slow disk shows as
@@ -422,7 +408,11 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-small", action="store_true")
+    ap.add_argument("--node-repo", type=Path, default=REPO,
+                    help="checkout whose node to run (e.g. an old commit's worktree)")
     args = ap.parse_args()
+    global NODE_REPO
+    NODE_REPO = args.node_repo.resolve()
     if args.serve_sink:
         serve_sink(args.serve_sink)
         return 0
@@ -430,7 +420,8 @@ def main() -> int:
         tmp = Path(td)
         out: dict[str, Any] = {"bench": "ingest", "cpus": os.cpu_count(),
                                "python": platform.python_version(),
-                               "loadavg_before": round(os.getloadavg()[0], 2)}
+                               "loadavg_before": round(os.getloadavg()[0], 2),
+                               "node_repo": str(NODE_REPO)}
         try:
             import uvicorn.protocols.http.httptools_impl  # noqa: F401
 
@@ -456,6 +447,7 @@ def summary(out: dict[str, Any]) -> list[str]:
         lines.append(
             f"small actions, {sm['concurrency']} in flight: {w['actions_per_s']:,.0f}/s with "
             f"blocks ({w['node_cpu_us_per_action']:.0f} us node CPU/action, "
+            f"{w['client_cpu_us_per_action']:.0f} us client, "
             f"{w['actions_per_group_commit']} actions/group commit), {a['actions_per_s']:,.0f}/s"
             f" ack-only ({a['node_cpu_us_per_action']:.0f} us); disk "
             f"{sm['disk_fsyncs_per_s']:,.0f} fsync/s; load {out['loadavg_before']}")

@@ -14,6 +14,7 @@ thread and returns a handle with ``.url``, ``.sequencer`` and ``.stop()``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import threading
@@ -177,11 +178,32 @@ def start_node(config: NodeConfig, *, clock: Callable[[], int] | None = None,
                       thread)
 
 
+GC_GEN0_THRESHOLD = 10_000
+
+
+def tune_gc(gen0: int = GC_GEN0_THRESHOLD) -> None:
+    """The node process's cyclic garbage collector, tuned for a server (``flockchain node``
+    only; an in-process node leaves its host's settings alone). Why: every action allocates
+    dozens of container objects that reference counting alone frees, yet they drive a
+    young collection every 700 allocations and, every 100 of those, a full one that walks
+    every object (the imported modules, the app, the recovered state). ``gc.freeze()``
+    takes what exists after startup out of the collector's sight, and a larger first
+    threshold makes young collections rarer; cycles are still collected. Measured on the
+    sequencer alone (4,000 small actions, one block): block production took 74–80 µs of
+    CPU per action with the collector as it was, 48–55 µs with it off."""
+    gc.collect()
+    gc.freeze()
+    if gen0 > 0:
+        _, g1, g2 = gc.get_threshold()
+        gc.set_threshold(gen0, g1, g2)
+
+
 def serve(config: NodeConfig, *, ready: Callable[[str], None] | None = None) -> None:
     """Run a node in the foreground until SIGINT/SIGTERM (the ``flockchain node`` command)."""
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_node_app(config)
+    tune_gc()
     sock = _bind(config.host, config.port)
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(uvicorn_config(app, config, config.log_level))

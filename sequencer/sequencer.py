@@ -1,6 +1,6 @@
-"""The sequencer: a thin facade over admission (here), the mempool (``mempool``), the
-group-commit writer (``writer``), block production (``blocks``), batches (``batches``) and
-historical states (``history``).
+"""The sequencer: a thin facade over admission (``submit``: one action or a batch; the
+intake thread, ``intake``), the mempool (``mempool``), the group-commit writer (``writer``),
+block production (``blocks``), batches (``batches``) and historical states (``history``).
 
 Why this design:
 
@@ -23,7 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from itertools import islice
 from typing import Any
 
@@ -31,25 +30,22 @@ from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
 from blobstore.source import StoreSource
-from sequencer import admission
 from sequencer.batches import cut_batch, read_da
 from sequencer.blocks import block_due, build_block, closed_epoch
-from sequencer.bounded import check_msgpack_shape
-from sequencer.envelope import verify_env as _verify_env
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth, claim_store
 from sequencer.history import History
+from sequencer.intake import Intake
 from sequencer.mempool import Mempool
 from sequencer.mempool_guard import AdmissionGate, rejected_rows
 from sequencer.ratelog import RateLimitedLog
 from sequencer.store import BatchRow, Store
-from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks
+from sequencer.submit import SubmitPath
+from sequencer.types import Ack, BlockInfo, SequencerConfig, SequencerHooks  # noqa: F401  (Ack re-exported)
 from sequencer.types import Entry as _Entry
 from sequencer.writer import GroupCommitWriter, checkpoint_thread
-from state_machine.actions import ActionError, Body, SignedAction, decode_signed, system_action
-from state_machine.constants import SYSTEM_SENDER
+from state_machine.actions import decode_signed
 from state_machine.crypto import ack_message, verify_ack  # noqa: F401  (verify_ack re-exported)
-from state_machine.reasons import Reason
 from state_machine.state import State
 from state_machine.transition import GENESIS_PARENT, Block, genesis_state
 
@@ -59,13 +55,7 @@ _write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 Batch = BatchRow
 
 
-def _done(value: Ack) -> Future[Ack]:
-    f: Future[Ack] = Future()
-    f.set_result(value)
-    return f
-
-
-class Sequencer:
+class Sequencer(SubmitPath):
     """Orders actions into blocks over a :class:`Store`. Use as a context manager, or call
     :meth:`start` / :meth:`close`.
 
@@ -104,6 +94,8 @@ class Sequencer:
         self._history = History(store, config.chain_id, config.snapshot_interval,
                                 config.batch_state_cache)
         self._gate = AdmissionGate(config.limits)
+        # everything queued on the intake passed check_msgpack_shape (submit_batched)
+        self._intake = Intake(lambda raws, futs: self.submit_many(raws, futs, True))
         self.last_block_wall = time.monotonic()
 
         store.create()
@@ -142,6 +134,7 @@ class Sequencer:
             return self
         self._started = True
         self._writer.start()
+        self._intake.start()
         if self.config.produce_blocks:
             self._producer = threading.Thread(target=self._producer_loop, name="seq-producer",
                                               daemon=True)
@@ -155,6 +148,7 @@ class Sequencer:
         if self._started:
             self._stopping.set()
             self._wake.set()
+            self._intake.stop()  # what it still holds is refused (shutting_down)
             if self._producer is not None:
                 self._producer.join()
             if self._maint is not None:
@@ -215,143 +209,6 @@ class Sequencer:
             return None
         row["action_hash"] = row.pop("hash")
         return row
-
-    # ------------------------------------------------------------------ submission
-
-    def submit(self, raw: bytes, timeout: float | None = None) -> Ack:
-        """Admit a signed action (canonical wire bytes); returns once it is durable."""
-        return self.submit_nowait(raw).result(timeout)
-
-    def submit_system(self, sa: SignedAction, timeout: float | None = None) -> Ack:
-        """Admit a system action (``l1_*``, zero sender, empty signature) from the bridge.
-        Its nonce must be the system sender's pending nonce (``pending_nonce(SYSTEM_SENDER)``),
-        and its L1 position must be after :meth:`pending_l1_cursor`."""
-        return self._submit(sa.encode(), system=True, sa=sa).result(timeout)
-
-    def submit_l1_event(self, typ: str, body: Body, timeout: float | None = None) -> Ack:
-        """Build and admit the system action for an L1 log, assigning the system nonce.
-        Raises SubmitError("l1_out_of_order") if that log (or a later one) was already
-        submitted: the bridge treats that as "already done"."""
-        with self._lock:
-            nonce = self.pending_nonce(SYSTEM_SENDER)
-            sa = system_action(typ, self.chain_id, nonce, body)
-            fut = self._submit(sa.encode(), system=True, sa=sa)
-        return fut.result(timeout)
-
-    def submit_nowait(self, raw: bytes) -> Future[Ack]:
-        """Like :meth:`submit` but returns a future (the HTTP API awaits it). Raises
-        SubmitError at once for a refused action."""
-        return self._submit(raw, system=False)
-
-    def _refuse(self, reason: Reason | str, detail: str = "") -> SubmitError:
-        self.hooks.action_rejected(reason)
-        return SubmitError(reason, detail)
-
-    def _decoded(self, raw: bytes, system: bool, sa: SignedAction | None) -> SignedAction:
-        """Stateless checks of a submission (node state, size, bounded decoding, kind,
-        chain id); the decoded action."""
-        if self.write_health.read_only:
-            raise SubmitError(Reason.READ_ONLY, "the database is not writable (disk full?)")
-        if not self._started or self._stopping.is_set():
-            raise SubmitError(Reason.SHUTTING_DOWN, "sequencer is not running")
-        if len(raw) > self.config.max_action_bytes:
-            raise self._refuse(Reason.TOO_LARGE,
-                               f"action exceeds {self.config.max_action_bytes} bytes")
-        if sa is None:
-            try:
-                check_msgpack_shape(raw)  # before any object is built (sequencer/bounded.py)
-                sa = decode_signed(raw)
-            except (SubmitError, ActionError) as exc:
-                raise self._refuse(exc.reason, exc.detail) from None
-        a = sa.action
-        if a.is_system and not system:
-            raise self._refuse(Reason.SYSTEM_ACTION,
-                               "l1_* actions are submitted by the bridge only")
-        if system and not a.is_system:
-            raise self._refuse(Reason.NOT_SYSTEM, "submit_system takes l1_* actions only")
-        if a.chain_id != self.chain_id:
-            raise self._refuse(Reason.BAD_CHAIN_ID, f"expected chain_id {self.chain_id}")
-        return sa
-
-    def _submit(self, raw: bytes, system: bool, sa: SignedAction | None = None) -> Future[Ack]:
-        sa = self._decoded(raw, system, sa)
-        a = sa.action
-        env = sa.action.encode()  # the wire's own envelope bytes (kept by decode_signed)
-        h = sa.hash  # hashed once: block production and its receipts read the same object
-        with self._lock:
-            e = self._by_hash.get(h)
-        if e is not None:
-            return self._dup_future(e)
-        if system:
-            if not sa.signature_valid():
-                raise self._refuse(Reason.MALFORMED,
-                                   "system actions have a zero sender, no signature")
-        else:
-            if a.sender == SYSTEM_SENDER or not _verify_env(a.sender, env, sa.signature):
-                raise self._refuse(Reason.BAD_SIGNATURE, "ed25519 signature does not verify")
-            try:
-                admission.static_checks(self._state, sa, self._view)
-                _blob_available(self.store, sa)
-            except SubmitError as exc:
-                self.hooks.action_rejected(exc.reason)
-                raise
-        with self._lock:
-            e = self._by_hash.get(h)
-            if e is not None:
-                return self._dup_future(e)
-            state = self._state
-            expected = state.nonces.get(a.sender, 0) + self._pending.get(a.sender, 0)
-            if a.nonce == expected:
-                try:
-                    if system:
-                        self._check_l1_order(sa)
-                    else:
-                        backlog = len(self._by_hash) // max(1, self.config.max_block_actions)
-                        self._gate.admit(state, sa, h, len(raw), self._view,
-                                         self._pending.get(a.sender, 0), len(self._by_hash),
-                                         state.height + 2 + backlog)
-                except SubmitError as exc:
-                    self.hooks.action_rejected(exc.reason)
-                    raise
-                entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
-                               sig_verified=not system)
-                entry.ack = self._sk.sign(ack_message(h, state.height)).signature
-                self._next_seq += 1
-                self._by_hash[h] = entry
-                self._pending[a.sender] = self._pending.get(a.sender, 0) + 1
-                self._view.add(sa)
-                self._gate.mempool_bytes += len(raw)
-                self._wq.put(entry)
-                return entry.future
-        # nonce mismatch: the same action acknowledged earlier (and since included) is a
-        # duplicate, anything else is a nonce conflict
-        row = self.store.action_meta_by_hash(h)
-        if row is not None and row["status"] == "rejected":
-            raise self._refuse(Reason.ALREADY_REJECTED, "these signed bytes were included and "
-                               "rejected; sign a new action")
-        if row is not None:
-            return _done(Ack(h, row["received_height"], row["ack"], duplicate=True))
-        raise self._refuse(Reason.BAD_NONCE, f"expected nonce {expected}, got {a.nonce}")
-
-    def _dup_future(self, e: _Entry) -> Future[Ack]:
-        out: Future[Ack] = Future()
-
-        def _copy(f: Future[Ack]) -> None:
-            exc = f.exception()
-            if exc is not None:
-                out.set_exception(exc)
-            else:
-                out.set_result(e.to_ack(duplicate=True))
-
-        e.future.add_done_callback(_copy)
-        return out
-
-    def _check_l1_order(self, sa: SignedAction) -> None:
-        b = sa.action.body
-        pos = (b.l1_block, b.log_index)  # type: ignore[attr-defined]
-        cur = self.pending_l1_cursor()
-        if cur is not None and pos <= cur:
-            raise SubmitError(Reason.L1_OUT_OF_ORDER, f"L1 cursor is at {cur}")
 
     # ------------------------------------------------------------------ writer thread
 
@@ -501,16 +358,3 @@ class Sequencer:
         if b is None:
             raise KeyError(f"no batch {index}")
         return self.state_at(b.last_height)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _blob_available(store: Store, sa: SignedAction) -> None:
-    """A v2 reveal is acked only once its blob is stored (never deleted afterwards), so the
-    block that includes it and every replay of that block see the same bytes."""
-    if sa.action.type == "reveal_update_v2":
-        h = sa.action.body.update_hash  # type: ignore[attr-defined]
-        if store.blobstore is None or not store.blobstore.has(h):
-            raise SubmitError(Reason.BLOB_UNAVAILABLE, "upload the update (POST /v1/blobs/uploads) "
-                              "before revealing it")

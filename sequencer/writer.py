@@ -39,7 +39,8 @@ def _row(e: Entry) -> dict[str, Any]:
 
 
 class GroupCommitWriter:
-    """Owns the writer thread and its queue of :class:`Entry` (acks) and :class:`Job`.
+    """Owns the writer thread and its queue of :class:`Entry` (acks), lists of them (a
+    batch admitted together, committed in one group) and :class:`Job`.
 
     ``on_acked(group, seconds)`` runs after a group of acks is durable; ``on_failed(group,
     error)`` after it could not be stored (the entries must be forgotten and refused)."""
@@ -78,8 +79,9 @@ class GroupCommitWriter:
                 job = self.queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(job, (Entry, Job)):
-                job.future.set_exception(SubmitError(Reason.SHUTTING_DOWN))
+            for j in job if isinstance(job, list) else [job]:
+                if isinstance(j, (Entry, Job)):
+                    j.future.set_exception(SubmitError(Reason.SHUTTING_DOWN))
 
     def write(self, fn: Callable[[Connection], Any]) -> Any:
         """Run ``fn(conn)`` in one transaction on the writer thread and wait for it."""
@@ -104,7 +106,7 @@ class GroupCommitWriter:
             carry = None
             if job is STOP:
                 return
-            if isinstance(job, Entry):
+            if isinstance(job, (Entry, list)):
                 group, carry = self._gather(job)
                 self._commit_acks(group)
             else:
@@ -120,10 +122,11 @@ class GroupCommitWriter:
                     self.health.ok()
                     job.future.set_result(result)
 
-    def _gather(self, first: Entry) -> tuple[list[Entry], Any]:
-        """``first`` plus every ack already queued (up to ``max_group``), waiting at most
-        ``wait`` seconds for more; a non-ack job met on the way is carried over."""
-        group = [first]
+    def _gather(self, first: Entry | list[Entry]) -> tuple[list[Entry], Any]:
+        """``first`` (an ack, or a batch of acks admitted together) plus every ack already
+        queued (up to ``max_group``, a batch is never split), waiting at most ``wait``
+        seconds for more; a non-ack job met on the way is carried over."""
+        group = list(first) if isinstance(first, list) else [first]
         deadline = time.monotonic() + self.wait
         while len(group) < self.max_group:
             try:
@@ -137,9 +140,12 @@ class GroupCommitWriter:
                     nxt = self.queue.get(timeout=left)
                 except queue.Empty:
                     break
-            if not isinstance(nxt, Entry):
+            if isinstance(nxt, list):
+                group.extend(nxt)
+            elif isinstance(nxt, Entry):
+                group.append(nxt)
+            else:
                 return group, nxt
-            group.append(nxt)
         return group, None
 
     def _commit_acks(self, group: list[Entry]) -> None:

@@ -90,6 +90,15 @@ def encode(value: Any) -> bytes:
     return msgpack.packb(_canonical(value), use_bin_type=True)
 
 
+def encode_ordered(value: dict[str, Any]) -> bytes:
+    """:func:`encode` of a flat map whose keys the caller wrote in canonical (bytewise)
+    order and whose values it knows to be scalars of the allowed types (bytes, str, bool,
+    None, in-range int): the same bytes without the generic walk and re-sort. For records
+    hashed once per action in every block (receipts); ``tests/state_machine`` pins it to
+    :func:`encode`."""
+    return msgpack.packb(value, use_bin_type=True)
+
+
 def _no_ext(code: int, data: bytes) -> Any:
     raise CodecError("extension types are not allowed")
 

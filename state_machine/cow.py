@@ -86,6 +86,22 @@ class CowMap(MutableMapping[K, V], Generic[K, V]):
         v = own[key] = self._clone(v)
         return v  # type: ignore[no-any-return]
 
+    def get(self, key: K, default: Any = None) -> Any:
+        """``Mapping.get`` without its exception on a miss (admission reads a few absent
+        keys per action): the same object ``self[key]`` would hand out, cloned for writing
+        exactly when ``__getitem__`` would clone it, or ``default``."""
+        v = self._own.get(key, _MISSING)
+        if v is not _MISSING:
+            if self._journal is None or self._clone is None:
+                return v
+            return self[key]
+        v = self._find(key)
+        if v is _MISSING:
+            return default
+        if self._sealed or self._clone is None:
+            return v
+        return self[key]
+
     def __contains__(self, key: object) -> bool:
         return self._find(key) is not _MISSING  # type: ignore[arg-type]
 

@@ -108,6 +108,17 @@ class Receipt:
             "detail": self.detail,
         }
 
+    def encode(self) -> bytes:
+        """``codec.encode(self.to_record())``: the receipt's leaf in ``receipts_root``.
+        Written directly (keys in canonical order) when the fields have their declared
+        types, which the STF always gives them; anything else takes the generic path."""
+        if (type(self.action_hash) is bytes and type(self.applied) is bool
+                and isinstance(self.reason, str) and isinstance(self.detail, str)):
+            return codec.encode_ordered({"action_hash": self.action_hash,
+                                         "applied": self.applied, "detail": self.detail,
+                                         "reason": self.reason})
+        return codec.encode(self.to_record())
+
 
 # ---------------------------------------------------------------- stateless + nonce checks
 
@@ -411,7 +422,7 @@ def actions_root(actions: Sequence[SignedAction]) -> bytes:
 
 
 def receipts_root(receipts: Sequence[Receipt]) -> bytes:
-    return MerkleTree([keccak256(codec.encode(r.to_record())) for r in receipts]).root()
+    return MerkleTree([keccak256(r.encode()) for r in receipts]).root()
 
 
 def block_header(block: Block, state_root: bytes, receipts: Sequence[Receipt]) -> dict[str, Any]:

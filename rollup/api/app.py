@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from rollup.api import errors
 from rollup.api.deps import AdminGate
-from rollup.api.ingress import ActionIngress, Ingress
+from rollup.api.ingress import Ingress, answer, is_action_post
 from rollup.api.routers import actions, admin, batches, chain, ops, state
 from rollup.blob_routes import blob_router
 from rollup.config import NodeConfig
@@ -30,6 +31,27 @@ ROUTERS = (actions.router, chain.router, state.router, batches.router, ops.route
 TITLE = "FLockChain node"
 DESCRIPTION = ("Micro-rollup node for federated learning (SPEC §12). Errors are "
                "`{reason, detail}` JSON.")
+
+
+class NodeApp(FastAPI):
+    """The node's FastAPI app, with ``POST /v1/actions`` answered before FastAPI's own
+    middleware stack (telemetry, body limit, error middleware, routing): the hottest
+    endpoint reads its raw stream itself (``rollup.api.ingress``) and renders every
+    outcome, including an unexpected exception, as the same ``{reason, detail}`` JSON the
+    stack would. Measured: the stack cost ~13 % of the event loop's time per small action
+    (FastAPI 0.165's telemetry reads the environment on every request)."""
+
+    ingress: Ingress | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.ingress is not None and is_action_post(scope):
+            try:
+                status, body = await self.ingress(scope.get("headers", ()), receive)
+            except Exception as exc:  # what errors.install's catch-all would answer
+                status, body = errors.internal(exc)
+            await answer(send, status, body)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def openapi_doc() -> dict:
@@ -59,7 +81,7 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
             if manage:
                 await run_in_threadpool(seq.close)
 
-    app = FastAPI(title=TITLE, version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = NodeApp(title=TITLE, version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.sequencer = seq
     app.state.metrics = metrics
     app.state.config = config
@@ -67,10 +89,10 @@ def create_app(sequencer: Sequencer, config: NodeConfig, metrics: Metrics | None
                                      config.admin_failures_per_minute)
     ingress = Ingress(seq, config, metrics)
     app.state.ingress = ingress
+    app.ingress = ingress
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)
     app.include_router(blob_router(seq, config))  # chunked uploads of large blobs
     app.include_router(explorer_router)  # /explorer/ pages and /v1/tasks/{id}/model
-    app.add_middleware(ActionIngress, handler=ingress)
     return app

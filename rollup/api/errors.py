@@ -12,7 +12,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -83,5 +83,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(_r: Request, exc: Exception) -> JSONResponse:
-        _internal_log.exception("internal error: %s", type(exc).__name__)
-        return error(500, Reason.INTERNAL_ERROR, type(exc).__name__)
+        status, body = internal(exc)
+        return Response(body, status_code=status, media_type="application/json")
+
+
+def internal(exc: Exception) -> tuple[int, bytes]:
+    """The answer to an unexpected exception (logged, rate-limited): 500 ``internal_error``
+    with the exception's type name; shared by the handlers and the ingress fast path."""
+    _internal_log.exception("internal error: %s", type(exc).__name__)
+    return 500, error_bytes(Reason.INTERNAL_ERROR, type(exc).__name__)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -192,13 +192,16 @@ class Ingress:
             return err(exc.reason, exc.detail)
         body.clear()  # the caller's buffer: free it before the action is held elsewhere
         try:  # refusals below are counted by the sequencer's hooks
-            fut = await self._call(self.seq.submit_nowait, raw, big=big)
+            if big:  # hashing/verifying MBs on a worker thread of its own
+                fut = await run_in_threadpool(self.seq.submit_nowait, raw)
+            else:  # verified and acked on the intake thread, in a batch with others
+                fut = self.seq.submit_batched(raw, shape_checked=kind == "msgpack")
             ack = await self.bridge.wrap(fut)
         except SubmitError as exc:
             return exc.status, _dumps(exc.to_json())
         except ActionError as exc:
             return err(exc.reason, exc.detail)
-        return 202, _dumps(ack.to_json())
+        return 202, ack.json_bytes()
 
     async def __call__(self, raw_headers: Any, receive: Any) -> Reply:
         headers = {k.lower(): v for k, v in raw_headers}
@@ -213,20 +216,13 @@ class Ingress:
         return await self.submit(kind, body)
 
 
-class ActionIngress:
-    """Pure-ASGI fast path for ``POST /v1/actions``; everything else goes to the app."""
+async def answer(send: Any, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: Any, handler: Callable[[Any, Any], Awaitable[Reply]]) -> None:
-        self.app = app
-        self.handler = handler
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if (scope["type"] == "http" and scope["method"] == "POST"
-                and scope["path"] == "/v1/actions"):
-            status, body = await self.handler(scope.get("headers", ()), receive)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await self.app(scope, receive, send)
+def is_action_post(scope: dict[str, Any]) -> bool:
+    return (scope["type"] == "http" and scope["method"] == "POST"
+            and scope["path"] == "/v1/actions")

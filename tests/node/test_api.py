@@ -340,3 +340,59 @@ def test_body_limit_over_real_socket(sqlite_url: str, tmp_path: Path) -> None:
                           headers={"content-type": "application/msgpack"})
             assert (r.status_code, r.json()["reason"]) == (413, "too_large")
             assert http.get("/v1/healthz").json()["ok"] is True
+
+
+def test_fast_path_answers_like_the_routed_fallback(
+        manual_node: tuple[TestClient, Sequencer]) -> None:
+    """``POST /v1/actions`` skips FastAPI's stack (``NodeApp.__call__``); the documented
+    route behind that stack must answer every input byte for byte the same, errors and
+    unexpected exceptions included."""
+    http, seq = manual_node
+    app = http.app
+    ms, proposers = _setup_task(seq)
+    p = next(m for m in ms if m.pubkey == proposers[0])
+    q = next(m for m in ms if m is not p)
+    nonce = seq.pending_nonce(p.pubkey)
+    good = make_action(p.seed, "commit_update", CHAIN_ID, nonce,
+                       CommitUpdateBody(1, 0, b"\x01" * 32), p.pubkey).encode()
+    bad_sig = bytearray(good)
+    bad_sig[-1] ^= 1
+    inputs = [(b"\xc1\x00", "application/msgpack"), (b"{", "application/json"),
+              (good, "text/plain"), (bytes(bad_sig), "application/msgpack"),
+              (b"\x00" * 70_000, "application/msgpack"),
+              (make_action(q.seed, "advance", CHAIN_ID, seq.pending_nonce(q.pubkey) + 3,
+                           AdvanceBody(1, 0), q.pubkey).encode(), "application/msgpack"),
+              (good, "application/msgpack"), (good, "application/msgpack")]  # then duplicate
+
+    def answers() -> list[tuple[int, str, bytes]]:
+        out = []
+        for body, ctype in inputs:
+            r = _post(http, body, ctype)
+            out.append((r.status_code, r.headers["content-type"], r.content))
+        return out
+
+    fast = answers()
+    assert [s for s, _, _ in fast] == [400, 400, 400, 401, 413, 409, 202, 202]
+    ingress = app.ingress
+    app.ingress = None  # the routed fallback (same Ingress, behind FastAPI's middleware)
+    try:
+        routed = answers()
+    finally:
+        app.ingress = ingress
+    assert routed == [fast[-1] if i == len(fast) - 2 else a for i, a in enumerate(fast)]
+
+    def boom(*_a: object) -> None:
+        raise RuntimeError("boom")
+
+    ingress.submit = boom  # an unexpected exception: the same 500 body on both paths
+    h2 = TestClient(app, raise_server_exceptions=False)  # no lifespan: the node runs already
+    fast_500 = h2.post("/v1/actions", content=good, headers={"content-type":
+                                                             "application/msgpack"})
+    app.ingress = None
+    routed_500 = h2.post("/v1/actions", content=good, headers={"content-type":
+                                                               "application/msgpack"})
+    app.ingress = ingress
+    del ingress.submit
+    assert (fast_500.status_code, fast_500.json()) == (500, {"reason": "internal_error",
+                                                            "detail": "RuntimeError"})
+    assert (routed_500.status_code, routed_500.content) == (500, fast_500.content)

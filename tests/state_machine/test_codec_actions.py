@@ -20,6 +20,8 @@ from state_machine.actions import (
 )
 from state_machine.constants import SYSTEM_SENDER
 from state_machine.crypto import keccak256, public_key
+from state_machine.reasons import Reason
+from state_machine.transition import Receipt
 
 SEED = b"\x01" * 32
 PK = public_key(SEED)
@@ -144,3 +146,15 @@ def test_system_action_needs_zero_sender_and_no_signature():
     assert decode_signed(sa.encode()) == sa
     # u256 travels as 32-byte bin
     assert sa.to_wire()["envelope"]["body"]["amount"] == (10**17).to_bytes(32, "big")
+
+
+@pytest.mark.parametrize("receipt", [
+    Receipt(b"\x01" * 32, True),
+    Receipt(b"\x02" * 32, False, Reason.BAD_NONCE, "expected nonce 3, got 5"),
+    Receipt(b"\x03" * 32, False, "wrong_window", "phase ë closed ✓"),
+    Receipt(b"", True, "ok", "x" * 300),
+])
+def test_receipt_encode_is_the_canonical_encoding_of_its_record(receipt: Receipt) -> None:
+    """receipts_root hashes Receipt.encode(); it must equal codec.encode(to_record())."""
+    assert receipt.encode() == codec.encode(receipt.to_record())
+    assert codec.decode(receipt.encode()) == receipt.to_record()

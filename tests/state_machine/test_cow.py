@@ -99,3 +99,39 @@ def test_branching_from_every_state_of_the_recorded_chain_leaves_parents_untouch
         assert state.state_root() == before
         assert first.state_root == second.state_root
         state, parent = first.state, first.hash
+
+
+def test_get_hands_out_what_getitem_would():
+    """CowMap.get (no exception on a miss) must clone exactly when ``m[k]`` clones, and
+    journal the same way, on sealed, writable and journaling maps."""
+    class Rec:
+        def __init__(self, v: int) -> None:
+            self.v = v
+            self.xs: list[int] = []
+
+    def make() -> CowMap[str, Rec]:
+        parent: CowMap[str, Rec] = CowMap({"a": Rec(1), "b": Rec(2)}, clone=clone_record)
+        parent.seal()
+        return parent
+
+    sealed = make()
+    assert sealed.get("a") is sealed["a"] and sealed.get("zz", 7) == 7
+    for journaling in (False, True):
+        via_get, via_item = make().child(), make().child()
+        if journaling:
+            via_get.begin()
+            via_item.begin()
+        for k in ("a", "a", "b", "missing"):
+            got = via_get.get(k)
+            want = via_item[k] if k in via_item else None
+            assert (got is None) == (want is None)
+            if got is not None:
+                got.xs.append(1)
+                want.xs.append(1)
+        assert [r.xs for r in via_get.values()] == [r.xs for r in via_item.values()]
+        assert via_get.own_keys() == via_item.own_keys() == ["a", "b"]
+        if journaling:
+            via_get.rollback()
+            via_item.rollback()
+            assert [r.xs for r in via_get.values()] == [r.xs for r in via_item.values()] == [
+                [], []]
