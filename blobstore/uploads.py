@@ -21,6 +21,11 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
+* root-addressed uploads (protocol 4, "chunk root only"): a declaration whose ``hash`` *is*
+  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, on one
+  of ``CHUNK_HASH_THREADS`` threads (chunks arriving side by side hash side by side), and
+  ``complete`` only checks that every chunk is present: the chunk hashes were checked
+  against the signed root at declaration and each chunk against its hash at its ack.
 * unfinished uploads idle for ``ttl`` seconds are deleted by :meth:`UploadManager.gc`.
 
 Crash (kill -9) at any point: a chunk is either journalled (and its bytes fsynced before)
@@ -59,6 +64,7 @@ DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 51
 READ_BACK = 8 * 1024 * 1024
 WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
 HASH_SLICE = 1024 * 1024  # bytes hashed per background job while a chunk streams in
+CHUNK_HASH_THREADS = 4  # chunk keccaks running side by side (one FIFO thread per lane)
 
 
 class UploadError(Exception):
@@ -155,6 +161,11 @@ class _Session:
     def n(self) -> int:
         return len(self.decl.chunk_hashes)
 
+    @property
+    def root_addressed(self) -> bool:
+        """Keyed by its chunk root (protocol 4): no whole-blob keccak is ever computed."""
+        return self.decl.blob_hash == self.decl.root
+
     def missing(self) -> list[int]:
         return [i for i in range(self.n) if i not in self.received]
 
@@ -181,7 +192,10 @@ class UploadManager:
         # the whole-blob hash (one FIFO thread: its jobs run in byte order) and, beside
         # it, the chunks' own hashes
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
-        self._chunk_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
+        # chunk keccaks: one FIFO thread per lane keeps a chunk's slices in order, and
+        # chunks in different lanes (index % lanes) hash side by side
+        self._chunk_hashers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
+                               for _ in range(CHUNK_HASH_THREADS)]
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -285,7 +299,8 @@ class UploadManager:
                 _write_at(s.dir / "data", start, w.slices)
                 _journal(s.dir, index)
                 s.received.add(index)
-        self._extend_prefix(s, w)
+        if not s.root_addressed:
+            self._extend_prefix(s, w)
         return self.status_of(s)
 
     def _extend_prefix(self, s: _Session, w: ChunkWriter) -> None:
@@ -335,8 +350,9 @@ class UploadManager:
             if missing:
                 raise UploadError(409, "missing_chunks", f"{len(missing)} chunks missing",
                                   {"missing": missing[:1024]})
-            self._drain()
-            if _finish_hash(s) != s.decl.blob_hash:
+            if not s.root_addressed:  # root-addressed: the acked chunks are the proof
+                self._drain()
+            if not s.root_addressed and _finish_hash(s) != s.decl.blob_hash:
                 self._drop(s)
                 raise UploadError(422, "hash_mismatch",
                                   "chunks match the root but not the declared keccak256")
@@ -404,8 +420,10 @@ class ChunkWriter:
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
         self.streams = False
+        self._lane = mgr._chunk_hashers[index % len(mgr._chunk_hashers)]
         with session.order:
-            if index == session.submitted and index not in session.received:
+            if (not session.root_addressed and index == session.submitted
+                    and index not in session.received):
                 # the session's hash holds chunks [0, index) once the jobs queued before
                 # this one ran (one FIFO thread), so a copy taken by a job is that prefix
                 self.streams = True
@@ -431,7 +449,7 @@ class ChunkWriter:
         piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._parts, self._parts_len = [], 0
         self.slices.append(piece)
-        self._last = self.mgr._chunk_hasher.submit(self.digest.update, piece)
+        self._last = self._lane.submit(self.digest.update, piece)
         if self.streams:
             self.mgr._hasher.submit(self._extend_own_whole, piece)
 

@@ -141,7 +141,7 @@ class Verifier:
     def blob_source(self, hashes: list[bytes]) -> VerifyingSource | None:
         """Protocol v2 update bytes, fetched chunk by chunk from the first node holding each
         and checked as they arrive (``VerifyingSource``); None if one is held by no node."""
-        where: dict[bytes, tuple[str, int, int]] = {}
+        where: dict[bytes, tuple[str, int, int, bool]] = {}
         for h in hashes:
             for url in self.node_urls:
                 try:
@@ -150,7 +150,8 @@ class Verifier:
                     continue
                 if r.status_code == 200:
                     m = r.json()
-                    where[h] = (url.rstrip("/"), int(m["size"]), int(m["chunk_size"]))
+                    where[h] = (url.rstrip("/"), int(m["size"]), int(m["chunk_size"]),
+                                m.get("root") == h.hex())
                     break
             else:
                 return None
@@ -163,6 +164,7 @@ class Verifier:
             return r.content if r.status_code == 200 else b""
 
         # spooled to an unlinked temp file and memory-mapped: 16 x 512 MiB stay off the heap
+        # protocol 4 (served root == key): checked chunk by chunk against the root alone
         return VerifyingSource(lambda h: where[h][1:] if h in where else None, chunk,
                                spool_dir=tempfile.gettempdir())
 

@@ -53,8 +53,9 @@ from state_machine.actions import (
     SignedAction,
     make_action,
 )
-from state_machine.commitments import CommitBinding, update_commitment, vote_commitment
-from state_machine.constants import PROTOCOL_BOUND_COMMITMENTS
+from state_machine.chunks import CONTENT_CHUNK_SIZE, content_root, verify_blob_root
+from state_machine.commitments import CommitBinding, update_commitment_on, vote_commitment
+from state_machine.constants import PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_CHUNK_ROOT_ONLY
 from state_machine.crypto import keccak256, verify_ack
 from state_machine.reasons import Reason
 
@@ -232,7 +233,7 @@ class NodeClient:
 
     def blob(self, blob_hash: bytes, verify_hash: bool = True) -> bytes:
         data = self.get_bytes(f"/v1/blobs/{_hex(blob_hash)}")
-        if verify_hash and keccak256(data) != blob_hash:
+        if verify_hash and keccak256(data) != blob_hash and content_root(data) != blob_hash:
             raise NodeError(200, "blob_hash_mismatch", "served bytes do not hash to the key")
         return data
 
@@ -355,8 +356,8 @@ class FlockClient:
         """Commit to an int16 delta (kept in memory for :meth:`reveal_update`)."""
         data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
         self._updates[(task_id, epoch)] = data
-        c = update_commitment(data, self.salt("update", task_id, epoch),
-                              self.binding(task_id, epoch))
+        c = update_commitment_on(self.protocol, data, self.salt("update", task_id, epoch),
+                                 self.binding(task_id, epoch))
         return self.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
     def reveal_update(self, task_id: int, epoch: int, update: np.ndarray | bytes | None = None,
@@ -388,6 +389,16 @@ class FlockClient:
         return self.send("advance", AdvanceBody(task_id, epoch), **kw)
 
     # ------------------------------------------------------------------ reads
+
+    def blob_of(self, data: bytes | memoryview) -> Any:
+        """What this chain's v2 reveals name an update by (a ``VerifiedBlob``, hashed once):
+        protocol 4, the chunk root at ``CONTENT_CHUNK_SIZE`` (chunks hashed in parallel, no
+        whole keccak); before it, the whole keccak and the chunk root in one pass."""
+        from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
+
+        if self.protocol >= PROTOCOL_CHUNK_ROOT_ONLY:
+            return verify_blob_root(data, CONTENT_CHUNK_SIZE)
+        return verify_blob(data, DEFAULT_CHUNK_SIZE)
 
     def account(self) -> AccountView:
         return self.node.account(self.pubkey)
@@ -430,23 +441,23 @@ def upload_blob(node: NodeClient, key: Keypair, data: bytes | memoryview, *,
 
     vb = blob if blob is not None else verify_blob(data, chunk_size or DEFAULT_CHUNK_SIZE)
     hashes = vb.chunk_hashes  # computed in the same single pass as the whole keccak
-    sig = key.sign(declaration_message(vb.keccak, vb.size, vb.chunk_size, vb.root))
-    decl = {"hash": vb.keccak.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
+    sig = key.sign(declaration_message(vb.key, vb.size, vb.chunk_size, vb.root))
+    decl = {"hash": vb.key.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
             "chunk_hashes": [h.hex() for h in hashes], "root": vb.root.hex(),
             "sender": key.pubkey.hex(), "signature": sig.hex()}
     status = node._check(node._request("POST", "/v1/blobs/uploads", json=decl)).json()
     mv = memoryview(data)
-    prog, task = _progress(vb.size, f"upload {vb.keccak.hex()[:10]}", progress)
+    prog, task = _progress(vb.size, f"upload {vb.key.hex()[:10]}", progress)
     spans = {i: chunk_span(vb.size, vb.chunk_size, i) for i in status.get("missing", [])}
     with prog:
         prog.update(task, completed=vb.size - sum(b - a for a, b in spans.values()))
         for i, (a, b) in spans.items():
             status = node._check(node._request(
-                "PUT", f"/v1/blobs/{vb.keccak.hex()}/chunks/{i}", content=bytes(mv[a:b]),
+                "PUT", f"/v1/blobs/{vb.key.hex()}/chunks/{i}", content=bytes(mv[a:b]),
                 headers={"content-type": "application/octet-stream"})).json()
             prog.advance(task, b - a)
     if complete and not status.get("complete"):
-        status = node._check(node._request("POST", f"/v1/blobs/{vb.keccak.hex()}/complete"))\
+        status = node._check(node._request("POST", f"/v1/blobs/{vb.key.hex()}/complete"))\
             .json()
     return status  # type: ignore[no-any-return]
 
@@ -465,8 +476,8 @@ def download_blob(node: NodeClient, blob_hash: bytes, *, progress: bool = False)
         return data
 
     with prog:
-        vb = VerifyingSource(lambda h: (int(meta["size"]), int(meta["chunk_size"])),
-                             chunk).get(blob_hash)
+        vb = VerifyingSource(lambda h: (int(meta["size"]), int(meta["chunk_size"])), chunk,
+                             root_addressed=meta["root"] == blob_hash.hex()).get(blob_hash)
     if vb is None or (meta["root"] and vb.root.hex() != meta["root"]):
         raise NodeError(502, "blob_mismatch", "served chunks do not hash to the blob")
     return bytes(vb.data)
@@ -476,15 +487,14 @@ def commit_update_v2(fc: FlockClient, task_id: int, epoch: int, update: np.ndarr
                      progress: bool = False, **kw: Any) -> SubmitResult | dict[str, Any]:
     """v2 commit: stage every chunk on the node (not readable until completed, so nobody can
     copy the update before the reveal phase) and commit to (hash, size, chunk root)."""
-    from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
     from state_machine.commitments import update_commitment_v2
 
     data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
-    vb = verify_blob(data, DEFAULT_CHUNK_SIZE)
+    vb = fc.blob_of(data)  # what the chain's protocol names an update by
     fc._updates[(task_id, epoch)] = data
     fc.__dict__.setdefault("_v2_blobs", {})[(task_id, epoch)] = vb
     upload_blob(fc.node, fc.key, data, blob=vb, complete=False, progress=progress)
-    c = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root,
+    c = update_commitment_v2(vb.key, vb.size, vb.chunk_size, vb.root,
                              fc.salt("update", task_id, epoch), fc.binding(task_id, epoch))
     return fc.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
@@ -493,13 +503,12 @@ def reveal_update_v2(fc: FlockClient, task_id: int, epoch: int, progress: bool =
                      **kw: Any) -> SubmitResult | dict[str, Any]:
     """v2 reveal: finish (resume) the upload, publish the blob, then sign only its hash."""
     from state_machine.actions import RevealUpdateV2Body
-    from state_machine.chunks import DEFAULT_CHUNK_SIZE, verify_blob
 
     vb = fc.__dict__.get("_v2_blobs", {}).get((task_id, epoch))
     if vb is None:
-        vb = verify_blob(fc._updates[(task_id, epoch)], DEFAULT_CHUNK_SIZE)
+        vb = fc.blob_of(fc._updates[(task_id, epoch)])
     upload_blob(fc.node, fc.key, vb.data, blob=vb, complete=True, progress=progress)
-    body = RevealUpdateV2Body(task_id, epoch, vb.keccak, vb.size, vb.chunk_size, vb.root,
+    body = RevealUpdateV2Body(task_id, epoch, vb.key, vb.size, vb.chunk_size, vb.root,
                               fc.salt("update", task_id, epoch))
     return fc.send("reveal_update_v2", body, **kw)
 

@@ -40,6 +40,7 @@ from state_machine.state import (
     EpochState,
     State,
     Task,
+    delta_hash_on,
     model_hash,
 )
 from state_machine.tiles import StackedRows
@@ -216,7 +217,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
         return
     # column tiles over the revealed rows (v2: memory-mapped blobs): no (n, d) matrix
     deltas = StackedRows([ep.updates[pk] for pk in revealed])
-    judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas)
+    judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas,
+                                         row_hashes=[ep.update_hashes[pk] for pk in revealed])
     record_judgement(state, ep, judgement)
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them
     if judgement.aggregate is None:
@@ -300,7 +302,8 @@ def finalize_epoch(
     if accepted:
         assert ep.candidate is not None and ep.candidate_delta is not None
         task.global_model, task.global_hash = ep.candidate, ep.candidate_hash
-        task.prev_delta, task.prev_delta_hash = ep.candidate_delta, model_hash(ep.candidate_delta)
+        task.prev_delta = ep.candidate_delta
+        task.prev_delta_hash = delta_hash_on(state.protocol, ep.candidate_delta)
         task.accepted_epochs += 1
         if ep.accuracy_bps is not None:
             task.accuracy_bps = ep.accuracy_bps

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 
 from state_machine import codec
+from state_machine.chunks import content_root
+from state_machine.constants import PROTOCOL_CHUNK_ROOT_ONLY
 from state_machine.cow import clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import account_leaf, task_leaf
@@ -35,6 +37,15 @@ def model_hash(values: np.ndarray) -> bytes:
     """keccak256 of the little-endian bytes of an int32 model or int16 delta."""
     dtype = "<i4" if values.dtype == np.int32 else "<i2"
     return keccak256(values.astype(dtype, copy=False).tobytes())
+
+
+def delta_hash_on(protocol: int, delta: np.ndarray) -> bytes:
+    """The recorded hash of an int16 delta (an update, Δ_prev): its keccak256 through
+    protocol 3, its chunk root (``chunks.content_root``) from protocol 4 on, so an update
+    revealed through either path and Δ_prev compare by one hash (replay evidence)."""
+    if protocol >= PROTOCOL_CHUNK_ROOT_ONLY:
+        return content_root(np.ascontiguousarray(delta, dtype="<i2").data.cast("B"))
+    return model_hash(delta)
 
 
 @dataclass

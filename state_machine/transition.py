@@ -27,6 +27,7 @@ from state_machine.actions import (
     RevealVoteBody,
     SignedAction,
 )
+from state_machine.chunks import content_root
 from state_machine.commitments import (
     CommitBinding,
     update_commitment_of_hash,
@@ -57,10 +58,12 @@ from state_machine.rules import (
     check_in_phase,
     check_nonce,
     check_not_committed,
+    check_root_addressed,
     check_selected,
     check_signature,
     check_update_length,
     check_vote_values,
+    chunk_root_only,
     commit_binding,
     task_of,
 )
@@ -73,6 +76,7 @@ from state_machine.state import (
     EpochState,
     State,
     Task,
+    delta_hash_on,
     model_hash,
 )
 
@@ -131,7 +135,7 @@ def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> l
     prev = np.zeros(task.params.num_params, dtype=np.int16)
     prev.setflags(write=False)
     task.global_model, task.global_hash = model, model_hash(model)
-    task.prev_delta, task.prev_delta_hash = prev, model_hash(prev)
+    task.prev_delta, task.prev_delta_hash = prev, delta_hash_on(state.protocol, prev)
     task.phase = WAITING_CLIENTS
     start_idle_clock(state, task)
     state.touch_task(task.task_id)
@@ -203,7 +207,8 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
     if binds_sender(state):  # protocol 2: the commitment binds the update's hash
-        update_hash = keccak256(b.update_bytes)
+        update_hash = (content_root(b.update_bytes) if chunk_root_only(state)  # protocol 4
+                       else keccak256(b.update_bytes))
         opens = update_commitment_of_hash(update_hash, b.salt,
                                           CommitBinding(sender, b.task_id, b.epoch))
     else:  # protocol 1: keccak256(update_bytes || salt); both hashes in one pass
@@ -225,14 +230,16 @@ def _reveal_update_v2(state: State, sa: SignedAction, b: RevealUpdateV2Body,
     assert task.params is not None
     if b.size != 2 * task.params.num_params:
         raise Rejected(Reason.WRONG_LENGTH, f"expected {2 * task.params.num_params} bytes")
+    check_root_addressed(state, b.update_hash, b.chunk_size, b.chunk_root)
     _check_opens(state, sa, b.task_id, b.epoch,
                  lambda bind: update_commitment_v2(b.update_hash, b.size, b.chunk_size,
                                                    b.chunk_root, b.salt, bind), committed)
     blob = blobs.get(b.update_hash) if blobs is not None else None
     if blob is None:
         raise Rejected(Reason.BLOB_UNAVAILABLE, "update bytes are not in the blob store")
-    if (blob.keccak, blob.size, blob.chunk_size, blob.root) != (
-            b.update_hash, b.size, b.chunk_size, b.chunk_root):
+    if (blob.key, blob.size, blob.chunk_size, blob.root) != (
+            b.update_hash, b.size, b.chunk_size, b.chunk_root) or (
+            not chunk_root_only(state) and blob.keccak != b.update_hash):
         raise Rejected(Reason.BLOB_MISMATCH, "stored blob differs from the signed hash/root")
     delta = np.frombuffer(blob.data, dtype="<i2").astype(np.int16, copy=False)  # a view
     delta.setflags(write=False)
