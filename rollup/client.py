@@ -54,7 +54,7 @@ from state_machine.actions import (
     make_action,
 )
 from state_machine.chunks import CONTENT_CHUNK_SIZE, content_root, verify_blob_root
-from state_machine.commitments import CommitBinding, update_commitment_on, vote_commitment
+from state_machine.commitments import CommitBinding, update_commitment, vote_commitment
 from state_machine.constants import PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_CHUNK_ROOT_ONLY
 from state_machine.crypto import keccak256, verify_ack
 from state_machine.reasons import Reason
@@ -356,8 +356,8 @@ class FlockClient:
         """Commit to an int16 delta (kept in memory for :meth:`reveal_update`)."""
         data = update if isinstance(update, bytes) else np.asarray(update).astype("<i2").tobytes()
         self._updates[(task_id, epoch)] = data
-        c = update_commitment_on(self.protocol, data, self.salt("update", task_id, epoch),
-                                 self.binding(task_id, epoch))
+        c = update_commitment(data, self.salt("update", task_id, epoch),
+                              self.binding(task_id, epoch))
         return self.send("commit_update", CommitUpdateBody(task_id, epoch, c), **kw)
 
     def reveal_update(self, task_id: int, epoch: int, update: np.ndarray | bytes | None = None,

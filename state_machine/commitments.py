@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from state_machine.chunks import content_root
-from state_machine.constants import PROTOCOL_CHUNK_ROOT_ONLY
 from state_machine.crypto import keccak256
 
 
@@ -47,17 +45,6 @@ def update_commitment(update_bytes: bytes, salt: bytes, bind: CommitBinding | No
     if bind is None:
         return keccak256(update_bytes, salt)
     return update_commitment_of_hash(keccak256(update_bytes), salt, bind)
-
-
-def update_commitment_on(protocol: int, update_bytes: bytes, salt: bytes,
-                         bind: CommitBinding | None) -> bytes:
-    """A v1 (inline) update's commitment on a chain of ``protocol``: from protocol 4 on the
-    update's hash is its chunk root (``chunks.content_root``, the one content hash of that
-    protocol), so the same bytes have the same hash whether revealed inline or as a blob;
-    before it, :func:`update_commitment`."""
-    if protocol >= PROTOCOL_CHUNK_ROOT_ONLY and bind is not None:
-        return update_commitment_of_hash(content_root(update_bytes), salt, bind)
-    return update_commitment(update_bytes, salt, bind)
 
 
 def update_commitment_of_hash(update_hash: bytes, salt: bytes, bind: CommitBinding) -> bytes:

@@ -207,10 +207,11 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
     assert task.params is not None
     check_update_length(task.params, b.update_bytes)
     if binds_sender(state):  # protocol 2: the commitment binds the update's hash
-        update_hash = (content_root(b.update_bytes) if chunk_root_only(state)  # protocol 4
-                       else keccak256(b.update_bytes))
+        update_hash = keccak256(b.update_bytes)
         opens = update_commitment_of_hash(update_hash, b.salt,
                                           CommitBinding(sender, b.task_id, b.epoch))
+        if chunk_root_only(state):  # protocol 4: recorded by the one content hash (replays
+            update_hash = content_root(b.update_bytes)  # of blobs and Δ_prev compare to it)
     else:  # protocol 1: keccak256(update_bytes || salt); both hashes in one pass
         opens, update_hash = _commitment_and_hash(b.update_bytes, b.salt)
     _check_opens(state, sa, b.task_id, b.epoch, lambda _bind: opens, committed)

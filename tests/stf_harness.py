@@ -25,7 +25,7 @@ from state_machine.actions import (
 from state_machine.chunks import verify_blob_root
 from state_machine.commitments import (
     CommitBinding,
-    update_commitment_on,
+    update_commitment,
     update_commitment_v2,
     vote_commitment,
 )
@@ -126,8 +126,7 @@ class Harness:
     ):
         salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
         ub = delta.astype("<i2").tobytes()
-        com = update_commitment_on(self.state.protocol, ub, salt,
-                                   self.binding(c, task_id, epoch))
+        com = update_commitment(ub, salt, self.binding(c, task_id, epoch))
         return self.signed(c, "commit_update", CommitUpdateBody(task_id, epoch, com))
 
     def reveal(
