@@ -179,6 +179,7 @@ class UploadManager:
                  max_uploads: int = DEFAULT_MAX_UPLOADS,
                  unstaked_quota: int = DEFAULT_UNSTAKED_QUOTA,
                  is_staked: Callable[[bytes], bool] = lambda _pk: False,
+                 is_awaited: Callable[[bytes], bool] = lambda _root: False,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.staging = Path(staging)
@@ -186,6 +187,7 @@ class UploadManager:
         self.max_size, self.ttl = max_size, ttl
         self.sender_quota, self.max_uploads = sender_quota, max_uploads
         self.unstaked_quota, self.is_staked = unstaked_quota, is_staked
+        self.is_awaited = is_awaited
         self.clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
@@ -243,9 +245,9 @@ class UploadManager:
         slots of ``unstaked_quota`` bytes each, so keys without stake can make the node
         stage at most ``max_uploads * unstaked_quota`` bytes and cannot crowd out a
         proposer's upload."""
-        staked = self.is_staked(decl.sender)
+        staked = self._privileged(decl)
         if not staked:
-            n = sum(1 for s in self._sessions.values() if not self.is_staked(s.decl.sender))
+            n = sum(1 for s in self._sessions.values() if not self._privileged(s.decl))
             if n >= self.max_uploads:
                 raise UploadError(503, "too_many_uploads",
                                   f"{self.max_uploads} uploads of unstaked keys are open")
@@ -256,6 +258,14 @@ class UploadManager:
             raise UploadError(413, "quota_exceeded",
                               f"sender has {open_bytes} bytes of unfinished uploads; "
                               f"quota {quota}")
+
+    def _privileged(self, decl: Declaration) -> bool:
+        """Staked signers, and the blob the chain awaits (``is_awaited(root)``: a task's
+        chunked genesis, protocol 4), whoever uploads it: its root fixes its content, so the
+        one thing such an upload can stage is the model the task declared on L1 (its
+        owner need not stake to publish a 1 GiB genesis)."""
+        return self.is_staked(decl.sender) or (decl.blob_hash == decl.root
+                                                and self.is_awaited(decl.root))
 
     # ------------------------------------------------------------------ chunks
 

@@ -224,6 +224,8 @@ class Verifier:
                     per_block[-1][2].append((sa.action.body.l1_block, sa.action.body.log_index))
                 if sa.action.type == "reveal_update_v2":
                     v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
+                elif sa.action.type == "publish_genesis_v2":  # a chunked genesis (protocol 4)
+                    v2_hashes.append(sa.action.body.model_root)  # type: ignore[attr-defined]
                 elif sa.action.type == "l1_forced_action":  # a forced v2 reveal (F-12)
                     v2 = inner_v2_update(sa.action.body)  # type: ignore[arg-type]
                     if v2 is not None:

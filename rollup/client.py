@@ -513,6 +513,26 @@ def reveal_update_v2(fc: FlockClient, task_id: int, epoch: int, progress: bool =
     return fc.send("reveal_update_v2", body, **kw)
 
 
+def genesis_root(model: np.ndarray | bytes) -> bytes:
+    """The ``genesis_model_hash`` a protocol 4 task declares for a chunked genesis: the
+    chunk root (``CONTENT_CHUNK_SIZE``) of the little-endian int32 model."""
+    data = model if isinstance(model, bytes) else np.asarray(model).astype("<i4").tobytes()
+    return content_root(data)
+
+
+def publish_genesis_v2(fc: FlockClient, task_id: int, model: np.ndarray | bytes,
+                       progress: bool = False, **kw: Any) -> SubmitResult | dict[str, Any]:
+    """Protocol 4 chunked genesis: upload the int32 model as a root-addressed blob (each
+    byte hashed once, resumable), then sign only its root, size and chunk size."""
+    from state_machine.actions import PublishGenesisV2Body
+
+    data = model if isinstance(model, bytes) else np.asarray(model).astype("<i4").tobytes()
+    vb = verify_blob_root(data, CONTENT_CHUNK_SIZE)
+    upload_blob(fc.node, fc.key, data, blob=vb, complete=True, progress=progress)
+    return fc.send("publish_genesis_v2",
+                   PublishGenesisV2Body(task_id, vb.size, vb.chunk_size, vb.root), **kw)
+
+
 def commit_update_auto(fc: FlockClient, task_id: int, epoch: int, update: np.ndarray | bytes,
                        **kw: Any) -> SubmitResult | dict[str, Any]:
     """v1 for small updates, v2 (blob store) above ``LARGE_UPDATE_BYTES``."""

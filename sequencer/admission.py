@@ -32,6 +32,7 @@ from state_machine.actions import (
     CommitUpdateBody,
     CommitVoteBody,
     PublishGenesisBody,
+    PublishGenesisV2Body,
     RevealUpdateBody,
     RevealUpdateV2Body,
     RevealVoteBody,
@@ -118,7 +119,7 @@ class PendingView:
             _bump(self.deposits, b.pubkey, by)  # type: ignore[attr-defined]
         elif a.type == "advance":
             _bump(self.advances, b.task_id, by)  # type: ignore[attr-defined]
-        elif a.type == "publish_genesis":
+        elif a.type in ("publish_genesis", "publish_genesis_v2"):
             _bump(self.geneses, b.task_id, by)  # type: ignore[attr-defined]
         elif a.type in PARTICIPANT_TYPES:
             key = (a.type, b.task_id, b.epoch, a.sender)  # type: ignore[attr-defined]
@@ -198,7 +199,7 @@ def role_checks(state: State, sa: SignedAction, view: PendingView) -> None:
         if view.queued(a.type, b.task_id, b.epoch, a.sender):  # type: ignore[attr-defined]
             already = Reason.ALREADY_COMMITTED if commit is None else Reason.ALREADY_REVEALED
             raise SubmitError(already, f"a {a.type} from this sender is already queued")
-    elif isinstance(b, PublishGenesisBody):
+    elif isinstance(b, (PublishGenesisBody, PublishGenesisV2Body)):
         if view.geneses.get(b.task_id, 0) > 0:
             raise SubmitError(Reason.WRONG_WINDOW, "a genesis for this task is already queued")
 

@@ -39,6 +39,7 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # 128 chunks for a 512 MiB update
 MIN_CHUNK_SIZE = 64 * 1024  # keeps the chunk list of a 512 MiB blob <= 8,192 hashes
 MAX_CHUNK_SIZE = 32 * 1024 * 1024  # one chunk is one HTTP body: bounded memory per request
 MAX_BLOB_BYTES = 512 * 1024 * 1024  # largest update the protocol carries (d = 2^28 int16)
+MAX_UPLOAD_BYTES = 2 * MAX_BLOB_BYTES  # largest blob: a chunked genesis (d = 2^28 int32)
 # protocol 4 (chunk root only): the one chunk size of a content hash, so the chunk root is a
 # function of the bytes alone (replay detection by hash needs one hash per content)
 CONTENT_CHUNK_SIZE = DEFAULT_CHUNK_SIZE
@@ -123,6 +124,15 @@ def parallel_chunk_hashes(data: bytes | memoryview, chunk_size: int,
 
     with ThreadPoolExecutor(min(threads, len(spans))) as pool:
         return list(pool.map(one, spans))
+
+
+def zeros_root(size: int) -> bytes:
+    """``content_root(bytes(size))`` from two chunk hashes instead of ``size`` bytes: the
+    zero Δ_prev of a genesis is 512 MiB at d = 2^28."""
+    full, tail = divmod(size, CONTENT_CHUNK_SIZE)
+    hashes = [keccak256(bytes(CONTENT_CHUNK_SIZE))] * full + ([keccak256(bytes(tail))] if tail
+                                                             else [])
+    return chunk_root(size, CONTENT_CHUNK_SIZE, hashes)
 
 
 def content_root(data: bytes | memoryview) -> bytes:

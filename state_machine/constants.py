@@ -71,6 +71,9 @@ PROPOSER_SHARE_BPS = 8_000
 
 # ---- task parameter bounds (validated at l1_task_created) ----
 MAX_NUM_PARAMS = 2**25
+# protocol 4 (chunked genesis, blob updates only above 2^25): d = 2^28, a 512 MiB int16
+# update and a 1 GiB int32 model; the Gram entries stay below d * 2^30 = 2^58 in int64
+MAX_NUM_PARAMS_CHUNKED = 2**28
 MIN_WINDOW_BLOCKS = 1
 # 6 h at 1 s blocks: the four phases of an epoch (1 day) fit well inside
 # UNBOND_PERIOD - CHALLENGE_PERIOD - resolution window (bridge.deploy checks it), so an

@@ -57,6 +57,7 @@ class Reason(StrEnum):
     # one chunk size (``state_machine.rules.check_root_addressed``)
     BAD_CHUNK_SIZE = "bad_chunk_size"
     NOT_CHUNK_ROOT = "not_chunk_root"
+    NOT_ON_PROTOCOL = "not_on_protocol"  # an action type this chain's protocol predates
     # ---- node only: admission, transport, operations (never in a receipt)
     NOT_STAKED = "not_staked"
     ALREADY_REJECTED = "already_rejected"

@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec, l1_actions, pacing
+from state_machine import codec, genesis, l1_actions, pacing
 from state_machine.actions import (
     AdvanceBody,
     CommitUpdateBody,
     CommitVoteBody,
     ForcedActionBody,
-    PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
     RevealVoteBody,
@@ -43,18 +42,15 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.forced import apply_forced, receipt_detail
-from state_machine.lifecycle import start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
     Rejected,
     binds_sender,
     check_advance,
-    check_awaiting_genesis,
     check_can_reveal,
     check_chain_id,
     check_fresh_commitment,
-    check_genesis_model,
     check_in_phase,
     check_nonce,
     check_not_committed,
@@ -72,12 +68,9 @@ from state_machine.state import (
     UPDATE_REVEAL,
     VOTE_COMMIT,
     VOTE_REVEAL,
-    WAITING_CLIENTS,
     EpochState,
     State,
     Task,
-    delta_hash_on,
-    model_hash,
 )
 
 
@@ -123,23 +116,6 @@ def precheck(state: State, sa: SignedAction, verified: Container[bytes] = ()) ->
     check_chain_id(state, a)
     check_signature(sa, verified)
     check_nonce(state.nonces.get(a.sender, 0), a)
-
-
-def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
-    task = task_of(state, b.task_id)
-    check_awaiting_genesis(task)
-    assert task.params is not None
-    check_genesis_model(task.params, b.model_bytes)
-    model = np.frombuffer(b.model_bytes, dtype="<i4").astype(np.int32)
-    model.setflags(write=False)
-    prev = np.zeros(task.params.num_params, dtype=np.int16)
-    prev.setflags(write=False)
-    task.global_model, task.global_hash = model, model_hash(model)
-    task.prev_delta, task.prev_delta_hash = prev, delta_hash_on(state.protocol, prev)
-    task.phase = WAITING_CLIENTS
-    start_idle_clock(state, task)
-    state.touch_task(task.task_id)
-    return ["genesis_published"]
 
 
 def _record_commitment(
@@ -292,7 +268,7 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_beacon": l1_actions.beacon,
     "l1_task_created": l1_actions.task_created,
     "l1_task_created_v2": l1_actions.task_created_v2,
-    "publish_genesis": _publish_genesis,
+    "publish_genesis": genesis.publish_genesis,
     "commit_update": _commit_update,
     "reveal_update": _reveal_update,
     "commit_vote": _commit_vote,
@@ -309,6 +285,8 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
     elif a.type == "reveal_update_v2":
         events = _reveal_update_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
+    elif a.type == "publish_genesis_v2":
+        events = genesis.publish_genesis_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
     elif a.type == "l1_forced_action":
         events = _forced_action(state, sa, a.body, pre_root, blobs)  # type: ignore[arg-type]
     else:
