@@ -430,12 +430,22 @@ def _progress(total: int, label: str, show: bool) -> Any:
     return prog, prog.add_task(label, total=total)
 
 
+ROOT_UPLOAD_CONCURRENCY = 4  # chunks in flight for a root-addressed upload
+
+
 def upload_blob(node: NodeClient, key: Keypair, data: bytes | memoryview, *,
                 chunk_size: int | None = None, complete: bool = True, progress: bool = False,
-                blob: Any = None) -> dict[str, Any]:
+                blob: Any = None, concurrency: int | None = None) -> dict[str, Any]:
     """Upload ``data`` in chunks (resuming whatever the node already holds) and, with
     ``complete``, publish it. Returns the node's upload status (``complete: true`` once
-    published). Retries each chunk on connection errors; safe to call again after a cut."""
+    published). Retries each chunk on connection errors; safe to call again after a cut.
+
+    ``concurrency``: chunks in flight. Default: ``ROOT_UPLOAD_CONCURRENCY`` for a
+    root-addressed blob (protocol 4: the node hashes chunks side by side, so chunks in
+    flight overlap their hashing; bench/blobs.py: 0.17 -> 0.40 of the sink at 4), 1 for
+    a keccak-addressed one (its in-order whole hash gains nothing from it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from blobstore.uploads import declaration_message
     from state_machine.chunks import DEFAULT_CHUNK_SIZE, chunk_span, verify_blob
 
@@ -449,13 +459,20 @@ def upload_blob(node: NodeClient, key: Keypair, data: bytes | memoryview, *,
     mv = memoryview(data)
     prog, task = _progress(vb.size, f"upload {vb.key.hex()[:10]}", progress)
     spans = {i: chunk_span(vb.size, vb.chunk_size, i) for i in status.get("missing", [])}
-    with prog:
+
+    def put(span: tuple[int, int, int]) -> dict[str, Any]:
+        i, a, b = span
+        st = node._check(node._request(
+            "PUT", f"/v1/blobs/{vb.key.hex()}/chunks/{i}", content=bytes(mv[a:b]),
+            headers={"content-type": "application/octet-stream"})).json()
+        prog.advance(task, b - a)
+        return st  # type: ignore[no-any-return]
+
+    lanes = concurrency or (ROOT_UPLOAD_CONCURRENCY if vb.key == vb.root else 1)
+    with prog, ThreadPoolExecutor(max(1, lanes)) as pool:
         prog.update(task, completed=vb.size - sum(b - a for a, b in spans.values()))
-        for i, (a, b) in spans.items():
-            status = node._check(node._request(
-                "PUT", f"/v1/blobs/{vb.key.hex()}/chunks/{i}", content=bytes(mv[a:b]),
-                headers={"content-type": "application/octet-stream"})).json()
-            prog.advance(task, b - a)
+        for st in pool.map(put, [(i, a, b) for i, (a, b) in spans.items()]):
+            status = st
     if complete and not status.get("complete"):
         status = node._check(node._request("POST", f"/v1/blobs/{vb.key.hex()}/complete"))\
             .json()
