@@ -21,6 +21,7 @@ import numpy as np
 from state_machine import indexes, pacing, voting
 from state_machine import verdicts as verdicts_mod
 from state_machine.aggregation import AggregationError, apply_delta
+from state_machine.constants import PROTOCOL_V1
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expired, start_idle_clock
@@ -41,7 +42,7 @@ from state_machine.state import (
     State,
     Task,
     delta_hash_on,
-    model_hash,
+    model_hash_on,
 )
 from state_machine.tiles import StackedRows
 
@@ -189,15 +190,18 @@ def record_judgement(state: State, ep: EpochState, judgement: verdicts_mod.Judge
             apply_penalty(state, ep, v.pubkey, v.slash)
 
 
-def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray) -> str | None:
-    """Candidate = global + aggregate; returns a discard reason on int32 overflow."""
+def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray,
+                   protocol: int = PROTOCOL_V1) -> str | None:
+    """Candidate = global + aggregate; returns a discard reason on int32 overflow. From
+    protocol 4 on the candidate is named by its chunk root (``records.model_hash_on``,
+    hashed chunk by chunk without making a mapped candidate resident)."""
     assert task.global_model is not None
     try:
         candidate = apply_delta(task.global_model, aggregate)
     except AggregationError:
         return EpochOutcome.INT32_OVERFLOW
     ep.candidate, ep.candidate_delta = candidate, aggregate
-    ep.candidate_hash = model_hash(candidate)
+    ep.candidate_hash = model_hash_on(protocol, candidate)
     return None
 
 
@@ -227,7 +231,7 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
             pre_root=pre_root,
         )
         return
-    failed = form_candidate(task, ep, judgement.aggregate)
+    failed = form_candidate(task, ep, judgement.aggregate, state.protocol)
     if failed:
         finalize_epoch(state, task, ep, accepted=False, reason=failed, pre_root=pre_root)
         return

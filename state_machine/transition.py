@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec, genesis, l1_actions, pacing
+from state_machine import codec, genesis, l1_actions, pacing, tiles
 from state_machine.actions import (
     AdvanceBody,
     CommitUpdateBody,
@@ -87,6 +87,9 @@ class Block:
     # v2 updates' bytes by keccak256 (``.get(hash) -> VerifiedBlob | None``), resolved by the
     # sequencer or verifier from its blob store: the STF reads them and does no I/O
     blobs: Any = None
+    # where d-long outputs (aggregate, candidate) live: ``tiles.ArraySink``; None: the heap.
+    # The node and verifier pass memory-mapped files (bit-identical results, bounded RSS)
+    arrays: Any = None
 
 
 @dataclass
@@ -316,6 +319,12 @@ def apply_block(state: State, block: Block, verified: Container[bytes] = ()
     bad_clock = pacing.timestamp_error(state, block.timestamp)
     if bad_clock:
         raise BlockError(bad_clock)
+    with tiles.array_sink(block.arrays):
+        return _apply(state, block, verified)
+
+
+def _apply(state: State, block: Block, verified: Container[bytes]
+           ) -> tuple[State, list[Receipt]]:
     pre_root = state.state_root()
     st = state.copy()
     st.height = block.height

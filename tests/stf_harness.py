@@ -74,6 +74,7 @@ class Harness:
     signers: dict[bytes, Client] = field(default_factory=dict)
     # v2 updates' verified bytes, handed to every block (``Block.blobs``) by their key
     blobs: dict[bytes, Any] = field(default_factory=dict)
+    arrays: Any = None  # ``Block.arrays``: where the STF writes aggregates and candidates
 
     # -- system actions --
     def _sys(self, typ: str, body) -> SignedAction:
@@ -173,7 +174,8 @@ class Harness:
 
     def block_at(self, timestamp: int, *actions: SignedAction) -> list[Receipt]:
         """The next block at ``timestamp`` (protocol 3 reads it: ``state_machine.pacing``)."""
-        b = Block(self.state.height + 1, self.parent, timestamp, list(actions), blobs=self.blobs)
+        b = Block(self.state.height + 1, self.parent, timestamp, list(actions), blobs=self.blobs,
+                  arrays=self.arrays)
         res = execute_block(self.state, b)
         self.state, receipts, self.parent = res.state, res.receipts, res.hash
         self.receipts.extend(receipts)

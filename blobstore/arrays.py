@@ -1,0 +1,39 @@
+"""A ``state_machine.tiles.ArraySink`` of memory-mapped files: where the node and the
+verifier let the STF write its d-long outputs (aggregate, candidate model).
+
+Why: at d = 2^28 the aggregate is 512 MiB and the candidate 1 GiB; as heap arrays they
+(and the global model they become) were most of the node's peak memory (2.7 GiB with the
+candidate formed, issue 14). Written tile by tile into shared file maps, with each tile's
+pages released after it is written (``tiles.release``), they live in the page cache and
+on disk instead; the values, and so every root, are the same as on the heap
+(``tests/blobs/test_mapped_arrays.py``). Files are unlinked temporaries: nothing to clean
+up, and they vanish when the last array viewing them is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+MIN_MAPPED_BYTES = 1 << 20  # smaller outputs stay on the heap (a file per tiny array costs)
+
+
+class MappedArrays:
+    """``empty(n, dtype)``: a writable array backed by an unlinked file in ``directory``."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None,
+                 min_bytes: int = MIN_MAPPED_BYTES) -> None:
+        self.directory = str(directory) if directory is not None else tempfile.gettempdir()
+        os.makedirs(self.directory, exist_ok=True)
+        self.min_bytes = min_bytes
+
+    def empty(self, n: int, dtype: Any) -> np.ndarray:
+        dt = np.dtype(dtype)
+        if n * dt.itemsize < max(1, self.min_bytes):
+            return np.empty(n, dtype=dt)
+        with tempfile.TemporaryFile(dir=self.directory) as f:
+            f.truncate(n * dt.itemsize)  # sparse until written
+            return np.memmap(f, dtype=dt, mode="r+", shape=(n,))  # the map outlives the fd
