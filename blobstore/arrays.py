@@ -21,6 +21,13 @@ import numpy as np
 MIN_MAPPED_BYTES = 1 << 20  # smaller outputs stay on the heap (a file per tiny array costs)
 
 
+def arrays_for(store: Any) -> MappedArrays:
+    """The sink a node uses beside its blob store: files under the store's directory (same
+    disk as the blobs), or the system temp directory for other backends."""
+    root = getattr(store, "root", None)
+    return MappedArrays(os.path.join(str(root), ".arrays") if root is not None else None)
+
+
 class MappedArrays:
     """``empty(n, dtype)``: a writable array backed by an unlinked file in ``directory``."""
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from web3 import Web3
 
+from blobstore.arrays import MappedArrays
 from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
 from bridge.inclusion import (
@@ -238,7 +239,8 @@ class Verifier:
                 return self.challenge(index, "data_unavailable")
             return "waiting:data_unavailable"
         try:
-            result = replay_da(base.state, da, blobs=blobs)
+            result = replay_da(base.state, da, blobs=blobs,  # models in file maps, not heap
+                               arrays=MappedArrays(tempfile.gettempdir()))
         except ChainMismatch as exc:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:

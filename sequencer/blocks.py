@@ -115,10 +115,10 @@ def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
         if ep is not None and ep.candidate is not None:
             prev = old.epochs.peek((tid, t.epoch))
             if prev is None or prev.candidate_hash != ep.candidate_hash:
-                data = ep.candidate.astype("<i4").tobytes()
+                data = _le_view(ep.candidate, "<i4")
                 out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
                 if ep.candidate_delta is not None:  # snapshots refer to it by hash
-                    data = ep.candidate_delta.astype("<i2").tobytes()
+                    data = _le_view(ep.candidate_delta, "<i2")
                     out.append(BlobWrite(model_hash(ep.candidate_delta), "candidate_delta",
                                          len(data), data=data))
     return out
