@@ -18,7 +18,26 @@ from typing import Any
 
 import numpy as np
 
+from state_machine import tiles
+
 MIN_MAPPED_BYTES = 1 << 20  # smaller outputs stay on the heap (a file per tiny array costs)
+WRITE_PIECE = 4 << 20
+
+
+def write_releasing(f: Any, data: Any) -> None:
+    """``f.write(data)`` in pieces; when ``data`` is a view of a memory-mapped array (a
+    mapped candidate written out as a blob), each piece's pages are released after it is
+    written (``tiles.release``), so writing a 1 GiB model does not make it resident."""
+    mv = memoryview(data).cast("B")
+    arr = mv.obj if isinstance(mv.obj, np.ndarray) else None
+    if arr is None or mv.nbytes <= WRITE_PIECE:
+        f.write(mv)
+        return
+    flat = arr.reshape(-1)
+    for a in range(0, mv.nbytes, WRITE_PIECE):
+        b = min(mv.nbytes, a + WRITE_PIECE)
+        f.write(mv[a:b])
+        tiles.release(flat, a // flat.itemsize, -(-b // flat.itemsize))
 
 
 def arrays_for(store: Any) -> MappedArrays:

@@ -25,7 +25,7 @@ from state_machine.phases import (
     TASK_RUNNING,
 )
 from state_machine.tasks import TaskParams
-from state_machine.tiles import array_root
+from state_machine.tiles import array_keccak, array_root
 
 
 def wei(x: int) -> bytes:
@@ -36,7 +36,7 @@ def wei(x: int) -> bytes:
 def model_hash(values: np.ndarray) -> bytes:
     """keccak256 of the little-endian bytes of an int32 model or int16 delta."""
     dtype = "<i4" if values.dtype == np.int32 else "<i2"
-    return keccak256(values.astype(dtype, copy=False).tobytes())
+    return array_keccak(np.asarray(values).astype(dtype, copy=False))  # views, not a copy
 
 
 def model_hash_on(protocol: int, values: np.ndarray) -> bytes:

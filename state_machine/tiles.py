@@ -99,6 +99,22 @@ def array_root(arr: np.ndarray) -> bytes:
     return chunk_root(flat.nbytes, CONTENT_CHUNK_SIZE, hashes)
 
 
+def array_keccak(arr: np.ndarray) -> bytes:
+    """keccak256 of an array's little-endian bytes, streamed in ``CONTENT_CHUNK_SIZE``
+    pieces from views (no ``tobytes`` copy) with a mapped array's pages released after
+    each: the same digest as ``keccak256(arr.astype(le).tobytes())``."""
+    flat = np.ascontiguousarray(arr.reshape(-1), dtype=arr.dtype.newbyteorder("<"))
+    h = whole_hasher()
+    if flat.size:
+        raw = memoryview(flat).cast("B")
+        per = CONTENT_CHUNK_SIZE // flat.itemsize
+        for lo in range(0, flat.size, per):
+            hi = min(flat.size, lo + per)
+            h.update(raw[lo * flat.itemsize:hi * flat.itemsize])
+            release(flat, lo, hi)
+    return bytes(h.digest())
+
+
 class ArrayRows:
     """The trivial source: an in-memory ``(n, d)`` array (tiles are views)."""
 

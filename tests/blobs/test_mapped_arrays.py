@@ -84,3 +84,22 @@ def test_epochs_with_mapped_models_reach_the_same_roots(tmp_path, protocol: int,
     assert heap[:-1] == mapped[:-1]
     assert not heap[-1] and mapped[-1]  # the global model became a mapped candidate
     assert list(tmp_path.iterdir()) == []  # unlinked temporaries only
+
+
+def test_mapped_model_written_as_a_blob_and_hashed_without_copies(tmp_path) -> None:
+    """A mapped candidate goes to the blob store piece by piece (pages released) and its
+    keccak is streamed from views: same bytes, same digests as the copying path."""
+    from blobstore.fs import FsBlobStore
+    from state_machine.crypto import keccak256
+    from state_machine.records import model_hash
+
+    sink = MappedArrays(tmp_path / "arrays", min_bytes=0)
+    arr = sink.empty(3 * (1 << 20) + 5, np.int32)
+    arr[:] = np.arange(arr.size, dtype=np.int32) * 7 - 3
+    store = FsBlobStore(tmp_path / "blobs")
+    view = memoryview(np.ascontiguousarray(arr, dtype="<i4")).cast("B")
+    store.put_bytes(b"\x01" * 32, view)
+    raw = arr.astype("<i4").tobytes()
+    assert store.get(b"\x01" * 32) == raw and np.array_equal(arr[-3:], np.frombuffer(
+        raw[-12:], dtype="<i4"))
+    assert model_hash(arr) == keccak256(raw)
