@@ -9,7 +9,8 @@ timestamp, the actions' canonical wire bytes, in order) plus the claimed state r
 block hash to compare against. Revealed updates travel inside their ``reveal_update``
 actions (``update_bytes``), so they are covered by ``da_hash`` without being duplicated;
 ``updates`` indexes them as ``[height, action_index, keccak256(update_bytes)]`` for applied
-reveals, which lets a verifier cross-check the epoch records' ``update_hashes``.
+reveals, which lets a verifier cross-check the epoch records' ``update_hashes``; blobs an
+applied action names (v2 reveals, a protocol 4 chunked genesis) are listed by their key.
 
 Encoding: canonical msgpack (``state_machine.codec``) of::
 
