@@ -84,6 +84,17 @@ def serve(d: int, n: int, port: int, db_dir: str) -> None:
     for i, m in enumerate(members(n)):
         seq.submit_l1_event("l1_deposit", deposit_body(m, 10 + i))
     seq.submit_l1_event("l1_task_created", task_body(1, _params(d, n), 100, max_epochs=1))
+    peak_maps: list[Any] = []
+
+    def watch() -> None:  # the file maps at the highest RssFile seen (every 50 ms)
+        top = 0
+        while True:
+            file_kib = rss_kib(os.getpid()).get("RssFile", 0)
+            if file_kib > top:
+                top, peak_maps[:] = file_kib, _resident_maps()
+            time.sleep(0.05)
+
+    threading.Thread(target=watch, daemon=True).start()
     print("ready", flush=True)
     for line in sys.stdin:
         if line.strip() == "batch":
@@ -96,9 +107,24 @@ def serve(d: int, n: int, port: int, db_dir: str) -> None:
             gc.collect()
             ctypes.CDLL("libc.so.6").malloc_trim(0)
             print(json.dumps({"rss_after_trim_kib": rss_kib(os.getpid())["VmRSS"]}), flush=True)
+        elif line.strip() == "maps":  # which file maps held the most pages (diagnosis)
+            print(json.dumps({"maps": peak_maps}), flush=True)
         elif line.strip() == "quit":
             break
     server.should_exit = True
+
+
+def _resident_maps(top: int = 6) -> list[tuple[str, int]]:
+    """The file mappings of this process with the most resident MiB (``/proc/self/smaps``)."""
+    out: dict[str, int] = {}
+    name = ""
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        parts = line.split()
+        if parts and "-" in parts[0] and len(parts) >= 5:
+            name = parts[5] if len(parts) > 5 else "[anon]"
+        elif parts and parts[0] == "Rss:":
+            out[name] = out.get(name, 0) + int(parts[1])
+    return sorted(((k[-60:], v // 1024) for k, v in out.items()), key=lambda x: -x[1])[:top]
 
 
 def verify(url: str, idx: int, root: str) -> None:
@@ -287,6 +313,9 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         out["close_s"] = round(time.perf_counter() - t0, 2)
         out["node_peak_rss_close_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
         out["node_peak_close_anon_file_mib"] = sampler.take()
+        node.stdin.write("maps\n")
+        node.stdin.flush()
+        out["node_maps_after_close_mib"] = json.loads(node.stdout.readline())["maps"]
         sampler.stop = True
         ep = nc.epoch(1, 0)
         out["outcome"] = ep["outcome"]

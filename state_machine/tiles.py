@@ -142,6 +142,11 @@ def _mapping(arr: np.ndarray) -> mmap.mmap | None:
     return None
 
 
+# a fault on a file map may map a whole large page-cache folio (up to 2 MiB on recent
+# kernels), beyond the tile that faulted; releasing this much around each tile drops them
+RELEASE_PAD = 2 << 20
+
+
 def release(arr: np.ndarray, lo: int, hi: int) -> None:
     """Drop the resident pages behind ``arr[lo:hi]`` if ``arr`` views a file map (a
     read-only blob, or a shared writable output of a mapped sink, whose written pages stay
@@ -155,8 +160,8 @@ def release(arr: np.ndarray, lo: int, hi: int) -> None:
     if mm is None or hi <= lo:
         return
     base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    start = arr[lo:hi].ctypes.data - base
-    end = start + (hi - lo) * arr.itemsize
+    start = max(0, arr[lo:hi].ctypes.data - base - RELEASE_PAD)
+    end = arr[lo:hi].ctypes.data - base + (hi - lo) * arr.itemsize + RELEASE_PAD
     start -= start % mmap.PAGESIZE
     try:
         mm.madvise(mmap.MADV_DONTNEED, start, min(len(mm), end) - start)
