@@ -322,3 +322,26 @@ def test_root_addressed_upload_resumes_after_restart(mgr: UploadManager) -> None
     for i in st["missing"]:
         again.put_chunk(d.root, i, chunk(data, i))
     assert again.complete(d.root)["complete"] and again.store.get(d.root) == data
+
+
+def test_the_awaited_genesis_is_staged_for_any_signer_and_nothing_else(
+        tmp_path: Path, fs_store) -> None:  # type: ignore[no-untyped-def]
+    """Protocol 4 chunked genesis: an upload whose root a waiting task declared is admitted
+    under the staked quota whoever signs it (the root fixes the bytes); any other upload
+    of an unstaked key keeps its small quota."""
+    genesis, other = os.urandom(3 * CS), os.urandom(3 * CS)
+    want = verify_blob_root(genesis, CS).root
+    owner = Keypair.from_seed(b"\x31" * 32)  # a task owner without stake
+    mgr = UploadManager(fs_store, tmp_path / "st", max_size=64 * CS, unstaked_quota=CS,
+                        is_awaited=lambda root: root == want)
+    with pytest.raises(UploadError) as e:
+        mgr.declare(declare_root(other, owner))
+    assert (e.value.status, e.value.reason) == (413, "quota_exceeded")
+    with pytest.raises(UploadError) as e:  # the same bytes keccak-addressed: not the awaited
+        mgr.declare(declare(genesis, owner))
+    assert e.value.reason == "quota_exceeded"
+    created, _ = mgr.declare(declare_root(genesis, owner))
+    assert created
+    for i in range(3):
+        mgr.put_chunk(want, i, chunk(genesis, i))
+    assert mgr.complete(want)["complete"] and mgr.store.get(want) == genesis
