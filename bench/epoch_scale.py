@@ -245,6 +245,13 @@ def _upload(nc: Any, clients: dict[bytes, Any], proposers: list[bytes], d: int) 
         nc.wait_included(a.action_hash, timeout=600)
 
 
+def _ask(node: Any, command: str) -> Any:
+    """One stdin command to the node process, its one JSON line back."""
+    node.stdin.write(command + "\n")
+    node.stdin.flush()
+    return json.loads(node.stdout.readline())
+
+
 def _genesis(nc: Any, fc: Any, d: int) -> float:
     """Chunked genesis of a zero model: a root-addressed upload, then its root signed;
     seconds until the first epoch opens."""
@@ -289,10 +296,8 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         nc.wait_for(lambda: _has_task(nc), what="task", timeout=120)
         out["genesis_s"] = _genesis(nc, clients[ms[0].pubkey], d)
         proposers = sorted(unhex(p) for p in nc.epoch(1, 0)["proposers"])
-        node.stdin.write("trim\n")
-        node.stdin.flush()
         out["node_rss_after_genesis_trimmed_mib"] = round(
-            json.loads(node.stdout.readline())["rss_after_trim_kib"] / 1024, 1)
+            _ask(node, "trim")["rss_after_trim_kib"] / 1024, 1)
         g = rss_kib(node.pid)
         out["node_rss_after_genesis_mib"] = round(g["VmRSS"] / 1024, 1)
         out["node_peak_rss_genesis_mib"] = round(g["VmHWM"] / 1024, 1)  # chunked genesis
@@ -313,9 +318,7 @@ def run(n: int, mib: float, tmp: Path) -> dict[str, Any]:
         out["close_s"] = round(time.perf_counter() - t0, 2)
         out["node_peak_rss_close_mib"] = round(rss_kib(node.pid)["VmHWM"] / 1024, 1)
         out["node_peak_close_anon_file_mib"] = sampler.take()
-        node.stdin.write("maps\n")
-        node.stdin.flush()
-        out["node_maps_after_close_mib"] = json.loads(node.stdout.readline())["maps"]
+        out["node_maps_at_file_peak_mib"] = _ask(node, "maps")["maps"]
         sampler.stop = True
         ep = nc.epoch(1, 0)
         out["outcome"] = ep["outcome"]
