@@ -13,12 +13,16 @@ in the same run:
 * ``s3``: the node with its blob store on an S3-compatible server (moto in server mode,
   another local process; completion uploads the staged file as an S3 multipart upload).
 
+Protocol 4 (chunk root only, the default): the update is root-addressed, its declared hash
+is its chunk root, so the node hashes every byte exactly once (chunks side by side, no
+whole-blob keccak). ``--keccak``: the protocol 1-3 upload (whole keccak plus chunk root).
+
 Reported: median MiB/s of each over ``--repeat`` rounds (every sample listed), the ratio
 node / sink, and each node's peak RSS (``VmHWM``) next to its RSS before the first upload.
 The load average is printed before and after: on a shared machine, read the ratio with it.
 Prints one JSON line.
 Usage: ``python bench/blobs.py [--mib 96] [--full] [--repeat 3] [--chunk-mib 4]
-[--backends fs,s3] [--concurrency 1]``.
+[--backends fs,s3] [--concurrency 1] [--keccak]``.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from ingest import cpu_seconds, free_port, wait_up  # noqa: E402
 
 from blobstore.uploads import declaration_message  # noqa: E402
 from rollup.keys import Keypair  # noqa: E402
-from state_machine.chunks import chunk_span, verify_blob  # noqa: E402
+from state_machine.chunks import chunk_span, verify_blob, verify_blob_root  # noqa: E402
 
 KEY = Keypair.from_seed(b"\x42" * 32)
 S3_ENV = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
@@ -59,7 +63,7 @@ def rss_kib(pid: int) -> dict[str, int]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
+        if k in ("VmRSS", "VmHWM", "RssFile"):
             out[k] = int(v.split()[0])
     return out
 
@@ -109,15 +113,15 @@ def put_chunks(url: str, data: bytes, vb: Any, prefix: str, concurrency: int) ->
 
 def upload(url: str, data: bytes, vb: Any, concurrency: int) -> float:
     """Seconds from the first chunk to the durable, published blob."""
-    sig = KEY.sign(declaration_message(vb.keccak, vb.size, vb.chunk_size, vb.root))
-    decl = {"hash": vb.keccak.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
+    sig = KEY.sign(declaration_message(vb.key, vb.size, vb.chunk_size, vb.root))
+    decl = {"hash": vb.key.hex(), "size": vb.size, "chunk_size": vb.chunk_size,
             "chunk_hashes": [h.hex() for h in vb.chunk_hashes], "root": vb.root.hex(),
             "sender": KEY.pubkey.hex(), "signature": sig.hex()}
     with httpx.Client(base_url=url, timeout=600) as http:
         http.post("/v1/blobs/uploads", json=decl).raise_for_status()
         t0 = time.perf_counter()
-        put_chunks(url, data, vb, f"/v1/blobs/{vb.keccak.hex()}", concurrency)
-        r = http.post(f"/v1/blobs/{vb.keccak.hex()}/complete")
+        put_chunks(url, data, vb, f"/v1/blobs/{vb.key.hex()}", concurrency)
+        r = http.post(f"/v1/blobs/{vb.key.hex()}/complete")
         dt = time.perf_counter() - t0
         if r.status_code != 201:
             raise RuntimeError(f"complete: {r.status_code} {r.text[:200]}")
@@ -126,7 +130,7 @@ def upload(url: str, data: bytes, vb: Any, concurrency: int) -> float:
 
 def sink_time(url: str, data: bytes, vb: Any, concurrency: int) -> float:
     t0 = time.perf_counter()
-    put_chunks(url, data, vb, f"/v1/blobs/{vb.keccak.hex()}", concurrency)
+    put_chunks(url, data, vb, f"/v1/blobs/{vb.key.hex()}", concurrency)
     return time.perf_counter() - t0
 
 
@@ -150,7 +154,7 @@ def _servers(tmp: Path, backends: list[str]) -> dict[str, tuple[Any, str]]:
 
 
 def run(tmp: Path, mib: int, chunk_mib: int, backends: list[str], repeat: int,
-        concurrency: int = 1) -> dict[str, Any]:
+        concurrency: int = 1, keccak: bool = False) -> dict[str, Any]:
     """``repeat`` rounds; each round uploads a fresh update (no dedup) to every target, in a
     rotating order so a noisy neighbour does not always hit the same one. Medians reported,
     with the CPU time (all threads) each server process spent per MiB: on a shared machine
@@ -161,13 +165,15 @@ def run(tmp: Path, mib: int, chunk_mib: int, backends: list[str], repeat: int,
     samples: dict[str, list[float]] = {t: [] for t in targets}
     cpu: dict[str, list[float]] = {t: [] for t in targets}
     out: dict[str, Any] = {"mib": mib, "chunk_mib": chunk_mib, "repeat": repeat,
-                           "concurrency": concurrency}
+                           "concurrency": concurrency,
+                           "addressing": "keccak" if keccak else "chunk_root"}
     try:
         before = {b: rss_kib(procs[b][0].pid)["VmRSS"] for b in backends}
         for r in range(repeat):
             data = bytes([r]) + base[1:]
             t0 = time.perf_counter()
-            vb = verify_blob(data, chunk_mib * 2**20)  # what the SDK does before uploading
+            hasher = verify_blob if keccak else verify_blob_root  # what the SDK does first
+            vb = hasher(data, chunk_mib * 2**20)
             out["client_hash_s"] = round(time.perf_counter() - t0, 3)
             for t in targets[r % len(targets):] + targets[:r % len(targets)]:
                 url, c0 = procs[t][1], cpu_seconds(procs[t][0].pid)
@@ -200,6 +206,8 @@ def main() -> int:
     ap.add_argument("--chunk-mib", type=int, default=4)
     ap.add_argument("--backends", default="fs,s3")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keccak", action="store_true",
+                    help="protocol 1-3 upload: keccak-addressed (whole keccak + chunk root)")
     ap.add_argument("--concurrency", type=int, default=1,
                     help="chunks in flight (same for the sink and the nodes)")
     args = ap.parse_args()
@@ -208,7 +216,7 @@ def main() -> int:
         out = {"bench": "blobs", "cpus": os.cpu_count(), "python": platform.python_version(),
                "loadavg_before": round(os.getloadavg()[0], 2),
                **run(Path(td), mib, args.chunk_mib, args.backends.split(","), args.repeat,
-                      args.concurrency),
+                      args.concurrency, args.keccak),
                "loadavg_after": round(os.getloadavg()[0], 2)}
     for b in args.backends.split(","):
         r = out[b]

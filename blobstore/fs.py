@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blobstore.arrays import write_releasing
 from blobstore.base import BlobMeta
 
 
@@ -34,7 +35,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        write_releasing(f, data)  # (a mapped model's pages released as they are written)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -91,7 +91,7 @@ class S3BlobStore:
         if self.has(key):
             return
         meta = meta or BlobMeta(len(data), 0, b"")
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data),
                                Metadata=_object_meta(meta))
 
     def put_file(self, key: bytes, path: Path, meta: BlobMeta) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 
 from blobstore.base import BlobStore
 from state_machine.chunks import ChunkDigest, VerifiedBlob, chunk_root, whole_hasher
+from state_machine.crypto import keccak256
 
 
 class StoreSource:
@@ -36,7 +37,9 @@ class StoreSource:
         data = mapper(key) if mapper is not None else self.store.get(key)
         if data is None:
             return None
-        return VerifiedBlob(data, key, m.chunk_root, m.size, m.chunk_size)
+        # a root-addressed blob (key == its chunk root, protocol 4) has no known keccak
+        keccak = b"" if key == m.chunk_root else key
+        return VerifiedBlob(data, keccak, m.chunk_root, m.size, m.chunk_size)
 
 
 class VerifyingSource:
@@ -46,13 +49,20 @@ class VerifyingSource:
 
     ``spool_dir``: write the verified bytes to an (unlinked) file there and hand the STF a
     read-only memory map of it, so a verifier replaying 16 x 512 MiB updates keeps them in
-    the page cache, not on its heap; without it the bytes are kept in memory."""
+    the page cache, not on its heap; without it the bytes are kept in memory.
 
-    def __init__(self, fetch_meta: Callable[[bytes], tuple[int, int] | None],
+    Root-addressed blobs (protocol 4: ``root_addressed``, or a third ``True`` in what
+    ``fetch_meta`` returns, e.g. when the served meta says root == key): keys are chunk
+    roots; each chunk is hashed once and the root of the chunk hashes must equal the key (no
+    whole keccak is computed). Trusting that flag from the server is safe: a blob whose
+    computed root is not its key is refused either way."""
+
+    def __init__(self, fetch_meta: Callable[[bytes], tuple[int, ...] | None],
                  fetch_chunk: Callable[[bytes, int], bytes],
-                 spool_dir: str | None = None) -> None:
+                 spool_dir: str | None = None, root_addressed: bool = False) -> None:
         self.fetch_meta, self.fetch_chunk = fetch_meta, fetch_chunk
         self.spool_dir = spool_dir
+        self.root_addressed = root_addressed
         self._cache: dict[bytes, VerifiedBlob | None] = {}
 
     def get(self, key: bytes) -> VerifiedBlob | None:
@@ -64,21 +74,28 @@ class VerifyingSource:
         meta = self.fetch_meta(key)
         if meta is None:
             return None
-        size, chunk_size = meta
+        size, chunk_size = meta[0], meta[1]
+        by_root = self.root_addressed or (len(meta) > 2 and bool(meta[2]))
         whole, hashes = whole_hasher(), []
         with tempfile.TemporaryFile(dir=self.spool_dir) if self.spool_dir else \
                 io.BytesIO() as out:
             for i in range(-(-size // chunk_size)):
                 part = self.fetch_chunk(key, i)
-                d = ChunkDigest(whole)
-                d.update(part)
-                hashes.append(d.digest())
+                if by_root:
+                    hashes.append(keccak256(part))
+                else:
+                    d = ChunkDigest(whole)
+                    d.update(part)
+                    hashes.append(d.digest())
                 out.write(part)
-            if out.tell() != size or bytes(whole.digest()) != key:
+            if out.tell() != size:
                 return None  # served bytes are not the blob: unavailable to this verifier
+            root = chunk_root(size, chunk_size, hashes)
+            if (root if by_root else bytes(whole.digest())) != key:
+                return None
             if isinstance(out, io.BytesIO):
                 data: Any = out.getvalue()
             else:
                 out.flush()
                 data = np.memmap(out, dtype=np.uint8, mode="r", shape=(size,))
-        return VerifiedBlob(data, key, chunk_root(size, chunk_size, hashes), size, chunk_size)
+        return VerifiedBlob(data, b"" if by_root else key, root, size, chunk_size)

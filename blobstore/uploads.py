@@ -21,6 +21,11 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
+* root-addressed uploads (protocol 4, "chunk root only"): a declaration whose ``hash`` *is*
+  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, on one
+  of ``CHUNK_HASH_THREADS`` threads (chunks arriving side by side hash side by side), and
+  ``complete`` only checks that every chunk is present: the chunk hashes were checked
+  against the signed root at declaration and each chunk against its hash at its ack.
 * unfinished uploads idle for ``ttl`` seconds are deleted by :meth:`UploadManager.gc`.
 
 Crash (kill -9) at any point: a chunk is either journalled (and its bytes fsynced before)
@@ -59,6 +64,7 @@ DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 51
 READ_BACK = 8 * 1024 * 1024
 WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
 HASH_SLICE = 1024 * 1024  # bytes hashed per background job while a chunk streams in
+CHUNK_HASH_THREADS = 4  # chunk keccaks running side by side (one FIFO thread per lane)
 
 
 class UploadError(Exception):
@@ -155,6 +161,11 @@ class _Session:
     def n(self) -> int:
         return len(self.decl.chunk_hashes)
 
+    @property
+    def root_addressed(self) -> bool:
+        """Keyed by its chunk root (protocol 4): no whole-blob keccak is ever computed."""
+        return self.decl.blob_hash == self.decl.root
+
     def missing(self) -> list[int]:
         return [i for i in range(self.n) if i not in self.received]
 
@@ -168,6 +179,7 @@ class UploadManager:
                  max_uploads: int = DEFAULT_MAX_UPLOADS,
                  unstaked_quota: int = DEFAULT_UNSTAKED_QUOTA,
                  is_staked: Callable[[bytes], bool] = lambda _pk: False,
+                 is_awaited: Callable[[bytes], bool] = lambda _root: False,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.staging = Path(staging)
@@ -175,13 +187,17 @@ class UploadManager:
         self.max_size, self.ttl = max_size, ttl
         self.sender_quota, self.max_uploads = sender_quota, max_uploads
         self.unstaked_quota, self.is_staked = unstaked_quota, is_staked
+        self.is_awaited = is_awaited
         self.clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
         # the whole-blob hash (one FIFO thread: its jobs run in byte order) and, beside
         # it, the chunks' own hashes
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
-        self._chunk_hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
+        # chunk keccaks: one FIFO thread per lane keeps a chunk's slices in order, and
+        # chunks in different lanes (index % lanes) hash side by side
+        self._chunk_hashers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
+                               for _ in range(CHUNK_HASH_THREADS)]
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -229,9 +245,9 @@ class UploadManager:
         slots of ``unstaked_quota`` bytes each, so keys without stake can make the node
         stage at most ``max_uploads * unstaked_quota`` bytes and cannot crowd out a
         proposer's upload."""
-        staked = self.is_staked(decl.sender)
+        staked = self._privileged(decl)
         if not staked:
-            n = sum(1 for s in self._sessions.values() if not self.is_staked(s.decl.sender))
+            n = sum(1 for s in self._sessions.values() if not self._privileged(s.decl))
             if n >= self.max_uploads:
                 raise UploadError(503, "too_many_uploads",
                                   f"{self.max_uploads} uploads of unstaked keys are open")
@@ -242,6 +258,14 @@ class UploadManager:
             raise UploadError(413, "quota_exceeded",
                               f"sender has {open_bytes} bytes of unfinished uploads; "
                               f"quota {quota}")
+
+    def _privileged(self, decl: Declaration) -> bool:
+        """Staked signers, and the blob the chain awaits (``is_awaited(root)``: a task's
+        chunked genesis, protocol 4), whoever uploads it: its root fixes its content, so the
+        one thing such an upload can stage is the model the task declared on L1 (its
+        owner need not stake to publish a 1 GiB genesis)."""
+        return self.is_staked(decl.sender) or (decl.blob_hash == decl.root
+                                                and self.is_awaited(decl.root))
 
     # ------------------------------------------------------------------ chunks
 
@@ -285,7 +309,8 @@ class UploadManager:
                 _write_at(s.dir / "data", start, w.slices)
                 _journal(s.dir, index)
                 s.received.add(index)
-        self._extend_prefix(s, w)
+        if not s.root_addressed:
+            self._extend_prefix(s, w)
         return self.status_of(s)
 
     def _extend_prefix(self, s: _Session, w: ChunkWriter) -> None:
@@ -335,8 +360,9 @@ class UploadManager:
             if missing:
                 raise UploadError(409, "missing_chunks", f"{len(missing)} chunks missing",
                                   {"missing": missing[:1024]})
-            self._drain()
-            if _finish_hash(s) != s.decl.blob_hash:
+            if not s.root_addressed:  # root-addressed: the acked chunks are the proof
+                self._drain()
+            if not s.root_addressed and _finish_hash(s) != s.decl.blob_hash:
                 self._drop(s)
                 raise UploadError(422, "hash_mismatch",
                                   "chunks match the root but not the declared keccak256")
@@ -404,8 +430,10 @@ class ChunkWriter:
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
         self.streams = False
+        self._lane = mgr._chunk_hashers[index % len(mgr._chunk_hashers)]
         with session.order:
-            if index == session.submitted and index not in session.received:
+            if (not session.root_addressed and index == session.submitted
+                    and index not in session.received):
                 # the session's hash holds chunks [0, index) once the jobs queued before
                 # this one ran (one FIFO thread), so a copy taken by a job is that prefix
                 self.streams = True
@@ -431,7 +459,7 @@ class ChunkWriter:
         piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._parts, self._parts_len = [], 0
         self.slices.append(piece)
-        self._last = self.mgr._chunk_hasher.submit(self.digest.update, piece)
+        self._last = self._lane.submit(self.digest.update, piece)
         if self.streams:
             self.mgr._hasher.submit(self._extend_own_whole, piece)
 

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from web3 import Web3
 
+from blobstore.arrays import MappedArrays
 from blobstore.source import VerifyingSource
 from bridge.contracts import Deployment
 from bridge.inclusion import (
@@ -141,7 +142,7 @@ class Verifier:
     def blob_source(self, hashes: list[bytes]) -> VerifyingSource | None:
         """Protocol v2 update bytes, fetched chunk by chunk from the first node holding each
         and checked as they arrive (``VerifyingSource``); None if one is held by no node."""
-        where: dict[bytes, tuple[str, int, int]] = {}
+        where: dict[bytes, tuple[str, int, int, bool]] = {}
         for h in hashes:
             for url in self.node_urls:
                 try:
@@ -150,7 +151,8 @@ class Verifier:
                     continue
                 if r.status_code == 200:
                     m = r.json()
-                    where[h] = (url.rstrip("/"), int(m["size"]), int(m["chunk_size"]))
+                    where[h] = (url.rstrip("/"), int(m["size"]), int(m["chunk_size"]),
+                                m.get("root") == h.hex())
                     break
             else:
                 return None
@@ -163,6 +165,7 @@ class Verifier:
             return r.content if r.status_code == 200 else b""
 
         # spooled to an unlinked temp file and memory-mapped: 16 x 512 MiB stay off the heap
+        # protocol 4 (served root == key): checked chunk by chunk against the root alone
         return VerifyingSource(lambda h: where[h][1:] if h in where else None, chunk,
                                spool_dir=tempfile.gettempdir())
 
@@ -222,6 +225,8 @@ class Verifier:
                     per_block[-1][2].append((sa.action.body.l1_block, sa.action.body.log_index))
                 if sa.action.type == "reveal_update_v2":
                     v2_hashes.append(sa.action.body.update_hash)  # type: ignore[attr-defined]
+                elif sa.action.type == "publish_genesis_v2":  # a chunked genesis (protocol 4)
+                    v2_hashes.append(sa.action.body.model_root)  # type: ignore[attr-defined]
                 elif sa.action.type == "l1_forced_action":  # a forced v2 reveal (F-12)
                     v2 = inner_v2_update(sa.action.body)  # type: ignore[arg-type]
                     if v2 is not None:
@@ -234,7 +239,8 @@ class Verifier:
                 return self.challenge(index, "data_unavailable")
             return "waiting:data_unavailable"
         try:
-            result = replay_da(base.state, da, blobs=blobs)
+            result = replay_da(base.state, da, blobs=blobs,  # models in file maps, not heap
+                               arrays=MappedArrays(tempfile.gettempdir()))
         except ChainMismatch as exc:
             return self.challenge(index, f"header_mismatch: {exc}")
         if result.last_block_hash != last_hash or result.state_root != root:

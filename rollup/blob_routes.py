@@ -28,8 +28,8 @@ from starlette.concurrency import run_in_threadpool
 
 from blobstore import BlobStore, FsBlobStore
 from blobstore.uploads import ChunkWriter, Declaration, UploadError, UploadManager
-from state_machine.chunks import DEFAULT_CHUNK_SIZE, MAX_BLOB_BYTES, MAX_CHUNK_SIZE, chunk_span
-from state_machine.state import ACTIVE
+from state_machine.chunks import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MAX_UPLOAD_BYTES, chunk_span
+from state_machine.state import ACTIVE, AWAITING_GENESIS
 
 UPLOADS_DIR = ".uploads"
 
@@ -66,13 +66,24 @@ def upload_manager(seq: Any, config: Any) -> UploadManager:
         staging = Path(config.blob_dir) / UPLOADS_DIR
     else:
         staging = Path(tempfile.mkdtemp(prefix="flockchain-uploads-"))
-    kw: dict[str, Any] = {"is_staked": lambda pk: _staked(seq, pk)}
+    kw: dict[str, Any] = {"is_staked": lambda pk: _staked(seq, pk),
+                          "is_awaited": lambda root: _awaited_genesis(seq, root)}
     for name, attr in (("sender_quota", "upload_sender_quota"), ("ttl", "upload_ttl_s"),
                        ("unstaked_quota", "upload_unstaked_quota")):
         if getattr(config, attr, None) is not None:
             kw[name] = getattr(config, attr)
     return UploadManager(store, staging,
-                         max_size=getattr(config, "max_blob_bytes", None) or MAX_BLOB_BYTES, **kw)
+                         max_size=getattr(config, "max_blob_bytes", None) or MAX_UPLOAD_BYTES,
+                         **kw)
+
+
+def _awaited_genesis(seq: Any, root: bytes) -> bool:
+    """A task awaiting its genesis declared this chunk root (protocol 4 chunked genesis)."""
+    for t in seq.state.tasks.values():
+        if t.phase == AWAITING_GENESIS and t.params is not None \
+                and t.params.genesis_model_hash == root:
+            return True
+    return False
 
 
 def _staked(seq: Any, pubkey: bytes) -> bool:

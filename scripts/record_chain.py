@@ -34,6 +34,7 @@ from state_machine.actions import UnbondBody  # noqa: E402
 from state_machine.constants import (  # noqa: E402
     CURRENT_PROTOCOL,
     PROTOCOL_BOUND_COMMITMENTS,
+    PROTOCOL_CHUNK_ROOT_ONLY,
     PROTOCOL_PACED_WINDOWS,
     PROTOCOL_V1,
 )
@@ -43,7 +44,8 @@ PROTOCOL = "v2-verdicts"
 FIXTURES = ROOT / "tests" / "fixtures"
 OUT = {PROTOCOL_V1: FIXTURES / "chain_v1.msgpack",
        PROTOCOL_BOUND_COMMITMENTS: FIXTURES / "chain_v2.msgpack",
-       PROTOCOL_PACED_WINDOWS: FIXTURES / "chain_v3.msgpack"}
+       PROTOCOL_PACED_WINDOWS: FIXTURES / "chain_v3.msgpack",
+       PROTOCOL_CHUNK_ROOT_ONLY: FIXTURES / "chain_v4.msgpack"}
 D = 512
 
 
@@ -82,17 +84,31 @@ def _wait(h: Harness, task_ids: list[int]) -> None:
         h.block()
 
 
+def _blob_task(h: Harness, task_id: int) -> bool:
+    """Protocol 4 records task 2's updates as root-addressed blobs (v2 reveals named by
+    their chunk root); earlier protocols keep the scenario they were recorded with."""
+    return h.state.protocol >= PROTOCOL_CHUNK_ROOT_ONLY and task_id == 2
+
+
+def _commit(h: Harness):  # type: ignore[no-untyped-def]
+    return lambda c, t, e, d: (h.commit_blob if _blob_task(h, t) else h.commit)(c, t, e, d)
+
+
+def _reveal(h: Harness, task_id: int):  # type: ignore[no-untyped-def]
+    return h.reveal_blob if _blob_task(h, task_id) else h.reveal
+
+
 def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -> None:
     """One epoch of every task in ``task_ids``, in lockstep so no window expires unused."""
     epoch = {t: h.state.tasks[t].epoch for t in task_ids}
     deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t)) for t in task_ids}
     acting = {t: [pk for pk, d in deltas[t].items() if d is not None] for t in task_ids}
-    commits = [h.commit(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
+    commits = [_commit(h)(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
                for pk in acting[t]]
     stranger = by_pk[acting[task_ids[0]][0]]
     h.block(*commits, h.advance(stranger, task_ids[0], epoch[task_ids[0]] + 5))  # rejected
     _wait(h, task_ids)
-    h.block(*[h.reveal(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
+    h.block(*[_reveal(h, t)(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
               for pk in acting[t]])
     _wait(h, task_ids)
     voting = [t for t in task_ids if h.state.tasks[t].phase == "vote_commit"]
@@ -149,6 +165,8 @@ def record(protocol: int = CURRENT_PROTOCOL) -> dict:
                         b"\x55" * 32)
     h.block(h._sys("l1_unbond", unbond))
     chain = {"protocol": PROTOCOL, "chain_id": 7, "blocks": blocks}
+    if h.blobs:  # v2 update bytes (the verifier recomputes each root from them)
+        chain["blobs"] = sorted(bytes(vb.data) for vb in h.blobs.values())
     if protocol != PROTOCOL_V1:  # the v1 fixture predates the field and stays byte-identical
         chain["protocol_version"] = protocol
     return chain

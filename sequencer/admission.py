@@ -32,11 +32,13 @@ from state_machine.actions import (
     CommitUpdateBody,
     CommitVoteBody,
     PublishGenesisBody,
+    PublishGenesisV2Body,
     RevealUpdateBody,
     RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
 )
+from state_machine.constants import MAX_NUM_PARAMS_CHUNKED
 from state_machine.epochs import can_open
 from state_machine.reasons import Reason
 from state_machine.rules import (
@@ -111,14 +113,17 @@ class PendingView:
                 self.task_params.pop(tid, None)
             elif tid not in self.task_params:
                 try:
-                    self.task_params[tid] = decode_task_params(b.task_params)  # type: ignore[attr-defined]
+                    # the widest bound of any protocol: this view is advisory (the STF applies the
+                    # chain's own bound when the task is included)
+                    self.task_params[tid] = decode_task_params(  # type: ignore[attr-defined]
+                        b.task_params, MAX_NUM_PARAMS_CHUNKED)  # type: ignore[attr-defined]
                 except TaskParamsError:
                     self.task_params[tid] = None
         elif a.type == "l1_deposit":
             _bump(self.deposits, b.pubkey, by)  # type: ignore[attr-defined]
         elif a.type == "advance":
             _bump(self.advances, b.task_id, by)  # type: ignore[attr-defined]
-        elif a.type == "publish_genesis":
+        elif a.type in ("publish_genesis", "publish_genesis_v2"):
             _bump(self.geneses, b.task_id, by)  # type: ignore[attr-defined]
         elif a.type in PARTICIPANT_TYPES:
             key = (a.type, b.task_id, b.epoch, a.sender)  # type: ignore[attr-defined]
@@ -198,7 +203,7 @@ def role_checks(state: State, sa: SignedAction, view: PendingView) -> None:
         if view.queued(a.type, b.task_id, b.epoch, a.sender):  # type: ignore[attr-defined]
             already = Reason.ALREADY_COMMITTED if commit is None else Reason.ALREADY_REVEALED
             raise SubmitError(already, f"a {a.type} from this sender is already queued")
-    elif isinstance(b, PublishGenesisBody):
+    elif isinstance(b, (PublishGenesisBody, PublishGenesisV2Body)):
         if view.geneses.get(b.task_id, 0) > 0:
             raise SubmitError(Reason.WRONG_WINDOW, "a genesis for this task is already queued")
 

@@ -11,6 +11,8 @@ from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from sequencer.store import BlobWrite, BlockRow, ReceiptRow
 from state_machine import codec
 from state_machine.epochs import can_open, next_deadline
@@ -70,13 +72,22 @@ def closed_epoch(old: State, new: State) -> bool:
     return False
 
 
+def _le_view(arr: Any, dtype: str) -> Any:
+    """The array's little-endian bytes without a copy when it already is one (a 2^28 zero
+    Δ_prev is 512 MiB of untouched pages: ``tobytes`` would make them resident)."""
+    return memoryview(np.ascontiguousarray(arr, dtype=dtype)).cast("B")
+
+
 def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
                   receipts: list[Receipt]) -> list[BlobWrite]:
     """Blobs a block makes available: applied reveal updates (by reference to their
     action), and every global model, previous delta and vote candidate that changed."""
     out: list[BlobWrite] = []
+    stored: set[bytes] = set()  # blobs already in the blob store (uploaded, chunk-verified)
     for sa, seq, r in zip(block.actions, seqs, receipts, strict=True):
         a = sa.action
+        if r.applied and a.type == "publish_genesis_v2":  # the model is a stored blob
+            stored.add(a.body.model_root)  # type: ignore[attr-defined]
         if r.applied and a.type == "reveal_update":
             b = a.body
             ep = new.epochs.peek((b.task_id, b.epoch))  # type: ignore[attr-defined]
@@ -92,19 +103,22 @@ def collect_blobs(old: State, new: State, block: Block, seqs: Sequence[int],
     for tid, t in new.tasks.items():
         o = old.tasks.peek(tid)
         if t.global_model is not None and (o is None or o.global_hash != t.global_hash):
-            data = t.global_model.astype("<i4").tobytes()
-            out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
+            if t.global_hash in stored:
+                out.append(BlobWrite(t.global_hash, "global_model", 4 * t.global_model.size))
+            else:
+                data = _le_view(t.global_model, "<i4")
+                out.append(BlobWrite(t.global_hash, "global_model", len(data), data=data))
         if t.prev_delta is not None and (o is None or o.prev_delta_hash != t.prev_delta_hash):
-            data = t.prev_delta.astype("<i2").tobytes()
+            data = _le_view(t.prev_delta, "<i2")
             out.append(BlobWrite(t.prev_delta_hash, "prev_delta", len(data), data=data))
         ep = new.epochs.peek((tid, t.epoch))
         if ep is not None and ep.candidate is not None:
             prev = old.epochs.peek((tid, t.epoch))
             if prev is None or prev.candidate_hash != ep.candidate_hash:
-                data = ep.candidate.astype("<i4").tobytes()
+                data = _le_view(ep.candidate, "<i4")
                 out.append(BlobWrite(ep.candidate_hash, "candidate", len(data), data=data))
                 if ep.candidate_delta is not None:  # snapshots refer to it by hash
-                    data = ep.candidate_delta.astype("<i2").tobytes()
+                    data = _le_view(ep.candidate_delta, "<i2")
                     out.append(BlobWrite(model_hash(ep.candidate_delta), "candidate_delta",
                                          len(data), data=data))
     return out

@@ -38,6 +38,9 @@ def build_da(store: Store, conn: Connection, chain_id: int, batch_index: int, fi
             elif r[1] == "reveal_update_v2" and r[2] == "included":  # bytes: GET /v1/blobs
                 uh = decode_signed(raws[i]).action.body.update_hash  # type: ignore[attr-defined]
                 updates.append([b.height, i, uh])
+            elif r[1] == "publish_genesis_v2" and r[2] == "included":  # protocol 4 genesis
+                mr = decode_signed(raws[i]).action.body.model_root  # type: ignore[attr-defined]
+                updates.append([b.height, i, mr])
         blocks_out.append({
             "height": b.height,
             "parent_hash": b.parent_hash,

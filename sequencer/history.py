@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from blobstore.arrays import arrays_for
 from blobstore.source import StoreSource
 from sequencer.store import BlockRow, Store
 from state_machine import snapshot
@@ -45,7 +46,8 @@ LOG_KEEP = 4096  # heights of touched keys kept below the newest snapshot
 def replay_block(store: Store, state: State, b: BlockRow) -> State:
     """Re-execute stored block ``b`` on ``state``; raise ChainMismatch on a wrong root/hash."""
     acts = [decode_signed(raw) for raw in store.block_action_bytes(b.height)]
-    block = Block(b.height, b.parent_hash, b.timestamp, acts, blobs=StoreSource(store.blobstore))
+    block = Block(b.height, b.parent_hash, b.timestamp, acts, blobs=StoreSource(store.blobstore),
+                  arrays=arrays_for(store.blobstore))
     return execute_block(state, block, b.state_root, b.hash).state
 
 

@@ -29,6 +29,7 @@ from typing import Any
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
+from blobstore.arrays import arrays_for
 from blobstore.source import StoreSource
 from sequencer.batches import cut_batch, read_da
 from sequencer.blocks import block_due, build_block, closed_epoch
@@ -274,7 +275,8 @@ class Sequencer(SubmitPath):
             height = state.height + 1
             ts = max(int(self._clock()), self._head_ts)
             block = Block(height, parent, ts, [e.sa for e in entries],
-                          blobs=StoreSource(self.store.blobstore))
+                          blobs=StoreSource(self.store.blobstore),
+                          arrays=arrays_for(self.store.blobstore))
             t0 = time.perf_counter()
             verified = frozenset(e.hash for e in entries if e.sig_verified)
             built = build_block(state, block, [e.seq for e in entries], verified)

@@ -296,7 +296,7 @@ class Store:
             row["location"] = "dir"
         else:
             row["location"] = "db"
-            row["data"] = bw.data
+            row["data"] = bytes(bw.data)  # (collect_blobs hands views, not copies)
         conn.execute(insert(blobs).values(**row))
 
     def _blob_path(self, h: bytes) -> Path:

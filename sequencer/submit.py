@@ -315,8 +315,9 @@ class SubmitPath:
 def _blob_available(store: Store, sa: SignedAction) -> None:
     """A v2 reveal is acked only once its blob is stored (never deleted afterwards), so the
     block that includes it and every replay of that block see the same bytes."""
-    if sa.action.type == "reveal_update_v2":
-        h = sa.action.body.update_hash  # type: ignore[attr-defined]
+    if sa.action.type in ("reveal_update_v2", "publish_genesis_v2"):
+        b = sa.action.body
+        h = b.update_hash if sa.action.type == "reveal_update_v2" else b.model_root  # type: ignore[attr-defined]
         if store.blobstore is None or not store.blobstore.has(h):
             raise SubmitError(Reason.BLOB_UNAVAILABLE, "upload the update (POST /v1/blobs/uploads) "
                               "before revealing it")

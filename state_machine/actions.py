@@ -227,6 +227,23 @@ class PublishGenesisBody(Body):
 
 
 @dataclass(frozen=True)
+class PublishGenesisV2Body(Body):
+    """Protocol 4: the genesis model as a blob named by its chunk root (which must be the
+    task's ``genesis_model_hash``); the bytes travel like a v2 update (state_machine.genesis)."""
+
+    SCHEMA: ClassVar[dict[str, str]] = {
+        "task_id": "u64",
+        "size": "u64",
+        "chunk_size": "u64",
+        "model_root": "b32",
+    }
+    task_id: int
+    size: int
+    chunk_size: int
+    model_root: bytes
+
+
+@dataclass(frozen=True)
 class CommitUpdateBody(Body):
     SCHEMA: ClassVar[dict[str, str]] = {"task_id": "u64", "epoch": "u64", "commitment": "b32"}
     task_id: int
@@ -312,6 +329,7 @@ BODY_TYPES: dict[str, type[Body]] = {
     "l1_task_created_v2": TaskCreatedBody,  # same log; the task can expire (F-10)
     "l1_forced_action": ForcedActionBody,
     "publish_genesis": PublishGenesisBody,
+    "publish_genesis_v2": PublishGenesisV2Body,
     "commit_update": CommitUpdateBody,
     "reveal_update": RevealUpdateBody,
     "reveal_update_v2": RevealUpdateV2Body,

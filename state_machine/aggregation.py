@@ -87,9 +87,10 @@ def _tile_median(t: np.ndarray) -> np.ndarray:
 
 def _per_tile(src: Rows, fn, cols: int | None) -> np.ndarray:  # type: ignore[no-untyped-def]
     """A coordinate-wise rule, tile by tile, into one int16 vector."""
-    out = np.empty(src.shape[1], dtype=np.int16)
+    out = tiles.empty(src.shape[1], np.int16)  # the block's sink: heap or a mapped file
     for lo, hi in tiles.spans(src.shape[1], cols, src.shape[0]):
         out[lo:hi] = fn(src.tile(lo, hi))
+        tiles.release(out, lo, hi)
     return out
 
 
@@ -217,7 +218,7 @@ def centered_clip(deltas: np.ndarray | Rows, keys: Sequence[bytes], seed: bytes,
     order = bucket_order(keys, seed)
     groups = [order[i : i + CC_BUCKET] for i in range(0, len(order), CC_BUCKET)]
     d, m = src.shape[1], len(groups)
-    v = np.empty(d, dtype=np.int16)
+    v = tiles.empty(d, np.int16)
     step: tuple[list[int], int] | None = None  # the last step's distances and tau
     for it in range(CC_ITERATIONS + 1):
         dist = [0] * m
@@ -229,6 +230,7 @@ def centered_clip(deltas: np.ndarray | Rows, keys: Sequence[bytes], seed: bytes,
                 centre = v[lo:hi].astype(np.int64)
                 centre += _clipped_tile_mean(buckets - centre[None, :], *step)
             v[lo:hi] = np.clip(centre, INT16_MIN, INT16_MAX)  # a no-op (see above)
+            tiles.release(v, lo, hi)
             if it < CC_ITERATIONS:
                 for i, n_sq in enumerate(norms_sq(buckets - centre[None, :])):
                     dist[i] += n_sq
@@ -288,10 +290,12 @@ def apply_delta(global_model: np.ndarray, delta: np.ndarray,
     if global_model.shape != delta.shape:
         raise AggregationError("delta and global model differ in shape")
     g, dl = global_model.reshape(-1), delta.reshape(-1)
-    out = np.empty(g.shape[0], dtype=np.int32)
+    out = tiles.empty(g.shape[0], np.int32)
     for lo, hi in tiles.spans(g.shape[0], cols):
         t = g[lo:hi].astype(np.int64) + dl[lo:hi].astype(np.int64)
         if t.min() < INT32_MIN or t.max() > INT32_MAX:
             raise AggregationError("candidate global model overflows int32")
         out[lo:hi] = t
+        for a in (out, g, dl):  # mapped model, aggregate, candidate: pages read once
+            tiles.release(a, lo, hi)
     return out.reshape(global_model.shape)

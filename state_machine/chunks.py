@@ -39,6 +39,11 @@ DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024  # 128 chunks for a 512 MiB update
 MIN_CHUNK_SIZE = 64 * 1024  # keeps the chunk list of a 512 MiB blob <= 8,192 hashes
 MAX_CHUNK_SIZE = 32 * 1024 * 1024  # one chunk is one HTTP body: bounded memory per request
 MAX_BLOB_BYTES = 512 * 1024 * 1024  # largest update the protocol carries (d = 2^28 int16)
+MAX_UPLOAD_BYTES = 2 * MAX_BLOB_BYTES  # largest blob: a chunked genesis (d = 2^28 int32)
+# protocol 4 (chunk root only): the one chunk size of a content hash, so the chunk root is a
+# function of the bytes alone (replay detection by hash needs one hash per content)
+CONTENT_CHUNK_SIZE = DEFAULT_CHUNK_SIZE
+ROOT_HASH_THREADS = 4  # chunks hashed side by side (keccak releases the GIL)
 
 
 class ChunkError(ValueError):
@@ -103,6 +108,40 @@ def root_of(data: bytes | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> b
     return chunk_root(len(data), chunk_size, chunk_hashes_of(data, chunk_size))
 
 
+def parallel_chunk_hashes(data: bytes | memoryview, chunk_size: int,
+                          threads: int = ROOT_HASH_THREADS) -> list[bytes]:
+    """Chunk hashes of an in-memory blob, ``threads`` chunks at a time. Why threads are
+    allowed here: the chunk hashes are independent (no in-order whole-blob hash under
+    protocol 4) and the C keccak releases the GIL, so the result is the sequential one."""
+    mv = memoryview(data)
+    spans = range(0, len(mv), chunk_size)
+    if threads <= 1 or len(spans) <= 1:
+        return [keccak256(mv[i:i + chunk_size]) for i in spans]
+    from concurrent.futures import ThreadPoolExecutor  # no I/O: CPU threads only
+
+    def one(i: int) -> bytes:
+        return bytes(_keccak_256(mv[i:i + chunk_size]).digest())
+
+    with ThreadPoolExecutor(min(threads, len(spans))) as pool:
+        return list(pool.map(one, spans))
+
+
+def zeros_root(size: int) -> bytes:
+    """``content_root(bytes(size))`` from two chunk hashes instead of ``size`` bytes: the
+    zero Δ_prev of a genesis is 512 MiB at d = 2^28."""
+    full, tail = divmod(size, CONTENT_CHUNK_SIZE)
+    hashes = [keccak256(bytes(CONTENT_CHUNK_SIZE))] * full + ([keccak256(bytes(tail))] if tail
+                                                             else [])
+    return chunk_root(size, CONTENT_CHUNK_SIZE, hashes)
+
+
+def content_root(data: bytes | memoryview) -> bytes:
+    """Protocol 4's content hash: the chunk root at ``CONTENT_CHUNK_SIZE`` (an empty
+    payload has the root of size 0, so every byte string has exactly one)."""
+    hashes = parallel_chunk_hashes(data, CONTENT_CHUNK_SIZE)
+    return chunk_root(len(data), CONTENT_CHUNK_SIZE, hashes)
+
+
 @dataclass
 class ChunkDigest:
     """Hashes one chunk and feeds the whole-blob keccak in the same pass over the bytes.
@@ -137,11 +176,16 @@ class VerifiedBlob:
     from its own streaming digests, and the STF compares the signed fields to it."""
 
     data: Any  # bytes, memoryview or a read-only numpy memmap; len() == size
-    keccak: bytes
-    root: bytes
+    keccak: bytes  # b"" for a root-addressed blob (protocol 4): its whole keccak was never
+    root: bytes  # computed, so it can never serve a protocol 1-3 reveal
     size: int
     chunk_size: int
     chunk_hashes: tuple[bytes, ...] = ()  # kept when known (the uploader declares them)
+
+    @property
+    def key(self) -> bytes:
+        """Its blob store key: the whole keccak (protocols 1-3) or the chunk root (4)."""
+        return self.keccak or self.root
 
 
 def verify_blob(data: bytes | memoryview, chunk_size: int) -> VerifiedBlob:
@@ -155,6 +199,16 @@ def verify_blob(data: bytes | memoryview, chunk_size: int) -> VerifiedBlob:
         hashes.append(d.digest())
     return VerifiedBlob(data, bytes(whole.digest()), chunk_root(len(mv), chunk_size, hashes),
                         len(mv), chunk_size, tuple(hashes))
+
+
+def verify_blob_root(data: bytes | memoryview,
+                     chunk_size: int = CONTENT_CHUNK_SIZE) -> VerifiedBlob:
+    """Protocol 4: hash an in-memory blob once, chunks in parallel, no whole keccak; the
+    result is root-addressed (``keccak`` empty, ``key`` the chunk root)."""
+    mv = memoryview(data)
+    hashes = parallel_chunk_hashes(mv, chunk_size)
+    return VerifiedBlob(data, b"", chunk_root(len(mv), chunk_size, hashes), len(mv),
+                        chunk_size, tuple(hashes))
 
 
 def iter_chunks(data: bytes | memoryview, chunk_size: int) -> Iterable[memoryview]:

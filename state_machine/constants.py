@@ -71,6 +71,9 @@ PROPOSER_SHARE_BPS = 8_000
 
 # ---- task parameter bounds (validated at l1_task_created) ----
 MAX_NUM_PARAMS = 2**25
+# protocol 4 (chunked genesis, blob updates only above 2^25): d = 2^28, a 512 MiB int16
+# update and a 1 GiB int32 model; the Gram entries stay below d * 2^30 = 2^58 in int64
+MAX_NUM_PARAMS_CHUNKED = 2**28
 MIN_WINDOW_BLOCKS = 1
 # 6 h at 1 s blocks: the four phases of an epoch (1 day) fit well inside
 # UNBOND_PERIOD - CHALLENGE_PERIOD - resolution window (bridge.deploy checks it), so an
@@ -94,11 +97,19 @@ MAX_PARTICIPANTS = 1_024
 #    closes only once its blocks' timestamps also advanced ``window_floor_s(window)``, so a
 #    sequencer producing blocks faster than it advertises cannot run a window out early
 #    (the verifier keeps timestamps from running ahead of L1: ``timestamp_ahead_of_l1``).
+# 4: chunk root only (issue 14, docs/protocol.md "Chunk root only"): the chunk root at the
+#    one chunk size ``chunks.CONTENT_CHUNK_SIZE`` is the only content hash of an update (v2
+#    reveals sign it as ``update_hash``, v1 reveals and Δ_prev are recorded by it), so every
+#    byte is hashed exactly once and chunks hash in parallel as they arrive (no in-order
+#    whole-blob keccak); one chunk size makes the root a function of the bytes alone, so
+#    replay detection by hash still holds.
 PROTOCOL_V1 = 1
 PROTOCOL_BOUND_COMMITMENTS = 2
 PROTOCOL_PACED_WINDOWS = 3
-CURRENT_PROTOCOL = PROTOCOL_PACED_WINDOWS
-KNOWN_PROTOCOLS = (PROTOCOL_V1, PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_PACED_WINDOWS)
+PROTOCOL_CHUNK_ROOT_ONLY = 4
+CURRENT_PROTOCOL = PROTOCOL_CHUNK_ROOT_ONLY
+KNOWN_PROTOCOLS = (PROTOCOL_V1, PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_PACED_WINDOWS,
+                   PROTOCOL_CHUNK_ROOT_ONLY)
 # protocol 3: each block of a window is worth at least this much block-timestamp time, so a
 # window of W blocks lasts >= ceil(W * 250 / 1000) s. 250 ms is the fastest cadence the node
 # runs (the demo's block_time): an honest sequencer at that cadence or slower reaches the

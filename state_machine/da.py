@@ -9,7 +9,8 @@ timestamp, the actions' canonical wire bytes, in order) plus the claimed state r
 block hash to compare against. Revealed updates travel inside their ``reveal_update``
 actions (``update_bytes``), so they are covered by ``da_hash`` without being duplicated;
 ``updates`` indexes them as ``[height, action_index, keccak256(update_bytes)]`` for applied
-reveals, which lets a verifier cross-check the epoch records' ``update_hashes``.
+reveals, which lets a verifier cross-check the epoch records' ``update_hashes``; blobs an
+applied action names (v2 reveals, a protocol 4 chunked genesis) are listed by their key.
 
 Encoding: canonical msgpack (``state_machine.codec``) of::
 
@@ -69,16 +70,18 @@ class DaReplay:
 
 def replay_da(state: State, da: dict[str, Any],
               on_block: Callable[[int, bytes, bytes], None] | None = None,
-              blobs: Any = None) -> DaReplay:
+              blobs: Any = None, arrays: Any = None) -> DaReplay:
     """Re-execute a decoded DA payload on top of ``state`` (the state after block
     ``first_height - 1``). Raises ``ChainMismatch`` at the first block whose recomputed
     root or hash differs from the one claimed in the payload. ``blobs`` resolves v2 updates
-    (``.get(update_hash) -> VerifiedBlob``), e.g. ``blobstore.source.VerifyingSource``."""
+    (``.get(update_hash) -> VerifiedBlob``), e.g. ``blobstore.source.VerifyingSource``;
+    ``arrays`` where aggregates and candidates are written (``Block.arrays``)."""
     last_hash = b""
     root = state.state_root()
     for blk in da["blocks"]:
         acts = [decode_signed(raw) for raw in blk["actions"]]
-        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts, blobs=blobs)
+        block = Block(blk["height"], blk["parent_hash"], blk["timestamp"], acts, blobs=blobs,
+                      arrays=arrays)
         res = execute_block(state, block, blk["state_root"], blk["block_hash"])
         state, root, last_hash = res.state, res.state_root, res.hash
         if on_block is not None:

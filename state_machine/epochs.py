@@ -21,6 +21,7 @@ import numpy as np
 from state_machine import indexes, pacing, voting
 from state_machine import verdicts as verdicts_mod
 from state_machine.aggregation import AggregationError, apply_delta
+from state_machine.constants import PROTOCOL_V1
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expired, start_idle_clock
@@ -40,7 +41,8 @@ from state_machine.state import (
     EpochState,
     State,
     Task,
-    model_hash,
+    delta_hash_on,
+    model_hash_on,
 )
 from state_machine.tiles import StackedRows
 
@@ -188,15 +190,18 @@ def record_judgement(state: State, ep: EpochState, judgement: verdicts_mod.Judge
             apply_penalty(state, ep, v.pubkey, v.slash)
 
 
-def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray) -> str | None:
-    """Candidate = global + aggregate; returns a discard reason on int32 overflow."""
+def form_candidate(task: Task, ep: EpochState, aggregate: np.ndarray,
+                   protocol: int = PROTOCOL_V1) -> str | None:
+    """Candidate = global + aggregate; returns a discard reason on int32 overflow. From
+    protocol 4 on the candidate is named by its chunk root (``records.model_hash_on``,
+    hashed chunk by chunk without making a mapped candidate resident)."""
     assert task.global_model is not None
     try:
         candidate = apply_delta(task.global_model, aggregate)
     except AggregationError:
         return EpochOutcome.INT32_OVERFLOW
     ep.candidate, ep.candidate_delta = candidate, aggregate
-    ep.candidate_hash = model_hash(candidate)
+    ep.candidate_hash = model_hash_on(protocol, candidate)
     return None
 
 
@@ -216,7 +221,8 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
         return
     # column tiles over the revealed rows (v2: memory-mapped blobs): no (n, d) matrix
     deltas = StackedRows([ep.updates[pk] for pk in revealed])
-    judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas)
+    judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas,
+                                         row_hashes=[ep.update_hashes[pk] for pk in revealed])
     record_judgement(state, ep, judgement)
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them
     if judgement.aggregate is None:
@@ -225,7 +231,7 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
             pre_root=pre_root,
         )
         return
-    failed = form_candidate(task, ep, judgement.aggregate)
+    failed = form_candidate(task, ep, judgement.aggregate, state.protocol)
     if failed:
         finalize_epoch(state, task, ep, accepted=False, reason=failed, pre_root=pre_root)
         return
@@ -300,7 +306,8 @@ def finalize_epoch(
     if accepted:
         assert ep.candidate is not None and ep.candidate_delta is not None
         task.global_model, task.global_hash = ep.candidate, ep.candidate_hash
-        task.prev_delta, task.prev_delta_hash = ep.candidate_delta, model_hash(ep.candidate_delta)
+        task.prev_delta = ep.candidate_delta
+        task.prev_delta_hash = delta_hash_on(state.protocol, ep.candidate_delta)
         task.accepted_epochs += 1
         if ep.accuracy_bps is not None:
             task.accuracy_bps = ep.accuracy_bps

@@ -23,7 +23,12 @@ from state_machine.lifecycle import arm_idle_expiry
 from state_machine.reasons import Reason
 from state_machine.rules import Rejected
 from state_machine.state import ACTIVE, DONE, TASK_REJECTED, UNBONDING, Account, State, Task
-from state_machine.tasks import TaskParamsError, decode_task_params, validate_task_header
+from state_machine.tasks import (
+    TaskParamsError,
+    decode_task_params,
+    max_num_params,
+    validate_task_header,
+)
 
 
 def l1_order(state: State, l1_block: int, log_index: int) -> None:
@@ -109,7 +114,7 @@ def task_created(state: State, sa: SignedAction, b: TaskCreatedBody) -> list[str
     )
     try:
         validate_task_header(b.max_epochs, b.target_accuracy_bps, b.escrow)
-        task.params = decode_task_params(b.task_params)
+        task.params = decode_task_params(b.task_params, max_num_params(state.protocol))
     except TaskParamsError as exc:
         # Recorded, not rejected: the owner must be able to prove the refund on L1.
         task.status, task.phase, task.reject_reason = TASK_REJECTED, DONE, str(exc)

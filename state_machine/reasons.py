@@ -53,6 +53,11 @@ class Reason(StrEnum):
     # ---- protocol v2 updates (bytes in the blob store, see state_machine/chunks.py)
     BLOB_UNAVAILABLE = "blob_unavailable"
     BLOB_MISMATCH = "blob_mismatch"
+    # protocol 4 (chunk root only): a v2 reveal names its content by the chunk root at the
+    # one chunk size (``state_machine.rules.check_root_addressed``)
+    BAD_CHUNK_SIZE = "bad_chunk_size"
+    NOT_CHUNK_ROOT = "not_chunk_root"
+    NOT_ON_PROTOCOL = "not_on_protocol"  # an action type this chain's protocol predates
     # ---- node only: admission, transport, operations (never in a receipt)
     NOT_STAKED = "not_staked"
     ALREADY_REJECTED = "already_rejected"

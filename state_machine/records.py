@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from state_machine import codec
+from state_machine.constants import PROTOCOL_CHUNK_ROOT_ONLY
 from state_machine.cow import clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import account_leaf, task_leaf
@@ -24,6 +25,7 @@ from state_machine.phases import (
     TASK_RUNNING,
 )
 from state_machine.tasks import TaskParams
+from state_machine.tiles import array_keccak, array_root
 
 
 def wei(x: int) -> bytes:
@@ -34,7 +36,22 @@ def wei(x: int) -> bytes:
 def model_hash(values: np.ndarray) -> bytes:
     """keccak256 of the little-endian bytes of an int32 model or int16 delta."""
     dtype = "<i4" if values.dtype == np.int32 else "<i2"
-    return keccak256(values.astype(dtype, copy=False).tobytes())
+    return array_keccak(np.asarray(values).astype(dtype, copy=False))  # views, not a copy
+
+
+def model_hash_on(protocol: int, values: np.ndarray) -> bytes:
+    """The recorded hash of a model or delta (Δ_prev, a candidate, an update): keccak256
+    through protocol 3, the chunk root of its little-endian bytes (``chunks.content_root``,
+    via ``tiles.array_root``: chunks side by side, mapped pages released) from 4 on, so an
+    update revealed through either path and Δ_prev compare by one hash (replay evidence)."""
+    if protocol >= PROTOCOL_CHUNK_ROOT_ONLY:
+        return array_root(values)
+    return model_hash(values)
+
+
+def delta_hash_on(protocol: int, delta: np.ndarray) -> bytes:
+    """:func:`model_hash_on` of an int16 delta."""
+    return model_hash_on(protocol, np.asarray(delta, dtype=np.int16))
 
 
 @dataclass

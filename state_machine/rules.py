@@ -15,8 +15,14 @@ from __future__ import annotations
 from collections.abc import Container
 
 from state_machine.actions import Action, SignedAction
+from state_machine.chunks import CONTENT_CHUNK_SIZE
 from state_machine.commitments import CommitBinding
-from state_machine.constants import BPS, MIN_STAKE, PROTOCOL_BOUND_COMMITMENTS
+from state_machine.constants import (
+    BPS,
+    MIN_STAKE,
+    PROTOCOL_BOUND_COMMITMENTS,
+    PROTOCOL_CHUNK_ROOT_ONLY,
+)
 from state_machine.crypto import keccak256
 from state_machine.epochs import can_open, current_epoch, phase_complete
 from state_machine.pacing import deadline_passed
@@ -176,6 +182,26 @@ def check_not_committed(commits: dict[bytes, bytes], sender: bytes) -> None:
 def binds_sender(state: State) -> bool:
     """Whether this chain's commitments bind sender, task and epoch (protocol >= 2)."""
     return state.protocol >= PROTOCOL_BOUND_COMMITMENTS
+
+
+def chunk_root_only(state: State) -> bool:
+    """Whether the chunk root is an update's only content hash (protocol >= 4)."""
+    return state.protocol >= PROTOCOL_CHUNK_ROOT_ONLY
+
+
+def check_root_addressed(state: State, update_hash: bytes, chunk_size: int,
+                         root: bytes) -> None:
+    """Protocol 4: a v2 reveal's ``update_hash`` *is* its chunk root, at the one chunk size
+    ``CONTENT_CHUNK_SIZE`` (so one content has one hash and a replay cannot re-chunk its way
+    past the replay evidence). Earlier protocols: no constraint (a whole keccak)."""
+    if not chunk_root_only(state):
+        return
+    if chunk_size != CONTENT_CHUNK_SIZE:
+        raise Rejected(Reason.BAD_CHUNK_SIZE, f"protocol {state.protocol} chunks content at "
+                                              f"{CONTENT_CHUNK_SIZE} bytes")
+    if update_hash != root:
+        raise Rejected(Reason.NOT_CHUNK_ROOT, "update_hash must be the chunk root (protocol "
+                                              f"{state.protocol})")
 
 
 def commit_binding(state: State, sender: bytes, task_id: int, epoch: int) -> CommitBinding | None:

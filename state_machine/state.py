@@ -55,7 +55,9 @@ from state_machine.records import (  # noqa: F401  (re-exported: the STF's names
     clone_account,
     clone_epoch,
     clone_task,
+    delta_hash_on,
     model_hash,
+    model_hash_on,
     wei,
 )
 

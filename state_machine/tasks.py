@@ -18,10 +18,12 @@ from state_machine.constants import (
     DEFAULT_SCALE_BITS,
     MAX_NORM_BOUND,
     MAX_NUM_PARAMS,
+    MAX_NUM_PARAMS_CHUNKED,
     MAX_PARTICIPANTS,
     MAX_SCALE_BITS,
     MAX_WINDOW_BLOCKS,
     MIN_WINDOW_BLOCKS,
+    PROTOCOL_CHUNK_ROOT_ONLY,
 )
 
 
@@ -69,8 +71,15 @@ _INT_FIELDS = (
 )
 
 
-def decode_task_params(data: bytes) -> TaskParams:
-    """Parse and validate; raises TaskParamsError with the first problem found."""
+def max_num_params(protocol: int) -> int:
+    """The largest model a task may declare on a chain of ``protocol``: 2^25 (an inline
+    genesis fits one action), 2^28 from protocol 4 on (chunked genesis, blob updates)."""
+    return MAX_NUM_PARAMS_CHUNKED if protocol >= PROTOCOL_CHUNK_ROOT_ONLY else MAX_NUM_PARAMS
+
+
+def decode_task_params(data: bytes, max_params: int = MAX_NUM_PARAMS) -> TaskParams:
+    """Parse and validate; raises TaskParamsError with the first problem found.
+    ``max_params``: :func:`max_num_params` of the chain's protocol."""
     try:
         raw = codec.decode(data)
     except codec.CodecError as exc:
@@ -94,8 +103,8 @@ def decode_task_params(data: bytes) -> TaskParams:
     if not isinstance(g, bytes) or len(g) != 32:
         raise TaskParamsError("genesis_model_hash must be 32 bytes")
     p = TaskParams(**raw)
-    if not 1 <= p.num_params <= MAX_NUM_PARAMS:
-        raise TaskParamsError(f"num_params must be in [1, {MAX_NUM_PARAMS}]")
+    if not 1 <= p.num_params <= max_params:
+        raise TaskParamsError(f"num_params must be in [1, {max_params}]")
     if not 1 <= p.scale_bits <= MAX_SCALE_BITS:
         raise TaskParamsError(f"scale_bits must be in [1, {MAX_SCALE_BITS}]")
     if p.proposers_per_epoch < 2 * p.f + 3:

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine.chunks import whole_hasher
+from state_machine.chunks import CONTENT_CHUNK_SIZE, ROOT_HASH_THREADS, chunk_root, whole_hasher
 from state_machine.constants import MIN_TILE_COLUMNS, TILE_ELEMENTS
+from state_machine.crypto import keccak256
 from state_machine.scoring import gram_int64
 
 
@@ -34,6 +38,81 @@ class Rows(Protocol):
     def tile(self, lo: int, hi: int) -> np.ndarray:
         """Columns ``[lo, hi)`` of every row as an ``(n, hi - lo)`` int16 array."""
         ...
+
+
+class ArraySink(Protocol):
+    """Where the STF's d-long outputs live (aggregate, candidate): ``empty(n, dtype)``
+    returns a writable 1-D array. The node and the verifier pass a sink of memory-mapped
+    files (``blobstore.arrays.MappedArrays``), so a 1 GiB candidate is written tile by tile
+    into the page cache, not onto the heap; the STF itself does no I/O."""
+
+    def empty(self, n: int, dtype: Any) -> np.ndarray: ...
+
+
+class HeapArrays:
+    """The default sink: ordinary in-memory arrays."""
+
+    def empty(self, n: int, dtype: Any) -> np.ndarray:
+        return np.empty(n, dtype=dtype)
+
+
+HEAP = HeapArrays()
+_SINK: ContextVar[ArraySink] = ContextVar("array_sink", default=HEAP)
+
+
+@contextmanager
+def array_sink(sink: ArraySink | None) -> Iterator[None]:
+    """Use ``sink`` for the STF's d-long outputs while applying one block (``apply_block``
+    with ``Block.arrays``). Results are bit-identical for any sink."""
+    token = _SINK.set(sink if sink is not None else HEAP)
+    try:
+        yield
+    finally:
+        _SINK.reset(token)
+
+
+def empty(n: int, dtype: Any) -> np.ndarray:
+    """A writable 1-D output array from the current sink (see :func:`array_sink`)."""
+    return _SINK.get().empty(n, dtype)
+
+
+def array_root(arr: np.ndarray) -> bytes:
+    """``chunks.content_root`` of an array's little-endian bytes, read chunk by chunk with
+    the pages of a mapped array released after each (:func:`release`), chunks hashed side
+    by side: a 1 GiB mapped candidate is hashed without becoming resident."""
+    flat = np.ascontiguousarray(arr.reshape(-1), dtype=arr.dtype.newbyteorder("<"))
+    raw = memoryview(flat).cast("B") if flat.size else memoryview(b"")
+    per = CONTENT_CHUNK_SIZE // flat.itemsize
+
+    def one(k: int) -> bytes:
+        lo, hi = k * per, min(flat.size, (k + 1) * per)
+        h = keccak256(raw[lo * flat.itemsize:hi * flat.itemsize])
+        release(flat, lo, hi)
+        return h
+
+    count = -(-flat.size // per)
+    if count <= 1:
+        hashes = [one(k) for k in range(count)]
+    else:
+        with ThreadPoolExecutor(min(ROOT_HASH_THREADS, count)) as pool:
+            hashes = list(pool.map(one, range(count)))
+    return chunk_root(flat.nbytes, CONTENT_CHUNK_SIZE, hashes)
+
+
+def array_keccak(arr: np.ndarray) -> bytes:
+    """keccak256 of an array's little-endian bytes, streamed in ``CONTENT_CHUNK_SIZE``
+    pieces from views (no ``tobytes`` copy) with a mapped array's pages released after
+    each: the same digest as ``keccak256(arr.astype(le).tobytes())``."""
+    flat = np.ascontiguousarray(arr.reshape(-1), dtype=arr.dtype.newbyteorder("<"))
+    h = whole_hasher()
+    if flat.size:
+        raw = memoryview(flat).cast("B")
+        per = CONTENT_CHUNK_SIZE // flat.itemsize
+        for lo in range(0, flat.size, per):
+            hi = min(flat.size, lo + per)
+            h.update(raw[lo * flat.itemsize:hi * flat.itemsize])
+            release(flat, lo, hi)
+    return bytes(h.digest())
 
 
 class ArrayRows:
@@ -63,8 +142,15 @@ def _mapping(arr: np.ndarray) -> mmap.mmap | None:
     return None
 
 
+# a fault on a file map may map a whole large page-cache folio (up to 2 MiB on recent
+# kernels), beyond the tile that faulted; releasing this much around each tile drops them
+RELEASE_PAD = 2 << 20
+
+
 def release(arr: np.ndarray, lo: int, hi: int) -> None:
-    """Drop the resident pages behind ``arr[lo:hi]`` if ``arr`` views a read-only file map.
+    """Drop the resident pages behind ``arr[lo:hi]`` if ``arr`` views a file map (a
+    read-only blob, or a shared writable output of a mapped sink, whose written pages stay
+    in the page cache and reach the file).
 
     A memory hint, not I/O: the blob file is immutable, so a later read faults the same
     bytes back from the page cache. Without it every byte of a 16 x 512 MiB epoch read
@@ -74,8 +160,8 @@ def release(arr: np.ndarray, lo: int, hi: int) -> None:
     if mm is None or hi <= lo:
         return
     base = np.frombuffer(mm, dtype=np.uint8).ctypes.data
-    start = arr[lo:hi].ctypes.data - base
-    end = start + (hi - lo) * arr.itemsize
+    start = max(0, arr[lo:hi].ctypes.data - base - RELEASE_PAD)
+    end = arr[lo:hi].ctypes.data - base + (hi - lo) * arr.itemsize + RELEASE_PAD
     start -= start % mmap.PAGESIZE
     try:
         mm.madvise(mmap.MADV_DONTNEED, start, min(len(mm), end) - start)

@@ -15,18 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from state_machine import codec, l1_actions, pacing
+from state_machine import codec, genesis, l1_actions, pacing, tiles
 from state_machine.actions import (
     AdvanceBody,
     CommitUpdateBody,
     CommitVoteBody,
     ForcedActionBody,
-    PublishGenesisBody,
     RevealUpdateBody,
     RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
 )
+from state_machine.chunks import content_root
 from state_machine.commitments import (
     CommitBinding,
     update_commitment_of_hash,
@@ -42,25 +42,24 @@ from state_machine.epochs import (
     process_deadlines,
 )
 from state_machine.forced import apply_forced, receipt_detail
-from state_machine.lifecycle import start_idle_clock
 from state_machine.merkle import MerkleTree
 from state_machine.reasons import Reason
 from state_machine.rules import (
     Rejected,
     binds_sender,
     check_advance,
-    check_awaiting_genesis,
     check_can_reveal,
     check_chain_id,
     check_fresh_commitment,
-    check_genesis_model,
     check_in_phase,
     check_nonce,
     check_not_committed,
+    check_root_addressed,
     check_selected,
     check_signature,
     check_update_length,
     check_vote_values,
+    chunk_root_only,
     commit_binding,
     task_of,
 )
@@ -69,11 +68,9 @@ from state_machine.state import (
     UPDATE_REVEAL,
     VOTE_COMMIT,
     VOTE_REVEAL,
-    WAITING_CLIENTS,
     EpochState,
     State,
     Task,
-    model_hash,
 )
 
 
@@ -90,6 +87,9 @@ class Block:
     # v2 updates' bytes by keccak256 (``.get(hash) -> VerifiedBlob | None``), resolved by the
     # sequencer or verifier from its blob store: the STF reads them and does no I/O
     blobs: Any = None
+    # where d-long outputs (aggregate, candidate) live: ``tiles.ArraySink``; None: the heap.
+    # The node and verifier pass memory-mapped files (bit-identical results, bounded RSS)
+    arrays: Any = None
 
 
 @dataclass
@@ -130,23 +130,6 @@ def precheck(state: State, sa: SignedAction, verified: Container[bytes] = ()) ->
     check_chain_id(state, a)
     check_signature(sa, verified)
     check_nonce(state.nonces.get(a.sender, 0), a)
-
-
-def _publish_genesis(state: State, sa: SignedAction, b: PublishGenesisBody) -> list[str]:
-    task = task_of(state, b.task_id)
-    check_awaiting_genesis(task)
-    assert task.params is not None
-    check_genesis_model(task.params, b.model_bytes)
-    model = np.frombuffer(b.model_bytes, dtype="<i4").astype(np.int32)
-    model.setflags(write=False)
-    prev = np.zeros(task.params.num_params, dtype=np.int16)
-    prev.setflags(write=False)
-    task.global_model, task.global_hash = model, model_hash(model)
-    task.prev_delta, task.prev_delta_hash = prev, model_hash(prev)
-    task.phase = WAITING_CLIENTS
-    start_idle_clock(state, task)
-    state.touch_task(task.task_id)
-    return ["genesis_published"]
 
 
 def _record_commitment(
@@ -217,6 +200,8 @@ def _reveal_update(state: State, sa: SignedAction, b: RevealUpdateBody) -> list[
         update_hash = keccak256(b.update_bytes)
         opens = update_commitment_of_hash(update_hash, b.salt,
                                           CommitBinding(sender, b.task_id, b.epoch))
+        if chunk_root_only(state):  # protocol 4: recorded by the one content hash (replays
+            update_hash = content_root(b.update_bytes)  # of blobs and Δ_prev compare to it)
     else:  # protocol 1: keccak256(update_bytes || salt); both hashes in one pass
         opens, update_hash = _commitment_and_hash(b.update_bytes, b.salt)
     _check_opens(state, sa, b.task_id, b.epoch, lambda _bind: opens, committed)
@@ -236,14 +221,16 @@ def _reveal_update_v2(state: State, sa: SignedAction, b: RevealUpdateV2Body,
     assert task.params is not None
     if b.size != 2 * task.params.num_params:
         raise Rejected(Reason.WRONG_LENGTH, f"expected {2 * task.params.num_params} bytes")
+    check_root_addressed(state, b.update_hash, b.chunk_size, b.chunk_root)
     _check_opens(state, sa, b.task_id, b.epoch,
                  lambda bind: update_commitment_v2(b.update_hash, b.size, b.chunk_size,
                                                    b.chunk_root, b.salt, bind), committed)
     blob = blobs.get(b.update_hash) if blobs is not None else None
     if blob is None:
         raise Rejected(Reason.BLOB_UNAVAILABLE, "update bytes are not in the blob store")
-    if (blob.keccak, blob.size, blob.chunk_size, blob.root) != (
-            b.update_hash, b.size, b.chunk_size, b.chunk_root):
+    if (blob.key, blob.size, blob.chunk_size, blob.root) != (
+            b.update_hash, b.size, b.chunk_size, b.chunk_root) or (
+            not chunk_root_only(state) and blob.keccak != b.update_hash):
         raise Rejected(Reason.BLOB_MISMATCH, "stored blob differs from the signed hash/root")
     delta = np.frombuffer(blob.data, dtype="<i2").astype(np.int16, copy=False)  # a view
     delta.setflags(write=False)
@@ -295,7 +282,7 @@ _HANDLERS: dict[str, Callable[..., list[str]]] = {
     "l1_beacon": l1_actions.beacon,
     "l1_task_created": l1_actions.task_created,
     "l1_task_created_v2": l1_actions.task_created_v2,
-    "publish_genesis": _publish_genesis,
+    "publish_genesis": genesis.publish_genesis,
     "commit_update": _commit_update,
     "reveal_update": _reveal_update,
     "commit_vote": _commit_vote,
@@ -312,6 +299,8 @@ def process_action(state: State, sa: SignedAction, pre_root: bytes,
         events = _advance(state, sa, a.body, pre_root)  # type: ignore[arg-type]
     elif a.type == "reveal_update_v2":
         events = _reveal_update_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
+    elif a.type == "publish_genesis_v2":
+        events = genesis.publish_genesis_v2(state, sa, a.body, blobs)  # type: ignore[arg-type]
     elif a.type == "l1_forced_action":
         events = _forced_action(state, sa, a.body, pre_root, blobs)  # type: ignore[arg-type]
     else:
@@ -341,6 +330,12 @@ def apply_block(state: State, block: Block, verified: Container[bytes] = ()
     bad_clock = pacing.timestamp_error(state, block.timestamp)
     if bad_clock:
         raise BlockError(bad_clock)
+    with tiles.array_sink(block.arrays):
+        return _apply(state, block, verified)
+
+
+def _apply(state: State, block: Block, verified: Container[bytes]
+           ) -> tuple[State, list[Receipt]]:
     pre_root = state.state_root()
     st = state.copy()
     st.height = block.height

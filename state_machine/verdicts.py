@@ -328,13 +328,16 @@ def contribution_weights(
 def judge_epoch(
     params: JudgeParams, history: History, pubkeys: Sequence[bytes],
     deltas: np.ndarray | tiles.Rows, cols: int | None = None,
+    row_hashes: Sequence[bytes] | None = None,
 ) -> Judgement:
     """The three steps on one epoch's revealed updates (any row order; output by pubkey).
 
     ``deltas``: an ``(n, d)`` int16 array or a ``tiles.Rows`` source read by column tiles
     of ``cols`` columns (default ``tiles.columns(n)``). Bounded memory: one pass for the
     Gram matrix and the row hashes, then the aggregation rule's passes; the result is the
-    same for any ``cols``."""
+    same for any ``cols``. ``row_hashes`` (one per pubkey, in ``pubkeys`` order): the
+    updates' content hashes the STF recorded at reveal (``update_hashes``), so the rows are
+    not hashed again (protocol 4's hash is a chunk root, not a row keccak)."""
     n = len(pubkeys)
     if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
         raise ScoringError("pubkeys must be unique, one per row")
@@ -347,7 +350,10 @@ def judge_epoch(
     keys = [pubkeys[i] for i in order]
     rows = tiles.pick(deltas, order)
     # one pass over the tiles: the exact Gram matrix of rows and Δ_prev, and row hashes
-    full, hashes = tiles.gram_and_hashes(rows, history.prev_delta, cols)
+    full, hashes = tiles.gram_and_hashes(rows, history.prev_delta, cols,
+                                         hash_rows=row_hashes is None)
+    if row_hashes is not None:
+        hashes = [row_hashes[i] for i in order]
     gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
     inside, agg = admit(params, history, verdicts, rows, gram, cols)

@@ -15,13 +15,20 @@ from state_machine.actions import (
     DepositBody,
     PublishGenesisBody,
     RevealUpdateBody,
+    RevealUpdateV2Body,
     RevealVoteBody,
     SignedAction,
     TaskCreatedBody,
     make_action,
     system_action,
 )
-from state_machine.commitments import CommitBinding, update_commitment, vote_commitment
+from state_machine.chunks import verify_blob_root
+from state_machine.commitments import (
+    CommitBinding,
+    update_commitment,
+    update_commitment_v2,
+    vote_commitment,
+)
 from state_machine.constants import FEE_PER_EPOCH, STAKE_AMOUNT
 from state_machine.crypto import keccak256, public_key
 from state_machine.rules import commit_binding
@@ -65,6 +72,9 @@ class Harness:
     pending: list[SignedAction] = field(default_factory=list)
     receipts: list[Receipt] = field(default_factory=list)
     signers: dict[bytes, Client] = field(default_factory=dict)
+    # v2 updates' verified bytes, handed to every block (``Block.blobs``) by their key
+    blobs: dict[bytes, Any] = field(default_factory=dict)
+    arrays: Any = None  # ``Block.arrays``: where the STF writes aggregates and candidates
 
     # -- system actions --
     def _sys(self, typ: str, body) -> SignedAction:
@@ -127,6 +137,24 @@ class Harness:
         ub = delta.astype("<i2").tobytes()
         return self.signed(c, "reveal_update", RevealUpdateBody(task_id, epoch, ub, salt))
 
+    def commit_blob(self, c: Client, task_id: int, epoch: int, delta: np.ndarray,
+                    salt: bytes | None = None):
+        """A v2 commit of ``delta`` as the SDK makes it on a protocol 4 chain: the update is
+        named by its chunk root (``verify_blob_root``), its bytes go to ``self.blobs``."""
+        salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
+        vb = verify_blob_root(delta.astype("<i2").tobytes())
+        self.blobs[vb.key] = vb
+        com = update_commitment_v2(vb.key, vb.size, vb.chunk_size, vb.root, salt,
+                                   self.binding(c, task_id, epoch))
+        return self.signed(c, "commit_update", CommitUpdateBody(task_id, epoch, com))
+
+    def reveal_blob(self, c: Client, task_id: int, epoch: int, delta: np.ndarray,
+                    salt: bytes | None = None):
+        salt = salt or keccak256(c.pubkey, b"salt", bytes([epoch]))
+        vb = verify_blob_root(delta.astype("<i2").tobytes())
+        return self.signed(c, "reveal_update_v2", RevealUpdateV2Body(
+            task_id, epoch, vb.key, vb.size, vb.chunk_size, vb.root, salt))
+
     def commit_vote(self, c: Client, task_id: int, epoch: int, cand: int, cur: int):
         salt = keccak256(c.pubkey, b"vsalt", bytes([epoch]))
         com = vote_commitment(cand, cur, salt, self.binding(c, task_id, epoch))
@@ -146,7 +174,8 @@ class Harness:
 
     def block_at(self, timestamp: int, *actions: SignedAction) -> list[Receipt]:
         """The next block at ``timestamp`` (protocol 3 reads it: ``state_machine.pacing``)."""
-        b = Block(self.state.height + 1, self.parent, timestamp, list(actions))
+        b = Block(self.state.height + 1, self.parent, timestamp, list(actions), blobs=self.blobs,
+                  arrays=self.arrays)
         res = execute_block(self.state, b)
         self.state, receipts, self.parent = res.state, res.receipts, res.hash
         self.receipts.extend(receipts)

@@ -37,11 +37,14 @@ def expected_hash(node: object, task: int, epoch: int | None) -> str:
 
 
 def requantised_hash(path: str) -> tuple[str, dict[str, str]]:
-    """keccak256 of the file's tensors re-quantised to the chain's int32 layout."""
+    """The model hash of the file's tensors re-quantised to the chain's int32 layout: their
+    keccak256, or their chunk root when the file claims one (protocol 4 names models by
+    chunk root, ``state_machine.chunks.content_root``)."""
     import numpy as np
     from safetensors import safe_open
 
     from federated.quant import model_bytes, to_fixed_int32
+    from state_machine.chunks import content_root
     from state_machine.crypto import keccak256
 
     with safe_open(path, framework="pt") as f:
@@ -49,7 +52,9 @@ def requantised_hash(path: str) -> tuple[str, dict[str, str]]:
         tensors = [f.get_tensor(k) for k in _param_order(meta, list(f.keys()))]
     flat = np.concatenate([t.reshape(-1).double().numpy() for t in tensors])
     q, _ = to_fixed_int32(flat, int(meta["scale_bits"]))
-    return "0x" + keccak256(model_bytes(q)).hex(), meta
+    raw = model_bytes(q)
+    root = "0x" + content_root(raw).hex()
+    return (root if meta.get("global_hash") == root else "0x" + keccak256(raw).hex()), meta
 
 
 def _param_order(meta: dict[str, str], keys: list[str]) -> list[str]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from blobstore import FsBlobStore
 from blobstore.uploads import Declaration, UploadError, UploadManager, declaration_message
 from rollup.keys import Keypair
-from state_machine.chunks import MIN_CHUNK_SIZE, chunk_span, verify_blob
+from state_machine.chunks import MIN_CHUNK_SIZE, chunk_span, verify_blob, verify_blob_root
 from state_machine.crypto import keccak256
 
 CS = MIN_CHUNK_SIZE
@@ -232,3 +232,116 @@ def test_streamed_chunks_feed_the_whole_hash_once_and_forgeries_never(
     s = mgr.session(h)
     assert (s.hashed_upto, s.submitted) == (4, 4)  # nothing left to read back
     assert mgr.complete(h)["complete"] and mgr.store.get(h) == data
+
+
+# ---- protocol 4 (chunk root only): root-addressed uploads
+
+
+def declare_root(data: bytes, key: Keypair = KEY, cs: int = CS) -> Declaration:
+    """A declaration whose hash *is* its chunk root (what the SDK sends on protocol 4)."""
+    vb = verify_blob_root(data, cs)
+    sig = key.sign(declaration_message(vb.root, vb.size, cs, vb.root))
+    return Declaration(vb.root, vb.size, cs, vb.chunk_hashes, vb.root, key.pubkey, sig)
+
+
+def test_root_addressed_upload_in_any_order_publishes_under_its_root(
+        mgr: UploadManager) -> None:
+    data = os.urandom(6 * CS + 77)
+    d = declare_root(data)
+    mgr.declare(d)
+    order = list(range(7))
+    random.Random(5).shuffle(order)
+    for i in order:
+        mgr.put_chunk(d.root, i, chunk(data, i))
+    assert mgr.complete(d.root)["complete"] and mgr.store.get(d.root) == data
+    m = mgr.store.meta(d.root)
+    assert m is not None and m.chunk_root == d.root
+    assert not mgr.store.has(keccak256(data))
+
+
+def test_root_addressed_upload_never_computes_a_whole_keccak(
+        monkeypatch: pytest.MonkeyPatch, mgr: UploadManager) -> None:
+    """Every byte is hashed exactly once: into its chunk's keccak, never a whole-blob one."""
+    import blobstore.uploads as up
+
+    hashed: list[int] = []
+    real = up.whole_hasher
+
+    class Counting:
+        def __init__(self) -> None:
+            self.h = real()
+
+        def update(self, b: bytes) -> None:
+            hashed.append(len(b))
+            self.h.update(b)
+
+        def digest(self) -> bytes:
+            return bytes(self.h.digest())
+
+        def copy(self) -> Counting:
+            raise AssertionError("a root-addressed upload copied a whole hash")
+
+    monkeypatch.setattr(up, "whole_hasher", Counting)
+    data = os.urandom(4 * CS + 9)
+    d = declare_root(data)
+    mgr.declare(d)
+    for i in (3, 0, 4, 2, 1):
+        mgr.put_chunk(d.root, i, chunk(data, i))
+    assert mgr.complete(d.root)["complete"]
+    assert sum(hashed) == len(data)  # chunk keccaks only (ChunkWriter.digest), each byte once
+
+
+def test_root_addressed_upload_refuses_a_forged_chunk_and_a_missing_one(
+        mgr: UploadManager) -> None:
+    data = os.urandom(3 * CS)
+    d = declare_root(data)
+    mgr.declare(d)
+    bad = bytearray(chunk(data, 1))
+    bad[0] ^= 1
+    with pytest.raises(UploadError) as e:
+        mgr.put_chunk(d.root, 1, bytes(bad))
+    assert (e.value.status, e.value.reason) == (422, "chunk_hash_mismatch")
+    mgr.put_chunk(d.root, 0, chunk(data, 0))
+    mgr.put_chunk(d.root, 2, chunk(data, 2))
+    with pytest.raises(UploadError) as e:
+        mgr.complete(d.root)
+    assert (e.value.reason, e.value.extra["missing"]) == ("missing_chunks", [1])
+    mgr.put_chunk(d.root, 1, chunk(data, 1))
+    assert mgr.complete(d.root)["complete"] and mgr.store.get(d.root) == data
+
+
+def test_root_addressed_upload_resumes_after_restart(mgr: UploadManager) -> None:
+    data = os.urandom(5 * CS + 1)
+    d = declare_root(data)
+    mgr.declare(d)
+    for i in (4, 1):
+        mgr.put_chunk(d.root, i, chunk(data, i))
+    again = UploadManager(mgr.store, mgr.staging, max_size=mgr.max_size)
+    created, st = again.declare(declare_root(data))
+    assert not created and st["missing"] == [0, 2, 3, 5]
+    for i in st["missing"]:
+        again.put_chunk(d.root, i, chunk(data, i))
+    assert again.complete(d.root)["complete"] and again.store.get(d.root) == data
+
+
+def test_the_awaited_genesis_is_staged_for_any_signer_and_nothing_else(
+        tmp_path: Path, fs_store) -> None:  # type: ignore[no-untyped-def]
+    """Protocol 4 chunked genesis: an upload whose root a waiting task declared is admitted
+    under the staked quota whoever signs it (the root fixes the bytes); any other upload
+    of an unstaked key keeps its small quota."""
+    genesis, other = os.urandom(3 * CS), os.urandom(3 * CS)
+    want = verify_blob_root(genesis, CS).root
+    owner = Keypair.from_seed(b"\x31" * 32)  # a task owner without stake
+    mgr = UploadManager(fs_store, tmp_path / "st", max_size=64 * CS, unstaked_quota=CS,
+                        is_awaited=lambda root: root == want)
+    with pytest.raises(UploadError) as e:
+        mgr.declare(declare_root(other, owner))
+    assert (e.value.status, e.value.reason) == (413, "quota_exceeded")
+    with pytest.raises(UploadError) as e:  # the same bytes keccak-addressed: not the awaited
+        mgr.declare(declare(genesis, owner))
+    assert e.value.reason == "quota_exceeded"
+    created, _ = mgr.declare(declare_root(genesis, owner))
+    assert created
+    for i in range(3):
+        mgr.put_chunk(want, i, chunk(genesis, i))
+    assert mgr.complete(want)["complete"] and mgr.store.get(want) == genesis

@@ -20,6 +20,7 @@ from state_machine.actions import (
     RevealUpdateBody,
     make_action,
 )
+from state_machine.chunks import content_root
 from state_machine.commitments import CommitBinding, update_commitment
 from state_machine.crypto import keccak256
 from state_machine.transition import genesis_state
@@ -93,9 +94,9 @@ def test_same_chain_same_hashes_on_sqlite_and_postgres(sqlite_url: str, pg_url: 
             assert ep.outcome == "accepted"
             assert set(ep.verdicts.values()) == {"ACCEPTED"}
             # the accepted global model and the revealed updates are served as blobs
-            assert keccak256(seq.store.blob(task.global_hash)) == task.global_hash
-            for h in ep.update_hashes.values():
-                assert keccak256(seq.store.blob(h)) == h
+            assert content_root(seq.store.blob(task.global_hash)) == task.global_hash
+            for h in ep.update_hashes.values():  # protocol 4: named by their chunk root
+                assert content_root(seq.store.blob(h)) == h
         finally:
             seq.close()
     assert len(chains[0]) > 8

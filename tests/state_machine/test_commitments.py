@@ -18,7 +18,7 @@ from state_machine.actions import (
     RevealUpdateV2Body,
     RevealVoteBody,
 )
-from state_machine.chunks import MIN_CHUNK_SIZE, verify_blob
+from state_machine.chunks import MIN_CHUNK_SIZE, verify_blob_root
 from state_machine.commitments import (
     CommitBinding,
     update_commitment,
@@ -167,14 +167,14 @@ def test_a_copied_chunked_v2_commitment_cannot_be_revealed_by_the_copier():
     h, by = _started(CURRENT_PROTOCOL)
     props = list(_epoch(h).proposers)
     victim, copier = by[props[0]], by[props[1]]
-    vb = verify_blob(_deltas(props)[victim.pubkey].astype("<i2").tobytes(), MIN_CHUNK_SIZE)
-    com = update_commitment_v2(vb.keccak, vb.size, vb.chunk_size, vb.root, SALT,
+    vb = verify_blob_root(_deltas(props)[victim.pubkey].astype("<i2").tobytes())
+    com = update_commitment_v2(vb.key, vb.size, vb.chunk_size, vb.root, SALT,
                                h.binding(victim, 1, 0))
     h.block(h.signed(victim, "commit_update", CommitUpdateBody(1, 0, com)),
             h.signed(copier, "commit_update", CommitUpdateBody(1, 0, com)))
     h.until_phase_changes(1)
-    body = RevealUpdateV2Body(1, 0, vb.keccak, vb.size, vb.chunk_size, vb.root, SALT)
-    blobs = {vb.keccak: vb}
+    body = RevealUpdateV2Body(1, 0, vb.key, vb.size, vb.chunk_size, vb.root, SALT)
+    blobs = {vb.key: vb}
     for who, applied in ((copier, False), (victim, True)):
         sa = h.signed(who, "reveal_update_v2", body)
         _, (rc,) = apply_block(h.state, Block(h.state.height + 1, h.parent, h.state.timestamp,

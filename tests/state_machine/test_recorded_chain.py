@@ -5,7 +5,9 @@ deliberate protocol change is a fork: it is gated by the chain's protocol versio
 (``state_machine.constants.PROTOCOL_*``, fixed at genesis), the fixtures of older versions
 stay byte-identical and keep replaying, and the new version gets a fixture of its own
 (``chain_v1``: protocol 1, payload-only commitments; ``chain_v2``: protocol 2, commitments
-bound to the sender, issue 10; ``chain_v3``: protocol 3, paced windows, issue 11 F-12).
+bound to the sender, issue 10; ``chain_v3``: protocol 3, paced windows, issue 11 F-12;
+``chain_v4``: protocol 4, chunk root only, issue 14: task 2's updates are v2 reveals named
+by their chunk root, their bytes in the fixture's ``blobs``).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import msgpack
 import pytest
 
 from state_machine.actions import decode_signed
+from state_machine.chunks import content_root, verify_blob_root
 from state_machine.constants import (
     CURRENT_PROTOCOL,
     PROTOCOL_BOUND_COMMITMENTS,
+    PROTOCOL_CHUNK_ROOT_ONLY,
     PROTOCOL_PACED_WINDOWS,
     PROTOCOL_V1,
 )
@@ -37,6 +41,9 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 FIXTURE = FIXTURES / "chain_v1.msgpack"
 FIXTURE_V2 = FIXTURES / "chain_v2.msgpack"
 FIXTURE_V3 = FIXTURES / "chain_v3.msgpack"
+FIXTURE_V4 = FIXTURES / "chain_v4.msgpack"
+ALL = [FIXTURE, FIXTURE_V2, FIXTURE_V3, FIXTURE_V4]
+IDS = ["v1", "v2", "v3", "v4"]
 # the protocol 1 fixture is frozen: a protocol change records a new fixture instead
 CHAIN_V1_SHA256 = "1cd758b708d07f63323edddd8cba4b40e32577632931846671e302fb08641af8"
 
@@ -54,9 +61,11 @@ def fixture_genesis(chain: dict) -> State:
 def replay(chain: dict, state: State) -> State:
     """Apply every recorded block; assert receipts, roots and hashes match the recording."""
     parent = GENESIS_PARENT
+    # v2 update bytes, hashed here as a verifier does (root-addressed: key = chunk root)
+    blobs = {vb.key: vb for vb in map(verify_blob_root, chain.get("blobs", []))}
     for rec in chain["blocks"]:
         block = Block(rec["height"], parent, rec["timestamp"],
-                      [decode_signed(raw) for raw in rec["actions"]])
+                      [decode_signed(raw) for raw in rec["actions"]], blobs=blobs)
         state, receipts = apply_block(state, block)
         assert [r.applied for r in receipts] == rec["applied"], rec["height"]
         root = state.state_root()
@@ -66,7 +75,7 @@ def replay(chain: dict, state: State) -> State:
     return state
 
 
-@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2, FIXTURE_V3], ids=["v1", "v2", "v3"])
+@pytest.mark.parametrize("path", ALL, ids=IDS)
 def test_fixture_exercises_epochs_slashes_and_rejections(path):
     chain = load(path)
     applied = [ok for b in chain["blocks"] for ok in b["applied"]]
@@ -77,10 +86,11 @@ def test_protocol_1_fixture_is_frozen():
     assert "protocol_version" not in load(FIXTURE)
     assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == CHAIN_V1_SHA256
     assert load(FIXTURE_V2)["protocol_version"] == PROTOCOL_BOUND_COMMITMENTS
-    assert load(FIXTURE_V3)["protocol_version"] == PROTOCOL_PACED_WINDOWS == CURRENT_PROTOCOL
+    assert load(FIXTURE_V3)["protocol_version"] == PROTOCOL_PACED_WINDOWS
+    assert load(FIXTURE_V4)["protocol_version"] == PROTOCOL_CHUNK_ROOT_ONLY == CURRENT_PROTOCOL
 
 
-@pytest.mark.parametrize("path", [FIXTURE, FIXTURE_V2, FIXTURE_V3], ids=["v1", "v2", "v3"])
+@pytest.mark.parametrize("path", ALL, ids=IDS)
 def test_recorded_chain_replays_to_the_same_roots(path):
     chain = load(path)
     state = replay(chain, fixture_genesis(chain))
@@ -91,11 +101,30 @@ def test_recorded_chain_replays_to_the_same_roots(path):
 @pytest.mark.parametrize(("path", "wrong"), [(FIXTURE, CURRENT_PROTOCOL),
                                              (FIXTURE_V2, PROTOCOL_V1),
                                              (FIXTURE_V2, PROTOCOL_PACED_WINDOWS),
-                                             (FIXTURE_V3, PROTOCOL_BOUND_COMMITMENTS)],
-                         ids=["v1", "v2", "v2-as-v3", "v3-as-v2"])
+                                             (FIXTURE_V3, PROTOCOL_BOUND_COMMITMENTS),
+                                             (FIXTURE_V3, PROTOCOL_CHUNK_ROOT_ONLY),
+                                             (FIXTURE_V4, PROTOCOL_PACED_WINDOWS)],
+                         ids=["v1", "v2", "v2-as-v3", "v3-as-v2", "v3-as-v4", "v4-as-v3"])
 def test_a_chain_replayed_under_the_wrong_protocol_diverges(path, wrong):
     """The version is part of the chain's identity: replaying under the other rule set
     fails (the gate is what keeps the old chain replaying)."""
     chain = load(path)
     with pytest.raises(AssertionError):
         replay(chain, genesis_state(chain["chain_id"], wrong))
+
+
+def test_v4_chain_names_updates_by_chunk_root_and_catches_a_blob_replay():
+    """Protocol 4: every recorded update hash and Δ_prev is a chunk root (inline reveals of
+    task 1 and blob reveals of task 2 alike), and the replay attacker of task 2, whose
+    bytes arrive as a blob, is caught by that one hash."""
+    chain = load(FIXTURE_V4)
+    v2 = [sa for b in chain["blocks"] for sa in map(decode_signed, b["actions"])
+          if sa.action.type == "reveal_update_v2"]
+    assert v2 and all(sa.action.body.update_hash == sa.action.body.chunk_root for sa in v2)
+    state = replay(chain, fixture_genesis(chain))
+    roots = {content_root(b) for b in chain["blobs"]}
+    task2 = [ep for (t, _), ep in state.epochs.items() if t == 2]
+    assert {h for ep in task2 for h in ep.update_hashes.values()} <= roots
+    assert any(reason == "replay" for ep in task2 for _, _, reason in ep.slashes)
+    for t in state.tasks.values():
+        assert t.prev_delta_hash == content_root(t.prev_delta.astype("<i2").tobytes())
