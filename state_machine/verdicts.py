@@ -33,12 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, tiles
+from state_machine import aggregation, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
     NOVELTY_COS,
-    PAIR_COS_CAP,
     REWARD_SIGMAS,
 )
 from state_machine.crypto import keccak256
@@ -233,13 +232,16 @@ def admit(
     deltas: np.ndarray | tiles.Rows,
     gram: Sequence[Sequence[int]] | None = None,
     cols: int | None = None,
+    prev: aggregation.Anchor | None = None,
 ) -> tuple[list[int], np.ndarray | None]:
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
     Candidates are the rows still ``ACCEPTED`` after step 1; rows the aggregator leaves
     out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves. The rule's ``f``
     is the task's minus the rows slashed: each is a Byzantine key already accounted for.
-    ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass.
+    ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass;
+    ``prev`` (every row's inner product with ``history.prev_delta`` and its squared norm)
+    is the public anchor of the vouched rules (computed here when not given).
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
@@ -249,11 +251,19 @@ def admit(
     rows = tiles.pick(deltas, cand)
     sub = [[gram[i][j] for j in cand] for i in cand] if gram is not None else None
     keys = [verdicts[i].pubkey for i in cand]
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols)]
+    anchor = None
+    if params.aggregator in aggregation.VOUCHED:
+        if prev is None:
+            full, _ = tiles.gram_and_hashes(tiles.as_rows(deltas), history.prev_delta, cols,
+                                            hash_rows=False)
+            prev = ([row[-1] for row in full[:-1]], full[-1][-1])
+        anchor = ([prev[0][i] for i in cand], prev[1])
+    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols,
+                                                         anchor)]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
-    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols)
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor)
     return inside, agg
 
 
@@ -288,9 +298,9 @@ def has_novel_peer(res: Sequence[Sequence[int]], i: int) -> bool:
 
 def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
     """<d_i, d_j> counted at most as if cos = PAIR_COS_CAP: near-copies (colluders paying
-    each other) get no more credit than two clients that merely agree."""
-    p, q = PAIR_COS_CAP
-    return min(g_ij, math.isqrt(g_ii * g_jj) * p // q)
+    each other) get no more credit than two clients that merely agree (the same cap as
+    the vouched aggregators' agreement, ``vouching.capped_agreement``)."""
+    return vouching.capped_agreement(g_ij, g_ii, g_jj)
 
 
 def contribution_weights(
@@ -350,7 +360,8 @@ def judge_epoch(
     full, hashes = tiles.gram_and_hashes(rows, history.prev_delta, cols)
     gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
-    inside, agg = admit(params, history, verdicts, rows, gram, cols)
+    anchor = ([full[i][n] for i in range(n)], full[n][n])
+    inside, agg = admit(params, history, verdicts, rows, gram, cols, anchor)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
         w_all = contribution_weights(full, inside, max(d, 1))
