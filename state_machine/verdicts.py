@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, tiles, vouching
+from state_machine import aggregation, freshness, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
@@ -88,12 +88,17 @@ class History:
     ``public``: every past public update hash (a superset): an update equal to one of
     these never makes its same-round twin slashable (it may be the victim's own).
     ``seed``: the epoch seed (bucketing of centered clipping).
+    ``past_updates``: ``(m, d)`` int16 rows of public past updates (the last reveal of each
+    client) when the caller keeps them; rewards are then paid only to updates whose part
+    new relative to them and Δ_prev has a peer (``freshness``). ``None``: not kept (the
+    STF today: reveals are served from blobs after the close), the gate is skipped.
     """
 
     prev_delta: np.ndarray
     replayable: frozenset[bytes] = frozenset()
     public: frozenset[bytes] = frozenset()
     seed: bytes = b"\x00" * 32
+    past_updates: np.ndarray | None = None
 
 
 @dataclass
@@ -304,7 +309,8 @@ def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
 
 
 def contribution_weights(
-    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int,
+    fresh: tuple[Sequence[Sequence[int]], int] | None = None,
 ) -> list[int]:
     """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, Δ_prev]).
 
@@ -315,7 +321,10 @@ def contribution_weights(
     colluders sending similar vectors cannot pay each other more than agreeing clients;
     the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
     under it; the gate: Δ_prev + noise is not paid for Δ_prev. Exact replays and
-    same-round copies were slashed in step 1. Integers; isqrt only.
+    same-round copies were slashed in step 1. Integers; isqrt only. ``fresh`` (the
+    admitted rows' Gram of their parts new relative to the public past, and the past's
+    rank): also 0 unless that part has a peer beyond chance (``freshness.has_fresh_peer``),
+    so a jittered copy of any public past update is not paid for the original.
 
     Measured (docs/protocol.md): paying only the part orthogonal to Δ_prev left every
     honest client unpaid at α = 0.1, and dropping each row's f largest terms instead of
@@ -331,8 +340,37 @@ def contribution_weights(
         agree = sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
         s_sq = total - 2 * sum(m[i]) + m[i][i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        out.append(max(0, agree - chance) if has_novel_peer(res, i) else 0)
+        paid = has_novel_peer(res, i) and (
+            fresh is None or freshness.has_fresh_peer(fresh[0], i, max(dim - fresh[1], 1)))
+        out.append(max(0, agree - chance) if paid else 0)
     return out
+
+
+def fresh_parts(history: History, rows: tiles.Rows, inside: Sequence[int],
+                cols: int | None) -> tuple[list[list[int]], int] | None:
+    """The admitted rows' fresh Gram and the past's rank (None without ``past_updates``).
+
+    One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev]."""
+    past = history.past_updates
+    if past is None or len(past) == 0 or not inside:
+        return None
+    basis = np.vstack([np.asarray(past, dtype=np.int16), history.prev_delta[None, :]])
+    both = _Concat(tiles.pick(rows, inside), basis)
+    return freshness.fresh_gram(tiles.gram(both, cols), len(inside))
+
+
+class _Concat:
+    """Rows of a source followed by in-memory rows (the public past), read by tiles."""
+
+    def __init__(self, src: tiles.Rows, extra: np.ndarray) -> None:
+        self.src, self.extra = src, extra
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.src.shape[0] + self.extra.shape[0], self.src.shape[1]
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        return np.vstack([self.src.tile(lo, hi), self.extra[:, lo:hi]])
 
 
 def judge_epoch(
@@ -364,7 +402,8 @@ def judge_epoch(
     inside, agg = admit(params, history, verdicts, rows, gram, cols, anchor)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        w_all = contribution_weights(full, inside, max(d, 1))
+        fresh = fresh_parts(history, rows, inside, cols)
+        w_all = contribution_weights(full, inside, max(d, 1), fresh)
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))
