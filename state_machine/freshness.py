@@ -10,10 +10,21 @@ chance; an honest client's fresh part agrees with some peer's (measured best-pee
 of fresh parts at α = 0.1: honest median 0.26, 5th percentile 0.08; jittered copies at
 most 0.064, docs/protocol.md).
 
-Gate (:func:`has_fresh_peer`): some other admitted update's fresh part has cos ≥
-``REWARD_SIGMAS / √d'`` with this one's (``d' = d − rank of the past``): three standard
-deviations of the cosine between a random direction and a fixed one, the same chance level
-as the reward's chance term. Exact integers: the fresh parts' Gram matrix is the Schur
+Gate, two tests, one per way of hiding a copy (:func:`is_fresh`):
+
+* :func:`fresh_enough`: the fresh part is more than 5 % of the update's norm
+  (``|r|² > |d|² · DUPLICATE_REL_SQ``, the duplicate rule's "copy" distance, now to the
+  span of the public past). A copy with small jitter fails (1 % jitter: 0.011 measured;
+  honest minimum 0.109 at α = 0.1, 0.207 at α = 0.5). Small jitter is also what makes the
+  next test unreliable: after int16 rounding it is a few ±1 coordinates, whose cosine with
+  the peers' (anisotropic) fresh parts is not at the chance level of a dense direction.
+* :func:`has_fresh_peer`: some other admitted update's fresh part has cos ≥
+  ``REWARD_SIGMAS / √d'`` with this one's (``d' = d − rank of the past``): three standard
+  deviations of the cosine between a random direction and a fixed one, the same chance
+  level as the reward's chance term. A copy with jitter large enough to pass the first
+  test has a dense noise fresh part, which agrees with nobody beyond chance.
+
+Exact integers: the fresh parts' Gram matrix is the Schur
 complement of the past's block in the Gram matrix of [rows; past], computed fraction-free
 (Bareiss), so it is that Gram matrix times a positive integer — cosines are unchanged.
 """
@@ -22,11 +33,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from state_machine.constants import REWARD_SIGMAS
+from state_machine.constants import DUPLICATE_REL_SQ, REWARD_SIGMAS
+
+Fresh = tuple[list[list[int]], int, int]  # (c · fresh Gram, rank of the past, c)
 
 
-def fresh_gram(gram: Sequence[Sequence[int]], k: int) -> tuple[list[list[int]], int]:
-    """(c · <r_i, r_j> over the first ``k`` rows, rank of the rest), with ``c > 0`` and
+def fresh_gram(gram: Sequence[Sequence[int]], k: int) -> Fresh:
+    """(c · <r_i, r_j> over the first ``k`` rows, rank of the rest, c), with ``c > 0``
+    (the last pivot: the determinant of the past's independent part's Gram matrix) and
     ``r_i`` row ``i``'s part orthogonal to the span of rows ``k..`` of ``gram``.
 
     Fraction-free elimination of the past's pivots (Bareiss): after eliminating pivots
@@ -45,7 +59,19 @@ def fresh_gram(gram: Sequence[Sequence[int]], k: int) -> tuple[list[list[int]], 
             for j in rest:
                 m[i][j] = (piv * m[i][j] - mib * m[b][j]) // prev
         prev, rank = piv, rank + 1
-    return [m[i][:k] for i in range(k)], rank
+    return [m[i][:k] for i in range(k)], rank, prev
+
+
+def fresh_enough(fresh_ii: int, scale: int, norm_sq: int) -> bool:
+    """|r_i|² > |d_i|² · p / q (DUPLICATE_REL_SQ): more than 5 % of the update is new."""
+    p, q = DUPLICATE_REL_SQ
+    return q * fresh_ii > p * scale * norm_sq
+
+
+def is_fresh(fresh: Fresh, i: int, norm_sq: int, dim: int) -> bool:
+    """Both tests (module docstring) for admitted row ``i`` of ``fresh``; ``dim``: d."""
+    g, rank, scale = fresh
+    return fresh_enough(g[i][i], scale, norm_sq) and has_fresh_peer(g, i, max(dim - rank, 1))
 
 
 def has_fresh_peer(fresh: Sequence[Sequence[int]], i: int, dim: int) -> bool:

@@ -310,7 +310,7 @@ def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
 
 def contribution_weights(
     gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int,
-    fresh: tuple[Sequence[Sequence[int]], int] | None = None,
+    fresh: freshness.Fresh | None = None,
 ) -> list[int]:
     """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, Δ_prev]).
 
@@ -322,9 +322,9 @@ def contribution_weights(
     the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
     under it; the gate: Δ_prev + noise is not paid for Δ_prev. Exact replays and
     same-round copies were slashed in step 1. Integers; isqrt only. ``fresh`` (the
-    admitted rows' Gram of their parts new relative to the public past, and the past's
-    rank): also 0 unless that part has a peer beyond chance (``freshness.has_fresh_peer``),
-    so a jittered copy of any public past update is not paid for the original.
+    admitted rows' Gram of their parts new relative to the public past): also 0 unless
+    that part is more than 5 % of the update and has a peer beyond chance
+    (``freshness.is_fresh``), so a jittered copy of a public past update is not paid.
 
     Measured (docs/protocol.md): paying only the part orthogonal to Δ_prev left every
     honest client unpaid at α = 0.1, and dropping each row's f largest terms instead of
@@ -341,14 +341,15 @@ def contribution_weights(
         s_sq = total - 2 * sum(m[i]) + m[i][i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
         paid = has_novel_peer(res, i) and (
-            fresh is None or freshness.has_fresh_peer(fresh[0], i, max(dim - fresh[1], 1)))
+            fresh is None or freshness.is_fresh(fresh, i, m[i][i], dim))
         out.append(max(0, agree - chance) if paid else 0)
     return out
 
 
 def fresh_parts(history: History, rows: tiles.Rows, inside: Sequence[int],
-                cols: int | None) -> tuple[list[list[int]], int] | None:
-    """The admitted rows' fresh Gram and the past's rank (None without ``past_updates``).
+                cols: int | None) -> freshness.Fresh | None:
+    """The admitted rows' fresh Gram, the past's rank and the Gram's scale (None without
+    ``past_updates``).
 
     One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev]."""
     past = history.past_updates

@@ -26,7 +26,7 @@ def test_fresh_gram_is_the_residual_gram_up_to_a_positive_scale(seed, k, m, depe
     if m:
         past[-1] = 0 if dependent else past[-1]
     g = gram_matrix(np.vstack([rows, past]).astype(np.int16))
-    fresh, rank = F.fresh_gram(g, k)
+    fresh, rank, c = F.fresh_gram(g, k)
     basis = past[np.abs(past).sum(1) > 0].astype(np.float64)
     if len(basis):
         _, sv, vt = np.linalg.svd(basis, full_matrices=False)
@@ -36,9 +36,8 @@ def test_fresh_gram_is_the_residual_gram_up_to_a_positive_scale(seed, k, m, depe
         q, res = np.zeros((d, 0)), rows.astype(np.float64)
     want = res @ res.T
     assert rank == q.shape[1]
-    scale = max(abs(x) for row in fresh for x in row) / max(np.abs(want).max(), 1e-12)
-    assert np.allclose(np.array(fresh, dtype=float), scale * want, rtol=1e-6,
-                       atol=1e-6 * max(scale, 1))
+    assert c > 0
+    assert np.allclose(np.array(fresh, dtype=float) / c, want, rtol=1e-6, atol=1e-6)
     assert all(fresh[i][i] >= 0 for i in range(k))
 
 
@@ -46,9 +45,17 @@ def test_a_copy_of_a_past_update_has_no_fresh_part_and_no_fresh_peer():
     rng = np.random.default_rng(1)
     past = rng.integers(-300, 300, (3, D))
     rows = np.vstack([past[0], rng.integers(-300, 300, (2, D))])
-    fresh, rank = F.fresh_gram(gram_matrix(np.vstack([rows, past]).astype(np.int16)), 3)
+    fresh, rank, c = F.fresh_gram(gram_matrix(np.vstack([rows, past]).astype(np.int16)), 3)
     assert rank == 3 and fresh[0][0] == 0
     assert not F.has_fresh_peer(fresh, 0, D - rank)
+    assert not F.is_fresh((fresh, rank, c), 0, int((rows[0] ** 2).sum()), D)
+
+
+def test_fresh_enough_is_more_than_five_percent_of_the_norm():
+    # |r|^2 / |d|^2 = 1/400 exactly is a copy of the past; just above is fresh
+    assert not F.fresh_enough(fresh_ii=7 * 1, scale=7, norm_sq=400)
+    assert F.fresh_enough(fresh_ii=7 * 2, scale=7, norm_sq=401)
+    assert not F.fresh_enough(fresh_ii=0, scale=1, norm_sq=1)
 
 
 def test_fresh_peer_needs_agreement_beyond_three_sigmas_of_chance():
