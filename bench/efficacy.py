@@ -18,7 +18,11 @@ noise) get the colluders' own honest deltas as estimates. Arms per (α, n, f, se
 
 * **v2**: every client proposes; ``judge_epoch`` slashes on evidence, forms the exact
   aggregate with the task's rule (``--aggregator``) and gives contribution weights; the
-  aggregate is applied; reveals and aggregates become public history (replay evidence).
+  aggregate is applied; reveals and aggregates become public history (replay evidence),
+  and every client's last reveal is passed as ``History.past_updates`` so rewards are paid
+  only for the part new relative to the public past (``--no-fresh-gate``: the old rule).
+  Rule-aware attackers of ``federated/attacks_adaptive.py`` (``aligned_flip[cos=…]``) are
+  accepted in ``--attacks`` like the others.
 * **all-honest**: v2 with every client honest (shared by all rows of the cell).
 * **oracle**: the mean of exactly the honest clients' deltas (a perfect filter), per
   attacker set.

@@ -7,8 +7,9 @@ agree with nobody in particular. Distance rules cannot tell an opposing attacker
 specialist (both are far from everyone); coordinate rules cost specialists 20 points. What
 does separate them, measured (docs/protocol.md "Vouched aggregation"): an honest update
 agrees, however weakly, with the round's other updates and with the public last step
-Δ_prev (cos with Δ_prev 0.01–0.65 for honest specialists at α = 0.1; −0.35–0.08 for the
-listed attacks), while an opposing update disagrees with both.
+Δ_prev (cos with Δ_prev −0.08–0.65 for honest specialists at α = 0.1, below 0.01 only in
+the last round of one seed; −0.51–0.08 for sign flip, the bound-sized flip, IPM and Fang),
+while an opposing update disagrees with both.
 
 The vouch score of row i (``x_i / |d_i|``; ``x_i`` is an exact integer):
 
