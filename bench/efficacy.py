@@ -18,7 +18,11 @@ noise) get the colluders' own honest deltas as estimates. Arms per (α, n, f, se
 
 * **v2**: every client proposes; ``judge_epoch`` slashes on evidence, forms the exact
   aggregate with the task's rule (``--aggregator``) and gives contribution weights; the
-  aggregate is applied; reveals and aggregates become public history (replay evidence).
+  aggregate is applied; reveals and aggregates become public history (replay evidence),
+  and every client's last reveal is passed as ``History.past_updates`` so rewards are paid
+  only for the part new relative to the public past (``--no-fresh-gate``: the old rule).
+  Rule-aware attackers of ``federated/attacks_adaptive.py`` (``aligned_flip[cos=…]``) are
+  accepted in ``--attacks`` like the others.
 * **all-honest**: v2 with every client honest (shared by all rows of the cell).
 * **oracle**: the mean of exactly the honest clients' deltas (a perfect filter), per
   attacker set.
@@ -100,6 +104,7 @@ class Config:
     compare: tuple[str, ...] = ()
     v1: tuple[str, ...] = (HONEST, *FULL_ATTACKS)
     flower: tuple[str, ...] = ()  # Flower strategies run as extra arms (.venv-bench)
+    fresh_gate: bool = True  # rewards only for the part new vs public past updates
     setting: arms.Setting = field(default_factory=arms.Setting)
 
     def __post_init__(self) -> None:
@@ -144,7 +149,7 @@ def _run_arm(pool: arms.ClientPool, cfg: Config, sc: arms.Scenario, arm: str,
             sizes[list(sc.attackers) if sc.behaviour != HONEST else []] = sizes.max()
             rec = arms.flower_round(traj, deltas, sc, server, arm[7:], sizes, rnd)
         else:
-            rec = arms.v2_round(traj, deltas, sc, params)
+            rec = arms.v2_round(traj, deltas, sc, params, cfg.fresh_gate)
         if margin is not None:
             rec["margin"] = margin
         traj.records.append(rec)
@@ -253,6 +258,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
     p.add_argument("--flower", default="",
                    help="Flower arms: " + ",".join(flower_client.STRATEGIES))  # fmt: skip
     p.add_argument("--local-epochs", type=int, default=2)
+    p.add_argument("--no-fresh-gate", action="store_true",
+                   help="pay without the freshness gate (the reward rule before issue 10's)")
     p.add_argument("--out", default=str(RESULTS_MD), help="markdown path ('' to skip)")
     a = p.parse_args(argv)
     q = a.quick
@@ -276,6 +283,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Config, Path | None]:
         flower=tuple(x for x in a.flower.split(",") if x),
         v1=tuple(x for x in v1 if x == HONEST or x in atts),
         setting=replace(arms.Setting(), local_epochs=a.local_epochs),
+        fresh_gate=not a.no_fresh_gate,
     )  # fmt: skip
     return cfg, (Path(a.out) if a.out else None)
 

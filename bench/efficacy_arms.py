@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from federated import attacks, data, train
+from federated import attacks, attacks_adaptive, data, train
 from state_machine import scoring, verdicts
 from state_machine.aggregation import apply_delta, mean_round_half_even, norms_sq
 
@@ -26,7 +26,7 @@ PROPOSER_ATTACKS = frozenset(
     {"sign_flip", "gaussian_noise", "label_flip", "alie", "ipm", "lazy", "replay",
      "disguised_free_rider", "duplicate", "min_max", "min_sum", "fang", "backdoor",
      "small_noise", "stale_copy", "frame_replay"}
-)  # fmt: skip
+) | {a.name for a in attacks_adaptive.ADAPTIVE}  # fmt: skip
 FREE_RIDERS = frozenset(
     {"lazy", "replay", "disguised_free_rider", "small_noise", "stale_copy", "frame_replay"}
 )
@@ -204,11 +204,17 @@ def pubkeys(n: int) -> list[bytes]:
     return [(i + 1).to_bytes(32, "big") for i in range(n)]
 
 
-def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any) -> dict[str, Any]:
-    """The STF's verdicts v2 (``judge_epoch``) and its aggregate; records who got what."""
+def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any,
+             fresh_gate: bool = True) -> dict[str, Any]:
+    """The STF's verdicts v2 (``judge_epoch``) and its aggregate; records who got what.
+
+    ``fresh_gate``: give ``judge_epoch`` every client's last public reveal, so rewards
+    are paid only for the part new relative to them (``History.past_updates``)."""
     n = deltas.shape[0]
+    past = np.stack([traj.last[i] for i in sorted(traj.last)]) if traj.last else None
     hist = verdicts.History(traj.prev_delta, frozenset(traj.replayable),
-                            frozenset(traj.replayable), b"\x01" * 32)  # fmt: skip
+                            frozenset(traj.replayable), b"\x01" * 32,
+                            past if fresh_gate else None)  # fmt: skip
     j = verdicts.judge_epoch(params, hist, pubkeys(n), deltas)
     traj.step(deltas, j.aggregate)
     v = j.verdicts

@@ -52,6 +52,11 @@ def _attack_row(per_seed: Sequence[dict], attack: str, cfg: Any) -> dict[str, An
     }
     hw = _mean([r["honest_weight_mean"] for r in recs])
     row["reward_vs_honest"] = _mean([r["att_weight_mean"] for r in recs]) / hw if hw else 0.0
+    # from round 2 on: a stale copy / frame replay has nothing to copy in round 1 and trains
+    later = [r for s in per_seed for r in s[attack]["v2"]["records"][1:]]
+    hw2 = _mean([r["honest_weight_mean"] for r in later])
+    row["reward_vs_honest_r2"] = (_mean([r["att_weight_mean"] for r in later]) / hw2
+                                  if hw2 else 0.0)  # fmt: skip
     row["first_round_slashed"] = _mean([s[attack]["v2"]["records"][0]["att_slashed"] / f
                                          for s in per_seed])  # fmt: skip
     if name == "backdoor":
@@ -137,6 +142,7 @@ def render_markdown(cfg: Any, summary: dict[str, Any], runtime: float) -> str:
                 f"| {_pct(r['oracle_acc'])} | {'—' if delta is None else f'{delta:+.1f}'} "
                 f"| {_share(r['slashed'])} | {_share(r['excluded'])} | {_share(r['accepted'])} "
                 f"| {_share(r['reward_share'])} | {r['reward_vs_honest']:.2f} "
+                f"({r.get('reward_vs_honest_r2', float('nan')):.2f}) "
                 f"| {len(r['honest_slashed'])}/{r['honest_proposals']} | {_pct(r.get('v1_acc'))} "
                 f"| {r.get('v1_honest_slashed', '—')} | {bd} |"
             )
@@ -146,7 +152,8 @@ def render_markdown(cfg: Any, summary: dict[str, Any], runtime: float) -> str:
         "Columns: final test accuracy (%), mean over seeds. *oracle*: mean of exactly the "
         "honest deltas. *slashed / excluded / accepted*: share of attacker proposals (all "
         "rounds, seeds). *reward share*: attackers' share of the reward weights per round. "
-        "*reward / honest*: an attacker's mean reward weight over an honest client's. "
+        "*reward / honest*: an attacker's mean reward weight over an honest client's "
+        "(in brackets: from round 2 on, when a copier has a past update to copy). "
         "*honest slashed*: honest proposals slashed (v2). *v1*: the previous rules "
         "(SPEC §5 scoring) on the same partitions. *backdoor*: triggered test digits "
         "classified as the target.",

@@ -80,7 +80,7 @@ BACKDOOR_PIXELS = (54, 55, 62, 63)  # bottom-right 2x2 of the 8x8 digit
 BPS_MAX = 10_000
 KNOWN_PARAMS = frozenset(
     {"sigma", "sigma_ratio", "noise_ratio", "z", "epsilon", "estimates", "pair_seed", "scale"}
-) | {"clip"}
+) | {"clip", "cos"}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
   permuted by the epoch seed): start at the bucket median, ``CC_ITERATIONS`` times move
   by the mean of ``clip(b_i - v, tau)`` with ``tau`` the median of ``|b_i - v|``.
 * ``multi_krum``: mean of the ``k - f`` rows with the lowest Krum scores (ties by row).
+* ``vouched_mean`` / ``vouched_drop_f`` (``state_machine.vouching``): mean of the rows left
+  after the at most ``f`` lowest vouch scores (agreement with the round's peers and with
+  the public Δ_prev, each pair capped at cos 1/2) that are ``<= 0`` / after the ``f`` lowest.
 
-Only ``multi_krum`` leaves rows out entirely (:func:`admitted_rows`); the others give every
-row bounded influence.
+``multi_krum`` and the vouched rules leave rows out entirely (:func:`admitted_rows`); the
+others give every row bounded influence.
 
 Bounded memory (issue 14): every rule takes the rows as an ndarray or a ``tiles.Rows``
 source and works column tile by column tile. Coordinate-wise rules (mean, median, trimmed
@@ -36,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from state_machine import tiles
+from state_machine import tiles, vouching
 from state_machine.constants import (
     AGGREGATORS,
     CC_BUCKET,
@@ -51,6 +54,9 @@ from state_machine.scoring import distances, krum_from_distances
 from state_machine.tiles import Rows
 
 Gram = Sequence[Sequence[int]]
+# the rows' inner products with the public Δ_prev and |Δ_prev|² (history-aware rules)
+Anchor = tuple[Sequence[int], int]
+VOUCHED = ("vouched_mean", "vouched_drop_f")
 
 
 class AggregationError(ValueError):
@@ -250,21 +256,34 @@ def multi_krum_rows(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
     return sorted(sorted(range(k), key=lambda i: (krum[i], i))[: k - f])
 
 
+def vouched(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
+            cols: int | None = None, prev: Anchor | None = None) -> list[int]:
+    """Rows kept by a vouched rule; ``prev`` None: no accepted step yet (peers only)."""
+    src = tiles.as_rows(deltas)
+    g = gram if gram is not None else tiles.gram(src, cols)
+    dots, sq = prev if prev is not None else ([0] * src.shape[0], 0)
+    return vouching.vouched_rows(g, dots, sq, f, drop_all=rule == "vouched_drop_f")
+
+
 def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
-                  cols: int | None = None) -> list[int]:
-    """Rows that enter the aggregate at all (only Multi-Krum leaves rows out)."""
+                  cols: int | None = None, prev: Anchor | None = None) -> list[int]:
+    """Rows that enter the aggregate at all (Multi-Krum and the vouched rules leave rows
+    out); ``prev``: the rows' history anchor (only the vouched rules read it)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
+    if rule in VOUCHED:
+        return vouched(rule, deltas, f, gram, cols, prev)
     return list(range(tiles.as_rows(deltas).shape[0]))
 
 
 def aggregate(
     rule: str, deltas: np.ndarray | Rows, f: int, keys: Sequence[bytes], seed: bytes,
-    gram: Gram | None = None, cols: int | None = None,
+    gram: Gram | None = None, cols: int | None = None, prev: Anchor | None = None,
 ) -> np.ndarray:
     """The task's aggregation rule over int16 rows in pubkey order (``keys``).
 
-    ``gram``: the rows' exact Gram matrix when the caller already has it (saves a pass)."""
+    ``gram``: the rows' exact Gram matrix when the caller already has it (saves a pass);
+    ``prev``: their inner products with the public Δ_prev and |Δ_prev|² (vouched rules)."""
     if rule not in AGGREGATORS:
         raise AggregationError(f"unknown aggregator {rule!r}")
     if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
@@ -280,6 +299,8 @@ def aggregate(
         return clipped_mean(src, gram, cols)
     if rule == "centered_clip":
         return centered_clip(src, keys, seed, cols)
+    if rule in VOUCHED:
+        return mean_round_half_even(tiles.pick(src, vouched(rule, src, f, gram, cols, prev)), cols)
     return mean_round_half_even(tiles.pick(src, multi_krum_rows(src, f, gram, cols)), cols)
 
 

@@ -40,7 +40,8 @@ COS_ADVERSARIAL = (1, 20)
 # pair measured |a-b|^2/|a|^2 = 0.325, closest consecutive updates of one honest client
 # 0.020 (bench/efficacy.py --quick, alpha 0.1): the framing margin, docs/protocol.md.
 DUPLICATE_REL_SQ = (1, 400)
-AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum")
+AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum",
+               "vouched_mean", "vouched_drop_f")
 # measured at Dirichlet alpha = 0.1 (bench/efficacy.py --compare, docs/protocol.md): with
 # evidence slashing and the norm bound, the plain mean was best in 7 of 8 rows (79.5 % with
 # no attacker vs 78.5 centered clipping, 69.6 Multi-Krum, 59.6 trimmed mean, 57.5 median).

@@ -33,12 +33,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, tiles
+from state_machine import aggregation, freshness, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
     NOVELTY_COS,
-    PAIR_COS_CAP,
     REWARD_SIGMAS,
 )
 from state_machine.crypto import keccak256
@@ -89,12 +88,17 @@ class History:
     ``public``: every past public update hash (a superset): an update equal to one of
     these never makes its same-round twin slashable (it may be the victim's own).
     ``seed``: the epoch seed (bucketing of centered clipping).
+    ``past_updates``: ``(m, d)`` int16 rows of public past updates (the last reveal of each
+    client) when the caller keeps them; rewards are then paid only to updates whose part
+    new relative to them and Δ_prev has a peer (``freshness``). ``None``: not kept (the
+    STF today: reveals are served from blobs after the close), the gate is skipped.
     """
 
     prev_delta: np.ndarray
     replayable: frozenset[bytes] = frozenset()
     public: frozenset[bytes] = frozenset()
     seed: bytes = b"\x00" * 32
+    past_updates: np.ndarray | None = None
 
 
 @dataclass
@@ -233,13 +237,16 @@ def admit(
     deltas: np.ndarray | tiles.Rows,
     gram: Sequence[Sequence[int]] | None = None,
     cols: int | None = None,
+    prev: aggregation.Anchor | None = None,
 ) -> tuple[list[int], np.ndarray | None]:
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
     Candidates are the rows still ``ACCEPTED`` after step 1; rows the aggregator leaves
     out become ``EXCLUDED`` (reason ``not_admitted``): no stake moves. The rule's ``f``
     is the task's minus the rows slashed: each is a Byzantine key already accounted for.
-    ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass.
+    ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass;
+    ``prev`` (every row's inner product with ``history.prev_delta`` and its squared norm)
+    is the public anchor of the vouched rules (computed here when not given).
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
@@ -249,11 +256,19 @@ def admit(
     rows = tiles.pick(deltas, cand)
     sub = [[gram[i][j] for j in cand] for i in cand] if gram is not None else None
     keys = [verdicts[i].pubkey for i in cand]
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols)]
+    anchor = None
+    if params.aggregator in aggregation.VOUCHED:
+        if prev is None:
+            full, _ = tiles.gram_and_hashes(tiles.as_rows(deltas), history.prev_delta, cols,
+                                            hash_rows=False)
+            prev = ([row[-1] for row in full[:-1]], full[-1][-1])
+        anchor = ([prev[0][i] for i in cand], prev[1])
+    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols,
+                                                         anchor)]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
-    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols)
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor)
     return inside, agg
 
 
@@ -288,13 +303,14 @@ def has_novel_peer(res: Sequence[Sequence[int]], i: int) -> bool:
 
 def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
     """<d_i, d_j> counted at most as if cos = PAIR_COS_CAP: near-copies (colluders paying
-    each other) get no more credit than two clients that merely agree."""
-    p, q = PAIR_COS_CAP
-    return min(g_ij, math.isqrt(g_ii * g_jj) * p // q)
+    each other) get no more credit than two clients that merely agree (the same cap as
+    the vouched aggregators' agreement, ``vouching.capped_agreement``)."""
+    return vouching.capped_agreement(g_ij, g_ii, g_jj)
 
 
 def contribution_weights(
-    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int
+    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int,
+    fresh: freshness.Fresh | None = None,
 ) -> list[int]:
     """Step 3: the reward weight of every admitted row (``gram`` over [d_0..d_n-1, Δ_prev]).
 
@@ -305,7 +321,10 @@ def contribution_weights(
     colluders sending similar vectors cannot pay each other more than agreeing clients;
     the chance term: zero, noise and small noise (|cos| ~ 1/sqrt(d) with anything) stay
     under it; the gate: Δ_prev + noise is not paid for Δ_prev. Exact replays and
-    same-round copies were slashed in step 1. Integers; isqrt only.
+    same-round copies were slashed in step 1. Integers; isqrt only. ``fresh`` (the
+    admitted rows' Gram of their parts new relative to the public past): also 0 unless
+    that part is more than 5 % of the update and has a peer beyond chance
+    (``freshness.is_fresh``), so a jittered copy of a public past update is not paid.
 
     Measured (docs/protocol.md): paying only the part orthogonal to Δ_prev left every
     honest client unpaid at α = 0.1, and dropping each row's f largest terms instead of
@@ -321,8 +340,38 @@ def contribution_weights(
         agree = sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
         s_sq = total - 2 * sum(m[i]) + m[i][i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        out.append(max(0, agree - chance) if has_novel_peer(res, i) else 0)
+        paid = has_novel_peer(res, i) and (
+            fresh is None or freshness.is_fresh(fresh, i, m[i][i], dim))
+        out.append(max(0, agree - chance) if paid else 0)
     return out
+
+
+def fresh_parts(history: History, rows: tiles.Rows, inside: Sequence[int],
+                cols: int | None) -> freshness.Fresh | None:
+    """The admitted rows' fresh Gram, the past's rank and the Gram's scale (None without
+    ``past_updates``).
+
+    One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev]."""
+    past = history.past_updates
+    if past is None or len(past) == 0 or not inside:
+        return None
+    basis = np.vstack([np.asarray(past, dtype=np.int16), history.prev_delta[None, :]])
+    both = _Concat(tiles.pick(rows, inside), basis)
+    return freshness.fresh_gram(tiles.gram(both, cols), len(inside))
+
+
+class _Concat:
+    """Rows of a source followed by in-memory rows (the public past), read by tiles."""
+
+    def __init__(self, src: tiles.Rows, extra: np.ndarray) -> None:
+        self.src, self.extra = src, extra
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.src.shape[0] + self.extra.shape[0], self.src.shape[1]
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        return np.vstack([self.src.tile(lo, hi), self.extra[:, lo:hi]])
 
 
 def judge_epoch(
@@ -356,10 +405,12 @@ def judge_epoch(
         hashes = [row_hashes[i] for i in order]
     gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
-    inside, agg = admit(params, history, verdicts, rows, gram, cols)
+    anchor = ([full[i][n] for i in range(n)], full[n][n])
+    inside, agg = admit(params, history, verdicts, rows, gram, cols, anchor)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        w_all = contribution_weights(full, inside, max(d, 1))
+        fresh = fresh_parts(history, rows, inside, cols)
+        w_all = contribution_weights(full, inside, max(d, 1), fresh)
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
             weights.append((keys[i], w))

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from federated import attacks, data, models, train
+from federated import attacks, attacks_adaptive, data, models, train
 from federated.attacks import ATTACKS, Behaviour, ClientContext, alie_z
 
 S = 12
@@ -67,7 +67,7 @@ def test_registry_names() -> None:
         "replay", "disguised_free_rider", "duplicate", "dishonest_voter", "absent",
         "min_max", "min_sum", "fang", "backdoor", "small_noise", "stale_copy", "frame_replay",
     }  # fmt: skip
-    assert set(ATTACKS) == expected
+    assert set(ATTACKS) - {a.name for a in attacks_adaptive.ADAPTIVE} == expected
     for name, b in ATTACKS.items():
         assert isinstance(b, Behaviour) and b.name == name
     with pytest.raises(KeyError, match="known"):
@@ -316,3 +316,23 @@ def test_backdoor_trigger_and_free_riders(world) -> None:
     victim = world["honest"][1]
     framed = ATTACKS["frame_replay"].propose(_ctx(world, public_updates=[victim]))
     assert np.array_equal(framed, victim)
+
+
+@pytest.mark.parametrize("c", [0.1, 0.3])
+def test_aligned_flip_is_vouched_by_prev_and_spends_the_rest_on_the_flip(world, c) -> None:
+    """Rule-aware: cos with Δ_prev = c, the rest is the flipped honest delta, at the bound."""
+    free = ATTACKS["honest"].propose(_ctx(world))
+    bound = int(_norm(free) / 2)
+    ctx = _ctx(world, norm_bound=bound, params={"cos": c})
+    out = ATTACKS["aligned_flip"].propose(ctx)
+    assert out is not None and int((out.astype(np.int64) ** 2).sum()) <= bound * bound
+    assert _norm(out) > 0.99 * bound
+    prev = np.asarray(world["prev"], dtype=np.float64)
+    assert abs(_cos(out, prev) - c) < 0.01
+    honest = ATTACKS["honest"].propose(replace(ctx, params={}))
+    p_hat = prev / np.linalg.norm(prev)
+    h = honest.astype(np.float64)
+    ortho = h - (h @ p_hat) * p_hat
+    assert _cos(out - (out.astype(np.float64) @ p_hat) * p_hat, ortho) < -0.99
+    first = ATTACKS["aligned_flip"].propose(replace(ctx, prev_delta_q=None))
+    assert _cos(first, honest) < -0.99  # no accepted step yet: the bound-sized flip
