@@ -225,3 +225,15 @@ def count_verifications(monkeypatch: Any) -> list[bytes]:
 
     monkeypatch.setattr(SignedAction, "signature_valid", counting)
     return calls
+
+
+def first_epoch_deltas(
+    h: Harness, clients: list[Client], d: int, seed: int
+) -> tuple[dict[bytes, Client], dict[bytes, np.ndarray]]:
+    """Past the genesis block: the clients by pubkey and one random int16 update (σ 300)
+    per proposer selected for task 1, epoch 0 (the usual first epoch of a test)."""
+    h.block()
+    by = {c.pubkey: c for c in clients}
+    ep = h.state.epochs[(1, 0)]
+    rng = np.random.default_rng(seed)
+    return by, {pk: rng.normal(0, 300, d).astype(np.int16) for pk in ep.proposers}

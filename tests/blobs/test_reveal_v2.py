@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from stf_harness import CHAIN_ID, Client, Harness, default_params
+from stf_harness import CHAIN_ID, Client, Harness, default_params, first_epoch_deltas
 
 from blobstore.base import BlobMeta
 from blobstore.fs import FsBlobStore
@@ -87,11 +87,8 @@ def _epoch(h: Harness, v2: bool, store: FsBlobStore | None = None) -> tuple[dict
     g = np.arange(D, dtype=np.int32)
     h.block(*[h.deposit(c) for c in clients], h.create_task(1, default_params(D, g, 5, 1), 1))
     h.block(h.genesis(clients[0], 1, g))
-    h.block()
-    by = {c.pubkey: c for c in clients}
+    by, deltas = first_epoch_deltas(h, clients, D, 7)
     ep = h.state.epochs[(1, 0)]
-    rng = np.random.default_rng(7)
-    deltas = {pk: rng.normal(0, 300, D).astype(np.int16) for pk in ep.proposers}
     deltas[ep.proposers[0]] = np.zeros(D, dtype=np.int16)  # v2 verdicts: zero_update evidence
     vbs = {pk: blob_on(h.state.protocol, d.astype("<i2").tobytes()) for pk, d in deltas.items()}
     if v2:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from stf_harness import CHAIN_ID, Client, Harness, default_params
+from stf_harness import CHAIN_ID, Client, Harness, default_params, first_epoch_deltas
 
 from state_machine.actions import PublishGenesisV2Body
 from state_machine.chunks import (
@@ -85,11 +85,7 @@ def test_chunked_genesis_epoch_scores_like_an_inline_genesis() -> None:
             h.block(_publish(h, clients[0], vb))
         else:
             h.block(h.genesis(clients[0], 1, g))
-        h.block()
-        by = {c.pubkey: c for c in clients}
-        ep = h.state.epochs[(1, 0)]
-        rng = np.random.default_rng(3)
-        deltas = {pk: rng.normal(0, 300, D).astype(np.int16) for pk in ep.proposers}
+        by, deltas = first_epoch_deltas(h, clients, D, 3)
         h.block(*[h.commit(by[pk], 1, 0, d) for pk, d in deltas.items()])
         h.until_phase_changes(1)
         h.block(*[h.reveal(by[pk], 1, 0, d) for pk, d in deltas.items()])
