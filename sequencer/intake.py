@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from sequencer.errors import SubmitError
@@ -29,6 +29,24 @@ from state_machine.reasons import Reason
 log = logging.getLogger("flockchain.sequencer")
 
 MAX_BATCH = 1024  # actions per submit_many call: bounds one batch's latency and lock hold
+
+
+def settle(fut: Future[Ack], result: Ack | None = None,
+           exc: BaseException | None = None) -> None:
+    """Complete ``fut`` unless something completed it first.
+
+    Why: when a batch fails on a bug (:meth:`Intake._admit`), its futures fail at once, yet
+    an entry already handed to the writer still commits, and the writer then completes the
+    same future; a second completion must not raise in the writer thread and stop it from
+    completing the rest of its group (the client that saw the error retries and gets the
+    duplicate's ack)."""
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(result)  # type: ignore[arg-type]
+    except InvalidStateError:
+        pass
 
 
 def _chain(src: Future[Ack], dst: Future[Ack]) -> None:
@@ -111,7 +129,7 @@ class Intake:
         except BaseException as exc:  # a bug, not a refusal: fail the batch, keep serving
             log.exception("batched admission failed")
             for _, fut in batch:
-                fut.set_exception(exc)
+                settle(fut, exc=exc)
             return
         for (_, fut), r in zip(batch, results, strict=True):
             if isinstance(r, BaseException):

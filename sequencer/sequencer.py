@@ -36,7 +36,7 @@ from sequencer.blocks import block_due, build_block, closed_epoch
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth, claim_store
 from sequencer.history import History
-from sequencer.intake import Intake
+from sequencer.intake import Intake, settle
 from sequencer.mempool import Mempool
 from sequencer.mempool_guard import AdmissionGate, rejected_rows
 from sequencer.ratelog import RateLimitedLog
@@ -222,7 +222,7 @@ class Sequencer(SubmitPath):
             full = len(self._mempool) >= self.config.max_block_actions
         for e in group:
             self.hooks.action_accepted(e.sa.action.type, len(e.raw))
-            e.future.set_result(e.to_ack())
+            settle(e.future, e.to_ack())
         if full or was_empty:
             self._wake.set()
 
@@ -231,7 +231,7 @@ class Sequencer(SubmitPath):
             for e in group:
                 self._forget(e)
         for e in group:
-            e.future.set_exception(err)
+            settle(e.future, exc=err)
 
     def _forget(self, e: _Entry) -> None:
         """Drop an entry from the pending view (included in a block, or failed to store)."""

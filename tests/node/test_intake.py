@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from sequencer import Sequencer, SequencerConfig, Store, SubmitError
-from sequencer.intake import Intake
+from sequencer.intake import Intake, settle
 from sequencer.types import Ack, SequencerHooks
 from state_machine.actions import AdvanceBody, CommitUpdateBody, make_action, system_action
 from state_machine.reasons import Reason
@@ -233,3 +233,16 @@ def test_a_bug_in_one_action_does_not_fail_its_batch(tmp_path: Path,
         assert seq.mempool_size == 2
     finally:
         seq.close()
+
+
+def test_settle_ignores_a_second_completion_so_the_writer_keeps_going() -> None:
+    """A batch that failed on a bug has failed its futures; the writer's later completion
+    of an entry it had already been handed must neither raise nor change the outcome."""
+    failed: Future = Future()
+    settle(failed, exc=RuntimeError("bug"))
+    settle(failed, "late ack")  # type: ignore[arg-type]  # the writer's completion
+    assert isinstance(failed.exception(), RuntimeError)
+    done: Future = Future()
+    settle(done, "ack")  # type: ignore[arg-type]
+    settle(done, exc=RuntimeError("late"))
+    assert done.result() == "ack"
