@@ -1,5 +1,5 @@
 """Record a chain through the STF as a replay fixture: ``tests/fixtures/chain_v1.msgpack``
-(protocol 1 chain, ``--protocol 1``) or ``chain_v2.msgpack`` (protocol 2, the default).
+(protocol 1 chain, ``--protocol 1``) ... ``chain_v5.msgpack`` (protocol 5, the default).
 
 Why: refactors of the STF, the state representation or block execution must not change a
 single root. The fixture holds every block's actions as signed wire bytes plus the
@@ -8,7 +8,8 @@ test_recorded_chain.py`` replays it. Re-record only on a deliberate protocol cha
 say so in ``docs/protocol.md`` (the fixture's ``protocol`` field names the version).
 
 Scenario: 14 staked clients, two tasks (one with a committee), honest proposers plus
-sign-flip, zero, replay and Gaussian-noise attackers, an absent proposer, rejected
+sign-flip, zero, replay and Gaussian-noise attackers (protocol 5 adds a stale-copy free-rider
+revealing a 1 %-jittered copy of a victim's past update), an absent proposer, rejected
 actions (bad nonce, wrong window), an unbond, 3 epochs each. The same scenario is recorded
 under each chain protocol version (``--protocol``, ``state_machine.constants``); a fixture
 records its version as ``protocol_version`` (absent: 1, recorded before versions existed).
@@ -35,6 +36,7 @@ from state_machine.constants import (  # noqa: E402
     CURRENT_PROTOCOL,
     PROTOCOL_BOUND_COMMITMENTS,
     PROTOCOL_CHUNK_ROOT_ONLY,
+    PROTOCOL_FRESH_PAST,
     PROTOCOL_PACED_WINDOWS,
     PROTOCOL_V1,
 )
@@ -45,17 +47,25 @@ FIXTURES = ROOT / "tests" / "fixtures"
 OUT = {PROTOCOL_V1: FIXTURES / "chain_v1.msgpack",
        PROTOCOL_BOUND_COMMITMENTS: FIXTURES / "chain_v2.msgpack",
        PROTOCOL_PACED_WINDOWS: FIXTURES / "chain_v3.msgpack",
-       PROTOCOL_CHUNK_ROOT_ONLY: FIXTURES / "chain_v4.msgpack"}
+       PROTOCOL_CHUNK_ROOT_ONLY: FIXTURES / "chain_v4.msgpack",
+       PROTOCOL_FRESH_PAST: FIXTURES / "chain_v5.msgpack"}
 D = 512
 
 
-def _deltas(rng: np.random.Generator, selected: list[bytes], prev: np.ndarray | None) -> dict:
+def _deltas(rng: np.random.Generator, selected: list[bytes], prev: np.ndarray | None,
+            stale: bool = False) -> dict:
+    """One epoch's updates by proposer; ``stale`` (protocol 5): proposer 2 reveals a 1 %
+    jittered copy of ``prev``, a victim's public past update (the freshness gate pays it
+    nothing; earlier protocols keep the scenario they were recorded with)."""
     base = rng.normal(300, 50, D)
     out = {}
     for i, pk in enumerate(selected):
         honest = np.clip(base + rng.normal(0, 150, D), -32768, 32767).astype(np.int16)
         kind = i % 7
-        if kind == 1:
+        if kind == 2 and stale and prev is not None:
+            rms = float(np.sqrt(np.mean(prev.astype(np.float64) ** 2)))
+            out[pk] = np.clip(prev + rng.normal(0, 0.01 * rms, D), -32768, 32767).astype(np.int16)
+        elif kind == 1:
             out[pk] = (-honest.astype(np.int32) * 2).clip(-32768, 32767).astype(np.int16)
         elif kind == 3:
             out[pk] = np.zeros(D, dtype=np.int16)
@@ -101,7 +111,9 @@ def _reveal(h: Harness, task_id: int):  # type: ignore[no-untyped-def]
 def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -> None:
     """One epoch of every task in ``task_ids``, in lockstep so no window expires unused."""
     epoch = {t: h.state.tasks[t].epoch for t in task_ids}
-    deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t)) for t in task_ids}
+    stale = h.state.protocol >= PROTOCOL_FRESH_PAST
+    deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t), stale)
+              for t in task_ids}
     acting = {t: [pk for pk, d in deltas[t].items() if d is not None] for t in task_ids}
     commits = [_commit(h)(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
                for pk in acting[t]]

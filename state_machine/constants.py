@@ -106,13 +106,23 @@ MAX_PARTICIPANTS = 1_024
 #    byte is hashed exactly once and chunks hash in parallel as they arrive (no in-order
 #    whole-blob keccak); one chunk size makes the root a function of the bytes alone, so
 #    replay detection by hash still holds.
+# 5: fresh past (issue 10, docs/protocol.md "Vouched aggregation and fresh rewards"): at
+#    reveal close the task's public past updates (each client's last reveal in an earlier
+#    epoch, hashes in the task record, at most ``PAST_UPDATES_MAX``) are passed to
+#    ``verdicts.judge_epoch``, so a jittered copy of a public past update earns nothing.
 PROTOCOL_V1 = 1
 PROTOCOL_BOUND_COMMITMENTS = 2
 PROTOCOL_PACED_WINDOWS = 3
 PROTOCOL_CHUNK_ROOT_ONLY = 4
-CURRENT_PROTOCOL = PROTOCOL_CHUNK_ROOT_ONLY
+PROTOCOL_FRESH_PAST = 5
+CURRENT_PROTOCOL = PROTOCOL_FRESH_PAST
 KNOWN_PROTOCOLS = (PROTOCOL_V1, PROTOCOL_BOUND_COMMITMENTS, PROTOCOL_PACED_WINDOWS,
-                   PROTOCOL_CHUNK_ROOT_ONLY)
+                   PROTOCOL_CHUNK_ROOT_ONLY, PROTOCOL_FRESH_PAST)
+# protocol 5: at most this many distinct public past updates (each client's last reveal in
+# an earlier epoch of the task, the most recent epochs first, ties by pubkey) form the
+# freshness gate's past: one epoch of up to 64 proposers is covered whole, and epoch close
+# reads at most 64 more rows (one more Gram pass over n + 64 rows, Bareiss on 64 pivots)
+PAST_UPDATES_MAX = 64
 # protocol 3: each block of a window is worth at least this much block-timestamp time, so a
 # window of W blocks lasts >= ceil(W * 250 / 1000) s. 250 ms is the fastest cadence the node
 # runs (the demo's block_time): an honest sequencer at that cadence or slower reaches the

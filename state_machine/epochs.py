@@ -21,7 +21,7 @@ import numpy as np
 from state_machine import indexes, pacing, voting
 from state_machine import verdicts as verdicts_mod
 from state_machine.aggregation import AggregationError, apply_delta
-from state_machine.constants import PROTOCOL_V1
+from state_machine.constants import PAST_UPDATES_MAX, PROTOCOL_FRESH_PAST, PROTOCOL_V1
 from state_machine.crypto import abi_uint, keccak256
 from state_machine.economics import epoch_payout
 from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expired, start_idle_clock
@@ -44,7 +44,7 @@ from state_machine.state import (
     delta_hash_on,
     model_hash_on,
 )
-from state_machine.tiles import StackedRows
+from state_machine.tiles import Rows, StackedRows
 
 
 def selection_seed(state_root: bytes, task_id: int, epoch: int) -> bytes:
@@ -177,7 +177,62 @@ def epoch_history(state: State, task: Task, ep: EpochState) -> verdicts_mod.Hist
     if task.accepted_epochs > 0:  # Δ_prev is the step into the current global model
         replayable.add(task.prev_delta_hash)
         public.add(task.prev_delta_hash)
-    return verdicts_mod.History(task.prev_delta, frozenset(replayable), frozenset(public), ep.seed)
+    return verdicts_mod.History(task.prev_delta, frozenset(replayable), frozenset(public), ep.seed,
+                                past_update_rows(task))
+
+
+class MissingPastUpdate(RuntimeError):
+    """A past update named in the task record has no row: a node fault (a snapshot restored
+    without its rows), never a different root. Blocks are not produced past it."""
+
+
+def past_update_hashes(task: Task) -> list[bytes]:
+    """The distinct hashes of ``task.past_updates`` in the order their rows enter the gate:
+    by the first pubkey (ascending) that holds each. Empty before protocol 5."""
+    out: list[bytes] = []
+    for _, _, h in task.past_updates or ():
+        if h not in out:
+            out.append(h)
+    return out
+
+
+def past_update_rows(task: Task) -> Rows | None:
+    """The public past of the freshness gate (protocol 5) as column-tiled rows, or None
+    (protocols 1-4, and a task with no earlier reveal): ``verdicts.History.past_updates``."""
+    hashes = past_update_hashes(task)
+    if task.past_updates is None or not hashes:
+        return None
+    rows = task.past_rows or {}
+    missing = [h for h in hashes if h not in rows]
+    if missing:
+        raise MissingPastUpdate(f"task {task.task_id}: no row for past update 0x{missing[0].hex()}")
+    return StackedRows([rows[h] for h in hashes])
+
+
+def record_past_updates(state: State, task: Task, ep: EpochState) -> None:
+    """Protocol 5, at reveal close: every client that revealed in ``ep`` now has that reveal
+    as its last public update. Kept: the ``PAST_UPDATES_MAX`` most recent distinct hashes
+    (latest epoch first, ties by pubkey) and every entry naming one of them; the rows of
+    dropped hashes are released. Earlier protocols keep no past (their roots unchanged)."""
+    if state.protocol < PROTOCOL_FRESH_PAST or not ep.update_hashes:
+        return
+    latest = {pk: (e, h) for pk, e, h in task.past_updates or ()}
+    for pk, h in ep.update_hashes.items():
+        latest[pk] = (ep.epoch, h)
+    keep: list[bytes] = []
+    for _pk, (_, h) in sorted(latest.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        if h not in keep:
+            if len(keep) == PAST_UPDATES_MAX:
+                continue
+            keep.append(h)
+    kept = set(keep)
+    rows = dict(task.past_rows or {})
+    for pk, h in ep.update_hashes.items():
+        if pk in ep.updates:
+            rows[h] = ep.updates[pk]
+    task.past_updates = [[pk, e, h] for pk, (e, h) in sorted(latest.items()) if h in kept]
+    task.past_rows = {h: rows[h] for h in sorted(kept)}
+    state.touch_task(task.task_id)
 
 
 def record_judgement(state: State, ep: EpochState, judgement: verdicts_mod.Judgement) -> None:
@@ -215,6 +270,7 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
     if len(revealed) < 2 * p.f + 3:
         for pk in revealed:
             ep.verdicts[pk] = verdicts_mod.UNSCORED
+        record_past_updates(state, task, ep)  # unscored reveals are public all the same
         ep.updates = {}
         finalize_epoch(state, task, ep, accepted=False, reason=EpochOutcome.TOO_FEW_UPDATES,
                        pre_root=pre_root)
@@ -224,6 +280,7 @@ def process_reveal_close(state: State, task: Task, ep: EpochState, pre_root: byt
     judgement = verdicts_mod.judge_epoch(p, epoch_history(state, task, ep), revealed, deltas,
                                          row_hashes=[ep.update_hashes[pk] for pk in revealed])
     record_judgement(state, ep, judgement)
+    record_past_updates(state, task, ep)  # protocol 5: the next epoch's public past
     ep.updates = {}  # served from blobs/DA from now on; the STF no longer needs them
     if judgement.aggregate is None:
         finalize_epoch(

@@ -189,6 +189,15 @@ class Task:
     # protocol 3: least block timestamp at which the current phase may close
     # (``state_machine.pacing``); None on protocol 1 and 2 chains (their roots unchanged)
     phase_not_before: int | None = None
+    # protocol 5: the public past of the freshness gate (``epochs.record_past_updates``):
+    # ``[pubkey, epoch, update_hash]`` of each client's last reveal in an earlier epoch,
+    # pubkey order, at most ``PAST_UPDATES_MAX`` distinct hashes. None before protocol 5
+    # and before the task's first reveal close (roots of older chains unchanged)
+    past_updates: list[list[Any]] | None = None
+    # the rows of ``past_updates`` by hash: not state (not in the leaf), the arrays the
+    # reveals already resolved (v1 inline bytes, v2 blob maps), kept until superseded;
+    # snapshots store them by hash (``snapshot.BlobRef``) like an epoch's revealed updates
+    past_rows: dict[bytes, np.ndarray] | None = None
 
     @property
     def fee_per_epoch(self) -> int:
@@ -215,6 +224,8 @@ class Task:
             d["idle_deadline"] = self.idle_deadline
         if self.phase_not_before is not None:  # protocol 3 only (``pacing``)
             d["phase_not_before"] = self.phase_not_before
+        if self.past_updates is not None:  # protocol 5 only (``epochs``)
+            d["past_updates"] = [list(e) for e in self.past_updates]
         return d
 
     def leaf(self) -> bytes:

@@ -52,6 +52,8 @@ def _strip_task(t: Task) -> Task:
     c: Task = clone_record(t)
     c.global_model = _ref(t.global_model, t.global_hash)  # type: ignore[assignment]
     c.prev_delta = _ref(t.prev_delta, t.prev_delta_hash)  # type: ignore[assignment]
+    if t.past_rows is not None:  # protocol 5: the gate's past rows, by their blob hash
+        c.past_rows = {h: BlobRef(h, "<i2") for h in t.past_rows}  # type: ignore[misc]
     return c
 
 
@@ -149,6 +151,8 @@ def _array(ref: Any, fetch: Callable[[bytes], bytes | None]) -> Any:
 def _resolve_task(t: Task, fetch: Callable[[bytes], bytes | None]) -> Task:
     c: Task = clone_record(t)
     c.global_model, c.prev_delta = _array(t.global_model, fetch), _array(t.prev_delta, fetch)
+    if getattr(t, "past_rows", None) is not None:
+        c.past_rows = {h: _array(r, fetch) for h, r in t.past_rows.items()}
     return c
 
 

@@ -89,16 +89,18 @@ class History:
     these never makes its same-round twin slashable (it may be the victim's own).
     ``seed``: the epoch seed (bucketing of centered clipping).
     ``past_updates``: ``(m, d)`` int16 rows of public past updates (the last reveal of each
-    client) when the caller keeps them; rewards are then paid only to updates whose part
-    new relative to them and Δ_prev has a peer (``freshness``). ``None``: not kept (the
-    STF today: reveals are served from blobs after the close), the gate is skipped.
+    client), an array or a ``tiles.Rows`` source read by column tiles (the STF from
+    protocol 5: the reveals' own arrays, v2 ones memory-mapped blobs, so d = 2^28 stays
+    bounded-memory); rewards are then paid only to updates whose part new relative to
+    them and Δ_prev has a peer (``freshness``). ``None`` (protocols 1-4): the gate is
+    skipped.
     """
 
     prev_delta: np.ndarray
     replayable: frozenset[bytes] = frozenset()
     public: frozenset[bytes] = frozenset()
     seed: bytes = b"\x00" * 32
-    past_updates: np.ndarray | None = None
+    past_updates: np.ndarray | tiles.Rows | None = None
 
 
 @dataclass
@@ -351,27 +353,29 @@ def fresh_parts(history: History, rows: tiles.Rows, inside: Sequence[int],
     """The admitted rows' fresh Gram, the past's rank and the Gram's scale (None without
     ``past_updates``).
 
-    One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev]."""
+    One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev], each
+    source read one column tile at a time (``past_updates`` may be a ``tiles.Rows``)."""
     past = history.past_updates
-    if past is None or len(past) == 0 or not inside:
+    if past is None or past.shape[0] == 0 or not inside:
         return None
-    basis = np.vstack([np.asarray(past, dtype=np.int16), history.prev_delta[None, :]])
-    both = _Concat(tiles.pick(rows, inside), basis)
+    both = _Concat([tiles.pick(rows, inside), tiles.as_rows(past),
+                    tiles.ArrayRows(history.prev_delta[None, :])])
     return freshness.fresh_gram(tiles.gram(both, cols), len(inside))
 
 
 class _Concat:
-    """Rows of a source followed by in-memory rows (the public past), read by tiles."""
+    """The rows of several sources, one after another, read tile by tile (the admitted
+    updates, then the public past, then Δ_prev)."""
 
-    def __init__(self, src: tiles.Rows, extra: np.ndarray) -> None:
-        self.src, self.extra = src, extra
+    def __init__(self, parts: Sequence[tiles.Rows]) -> None:
+        self.parts = list(parts)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.src.shape[0] + self.extra.shape[0], self.src.shape[1]
+        return sum(p.shape[0] for p in self.parts), self.parts[0].shape[1]
 
     def tile(self, lo: int, hi: int) -> np.ndarray:
-        return np.vstack([self.src.tile(lo, hi), self.extra[:, lo:hi]])
+        return np.vstack([p.tile(lo, hi) for p in self.parts])
 
 
 def judge_epoch(

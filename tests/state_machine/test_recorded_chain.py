@@ -7,7 +7,8 @@ stay byte-identical and keep replaying, and the new version gets a fixture of it
 (``chain_v1``: protocol 1, payload-only commitments; ``chain_v2``: protocol 2, commitments
 bound to the sender, issue 10; ``chain_v3``: protocol 3, paced windows, issue 11 F-12;
 ``chain_v4``: protocol 4, chunk root only, issue 14: task 2's updates are v2 reveals named
-by their chunk root, their bytes in the fixture's ``blobs``).
+by their chunk root, their bytes in the fixture's ``blobs``; ``chain_v5``: protocol 5, fresh
+past, issue 10: a stale-copy free-rider, paid nothing, and every task's past updates).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from state_machine.constants import (
     CURRENT_PROTOCOL,
     PROTOCOL_BOUND_COMMITMENTS,
     PROTOCOL_CHUNK_ROOT_ONLY,
+    PROTOCOL_FRESH_PAST,
     PROTOCOL_PACED_WINDOWS,
     PROTOCOL_V1,
 )
@@ -42,8 +44,9 @@ FIXTURE = FIXTURES / "chain_v1.msgpack"
 FIXTURE_V2 = FIXTURES / "chain_v2.msgpack"
 FIXTURE_V3 = FIXTURES / "chain_v3.msgpack"
 FIXTURE_V4 = FIXTURES / "chain_v4.msgpack"
-ALL = [FIXTURE, FIXTURE_V2, FIXTURE_V3, FIXTURE_V4]
-IDS = ["v1", "v2", "v3", "v4"]
+FIXTURE_V5 = FIXTURES / "chain_v5.msgpack"
+ALL = [FIXTURE, FIXTURE_V2, FIXTURE_V3, FIXTURE_V4, FIXTURE_V5]
+IDS = ["v1", "v2", "v3", "v4", "v5"]
 # the protocol 1 fixture is frozen: a protocol change records a new fixture instead
 CHAIN_V1_SHA256 = "1cd758b708d07f63323edddd8cba4b40e32577632931846671e302fb08641af8"
 
@@ -87,7 +90,8 @@ def test_protocol_1_fixture_is_frozen():
     assert hashlib.sha256(FIXTURE.read_bytes()).hexdigest() == CHAIN_V1_SHA256
     assert load(FIXTURE_V2)["protocol_version"] == PROTOCOL_BOUND_COMMITMENTS
     assert load(FIXTURE_V3)["protocol_version"] == PROTOCOL_PACED_WINDOWS
-    assert load(FIXTURE_V4)["protocol_version"] == PROTOCOL_CHUNK_ROOT_ONLY == CURRENT_PROTOCOL
+    assert load(FIXTURE_V4)["protocol_version"] == PROTOCOL_CHUNK_ROOT_ONLY
+    assert load(FIXTURE_V5)["protocol_version"] == PROTOCOL_FRESH_PAST == CURRENT_PROTOCOL
 
 
 @pytest.mark.parametrize("path", ALL, ids=IDS)
@@ -103,8 +107,11 @@ def test_recorded_chain_replays_to_the_same_roots(path):
                                              (FIXTURE_V2, PROTOCOL_PACED_WINDOWS),
                                              (FIXTURE_V3, PROTOCOL_BOUND_COMMITMENTS),
                                              (FIXTURE_V3, PROTOCOL_CHUNK_ROOT_ONLY),
-                                             (FIXTURE_V4, PROTOCOL_PACED_WINDOWS)],
-                         ids=["v1", "v2", "v2-as-v3", "v3-as-v2", "v3-as-v4", "v4-as-v3"])
+                                             (FIXTURE_V4, PROTOCOL_PACED_WINDOWS),
+                                             (FIXTURE_V4, PROTOCOL_FRESH_PAST),
+                                             (FIXTURE_V5, PROTOCOL_CHUNK_ROOT_ONLY)],
+                         ids=["v1", "v2", "v2-as-v3", "v3-as-v2", "v3-as-v4", "v4-as-v3",
+                              "v4-as-v5", "v5-as-v4"])
 def test_a_chain_replayed_under_the_wrong_protocol_diverges(path, wrong):
     """The version is part of the chain's identity: replaying under the other rule set
     fails (the gate is what keeps the old chain replaying)."""
@@ -128,3 +135,19 @@ def test_v4_chain_names_updates_by_chunk_root_and_catches_a_blob_replay():
     assert any(reason == "replay" for ep in task2 for _, _, reason in ep.slashes)
     for t in state.tasks.values():
         assert t.prev_delta_hash == content_root(t.prev_delta.astype("<i2").tobytes())
+
+
+def test_v5_chain_keeps_each_clients_last_reveal_as_the_public_past():
+    """Protocol 5: every task records, by pubkey, each client's last reveal (epoch and
+    hash) as the freshness gate's past, and holds its row; v1-v4 chains keep none."""
+    chain = load(FIXTURE_V5)
+    state = replay(chain, fixture_genesis(chain))
+    for t in state.tasks.values():
+        last: dict[bytes, tuple[int, bytes]] = {}
+        for (tid, e), ep in sorted(state.epochs.items()):
+            if tid == t.task_id:
+                last.update({pk: (e, h) for pk, h in ep.update_hashes.items()})
+        assert t.past_updates == [[pk, e, h] for pk, (e, h) in sorted(last.items())]
+        assert set(t.past_rows) == {h for _, h in last.values()}
+    old = replay(load(FIXTURE_V4), fixture_genesis(load(FIXTURE_V4)))
+    assert all(t.past_updates is None for t in old.tasks.values())
