@@ -1,5 +1,6 @@
 """STF: the v2 reveal (hash + size + chunk root signed, bytes beside the block), under
-protocol 3 (keccak-addressed: whole keccak + chunk root) and protocol 4 (chunk root only)."""
+protocol 3 (keccak-addressed: whole keccak + chunk root), protocol 4 (chunk root only) and
+protocol 5 (4 plus the fresh past)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ from state_machine.chunks import (
     verify_blob_root,
 )
 from state_machine.commitments import update_commitment_v2
-from state_machine.constants import PROTOCOL_CHUNK_ROOT_ONLY, PROTOCOL_PACED_WINDOWS
+from state_machine.constants import (
+    PROTOCOL_CHUNK_ROOT_ONLY,
+    PROTOCOL_FRESH_PAST,
+    PROTOCOL_PACED_WINDOWS,
+)
 from state_machine.crypto import keccak256
 from state_machine.transition import (
     Block,
@@ -34,7 +39,7 @@ from state_machine.transition import (
 
 D = 256
 CS = MIN_CHUNK_SIZE
-PROTOCOLS = [PROTOCOL_PACED_WINDOWS, PROTOCOL_CHUNK_ROOT_ONLY]
+PROTOCOLS = [PROTOCOL_PACED_WINDOWS, PROTOCOL_CHUNK_ROOT_ONLY, PROTOCOL_FRESH_PAST]
 
 
 def blob_on(protocol: int, data: bytes) -> VerifiedBlob:
