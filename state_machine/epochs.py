@@ -14,7 +14,10 @@ selected participant has acted, which is safe because nobody else may act in it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +31,7 @@ from state_machine.lifecycle import expire_idle_task, idle_deadline, idle_expire
 from state_machine.penalties import SlashReason, apply_penalty
 from state_machine.randomness import epoch_seed
 from state_machine.reasons import EpochOutcome
+from state_machine.records import PastRef
 from state_machine.state import (
     AWAITING_GENESIS,
     DEADLINE_PHASES,
@@ -196,17 +200,55 @@ def past_update_hashes(task: Task) -> list[bytes]:
     return out
 
 
+# the block's blob reader (``Block.blobs``) while a block is applied: past rows held only
+# by reference (``records.PastRef``, after a snapshot restore) are read through it
+_BLOBS: ContextVar[Any] = ContextVar("past_blobs", default=None)
+
+
+@contextmanager
+def blob_reader(blobs: Any) -> Iterator[None]:
+    """Let reveal closes inside this block read past rows through ``blobs`` (``.get(hash)
+    -> VerifiedBlob | None``: the same reader v2 reveals use; the STF does no I/O)."""
+    token = _BLOBS.set(blobs)
+    try:
+        yield
+    finally:
+        _BLOBS.reset(token)
+
+
+def _read_past(h: bytes) -> np.ndarray | None:
+    reader = _BLOBS.get()
+    blob = reader.get(h) if reader is not None else None
+    if blob is None:
+        return None
+    row = np.frombuffer(blob.data, dtype="<i2").astype(np.int16, copy=False)  # a view
+    row.setflags(write=False)
+    return row
+
+
 def past_update_rows(task: Task) -> Rows | None:
     """The public past of the freshness gate (protocol 5) as column-tiled rows, or None
-    (protocols 1-4, and a task with no earlier reveal): ``verdicts.History.past_updates``."""
+    (protocols 1-4, and a task with no earlier reveal): ``verdicts.History.past_updates``.
+
+    Rows are the arrays the reveals resolved (``task.past_rows``); one held by reference
+    (:class:`records.PastRef`) is read through the block's blob reader and kept. A row
+    found nowhere is :class:`MissingPastUpdate`: the node cannot apply the block (it never
+    yields another root; committed blobs are never deleted, docs/protocol.md)."""
     hashes = past_update_hashes(task)
     if task.past_updates is None or not hashes:
         return None
     rows = task.past_rows or {}
-    missing = [h for h in hashes if h not in rows]
-    if missing:
-        raise MissingPastUpdate(f"task {task.task_id}: no row for past update 0x{missing[0].hex()}")
-    return StackedRows([rows[h] for h in hashes])
+    out = []
+    for h in hashes:
+        row = rows.get(h)
+        if isinstance(row, PastRef):
+            row = _read_past(h)
+            if row is not None:
+                rows[h] = row
+        if row is None:
+            raise MissingPastUpdate(f"task {task.task_id}: no row for past update 0x{h.hex()}")
+        out.append(row)
+    return StackedRows(out)
 
 
 def record_past_updates(state: State, task: Task, ep: EpochState) -> None:

@@ -159,6 +159,15 @@ class EpochState:
         return keccak256(codec.encode(self.record()))
 
 
+@dataclass(frozen=True)
+class PastRef:
+    """A past update's row not held in memory (``Task.past_rows`` after a snapshot restore,
+    for a row that was a memory-mapped blob): read at the next reveal close through the
+    block's blob reader (``Block.blobs``), which maps the file again (no heap copy)."""
+
+    hash: bytes
+
+
 @dataclass
 class Task:
     index: int
@@ -196,8 +205,9 @@ class Task:
     past_updates: list[list[Any]] | None = None
     # the rows of ``past_updates`` by hash: not state (not in the leaf), the arrays the
     # reveals already resolved (v1 inline bytes, v2 blob maps), kept until superseded;
-    # snapshots store them by hash (``snapshot.BlobRef``) like an epoch's revealed updates
-    past_rows: dict[bytes, np.ndarray] | None = None
+    # snapshots store them by hash (``snapshot.BlobRef``) like an epoch's revealed updates,
+    # a memory-mapped blob as a :class:`PastRef` (read again through the blob reader)
+    past_rows: dict[bytes, np.ndarray | PastRef] | None = None
 
     @property
     def fee_per_epoch(self) -> int:

@@ -28,7 +28,9 @@ from state_machine.cow import CowMap, clone_record
 from state_machine.crypto import abi_bytes32, abi_uint, keccak256
 from state_machine.leaves import epoch_leaf
 from state_machine.merkle import MerkleTree
+from state_machine.records import PastRef
 from state_machine.state import EpochState, State, Task, model_hash
+from state_machine.tiles import is_mapped
 
 SNAPSHOT_VERSION = 2
 FULL_EVERY = 32  # longest chain of incremental snapshots before a full one
@@ -48,12 +50,21 @@ def _ref(arr: np.ndarray | None, h: bytes) -> BlobRef | None:
     return BlobRef(h, "<i4" if arr.dtype == np.int32 else "<i2")
 
 
+def _past_ref(h: bytes, row: np.ndarray | PastRef) -> BlobRef | PastRef:
+    """A past row in a snapshot: a blob file's map stays a :class:`PastRef` on restore
+    (mapped again through the blob reader at the next close, not copied onto the heap);
+    an in-memory row (a v1 reveal's bytes) is a BlobRef, fetched back on restore."""
+    if isinstance(row, PastRef) or is_mapped(row):
+        return PastRef(h)
+    return BlobRef(h, "<i2")
+
+
 def _strip_task(t: Task) -> Task:
     c: Task = clone_record(t)
     c.global_model = _ref(t.global_model, t.global_hash)  # type: ignore[assignment]
     c.prev_delta = _ref(t.prev_delta, t.prev_delta_hash)  # type: ignore[assignment]
     if t.past_rows is not None:  # protocol 5: the gate's past rows, by their blob hash
-        c.past_rows = {h: BlobRef(h, "<i2") for h in t.past_rows}  # type: ignore[misc]
+        c.past_rows = {h: _past_ref(h, r) for h, r in t.past_rows.items()}  # type: ignore[misc]
     return c
 
 

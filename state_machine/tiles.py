@@ -142,6 +142,11 @@ def _mapping(arr: np.ndarray) -> mmap.mmap | None:
     return None
 
 
+def is_mapped(arr: np.ndarray) -> bool:
+    """Whether ``arr`` views a file map (a blob read through the node's blob store)."""
+    return _mapping(arr) is not None
+
+
 # a fault on a file map may map a whole large page-cache folio (up to 2 MiB on recent
 # kernels), beyond the tile that faulted; releasing this much around each tile drops them
 RELEASE_PAD = 2 << 20

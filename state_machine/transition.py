@@ -36,6 +36,7 @@ from state_machine.commitments import (
 from state_machine.constants import CURRENT_PROTOCOL, KNOWN_PROTOCOLS
 from state_machine.crypto import keccak256, keccak_hasher
 from state_machine.epochs import (
+    blob_reader,
     close_phase,
     current_epoch,
     open_epoch,
@@ -330,7 +331,7 @@ def apply_block(state: State, block: Block, verified: Container[bytes] = ()
     bad_clock = pacing.timestamp_error(state, block.timestamp)
     if bad_clock:
         raise BlockError(bad_clock)
-    with tiles.array_sink(block.arrays):
+    with tiles.array_sink(block.arrays), blob_reader(block.blobs):
         return _apply(state, block, verified)
 
 

@@ -21,6 +21,7 @@ from blobstore.source import StoreSource
 from state_machine import epochs, snapshot, tiles
 from state_machine import verdicts as V
 from state_machine.constants import PROTOCOL_CHUNK_ROOT_ONLY, PROTOCOL_FRESH_PAST
+from state_machine.records import PastRef
 from state_machine.transition import (
     GENESIS_PARENT,
     Block,
@@ -190,6 +191,42 @@ def test_a_snapshot_keeps_the_past_rows_by_hash_and_restores_them() -> None:
             state, restored_at = restored, state.height
     assert restored_at and state.state_root() == h.state.state_root()
     assert _weights(h, 1)[ATTACKER] == 0
+
+
+def test_mapped_past_rows_restore_by_reference_and_are_read_at_close(tmp_path) -> None:
+    """Blob-file rows are not copied onto the heap by a snapshot restore: they stay
+    ``PastRef`` and the next close maps them again through the block's blob reader; without
+    the blob the block cannot be applied at all (a node error, never another root)."""
+    rec: list = []
+    blobs = _FsBlobs(FsBlobStore(tmp_path))
+    h = _run(PROTOCOL_FRESH_PAST, True, record=rec, blobs=blobs)
+    state, parent, snap = genesis_state(CHAIN_ID, PROTOCOL_FRESH_PAST), GENESIS_PARENT, None
+    for i, (ts, actions) in enumerate(rec):
+        block = Block(state.height + 1, parent, ts, actions, blobs=blobs)
+        state, receipts = apply_block(state, block)
+        parent = block_hash(block_header(block, state.state_root(), receipts))
+        task = state.tasks.peek(1)
+        if snap is None and task is not None and task.past_rows:
+            arrays = {task.global_hash: task.global_model.astype("<i4").tobytes(),
+                      task.prev_delta_hash: task.prev_delta.astype("<i2").tobytes()}
+            snap = (i, parent, snapshot.encode(state, None, None, 0), state.state_root())
+    assert snap is not None
+    i, parent0, raw, root = snap
+    fresh = {k: blobs.get(k) for k in h.state.epochs[(1, 1)].update_hashes.values()}
+    for reader, ok in ((blobs, True), (fresh, False)):  # fresh: epoch 1's blobs, no past
+        st0 = snapshot.restore([snapshot.decode(raw)], arrays.get)
+        assert st0.state_root() == root
+        assert all(isinstance(r, PastRef) for r in st0.tasks.peek(1).past_rows.values())
+        state, parent = st0, parent0
+        try:
+            for ts, actions in rec[i + 1:]:
+                block = Block(state.height + 1, parent, ts, actions, blobs=reader)
+                state, receipts = apply_block(state, block)
+                parent = block_hash(block_header(block, state.state_root(), receipts))
+        except epochs.MissingPastUpdate:
+            assert not ok
+        else:
+            assert ok and state.state_root() == h.state.state_root()
 
 
 def test_a_missing_past_row_is_a_node_error_not_another_root() -> None:
