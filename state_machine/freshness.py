@@ -54,10 +54,11 @@ def fresh_gram(gram: Sequence[Sequence[int]], k: int) -> Fresh:
         if piv == 0:
             continue
         rest = [i for i in range(size) if i != b and (i < k or i > b)]
-        for i in rest:
-            mib = m[i][b]
-            for j in rest:
-                m[i][j] = (piv * m[i][j] - mib * m[b][j]) // prev
+        row_b = m[b]
+        for x, i in enumerate(rest):  # symmetric: the upper triangle, mirrored
+            row_i, mib = m[i], m[i][b]
+            for j in rest[x:]:
+                row_i[j] = m[j][i] = (piv * row_i[j] - mib * row_b[j]) // prev
         prev, rank = piv, rank + 1
     return [m[i][:k] for i in range(k)], rank, prev
 
