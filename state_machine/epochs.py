@@ -2,7 +2,8 @@
 
 Named steps, consensus-specs style: ``process_reveal_close`` (absent proposers, then
 ``verdicts.judge_epoch``: evidence and penalties, the robust aggregate, contribution
-weights; then the candidate), ``process_vote_close`` (SPEC §7 tally and voter penalties)
+weights; then the candidate; from protocol 5 the epoch's reveals become the task's public
+past, ``record_past_updates``), ``process_vote_close`` (SPEC §7 tally and voter penalties)
 and ``finalize_epoch`` (apply, pay, next epoch). Every stake movement goes through
 ``penalties.apply_penalty``.
 

@@ -89,6 +89,10 @@ def test_a_stale_copy_through_the_node_earns_nothing_and_da_replays(tmp_path: Pa
         assert all(weight[p] > 0 for p in proposers[:-1])
         task = seq.state.tasks[1]
         assert len(task.past_updates) == N and all(e == 1 for _, e, _ in task.past_updates)
+        r = http.get("/v1/tasks/1")  # the record (and its JSON) carries the public past
+        assert r.status_code == 200, r.text
+        past = r.json().get("past_updates")
+        assert past is not None and len(past) == N, r.json()
         # the independent verifier: each batch's blobs fetched from the node, chunk-checked;
         # the second batch's close reads epoch 0's rows that its own actions never name
         verifier = SimpleNamespace(node_urls=[str(http.base_url)], http=http)
