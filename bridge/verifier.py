@@ -45,6 +45,7 @@ from state_machine.actions import ActionError, decode_signed
 from state_machine.constants import CURRENT_PROTOCOL
 from state_machine.crypto import keccak256
 from state_machine.da import decode_da, replay_da
+from state_machine.epochs import unresolved_past_hashes
 from state_machine.forced import inner_v2_update
 from state_machine.pacing import paced
 from state_machine.state import State
@@ -231,6 +232,9 @@ class Verifier:
                     v2 = inner_v2_update(sa.action.body)  # type: ignore[arg-type]
                     if v2 is not None:
                         v2_hashes.append(v2[0])
+        # past updates of the freshness gate held by reference (protocol 5, a state restored
+        # from a snapshot): read at the next reveal close like the batch's own blobs
+        v2_hashes += [h for h in unresolved_past_hashes(base.state) if h not in v2_hashes]
         blobs = self.blob_source(v2_hashes)
         if blobs is None:  # v2 update bytes are data too: same grace as the payload
             self.stats.da_failures += 1

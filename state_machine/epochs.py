@@ -252,6 +252,17 @@ def past_update_rows(task: Task) -> Rows | None:
     return StackedRows(out)
 
 
+def unresolved_past_hashes(state: State) -> list[bytes]:
+    """Past rows held only by reference (:class:`records.PastRef`, after a snapshot
+    restore) in running tasks, task order: the blobs a block's reader must also resolve
+    (a verifier fetching just the batch's own blobs adds these)."""
+    out: list[bytes] = []
+    for tid in sorted(state.tasks):
+        rows = state.tasks.peek(tid).past_rows or {}
+        out += [h for h, r in sorted(rows.items()) if isinstance(r, PastRef)]
+    return out
+
+
 def record_past_updates(state: State, task: Task, ep: EpochState) -> None:
     """Protocol 5, at reveal close: every client that revealed in ``ep`` now has that reveal
     as its last public update. Kept: the ``PAST_UPDATES_MAX`` most recent distinct hashes

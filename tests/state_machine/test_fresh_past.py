@@ -217,6 +217,7 @@ def test_mapped_past_rows_restore_by_reference_and_are_read_at_close(tmp_path) -
         st0 = snapshot.restore([snapshot.decode(raw)], arrays.get)
         assert st0.state_root() == root
         assert all(isinstance(r, PastRef) for r in st0.tasks.peek(1).past_rows.values())
+        assert epochs.unresolved_past_hashes(st0) == sorted(st0.tasks.peek(1).past_rows)
         state, parent = st0, parent0
         try:
             for ts, actions in rec[i + 1:]:
