@@ -53,25 +53,28 @@ D = 512
 
 
 def _deltas(rng: np.random.Generator, selected: list[bytes], prev: np.ndarray | None,
-            stale: bool = False) -> dict:
-    """One epoch's updates by proposer; ``stale`` (protocol 5): proposer 2 reveals a 1 %
-    jittered copy of ``prev``, a victim's public past update (the freshness gate pays it
-    nothing; earlier protocols keep the scenario they were recorded with)."""
+            stale: np.ndarray | None = None) -> dict:
+    """One epoch's updates by proposer. ``stale`` (protocol 5: the public past update of
+    last epoch's proposer 5, or None): proposer 2 reveals a 1 %-jittered copy of it, and so
+    that someone is paid at all (the freshness gate then decides the copy's pay), the noise
+    attacker is honest and the sign flip unscaled. Earlier protocols keep the scenario they
+    were recorded with (``stale`` None: the same draws)."""
     base = rng.normal(300, 50, D)
     out = {}
     for i, pk in enumerate(selected):
         honest = np.clip(base + rng.normal(0, 150, D), -32768, 32767).astype(np.int16)
         kind = i % 7
-        if kind == 2 and stale and prev is not None:
-            rms = float(np.sqrt(np.mean(prev.astype(np.float64) ** 2)))
-            out[pk] = np.clip(prev + rng.normal(0, 0.01 * rms, D), -32768, 32767).astype(np.int16)
+        if stale is not None and kind == 2:
+            rms = float(np.sqrt(np.mean(stale.astype(np.float64) ** 2)))
+            out[pk] = np.clip(stale + rng.normal(0, 0.01 * rms, D), -32768, 32767).astype(np.int16)
         elif kind == 1:
-            out[pk] = (-honest.astype(np.int32) * 2).clip(-32768, 32767).astype(np.int16)
+            scale = 1 if stale is not None else 2
+            out[pk] = (-honest.astype(np.int32) * scale).clip(-32768, 32767).astype(np.int16)
         elif kind == 3:
             out[pk] = np.zeros(D, dtype=np.int16)
         elif kind == 4 and prev is not None:
             out[pk] = prev.astype(np.int16)
-        elif kind == 5:
+        elif kind == 5 and stale is None:
             out[pk] = rng.normal(0, 2000, D).clip(-32768, 32767).astype(np.int16)
         elif kind == 6 and i == len(selected) - 1:
             out[pk] = None  # absent
@@ -111,9 +114,9 @@ def _reveal(h: Harness, task_id: int):  # type: ignore[no-untyped-def]
 def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -> None:
     """One epoch of every task in ``task_ids``, in lockstep so no window expires unused."""
     epoch = {t: h.state.tasks[t].epoch for t in task_ids}
-    stale = h.state.protocol >= PROTOCOL_FRESH_PAST
-    deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t), stale)
-              for t in task_ids}
+    fresh_past = h.state.protocol >= PROTOCOL_FRESH_PAST
+    deltas = {t: _deltas(rng, _selected(h, t, "proposers"), prev.get(t),
+                         prev.get((t, "victim")) if fresh_past else None) for t in task_ids}
     acting = {t: [pk for pk, d in deltas[t].items() if d is not None] for t in task_ids}
     commits = [_commit(h)(by_pk[pk], t, epoch[t], deltas[t][pk]) for t in task_ids
                for pk in acting[t]]
@@ -136,6 +139,8 @@ def _run_epochs(h: Harness, by_pk: dict, task_ids: list[int], rng, prev: dict) -
     for t in task_ids:
         honest = [d for d in deltas[t].values() if d is not None]
         prev[t] = honest[0] if honest else prev.get(t)
+        if fresh_past and len(deltas[t]) > 5:  # the stale copier's victim next epoch
+            prev[(t, "victim")] = list(deltas[t].values())[5]
 
 
 def record(protocol: int = CURRENT_PROTOCOL) -> dict:

@@ -151,3 +151,20 @@ def test_v5_chain_keeps_each_clients_last_reveal_as_the_public_past():
         assert set(t.past_rows) == {h for _, h in last.values()}
     old = replay(load(FIXTURE_V4), fixture_genesis(load(FIXTURE_V4)))
     assert all(t.past_updates is None for t in old.tasks.values())
+
+
+def test_v5_chain_pays_its_stale_copy_nothing_and_the_gate_decides_it(monkeypatch):
+    """In the v5 scenario's last epoch of task 2, proposer 2 reveals a 1 %-jittered copy of
+    a victim's past update: with the public past passed it earns 0 while two honest
+    proposers are paid; with the past withheld (the protocol 4 rule) it is paid and the
+    recorded roots no longer replay, so the fixture pins the gate's wiring."""
+    chain = load(FIXTURE_V5)
+    state = replay(chain, fixture_genesis(chain))
+    ep = state.epochs[(2, 2)]
+    w = {s["pubkey"]: s["reward_weight"] for s in ep.scores}
+    assert w[ep.proposers[2]] == 0 and w[ep.proposers[0]] > 0 and w[ep.proposers[5]] > 0
+    from state_machine import epochs
+
+    monkeypatch.setattr(epochs, "past_update_rows", lambda task: None)
+    with pytest.raises(AssertionError, match="state root differs"):
+        replay(chain, fixture_genesis(chain))
