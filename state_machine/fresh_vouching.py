@@ -84,3 +84,116 @@ def stale_rows(src: Rows, norms: Sequence[int], past: np.ndarray | None,
     basis = np.asarray(past, dtype=np.int16).reshape(len(past), src.shape[1])
     g = tiles.gram(_Concat(src, basis), cols)
     return stale(freshness.fresh_gram(g, src.shape[0]), norms)
+
+
+def peel(gram: Gram, prev_dots: Sequence[int], prev_sq: int, f: int,
+         live: Sequence[int]) -> list[int]:
+    """Greedy peeling: up to ``f`` times, leave out the live row with the lowest vouch
+    score if it is ``<= 0``, then score again among the rows still in (a left-out row
+    neither vouches nor opposes any more). Pair terms are computed once."""
+    live = list(live)
+    cap = {(i, j): vouching.capped_agreement(gram[i][j], gram[i][i], gram[j][j])
+           for i in live for j in live if i != j}
+    pv = {i: vouching.capped_agreement(prev_dots[i], gram[i][i], prev_sq) if prev_sq > 0 else 0
+          for i in live}
+    peer = {i: sum(cap[i, j] for j in live if j != i) for i in live}
+    for _ in range(max(f, 0)):
+        if len(live) <= 1:
+            break
+        k = len(live)
+        x = {i: peer[i] + k * pv[i] for i in live}
+
+        def cmp_key(a: int, b: int) -> int:
+            c = vouching.compare_scores(x[a], gram[a][a], x[b], gram[b][b])
+            return c if c else (a > b) - (a < b)
+
+        from functools import cmp_to_key
+        low = sorted(live, key=cmp_to_key(cmp_key))[0]
+        if x[low] > 0:
+            break
+        live.remove(low)
+        for i in live:
+            peer[i] -= cap[i, low]
+    return sorted(live)
+
+
+CONFLICT_COS = (1, 3)
+
+
+def conflict_select(gram: Gram, prev_dots: Sequence[int], prev_sq: int, f: int,
+                    live: Sequence[int]) -> list[int]:
+    """Experimental: in a pair with cos <= -1/3 the lower-vouched row is a suspect;
+    suspects go first (lowest first), then rows with a score <= 0, at most f in all."""
+    live = list(live)
+    sub = [[gram[i][j] for j in live] for i in live]
+    k = len(sub)
+    x = vouching.vouch_numerators(sub, [prev_dots[i] for i in live], prev_sq)
+    order = vouching.vouch_order(sub, x)
+    rank = {r: pos for pos, r in enumerate(order)}
+    p, q = CONFLICT_COS
+    suspect = [False] * k
+    for a in range(k):
+        for b in range(a + 1, k):
+            g = sub[a][b]
+            if g < 0 and q * q * g * g >= p * p * sub[a][a] * sub[b][b]:
+                suspect[a if rank[a] < rank[b] else b] = True
+    cand = [r for r in order if suspect[r]] + [r for r in order if not suspect[r] and x[r] <= 0]
+    out = set(cand[: min(max(f, 0), k - 1)])
+    return [live[j] for j in range(k) if j not in out]
+
+
+def weighted_select(gram: Gram, prev_dots: Sequence[int], prev_sq: int, f: int,
+                    live: Sequence[int], w: tuple[int, int]) -> list[int]:
+    """Experimental: vouched_mean with the history counted as ``k * p / q`` peers."""
+    live = list(live)
+    sub = [[gram[i][j] for j in live] for i in live]
+    k = len(sub)
+    p, q = w
+    x = []
+    for i in range(k):
+        peers = sum(vouching.capped_agreement(sub[i][j], sub[i][i], sub[j][j])
+                    for j in range(k) if j != i)
+        pr = vouching.capped_agreement(prev_dots[live[i]], sub[i][i], prev_sq) if prev_sq else 0
+        x.append(q * peers + p * k * pr)
+    low = vouching.vouch_order(sub, x)[: min(max(f, 0), k - 1)]
+    out = {i for i in low if x[i] <= 0}
+    return [live[j] for j in range(k) if j not in out]
+
+
+def pairs_select(gram: Gram, prev_dots: Sequence[int], prev_sq: int, f: int,
+                 live: Sequence[int], vouch_first: bool = False) -> list[int]:
+    """Experimental: strongly opposing pairs (cos <= -1/3), most opposed first, leave out
+    both rows (at most f pairs); then vouched_mean among the rest with the rest of f."""
+    from functools import cmp_to_key
+    live = list(live)
+    if vouch_first:
+        sub = [[gram[i][j] for j in live] for i in live]
+        live = [live[j] for j in vouching.vouched_rows(sub, [prev_dots[i] for i in live],
+                                                        prev_sq, f)]
+    p, q = CONFLICT_COS
+    edges = [(a, b) for ai, a in enumerate(live) for b in live[ai + 1:]
+             if gram[a][b] < 0 and q * q * gram[a][b] ** 2 >= p * p * gram[a][a] * gram[b][b]]
+
+    def cmp(e1: tuple[int, int], e2: tuple[int, int]) -> int:
+        (a, b), (c, d) = e1, e2
+        lhs = gram[a][b] ** 2 * gram[c][c] * gram[d][d]
+        rhs = gram[c][d] ** 2 * gram[a][a] * gram[b][b]
+        if lhs != rhs:
+            return -1 if lhs > rhs else 1
+        return (e1 > e2) - (e1 < e2)
+
+    out: set[int] = set()
+    pairs = 0
+    for a, b in sorted(edges, key=cmp_to_key(cmp)):
+        if pairs >= f or len(live) - len(out) <= 3:
+            break
+        if a in out or b in out:
+            continue
+        out |= {a, b}
+        pairs += 1
+    rest = [i for i in live if i not in out]
+    if vouch_first:
+        return rest
+    sub = [[gram[i][j] for j in rest] for i in rest]
+    kept = vouching.vouched_rows(sub, [prev_dots[i] for i in rest], prev_sq, f - pairs)
+    return [rest[j] for j in kept]
