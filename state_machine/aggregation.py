@@ -19,8 +19,12 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
 * ``vouched_mean`` / ``vouched_drop_f`` (``state_machine.vouching``): mean of the rows left
   after the at most ``f`` lowest vouch scores (agreement with the round's peers and with
   the public Δ_prev, each pair capped at cos 1/2) that are ``<= 0`` / after the ``f`` lowest.
+* ``fresh_vouched_mean`` (``state_machine.fresh_vouching``): ``vouched_mean`` among the rows
+  whose part new relative to the public past updates and Δ_prev is more than 5 % of them;
+  the near-copies of the past are left out without spending ``f`` and vouch for nobody
+  (``vouched_mean`` exactly when the caller has no past updates).
 
-``multi_krum`` and the vouched rules leave rows out entirely (:func:`admitted_rows`); the
+``multi_krum`` and the (fresh) vouched rules leave rows out entirely (:func:`admitted_rows`); the
 others give every row bounded influence.
 
 Bounded memory (issue 14): every rule takes the rows as an ndarray or a ``tiles.Rows``
@@ -57,8 +61,7 @@ Gram = Sequence[Sequence[int]]
 # the rows' inner products with the public Δ_prev and |Δ_prev|² (history-aware rules)
 Anchor = tuple[Sequence[int], int]
 VOUCHED = ("vouched_mean", "vouched_drop_f")
-FRESH_VOUCHED = ("fresh_vouched_mean", "fresh_vouched_clip", "fresh_vouched_pos", "fresh_vouched_pairs2", "fresh_vouched_pairs", "fresh_vouched_cc", "fresh_vouched_h2", "fresh_vouched_h4", "fresh_vouched_neg", "fresh_vouched_peel",
-                 "fresh_vouched_conflict")
+FRESH_VOUCHED = ("fresh_vouched_mean",)
 ANCHORED = VOUCHED + FRESH_VOUCHED  # rules that read the public Δ_prev anchor
 
 
@@ -247,28 +250,6 @@ def centered_clip(deltas: np.ndarray | Rows, keys: Sequence[bytes], seed: bytes,
     return v
 
 
-def recentred_clip(src: Rows, cols: int | None = None) -> np.ndarray:
-    """One centered-clipping step from the rows' own mean ``v``: ``v + mean_i clip(d_i - v,
-    tau)``, ``tau`` the median distance ``|d_i - v|``. The common step (``v``) is kept
-    whole; only deviations longer than the median one are shortened to it. Three passes
-    (mean, distances, clipped deviations); lossless in int16 (see ``centered_clip``)."""
-    k, d = src.shape
-    v = mean_round_half_even(src, cols)
-    dist = [0] * k
-    for lo, hi in tiles.spans(d, cols, k):
-        dev = src.tile(lo, hi).astype(np.int64) - v[lo:hi].astype(np.int64)[None, :]
-        for i, n_sq in enumerate(norms_sq(dev)):
-            dist[i] += n_sq
-    tau = math.isqrt(sorted(dist)[(k - 1) // 2])
-    out = tiles.empty(d, np.int16)
-    for lo, hi in tiles.spans(d, cols, k):
-        centre = v[lo:hi].astype(np.int64)
-        centre += _clipped_tile_mean(src.tile(lo, hi).astype(np.int64) - centre[None, :], dist, tau)
-        out[lo:hi] = np.clip(centre, INT16_MIN, INT16_MAX)  # a no-op (see centered_clip)
-        tiles.release(out, lo, hi)
-    return out
-
-
 def multi_krum_rows(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                     cols: int | None = None) -> list[int]:
     """The ``k - f`` rows with the lowest Krum scores, ties by row (= pubkey) order."""
@@ -292,32 +273,13 @@ def vouched(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = No
 
 def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   cols: int | None = None, prev: Anchor | None = None,
-                  past: np.ndarray | None = None, rule: str = "") -> list[int]:
+                  past: np.ndarray | None = None) -> list[int]:
     """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``); ``past``:
     the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly)."""
     src = tiles.as_rows(deltas)
     g = gram if gram is not None else tiles.gram(src, cols)
     dots, sq = prev if prev is not None else ([0] * src.shape[0], 0)
     is_stale = fresh_vouching.stale_rows(src, [g[i][i] for i in range(len(g))], past, cols)
-    if rule == "fresh_vouched_pos" and past is not None:
-        dots = [max(0, x) for x in dots]
-    if rule == "fresh_vouched_neg" and past is not None:
-        dots = [min(0, x) for x in dots]
-    if rule == "fresh_vouched_peel":
-        live = [i for i in range(len(g)) if is_stale is None or not is_stale[i]] or list(range(len(g)))
-        return fresh_vouching.peel(g, dots, sq, f, live)
-    if rule in ("fresh_vouched_h2", "fresh_vouched_h4"):
-        live = [i for i in range(len(g)) if is_stale is None or not is_stale[i]] or list(range(len(g)))
-        return fresh_vouching.weighted_select(g, dots, sq, f, live, (1, int(rule[-1])))
-    if rule == "fresh_vouched_pairs":
-        live = [i for i in range(len(g)) if is_stale is None or not is_stale[i]] or list(range(len(g)))
-        return fresh_vouching.pairs_select(g, dots, sq, f, live)
-    if rule == "fresh_vouched_pairs2":
-        live = [i for i in range(len(g)) if is_stale is None or not is_stale[i]] or list(range(len(g)))
-        return fresh_vouching.pairs_select(g, dots, sq, f, live, True)
-    if rule == "fresh_vouched_conflict":
-        live = [i for i in range(len(g)) if is_stale is None or not is_stale[i]] or list(range(len(g)))
-        return fresh_vouching.conflict_select(g, dots, sq, f, live)
     return fresh_vouching.select(g, dots, sq, f, is_stale)
 
 
@@ -332,7 +294,7 @@ def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | Non
     if rule in VOUCHED:
         return vouched(rule, deltas, f, gram, cols, prev)
     if rule in FRESH_VOUCHED:
-        return fresh_vouched(deltas, f, gram, cols, prev, past, rule)
+        return fresh_vouched(deltas, f, gram, cols, prev, past)
     return list(range(tiles.as_rows(deltas).shape[0]))
 
 
@@ -364,12 +326,7 @@ def aggregate(
     if rule in VOUCHED:
         return mean_round_half_even(tiles.pick(src, vouched(rule, src, f, gram, cols, prev)), cols)
     if rule in FRESH_VOUCHED:
-        kept = fresh_vouched(src, f, gram, cols, prev, past, rule)
-        if rule == "fresh_vouched_cc" and past is not None:
-            return recentred_clip(tiles.pick(src, kept), cols)
-        if rule == "fresh_vouched_clip" and past is not None:
-            sub = [[gram[i][j] for j in kept] for i in kept] if gram is not None else None
-            return clipped_mean(tiles.pick(src, kept), sub, cols)
+        kept = fresh_vouched(src, f, gram, cols, prev, past)
         return mean_round_half_even(tiles.pick(src, kept), cols)
     return mean_round_half_even(tiles.pick(src, multi_krum_rows(src, f, gram, cols)), cols)
 

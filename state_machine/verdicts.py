@@ -246,7 +246,8 @@ def admit(
     is the task's minus the rows slashed: each is a Byzantine key already accounted for.
     ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass;
     ``prev`` (every row's inner product with ``history.prev_delta`` and its squared norm)
-    is the public anchor of the vouched rules (computed here when not given).
+    is the public anchor of the vouched rules (computed here when not given);
+    ``fresh_vouched_mean`` also reads ``history.past_updates`` (with Δ_prev: the past).
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
@@ -268,13 +269,14 @@ def admit(
                                             hash_rows=False)
             prev = ([row[-1] for row in full[:-1]], full[-1][-1])
         anchor = ([prev[0][i] for i in cand], prev[1])
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols,
-                                                         anchor, past)]
+    local = aggregation.admitted_rows(params.aggregator, rows, f, sub, cols, anchor, past)
+    inside = [cand[j] for j in local]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
-    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor,
-                                past)
+    if params.aggregator in aggregation.FRESH_VOUCHED:  # selected above: no second past pass
+        return inside, aggregation.mean_round_half_even(tiles.pick(rows, local), cols)
+    agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor)
     return inside, agg
 
 
