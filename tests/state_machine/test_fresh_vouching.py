@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from state_machine import aggregation as A
 from state_machine import fresh_vouching as FV
+from state_machine import freshness as F
 from state_machine import verdicts as V
 from state_machine import vouching as W
 from state_machine.constants import AGGREGATORS, DUPLICATE_REL_SQ
@@ -52,11 +53,25 @@ def test_registered_and_named_in_the_rule_list():
 def test_stale_is_the_duplicate_distance_to_the_span_of_the_past():
     p, q = DUPLICATE_REL_SQ  # |r|^2 <= |d|^2 p / q: at most 5 % new
     norm = 400 * 7
-    assert FV.stale(([[p * 7]], 1, 1), [norm]) == [True]  # exactly 5 %: stale
-    assert FV.stale(([[p * 7 + 1]], 1, 1), [norm]) == [False]
-    assert FV.stale(([[3 * (p * 7)]], 1, 3), [norm]) == [True]  # any positive scale
-    assert FV.stale(([[0]], 0, 1), [0]) == [True]  # a zero row adds nothing
+    assert FV.stale([p * 7], 1, [norm]) == [True]  # exactly 5 %: stale
+    assert FV.stale([p * 7 + 1], 1, [norm]) == [False]
+    assert FV.stale([3 * (p * 7)], 3, [norm]) == [True]  # any positive scale
+    assert FV.stale([0], 1, [0]) == [True]  # a zero row adds nothing
     assert q == 400
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(0, 6), st.integers(0, 2))
+def test_fresh_diagonal_is_fresh_grams_diagonal(seed, k, m, dependent):
+    """The same integers as ``freshness.fresh_gram`` (also with dependent or zero past
+    rows, whose pivots are skipped)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-300, 300, size=(k + m, 16)).astype(np.int64)
+    for j in range(min(dependent, m)):
+        rows[k + m - 1 - j] = rows[k] * (j + 1) if j < m - 1 else 0
+    g = (rows @ rows.T).tolist()
+    full, rank, scale = F.fresh_gram(g, k)
+    assert FV.fresh_diagonal(g, k) == ([full[i][i] for i in range(k)], rank, scale)
 
 
 def test_select_drops_stale_rows_without_spending_f():
