@@ -25,9 +25,16 @@ reveal of each client, plus Δ_prev):
 
 Without the past (``past`` None: the STF before it keeps the previous reveals) the rule
 is ``vouched_mean`` exactly. If every row is stale, step 1 is skipped (never every row
-out). Every decision is an integer comparison on the Gram matrices (the fresh Gram is
-the Schur complement, fraction-free), so it is the same for any tile width and any row
-order up to the pubkey tie-break.
+out). Every decision is an integer comparison on the Gram matrices (the fresh parts'
+squared norms are the Schur complement's diagonal, fraction-free: :func:`fresh_diagonal`),
+so it is the same for any tile width and any row order up to the pubkey tie-break.
+
+Measured (quick grid, n = 15, f = 3, 3 seeds × 8 rounds, loss vs the honest-only oracle):
+stale copy with 1 % jitter −7.0 → −0.7 points at α = 0.1 and −3.3 → −0.2 at α = 0.5,
+frame replay with 1 % jitter −6.6 → −0.7 and −0.6 → −0.2; the other 21 rows and the
+no-attack accuracy are those of ``vouched_mean``; 0 honest proposals slashed. The
+rule-aware flip, Fang and label flip at α = 0.1 are not helped (docs/protocol.md "Fresh
+vouched aggregation" has the variants tried and why they trade one row for another).
 """
 
 from __future__ import annotations
