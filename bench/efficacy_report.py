@@ -88,6 +88,8 @@ def summarize(cfg: Any, per_seed: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for key in per_seed[0][attack]:
             if key.startswith(("v2:", "flower:")):
                 row[f"{key}_acc"] = _acc(per_seed, attack, key)
+            if key.startswith("v2:"):
+                row[f"{key}_honest_slashed"] = len(_honest_slashes(per_seed, attack, key))
         out[attack] = row
     out[HONEST]["min_pair_rel_sq"] = min(m["pair"] for m in margins)
     own = [m["own"] for m in margins if math.isfinite(m["own"])]
@@ -169,9 +171,13 @@ def _compare_table(rows: dict[str, Any]) -> list[str]:
                     if k.startswith(("v2:", "flower:")) and k.endswith("_acc")})  # fmt: skip
     if not arms_:
         return []
-    cols = ["v2", *arms_, "oracle"]
+    cols = ["v2", *arms_, "oracle", "honest slashed (v2, " + ", ".join(
+        a for a in arms_ if a.startswith("v2:")) + ")"]
     out = ["| attack | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for attack, r in rows.items():
         vals = [r.get("v2_acc"), *(r.get(f"{a}_acc") for a in arms_), r.get("oracle_acc")]
-        out.append(f"| {attack} | " + " | ".join(_pct(v) for v in vals) + " |")
+        slashed = [len(r.get("honest_slashed", [])), *(
+            r.get(f"{a}_honest_slashed", "—") for a in arms_ if a.startswith("v2:"))]
+        out.append(f"| {attack} | " + " | ".join(_pct(v) for v in vals) + " | "
+                   + " / ".join(str(x) for x in slashed) + " |")
     return [*out, ""]

@@ -19,8 +19,12 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
 * ``vouched_mean`` / ``vouched_drop_f`` (``state_machine.vouching``): mean of the rows left
   after the at most ``f`` lowest vouch scores (agreement with the round's peers and with
   the public Δ_prev, each pair capped at cos 1/2) that are ``<= 0`` / after the ``f`` lowest.
+* ``fresh_vouched_mean`` (``state_machine.fresh_vouching``): ``vouched_mean`` among the rows
+  whose part new relative to the public past updates and Δ_prev is more than 5 % of them;
+  the near-copies of the past are left out without spending ``f`` and vouch for nobody
+  (``vouched_mean`` exactly when the caller has no past updates).
 
-``multi_krum`` and the vouched rules leave rows out entirely (:func:`admitted_rows`); the
+``multi_krum`` and the (fresh) vouched rules leave rows out entirely (:func:`admitted_rows`); the
 others give every row bounded influence.
 
 Bounded memory (issue 14): every rule takes the rows as an ndarray or a ``tiles.Rows``
@@ -39,7 +43,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from state_machine import tiles, vouching
+from state_machine import fresh_vouching, tiles, vouching
 from state_machine.constants import (
     AGGREGATORS,
     CC_BUCKET,
@@ -57,6 +61,8 @@ Gram = Sequence[Sequence[int]]
 # the rows' inner products with the public Δ_prev and |Δ_prev|² (history-aware rules)
 Anchor = tuple[Sequence[int], int]
 VOUCHED = ("vouched_mean", "vouched_drop_f")
+FRESH_VOUCHED = ("fresh_vouched_mean",)
+ANCHORED = VOUCHED + FRESH_VOUCHED  # rules that read the public Δ_prev anchor
 
 
 class AggregationError(ValueError):
@@ -265,25 +271,43 @@ def vouched(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = No
     return vouching.vouched_rows(g, dots, sq, f, drop_all=rule == "vouched_drop_f")
 
 
+def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
+                  cols: int | None = None, prev: Anchor | None = None,
+                  past: np.ndarray | None = None) -> list[int]:
+    """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``); ``past``:
+    the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly)."""
+    src = tiles.as_rows(deltas)
+    g = gram if gram is not None else tiles.gram(src, cols)
+    dots, sq = prev if prev is not None else ([0] * src.shape[0], 0)
+    is_stale = fresh_vouching.stale_rows(src, [g[i][i] for i in range(len(g))], past, cols)
+    return fresh_vouching.select(g, dots, sq, f, is_stale)
+
+
 def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
-                  cols: int | None = None, prev: Anchor | None = None) -> list[int]:
+                  cols: int | None = None, prev: Anchor | None = None,
+                  past: np.ndarray | None = None) -> list[int]:
     """Rows that enter the aggregate at all (Multi-Krum and the vouched rules leave rows
-    out); ``prev``: the rows' history anchor (only the vouched rules read it)."""
+    out); ``prev``: the rows' history anchor (only the vouched rules read it); ``past``:
+    the public past rows (only ``fresh_vouched_mean`` reads them)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
     if rule in VOUCHED:
         return vouched(rule, deltas, f, gram, cols, prev)
+    if rule in FRESH_VOUCHED:
+        return fresh_vouched(deltas, f, gram, cols, prev, past)
     return list(range(tiles.as_rows(deltas).shape[0]))
 
 
 def aggregate(
     rule: str, deltas: np.ndarray | Rows, f: int, keys: Sequence[bytes], seed: bytes,
     gram: Gram | None = None, cols: int | None = None, prev: Anchor | None = None,
+    past: np.ndarray | None = None,
 ) -> np.ndarray:
     """The task's aggregation rule over int16 rows in pubkey order (``keys``).
 
     ``gram``: the rows' exact Gram matrix when the caller already has it (saves a pass);
-    ``prev``: their inner products with the public Δ_prev and |Δ_prev|² (vouched rules)."""
+    ``prev``: their inner products with the public Δ_prev and |Δ_prev|² (vouched rules);
+    ``past``: the public past updates and Δ_prev as rows (``fresh_vouched_mean``)."""
     if rule not in AGGREGATORS:
         raise AggregationError(f"unknown aggregator {rule!r}")
     if isinstance(deltas, np.ndarray) and deltas.ndim != 2:
@@ -301,6 +325,9 @@ def aggregate(
         return centered_clip(src, keys, seed, cols)
     if rule in VOUCHED:
         return mean_round_half_even(tiles.pick(src, vouched(rule, src, f, gram, cols, prev)), cols)
+    if rule in FRESH_VOUCHED:
+        kept = fresh_vouched(src, f, gram, cols, prev, past)
+        return mean_round_half_even(tiles.pick(src, kept), cols)
     return mean_round_half_even(tiles.pick(src, multi_krum_rows(src, f, gram, cols)), cols)
 
 

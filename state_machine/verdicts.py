@@ -248,7 +248,8 @@ def admit(
     is the task's minus the rows slashed: each is a Byzantine key already accounted for.
     ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass;
     ``prev`` (every row's inner product with ``history.prev_delta`` and its squared norm)
-    is the public anchor of the vouched rules (computed here when not given).
+    is the public anchor of the vouched rules (computed here when not given);
+    ``fresh_vouched_mean`` also reads ``history.past_updates`` (with Δ_prev: the past).
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
@@ -256,20 +257,27 @@ def admit(
     # every slashed row is a Byzantine key spent: the rule trims only the rest of f
     f = max(0, params.f - sum(v.slash is not None for v in verdicts))
     rows = tiles.pick(deltas, cand)
+    d = rows.shape[1]
     sub = [[gram[i][j] for j in cand] for i in cand] if gram is not None else None
     keys = [verdicts[i].pubkey for i in cand]
     anchor = None
-    if params.aggregator in aggregation.VOUCHED:
+    past = None
+    if params.aggregator in aggregation.FRESH_VOUCHED and history.past_updates is not None:
+        past = np.vstack([np.asarray(history.past_updates, dtype=np.int16).reshape(-1, d),
+                          history.prev_delta[None, :]])
+    if params.aggregator in aggregation.ANCHORED:
         if prev is None:
             full, _ = tiles.gram_and_hashes(tiles.as_rows(deltas), history.prev_delta, cols,
                                             hash_rows=False)
             prev = ([row[-1] for row in full[:-1]], full[-1][-1])
         anchor = ([prev[0][i] for i in cand], prev[1])
-    inside = [cand[j] for j in aggregation.admitted_rows(params.aggregator, rows, f, sub, cols,
-                                                         anchor)]
+    local = aggregation.admitted_rows(params.aggregator, rows, f, sub, cols, anchor, past)
+    inside = [cand[j] for j in local]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
         verdicts[i].reasons.append("not_admitted")
+    if params.aggregator in aggregation.FRESH_VOUCHED:  # selected above: no second past pass
+        return inside, aggregation.mean_round_half_even(tiles.pick(rows, local), cols)
     agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor)
     return inside, agg
 
