@@ -273,28 +273,34 @@ def vouched(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = No
 
 def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   cols: int | None = None, prev: Anchor | None = None,
-                  past: np.ndarray | None = None) -> list[int]:
+                  past: np.ndarray | None = None,
+                  stale: Sequence[bool] | None = None) -> list[int]:
     """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``); ``past``:
-    the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly)."""
+    the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly);
+    ``stale``: the rows' stale flags when the caller already has them (``verdicts`` reads
+    them off its one Gram pass over [rows; past; Δ_prev]), instead of ``past``."""
     src = tiles.as_rows(deltas)
     g = gram if gram is not None else tiles.gram(src, cols)
     dots, sq = prev if prev is not None else ([0] * src.shape[0], 0)
-    is_stale = fresh_vouching.stale_rows(src, [g[i][i] for i in range(len(g))], past, cols)
-    return fresh_vouching.select(g, dots, sq, f, is_stale)
+    if stale is None:
+        stale = fresh_vouching.stale_rows(src, [g[i][i] for i in range(len(g))], past, cols)
+    return fresh_vouching.select(g, dots, sq, f, stale)
 
 
 def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   cols: int | None = None, prev: Anchor | None = None,
-                  past: np.ndarray | None = None) -> list[int]:
+                  past: np.ndarray | None = None,
+                  stale: Sequence[bool] | None = None) -> list[int]:
     """Rows that enter the aggregate at all (Multi-Krum and the vouched rules leave rows
-    out); ``prev``: the rows' history anchor (only the vouched rules read it); ``past``:
-    the public past rows (only ``fresh_vouched_mean`` reads them)."""
+    out); ``prev``: the rows' history anchor (only the vouched rules read it); ``past`` or
+    ``stale``: the public past rows, or the rows' stale flags against them (only
+    ``fresh_vouched_mean`` reads them)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
     if rule in VOUCHED:
         return vouched(rule, deltas, f, gram, cols, prev)
     if rule in FRESH_VOUCHED:
-        return fresh_vouched(deltas, f, gram, cols, prev, past)
+        return fresh_vouched(deltas, f, gram, cols, prev, past, stale)
     return list(range(tiles.as_rows(deltas).shape[0]))
 
 

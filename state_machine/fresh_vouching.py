@@ -97,27 +97,14 @@ def select(gram: Gram, prev_dots: Sequence[int], prev_sq: int, f: int,
     return [live[j] for j in kept]
 
 
-class _Concat:
-    """Rows of a source followed by in-memory rows (the public past), read by tiles."""
-
-    def __init__(self, src: Rows, extra: np.ndarray) -> None:
-        self.src, self.extra = src, extra
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.src.shape[0] + self.extra.shape[0], self.src.shape[1]
-
-    def tile(self, lo: int, hi: int) -> np.ndarray:
-        return np.vstack([self.src.tile(lo, hi), self.extra[:, lo:hi]])
-
-
-def stale_rows(src: Rows, norms: Sequence[int], past: np.ndarray | None,
+def stale_rows(src: Rows, norms: Sequence[int], past: np.ndarray | Rows | None,
                cols: int | None = None) -> list[bool] | None:
     """Which rows of ``src`` are stale relative to ``past`` (the public past updates and
-    Δ_prev as int16 rows); None without a past. One pass over the tiles."""
-    if past is None or len(past) == 0:
+    Δ_prev as int16 rows: an array or a ``tiles.Rows``); None without a past. One pass over
+    the tiles (``verdicts.judge_epoch`` has this Gram already and passes the flags)."""
+    if past is None or past.shape[0] == 0:
         return None
-    basis = np.asarray(past, dtype=np.int16).reshape(len(past), src.shape[1])
-    diag, _, scale = fresh_diagonal(tiles.gram(_Concat(src, basis), cols), src.shape[0])
+    both = tiles.ConcatRows([src, tiles.as_rows(np.asarray(past, dtype=np.int16).reshape(
+        -1, src.shape[1]) if isinstance(past, np.ndarray) else past)])
+    diag, _, scale = fresh_diagonal(tiles.gram(both, cols), src.shape[0])
     return stale(diag, scale, norms)
-

@@ -214,6 +214,23 @@ class PickedRows:
         return self.src.tile(lo, hi)[self.idx]
 
 
+class ConcatRows:
+    """The rows of several sources one after another, read tile by tile (an epoch's
+    updates, then the public past updates, then Δ_prev: one Gram pass over all of them)."""
+
+    def __init__(self, parts: Sequence[Rows]) -> None:
+        self.parts = list(parts)
+        if len({p.shape[1] for p in self.parts}) > 1:
+            raise ValueError("every part must have the same number of columns")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return sum(p.shape[0] for p in self.parts), self.parts[0].shape[1]
+
+    def tile(self, lo: int, hi: int) -> np.ndarray:
+        return np.vstack([p.tile(lo, hi) for p in self.parts])
+
+
 def as_rows(x: np.ndarray | Rows) -> Rows:
     """A Rows source for an ndarray (wrapped) or a source (itself)."""
     if isinstance(x, np.ndarray):
@@ -245,17 +262,19 @@ def spans(d: int, cols: int | None = None, n: int = 1) -> Iterator[tuple[int, in
 
 
 def gram_and_hashes(
-    src: Rows, extra: np.ndarray | None = None, cols: int | None = None, hash_rows: bool = True
+    src: Rows, extra: np.ndarray | None = None, cols: int | None = None, hash_rows: bool = True,
+    hashed: int | None = None,
 ) -> tuple[list[list[int]], list[bytes]]:
     """Exact Gram matrix of ``src``'s rows (plus ``extra``, a 1-D int16 row, appended) and
-    the keccak256 of every source row's little-endian int16 bytes, in one pass over tiles.
+    the keccak256 of every source row's little-endian int16 bytes (of the first ``hashed``
+    rows when given), in one pass over tiles.
 
     The Gram matrix is the sum of the tiles' exact Gram matrices (``scoring.gram_int64``),
     accumulated in int64: every entry is at most ``d * 2^30 <= 2^55`` for ``d <= 2^25``."""
     n, d = src.shape
     m = n + (extra is not None)
     acc = np.zeros((m, m), dtype=np.int64)
-    hashers = [whole_hasher() for _ in range(n)] if hash_rows else []
+    hashers = [whole_hasher() for _ in range(n if hashed is None else hashed)] if hash_rows else []
     for lo, hi in spans(d, cols, m):
         t = src.tile(lo, hi)
         if extra is not None:

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, freshness, tiles, vouching
+from state_machine import aggregation, fresh_vouching, freshness, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
@@ -232,6 +232,33 @@ def find_evidence(
 # ------------------------------------------------------------------ 2. aggregate
 
 
+@dataclass(frozen=True)
+class PastGram:
+    """The public past as the one Gram pass of :func:`judge_epoch` saw it: ``big`` is the
+    exact Gram matrix of [the epoch's ``n`` rows in pubkey order; the past updates; Δ_prev].
+
+    Why: the stale test of ``fresh_vouched_mean`` (step 2) and the freshness gate of the
+    rewards (step 3) both need the rows' parts new relative to the past; both read them
+    off this one matrix instead of each making another pass over ``n + m`` rows of d."""
+
+    big: list[list[int]]
+    n: int
+
+    def block(self, idx: Sequence[int]) -> list[list[int]]:
+        """The Gram matrix of [rows ``idx``; past; Δ_prev]."""
+        keep = [*idx, *range(self.n, len(self.big))]
+        return [[self.big[a][b] for b in keep] for a in keep]
+
+    def stale(self, idx: Sequence[int]) -> list[bool]:
+        """``fresh_vouching.stale`` flags of rows ``idx`` (diagonal-only elimination)."""
+        diag, _, scale = fresh_vouching.fresh_diagonal(self.block(idx), len(idx))
+        return fresh_vouching.stale(diag, scale, [self.big[i][i] for i in idx])
+
+    def fresh(self, idx: Sequence[int]) -> freshness.Fresh:
+        """Rows ``idx``' fresh Gram, the past's rank and the scale (``freshness``)."""
+        return freshness.fresh_gram(self.block(idx), len(idx))
+
+
 def admit(
     params: JudgeParams,
     history: History,
@@ -240,6 +267,7 @@ def admit(
     gram: Sequence[Sequence[int]] | None = None,
     cols: int | None = None,
     prev: aggregation.Anchor | None = None,
+    past: PastGram | None = None,
 ) -> tuple[list[int], np.ndarray | None]:
     """Step 2: rows that enter the aggregate, and the aggregate (None if none is left).
 
@@ -249,7 +277,8 @@ def admit(
     ``gram`` (the rows' exact Gram matrix, when known) spares the rules a Gram pass;
     ``prev`` (every row's inner product with ``history.prev_delta`` and its squared norm)
     is the public anchor of the vouched rules (computed here when not given);
-    ``fresh_vouched_mean`` also reads ``history.past_updates`` (with Δ_prev: the past).
+    ``fresh_vouched_mean`` also reads the public past (``past``, else
+    ``history.past_updates`` through one more pass).
     """
     cand = [i for i, v in enumerate(verdicts) if v.verdict == ACCEPTED]
     if not cand:
@@ -257,21 +286,22 @@ def admit(
     # every slashed row is a Byzantine key spent: the rule trims only the rest of f
     f = max(0, params.f - sum(v.slash is not None for v in verdicts))
     rows = tiles.pick(deltas, cand)
-    d = rows.shape[1]
     sub = [[gram[i][j] for j in cand] for i in cand] if gram is not None else None
     keys = [verdicts[i].pubkey for i in cand]
     anchor = None
-    past = None
-    if params.aggregator in aggregation.FRESH_VOUCHED and history.past_updates is not None:
-        past = np.vstack([np.asarray(history.past_updates, dtype=np.int16).reshape(-1, d),
-                          history.prev_delta[None, :]])
     if params.aggregator in aggregation.ANCHORED:
         if prev is None:
             full, _ = tiles.gram_and_hashes(tiles.as_rows(deltas), history.prev_delta, cols,
                                             hash_rows=False)
             prev = ([row[-1] for row in full[:-1]], full[-1][-1])
         anchor = ([prev[0][i] for i in cand], prev[1])
-    local = aggregation.admitted_rows(params.aggregator, rows, f, sub, cols, anchor, past)
+    stale = None
+    if params.aggregator in aggregation.FRESH_VOUCHED:
+        if past is None:
+            past = past_gram(history, tiles.as_rows(deltas), cols)
+        stale = past.stale(cand) if past is not None else None
+    local = aggregation.admitted_rows(params.aggregator, rows, f, sub, cols, anchor,
+                                      stale=stale)
     inside = [cand[j] for j in local]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
@@ -280,6 +310,17 @@ def admit(
         return inside, aggregation.mean_round_half_even(tiles.pick(rows, local), cols)
     agg = aggregation.aggregate(params.aggregator, rows, f, keys, history.seed, sub, cols, anchor)
     return inside, agg
+
+
+def past_gram(history: History, rows: tiles.Rows, cols: int | None) -> PastGram | None:
+    """:class:`PastGram` of ``rows`` from one pass over [rows; past; Δ_prev] (None without
+    ``history.past_updates``)."""
+    past = history.past_updates
+    if past is None or past.shape[0] == 0:
+        return None
+    both = tiles.ConcatRows([rows, tiles.as_rows(past)])
+    big, _ = tiles.gram_and_hashes(both, history.prev_delta, cols, hash_rows=False)
+    return PastGram(big, rows.shape[0])
 
 
 # ------------------------------------------------------------------ 3. rewards
@@ -356,36 +397,6 @@ def contribution_weights(
     return out
 
 
-def fresh_parts(history: History, rows: tiles.Rows, inside: Sequence[int],
-                cols: int | None) -> freshness.Fresh | None:
-    """The admitted rows' fresh Gram, the past's rank and the Gram's scale (None without
-    ``past_updates``).
-
-    One more pass over the tiles: the Gram matrix of [admitted rows; past; Δ_prev], each
-    source read one column tile at a time (``past_updates`` may be a ``tiles.Rows``)."""
-    past = history.past_updates
-    if past is None or past.shape[0] == 0 or not inside:
-        return None
-    both = _Concat([tiles.pick(rows, inside), tiles.as_rows(past),
-                    tiles.ArrayRows(history.prev_delta[None, :])])
-    return freshness.fresh_gram(tiles.gram(both, cols), len(inside))
-
-
-class _Concat:
-    """The rows of several sources, one after another, read tile by tile (the admitted
-    updates, then the public past, then Δ_prev)."""
-
-    def __init__(self, parts: Sequence[tiles.Rows]) -> None:
-        self.parts = list(parts)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return sum(p.shape[0] for p in self.parts), self.parts[0].shape[1]
-
-    def tile(self, lo: int, hi: int) -> np.ndarray:
-        return np.vstack([p.tile(lo, hi) for p in self.parts])
-
-
 def judge_epoch(
     params: JudgeParams, history: History, pubkeys: Sequence[bytes],
     deltas: np.ndarray | tiles.Rows, cols: int | None = None,
@@ -395,7 +406,8 @@ def judge_epoch(
 
     ``deltas``: an ``(n, d)`` int16 array or a ``tiles.Rows`` source read by column tiles
     of ``cols`` columns (default ``tiles.columns(n)``). Bounded memory: one pass for the
-    Gram matrix and the row hashes, then the aggregation rule's passes; the result is the
+    Gram matrix (with the public past's rows, if any) and the row hashes, then the
+    aggregation rule's passes; the result is the
     same for any ``cols``. ``row_hashes`` (one per pubkey, in ``pubkeys`` order): the
     updates' content hashes the STF recorded at reveal (``update_hashes``), so the rows are
     not hashed again (protocol 4's hash is a chunk root, not a row keccak)."""
@@ -410,18 +422,27 @@ def judge_epoch(
     order = sorted(range(n), key=lambda i: pubkeys[i])
     keys = [pubkeys[i] for i in order]
     rows = tiles.pick(deltas, order)
-    # one pass over the tiles: the exact Gram matrix of rows and Δ_prev, and row hashes
-    full, hashes = tiles.gram_and_hashes(rows, history.prev_delta, cols,
-                                         hash_rows=row_hashes is None)
+    past = history.past_updates
+    m = 0 if past is None else past.shape[0]
+    if m and past.shape[1] != d:
+        raise ScoringError("past_updates shape mismatch")
+    # one pass over the tiles: the exact Gram matrix of [rows; public past; Δ_prev] and the
+    # row hashes; every later step reads it (PastGram) instead of passing over the rows again
+    src = tiles.ConcatRows([rows, tiles.as_rows(past)]) if m else rows
+    big, hashes = tiles.gram_and_hashes(src, history.prev_delta, cols,
+                                        hash_rows=row_hashes is None, hashed=n)
     if row_hashes is not None:
         hashes = [row_hashes[i] for i in order]
+    keep = [*range(n), n + m]  # [rows; Δ_prev]
+    full = [[big[a][b] for b in keep] for a in keep] if m else big
+    pg = PastGram(big, n) if m else None
     gram = [row[:n] for row in full[:n]]
     verdicts = find_evidence(params, history, keys, hashes, gram)
     anchor = ([full[i][n] for i in range(n)], full[n][n])
-    inside, agg = admit(params, history, verdicts, rows, gram, cols, anchor)
+    inside, agg = admit(params, history, verdicts, rows, gram, cols, anchor, pg)
     weights: list[tuple[bytes, int]] = []
     if agg is not None:
-        fresh = fresh_parts(history, rows, inside, cols)
+        fresh = pg.fresh(inside) if pg is not None and inside else None
         w_all = contribution_weights(full, inside, max(d, 1), fresh)
         for i, w in zip(inside, w_all, strict=True):
             verdicts[i].reward_weight = w
