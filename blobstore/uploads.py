@@ -46,10 +46,12 @@ from pathlib import Path
 from typing import Any
 
 from blobstore.base import BlobMeta, BlobStore
+from blobstore.batch_hash import BatchHasher
 from blobstore.fs import atomic_write, fsync_dir
 from state_machine.chunks import (
     ChunkError,
     check_layout,
+    chunk_hasher,
     chunk_root,
     chunk_span,
     whole_hasher,
@@ -64,7 +66,7 @@ DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 51
 READ_BACK = 8 * 1024 * 1024
 WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
 HASH_SLICE = 1024 * 1024  # bytes hashed per background job while a chunk streams in
-CHUNK_HASH_THREADS = 4  # chunk keccaks running side by side (one FIFO thread per lane)
+CHUNK_HASH_THREADS = 2  # threads feeding chunk keccaks, several chunks per call
 
 
 class UploadError(Exception):
@@ -194,10 +196,8 @@ class UploadManager:
         # the whole-blob hash (one FIFO thread: its jobs run in byte order) and, beside
         # it, the chunks' own hashes
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
-        # chunk keccaks: one FIFO thread per lane keeps a chunk's slices in order, and
-        # chunks in different lanes (index % lanes) hash side by side
-        self._chunk_hashers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
-                               for _ in range(CHUNK_HASH_THREADS)]
+        # chunk keccaks: a chunk's slices in order, several chunks' slices per call
+        self._chunk_hash = BatchHasher(CHUNK_HASH_THREADS)
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -420,7 +420,7 @@ class ChunkWriter:
 
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
-        self.digest = whole_hasher()  # this chunk's keccak, fed as the bytes arrive
+        self.digest = chunk_hasher()  # this chunk's keccak, fed as the bytes arrive
         # the bytes received so far, in immutable slices of about HASH_SLICE (memory follows
         # what arrived, never what was declared), plus the parts of the next slice
         self.slices: list[bytes] = []
@@ -430,7 +430,6 @@ class ChunkWriter:
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
         self.streams = False
-        self._lane = mgr._chunk_hashers[index % len(mgr._chunk_hashers)]
         with session.order:
             if (not session.root_addressed and index == session.submitted
                     and index not in session.received):
@@ -459,7 +458,7 @@ class ChunkWriter:
         piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
         self._parts, self._parts_len = [], 0
         self.slices.append(piece)
-        self._last = self._lane.submit(self.digest.update, piece)
+        self._last = self.mgr._chunk_hash.submit(self.digest, piece)
         if self.streams:
             self.mgr._hasher.submit(self._extend_own_whole, piece)
 
