@@ -39,6 +39,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ from typing import Any
 
 from blobstore.base import BlobMeta, BlobStore
 from blobstore.batch_hash import BatchHasher
+from blobstore.direct import ChunkBuffer, write_durable
 from blobstore.fs import atomic_write, fsync_dir
 from state_machine.chunks import (
     ChunkError,
@@ -304,11 +306,20 @@ class UploadManager:
             raise UploadError(422, "chunk_hash_mismatch",
                               f"chunk {index} does not match its declared hash")
         with s.lock:
-            if index not in s.received:  # (else a retried chunk: acked again, idempotent)
-                start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
-                _write_at(s.dir / "data", start, w.slices)
-                _journal(s.dir, index)
-                s.received.add(index)
+            fresh = index not in s.received  # (else a retried chunk: acked again, idempotent)
+        if fresh:
+            # outside the session lock, so the chunks in flight write and sync side by side:
+            # the bytes matched their declared hash, so two writers of one index (a retry
+            # racing the first try) write the same bytes; only the journal is serialized
+            start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
+            try:
+                write_durable(s.dir / "data", start, w.buf.data())
+            except FileNotFoundError:  # published (or dropped) by a racing call meanwhile
+                return self.status(s.decl.blob_hash)
+            with s.lock:
+                if index not in s.received:
+                    _journal(s.dir, index)
+                    s.received.add(index)
         if not s.root_addressed:
             self._extend_prefix(s, w)
         return self.status_of(s)
@@ -421,11 +432,13 @@ class ChunkWriter:
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
         self.digest = chunk_hasher()  # this chunk's keccak, fed as the bytes arrive
-        # the bytes received so far, in immutable slices of about HASH_SLICE (memory follows
-        # what arrived, never what was declared), plus the parts of the next slice
-        self.slices: list[bytes] = []
-        self._parts: list[bytes] = []
-        self._parts_len = 0
+        mgr._chunk_hash.start_stream()  # ended at the commit, or when a failed writer dies
+        self._end_stream = weakref.finalize(self, mgr._chunk_hash.end_stream)
+        # the bytes received so far in one aligned buffer (O_DIRECT at the commit; pages
+        # allocated as bytes arrive), cut into views of about HASH_SLICE for hashing
+        self.buf = ChunkBuffer(expected)
+        self.slices: list[memoryview] = []
+        self._cut = 0  # bytes [0, _cut) are in slices
         self.received = 0
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
@@ -448,15 +461,14 @@ class ChunkWriter:
         n = len(part)
         if self.received + n > self.expected:
             raise UploadError(413, "bad_chunk_length", f"chunk must be {self.expected} bytes")
-        self._parts.append(bytes(part))
-        self._parts_len += n
+        self.buf.append(part)
         self.received += n
-        if self._parts_len >= HASH_SLICE:
+        if self.received - self._cut >= HASH_SLICE:
             self._cut_slice()
 
     def _cut_slice(self) -> None:
-        piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts, self._parts_len = [], 0
+        piece = self.buf.view[self._cut:self.received]
+        self._cut = self.received
         self.slices.append(piece)
         self._last = self.mgr._chunk_hash.submit(self.digest, piece)
         if self.streams:
@@ -466,31 +478,18 @@ class ChunkWriter:
         """Hash what is left and wait for the chunk's own keccak (its thread is FIFO, so the
         latest job runs last). The whole-hash slices need no wait: the job that adopts
         them is queued behind them on their thread, after the chunk is stored."""
-        if self._parts:
+        if self.received > self._cut:
             self._cut_slice()
-        if self._last is not None:
-            self._last.result()
+        if self._last is not None:  # the commit waits: the slices left hash now
+            self.mgr._chunk_hash.submit(self.digest, b"", urgent=True).result()
+            self._last.result()  # done by now (a hasher's jobs run in order): its error
+        self._end_stream()
 
     def commit(self) -> dict[str, Any]:
         return self.mgr._commit_chunk(self)
 
 
 # ---------------------------------------------------------------------- file helpers
-
-
-def _write_at(path: Path, offset: int, pieces: list[bytes]) -> None:
-    """pwrite + fdatasync: the chunk is on disk before it is journalled (fdatasync also
-    flushes the size when a write extends the file, which is all a later read needs)."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        for piece in pieces:
-            mv = memoryview(piece)
-            while mv:
-                n = os.pwrite(fd, mv, offset)
-                mv, offset = mv[n:], offset + n
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _journal(d: Path, index: int) -> None:
