@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from pathlib import Path
 
 ALIGN = 4096  # covers 512-byte and 4 KiB logical blocks
@@ -37,6 +38,32 @@ class ChunkBuffer:
     def data(self) -> memoryview:
         """The bytes appended so far (zero-copy)."""
         return self.view[:self.length]
+
+
+class BufferPool:
+    """Reuse of chunk buffers whose pages are already mapped: a fresh 4 MiB map costs 1,024
+    page faults (zeroed pages) as the bytes arrive, about 0.5 ms of CPU per MiB. At most
+    ``keep`` buffers wait here (one per chunk in flight is enough)."""
+
+    def __init__(self, keep: int = 8) -> None:
+        self.keep = keep
+        self._free: list[ChunkBuffer] = []
+        self._lock = threading.Lock()
+
+    def get(self, size: int) -> ChunkBuffer:
+        with self._lock:
+            for i, b in enumerate(self._free):
+                if len(b.view) == max(size, 1):
+                    buf = self._free.pop(i)
+                    buf.length = 0
+                    return buf
+        return ChunkBuffer(size)
+
+    def put(self, buf: ChunkBuffer) -> None:
+        """Give back a buffer nobody reads any more."""
+        with self._lock:
+            if len(self._free) < self.keep:
+                self._free.append(buf)
 
 
 def write_durable(path: Path, offset: int, data: memoryview, direct: bool = True) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 from blobstore.base import BlobMeta, BlobStore
 from blobstore.batch_hash import BatchHasher
-from blobstore.direct import ChunkBuffer, write_durable
+from blobstore.direct import BufferPool, write_durable
 from blobstore.fs import atomic_write, fsync_dir
 from state_machine.chunks import (
     ChunkError,
@@ -200,6 +200,7 @@ class UploadManager:
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
         # chunk keccaks: a chunk's slices in order, several chunks' slices per call
         self._chunk_hash = BatchHasher(CHUNK_HASH_THREADS)
+        self._buffers = BufferPool()  # chunk buffers with their pages already mapped
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -321,7 +322,9 @@ class UploadManager:
                     _journal(s.dir, index)
                     s.received.add(index)
         if not s.root_addressed:
-            self._extend_prefix(s, w)
+            self._extend_prefix(s, w)  # (reads the slices later: the buffer is not reused)
+        elif fresh:
+            self._buffers.put(w.buf)  # hashed and written: nothing reads it any more
         return self.status_of(s)
 
     def _extend_prefix(self, s: _Session, w: ChunkWriter) -> None:
@@ -436,7 +439,7 @@ class ChunkWriter:
         self._end_stream = weakref.finalize(self, mgr._chunk_hash.end_stream)
         # the bytes received so far in one aligned buffer (O_DIRECT at the commit; pages
         # allocated as bytes arrive), cut into views of about HASH_SLICE for hashing
-        self.buf = ChunkBuffer(expected)
+        self.buf = mgr._buffers.get(expected)
         self.slices: list[memoryview] = []
         self._cut = 0  # bytes [0, _cut) are in slices
         self.received = 0
