@@ -8,6 +8,7 @@ rate (136 bytes) and mixed lane lengths. The fallback (no library) is checked to
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import shutil
@@ -67,7 +68,7 @@ def test_single_buffer_lengths_around_the_rate(mode: int) -> None:
 def test_many_buffers_of_mixed_lengths(mode: int) -> None:
     rng = random.Random(100 + mode)
     for count in range(1, 19):  # spare lanes, full groups of 4 and 8, and beyond
-        bufs = [rng.randbytes(rng.choice(AROUND_RATE + [rng.randrange(3000)]))
+        bufs = [rng.randbytes(rng.choice([*AROUND_RATE, rng.randrange(3000)]))
                 for _ in range(count)]
         assert keccak_native.keccak256_many(bufs) == [ref(b) for b in bufs]
     big = [rng.randbytes(4 * 1024 * 1024) for _ in range(3)] + [rng.randbytes(1_000_003)]
@@ -98,7 +99,7 @@ def test_streaming_states_fed_side_by_side(native: None, data: list[bytes],
         pieces = []
         for d, cs in zip(data, cuts, strict=False):
             bounds = sorted({0, len(d), *(c for c in cs if c < len(d))})
-            pieces.append([d[a:b] for a, b in zip(bounds, bounds[1:], strict=False)] or [b""])
+            pieces.append([d[a:b] for a, b in itertools.pairwise(bounds)] or [b""])
         hashers = [keccak_native.Hasher() for _ in data]
         for r in range(max(len(p) for p in pieces)):
             live = [i for i, p in enumerate(pieces) if r < len(p)]
