@@ -108,10 +108,10 @@ def hash_chunks(views: Sequence[Any], threads: int = ROOT_HASH_THREADS,
                 after: Any = None) -> list[bytes]:
     """keccak256 of each buffer, in order. With the native library, ``keccak_native.lanes()``
     buffers at a time share one multi-buffer call (SIMD lanes), and ``threads`` such calls
-    run side by side; else one buffer per job (pycryptodome, the faster C keccak on MiB
-    buffers). ``after(first, last)``, if given, runs once buffers [first, last) are hashed
-    (``tiles.array_root`` releases their mapped pages). Why threads are allowed: the hashes
-    are independent and the C code releases the GIL, so the result is the sequential one."""
+    run side by side; else one buffer per job (pysha3). ``after(first, last)``, if given,
+    runs once buffers [first, last) are hashed (``tiles.array_root`` releases their pages).
+    Why threads are allowed: the hashes are independent and the C code releases the GIL, so
+    the result is the sequential one."""
     per = max(1, keccak_native.lanes())
     groups = [(i, min(len(views), i + per)) for i in range(0, len(views), per)]
 
@@ -181,13 +181,13 @@ class ChunkDigest:
 
 def whole_hasher() -> Any:
     """A running keccak256 (``update``/``digest``/``copy``) for a streamed blob: the native
-    library's when built, else pysha3's (pycryptodome's has no ``copy``)."""
+    library's when built, else pysha3's."""
     return keccak_native.Hasher() if keccak_native.available() else _keccak_256()
 
 
 def chunk_hasher() -> Any:
     """A running keccak256 (``update``/``digest``) for one chunk: the native library's
-    (several fed side by side by ``keccak_native.update_many``), else pycryptodome's."""
+    (several fed side by side by ``keccak_native.update_many``), else pysha3's."""
     return keccak_native.new_hasher()
 
 
