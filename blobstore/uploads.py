@@ -7,23 +7,27 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``declare``: the uploader signs ``(hash, size, chunk_size, chunk_root)`` and lists every
   chunk hash; the node checks the list against the root (``state_machine.chunks``) before
   accepting a single byte, and charges the declared size to the signer's quota.
-* ``put_chunk``: the chunk's bytes are cut into immutable slices of ``HASH_SLICE`` as they
-  arrive (one copy, no regrowth; memory follows what arrived), and each slice is hashed on
-  two background threads side by side (keccak releases the GIL): into the chunk's keccak
-  and, when the chunk continues the in-order prefix, into a copy of the running keccak of
-  the whole blob. One pass over the bytes as they arrive, overlapping the transfer instead
-  of blocking the event loop. At the end the chunk is checked against its declared hash,
-  written at its offset into one preallocated staging file, fdatasynced, and only then
-  recorded in an append-only journal; the 200 follows the journal's sync. A chunk that
-  does not match changes nothing (its copy of the whole hash is dropped). A chunk that
-  completes the prefix later (it arrived before its predecessor) is fed to the whole hash
-  from memory at its commit, still off the request path.
+* ``put_chunk``: the chunk's bytes are copied as they arrive into one page-aligned buffer
+  (``blobstore.direct``; one copy, pages mapped as bytes arrive, so memory follows what
+  arrived; buffers are reused) and cut into views of about ``HASH_SLICE``, each hashed in
+  the background (keccak releases the GIL): into the chunk's keccak, by the batch hasher
+  that feeds the slices of several chunks in flight to one multi-buffer keccak call
+  (``blobstore.batch_hash``), and, when the chunk continues the in-order prefix, into a
+  copy of the running keccak of the whole blob. One pass over the bytes, off the event
+  loop. At the end the chunk is checked against its declared hash, written at its offset
+  into one preallocated staging file (O_DIRECT where the file system takes it: no page
+  cache copy) and fdatasynced, outside the session lock (verified bytes: two writers of
+  one index write the same bytes), and only then recorded in an append-only journal; the
+  200 follows the journal's sync. A chunk that does not match changes nothing (its copy
+  of the whole hash is dropped). A chunk that completes the prefix later (it arrived
+  before its predecessor) is fed to the whole hash from memory at its commit, still off
+  the request path.
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
 * root-addressed uploads (protocol 4, "chunk root only"): a declaration whose ``hash`` *is*
-  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, on one
-  of ``CHUNK_HASH_THREADS`` threads (chunks arriving side by side hash side by side), and
+  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, side
+  by side with the other chunks in flight (SIMD lanes of the native keccak), and
   ``complete`` only checks that every chunk is present: the chunk hashes were checked
   against the signed root at declaration and each chunk against its hash at its ack.
 * unfinished uploads idle for ``ttl`` seconds are deleted by :meth:`UploadManager.gc`.
@@ -426,10 +430,10 @@ class UploadManager:
 
 
 class ChunkWriter:
-    """One chunk in flight: its bytes in slices of about HASH_SLICE, hashed slice by
-    slice as they arrive, on two background threads side by side (keccak releases the
-    GIL): the chunk's keccak, and, if the chunk continues the in-order prefix, a private
-    copy of the whole-blob keccak. Nothing touches the staging file or the session's hash
+    """One chunk in flight: its bytes in one aligned buffer, hashed in views of about
+    HASH_SLICE as they arrive, in the background (keccak releases the GIL): the chunk's
+    keccak (batch hasher), and, if the chunk continues the in-order prefix, a private copy
+    of the whole-blob keccak. Nothing touches the staging file or the session's hash
     until :meth:`commit` has checked the chunk."""
 
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
