@@ -43,10 +43,11 @@ class ChunkBuffer:
 class BufferPool:
     """Reuse of chunk buffers whose pages are already mapped: a fresh 4 MiB map costs 1,024
     page faults (zeroed pages) as the bytes arrive, about 0.5 ms of CPU per MiB. At most
-    ``keep`` buffers wait here (one per chunk in flight is enough)."""
+    ``keep_bytes`` of buffers wait here (one per chunk in flight is enough), so an idle
+    node holds at most that much resident for them."""
 
-    def __init__(self, keep: int = 8) -> None:
-        self.keep = keep
+    def __init__(self, keep_bytes: int = 32 * 1024 * 1024) -> None:
+        self.keep_bytes = keep_bytes
         self._free: list[ChunkBuffer] = []
         self._lock = threading.Lock()
 
@@ -62,7 +63,7 @@ class BufferPool:
     def put(self, buf: ChunkBuffer) -> None:
         """Give back a buffer nobody reads any more."""
         with self._lock:
-            if len(self._free) < self.keep:
+            if sum(len(b.view) for b in self._free) + len(buf.view) <= self.keep_bytes:
                 self._free.append(buf)
 
 

@@ -199,3 +199,17 @@ def test_write_durable_aligned_and_not(tmp_path: Path, direct: bool) -> None:
         write_durable(path, offset, buf.data(), direct=direct)
         want[offset:offset + n] = data
     assert path.read_bytes() == bytes(want)
+
+
+def test_buffer_pool_reuses_and_bounds() -> None:
+    from blobstore.direct import BufferPool
+
+    pool = BufferPool(keep_bytes=3 * 65536)
+    a, b = pool.get(65536), pool.get(65536)
+    a.append(b"xy")
+    pool.put(a)
+    pool.put(b)
+    pool.put(BufferPool().get(2 * 65536))  # over the cap: not kept
+    again = pool.get(65536)
+    assert again is a and again.length == 0 and len(pool._free) == 1
+    assert pool.get(1000) is not b  # another size: a fresh buffer
