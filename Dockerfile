@@ -22,6 +22,10 @@ COPY requirements.lock /tmp/requirements.lock
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip wheel \
  && /opt/venv/bin/pip install --extra-index-url "${TORCH_INDEX}" -r /tmp/requirements.lock
+# the multi-buffer keccak (state_machine/keccak_native.py loads it; same digests without it)
+COPY native/keccak /src/native/keccak
+RUN mkdir -p /src/native/build \
+ && gcc -O3 -fPIC -shared -o /src/native/build/libflockkeccak.so /src/native/keccak/keccak_multi.c
 
 # ---- runtime
 FROM python:3.11-slim
@@ -41,6 +45,7 @@ COPY bridge bridge
 COPY federated federated
 COPY devtools devtools
 COPY blobstore blobstore
+COPY --from=build /src/native/build native/build
 COPY contracts/out contracts/out
 RUN pip install --no-deps -e . \
  && flockchain --help > /dev/null \

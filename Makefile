@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench lint contracts node-deps clean browser
+.PHONY: install test demo bench lint contracts node-deps clean browser native
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,7 +13,21 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) node-deps browser
+install: $(STAMP) node-deps browser native
+
+# The multi-buffer keccak-256 (native/keccak): bulk chunk hashing, loaded with ctypes by
+# state_machine/keccak_native.py. Optional: without a C compiler the same digests come from
+# pycryptodome / pysha3 (slower), so a missing gcc only prints why.
+CC ?= cc
+NATIVE_LIB := native/build/libflockkeccak.so
+NATIVE_SRC := $(wildcard native/keccak/*.c native/keccak/*.inc)
+
+native: $(NATIVE_LIB)
+
+$(NATIVE_LIB): $(NATIVE_SRC)
+	@mkdir -p native/build
+	@$(CC) -O3 -fPIC -shared -o $@.tmp native/keccak/keccak_multi.c && mv $@.tmp $@ \
+		|| { rm -f $@.tmp; echo 'native keccak not built (no C compiler?): slower pure-Python hashing'; }
 
 # Debian chromium for the explorer's browser tests (Playwright drives it; its own browser
 # download is not used). Needs root and apt; elsewhere the browser tests skip and say why.
@@ -49,4 +63,4 @@ contracts: node-deps
 	node contracts/build.mjs
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .pytest_cache .hypothesis native/build

@@ -18,7 +18,10 @@ is its chunk root, so the node hashes every byte exactly once (chunks side by si
 whole-blob keccak). ``--keccak``: the protocol 1-3 upload (whole keccak plus chunk root).
 
 Reported: median MiB/s of each over ``--repeat`` rounds (every sample listed), the ratio
-node / sink, and each node's peak RSS (``VmHWM``) next to its RSS before the first upload.
+node / sink, and each node's peak RSS (``VmHWM``) next to its RSS before the first upload;
+and the raw keccak-256 rates of this machine on 4 MiB chunks (CPU time of this process):
+pysha3, pycryptodome, the native library on one chunk at a time and on 8 side by side
+(``keccak_native``, absent when not built).
 The load average is printed before and after: on a shared machine, read the ratio with it.
 Prints one JSON line.
 Usage: ``python bench/blobs.py [--mib 96] [--full] [--repeat 3] [--chunk-mib 4]
@@ -134,6 +137,36 @@ def sink_time(url: str, data: bytes, vb: Any, concurrency: int) -> float:
     return time.perf_counter() - t0
 
 
+def keccak_rates(mib: int = 64) -> dict[str, float]:
+    """MiB per CPU second of each keccak-256 on 4 MiB chunks (what the node hashes)."""
+    from Crypto.Hash import keccak as pycryptodome
+
+    from state_machine import keccak_native
+
+    data = np.random.default_rng(2).integers(0, 256, mib * 2**20, dtype=np.uint8).tobytes()
+    mv = memoryview(data)
+    chunks = [mv[i:i + 4 * 2**20] for i in range(0, len(mv), 4 * 2**20)]
+    ways: dict[str, Any] = {
+        "pycryptodome": lambda: [pycryptodome.new(digest_bits=256, data=c).digest()
+                                 for c in chunks]}
+    try:
+        import sha3
+
+        ways["pysha3"] = lambda: [sha3.keccak_256(c).digest() for c in chunks]
+    except ImportError:
+        pass
+    if keccak_native.available():
+        ways[f"native_1_lane_x{keccak_native.lanes()}"] = \
+            lambda: [keccak_native.keccak256(c) for c in chunks]
+        ways["native_multi"] = lambda: keccak_native.keccak256_many(chunks)
+    out = {}
+    for name, fn in ways.items():
+        t0 = time.process_time()
+        fn()
+        out[name] = round(mib / (time.process_time() - t0), 1)
+    return out
+
+
 def _servers(tmp: Path, backends: list[str]) -> dict[str, tuple[Any, str]]:
     """The sink, and one node per backend (plus moto for S3), all started up front."""
     procs: dict[str, tuple[Any, str]] = {}
@@ -217,6 +250,7 @@ def main() -> int:
                "loadavg_before": round(os.getloadavg()[0], 2),
                **run(Path(td), mib, args.chunk_mib, args.backends.split(","), args.repeat,
                       args.concurrency, args.keccak),
+               "keccak_mib_per_cpu_s": keccak_rates(),
                "loadavg_after": round(os.getloadavg()[0], 2)}
     for b in args.backends.split(","):
         r = out[b]
@@ -224,6 +258,8 @@ def main() -> int:
               f" vs sink {out['sink_mib_s']} MiB/s = {r['ratio_vs_sink']}; CPU/MiB node "
               f"{r['cpu_ms_per_mib']} ms, sink {out['sink_cpu_ms_per_mib']} ms; peak RSS "
               f"{r['node_peak_rss_mib']} MiB", file=sys.stderr)
+    print(f"keccak-256 MiB per CPU s on 4 MiB chunks: {out['keccak_mib_per_cpu_s']}",
+          file=sys.stderr)
     print(json.dumps(out))
     return 0
 

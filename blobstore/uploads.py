@@ -7,23 +7,27 @@ or of the finished blob) must mean the bytes are on disk. So:
 * ``declare``: the uploader signs ``(hash, size, chunk_size, chunk_root)`` and lists every
   chunk hash; the node checks the list against the root (``state_machine.chunks``) before
   accepting a single byte, and charges the declared size to the signer's quota.
-* ``put_chunk``: the chunk's bytes are cut into immutable slices of ``HASH_SLICE`` as they
-  arrive (one copy, no regrowth; memory follows what arrived), and each slice is hashed on
-  two background threads side by side (keccak releases the GIL): into the chunk's keccak
-  and, when the chunk continues the in-order prefix, into a copy of the running keccak of
-  the whole blob. One pass over the bytes as they arrive, overlapping the transfer instead
-  of blocking the event loop. At the end the chunk is checked against its declared hash,
-  written at its offset into one preallocated staging file, fdatasynced, and only then
-  recorded in an append-only journal; the 200 follows the journal's sync. A chunk that
-  does not match changes nothing (its copy of the whole hash is dropped). A chunk that
-  completes the prefix later (it arrived before its predecessor) is fed to the whole hash
-  from memory at its commit, still off the request path.
+* ``put_chunk``: the chunk's bytes are copied as they arrive into one page-aligned buffer
+  (``blobstore.direct``; one copy, pages mapped as bytes arrive, so memory follows what
+  arrived; buffers are reused) and cut into views of about ``HASH_SLICE``, each hashed in
+  the background (keccak releases the GIL): into the chunk's keccak, by the batch hasher
+  that feeds the slices of several chunks in flight to one multi-buffer keccak call
+  (``blobstore.batch_hash``), and, when the chunk continues the in-order prefix, into a
+  copy of the running keccak of the whole blob. One pass over the bytes, off the event
+  loop. At the end the chunk is checked against its declared hash, written at its offset
+  into one preallocated staging file (O_DIRECT where the file system takes it: no page
+  cache copy) and fdatasynced, outside the session lock (verified bytes: two writers of
+  one index write the same bytes), and only then recorded in an append-only journal; the
+  200 follows the journal's sync. A chunk that does not match changes nothing (its copy
+  of the whole hash is dropped). A chunk that completes the prefix later (it arrived
+  before its predecessor) is fed to the whole hash from memory at its commit, still off
+  the request path.
 * ``complete``: every chunk present, the whole keccak equal to the declared hash (read back
   only for chunks that arrived out of order or before a restart), then the staging file
   is published atomically by the backend. Nobody can read a blob before that.
 * root-addressed uploads (protocol 4, "chunk root only"): a declaration whose ``hash`` *is*
-  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, on one
-  of ``CHUNK_HASH_THREADS`` threads (chunks arriving side by side hash side by side), and
+  its chunk root has no whole keccak at all. Each chunk is then hashed exactly once, side
+  by side with the other chunks in flight (SIMD lanes of the native keccak), and
   ``complete`` only checks that every chunk is present: the chunk hashes were checked
   against the signed root at declaration and each chunk against its hash at its ack.
 * unfinished uploads idle for ``ttl`` seconds are deleted by :meth:`UploadManager.gc`.
@@ -39,6 +43,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -46,10 +51,13 @@ from pathlib import Path
 from typing import Any
 
 from blobstore.base import BlobMeta, BlobStore
+from blobstore.batch_hash import BatchHasher
+from blobstore.direct import BufferPool, write_durable
 from blobstore.fs import atomic_write, fsync_dir
 from state_machine.chunks import (
     ChunkError,
     check_layout,
+    chunk_hasher,
     chunk_root,
     chunk_span,
     whole_hasher,
@@ -64,7 +72,7 @@ DEFAULT_UNSTAKED_QUOTA = 64 * 1024 * 1024  # bytes per unstaked signer (so <= 51
 READ_BACK = 8 * 1024 * 1024
 WHOLE_HASH_QUEUE = 4  # chunks waiting for the whole-blob hash thread (memory bound)
 HASH_SLICE = 1024 * 1024  # bytes hashed per background job while a chunk streams in
-CHUNK_HASH_THREADS = 4  # chunk keccaks running side by side (one FIFO thread per lane)
+CHUNK_HASH_THREADS = 2  # threads feeding chunk keccaks, several chunks per call
 
 
 class UploadError(Exception):
@@ -194,10 +202,9 @@ class UploadManager:
         # the whole-blob hash (one FIFO thread: its jobs run in byte order) and, beside
         # it, the chunks' own hashes
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-hash")
-        # chunk keccaks: one FIFO thread per lane keeps a chunk's slices in order, and
-        # chunks in different lanes (index % lanes) hash side by side
-        self._chunk_hashers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-hash")
-                               for _ in range(CHUNK_HASH_THREADS)]
+        # chunk keccaks: a chunk's slices in order, several chunks' slices per call
+        self._chunk_hash = BatchHasher(CHUNK_HASH_THREADS)
+        self._buffers = BufferPool()  # chunk buffers with their pages already mapped
         self._inflight = threading.BoundedSemaphore(WHOLE_HASH_QUEUE)
         self._load()
 
@@ -304,13 +311,24 @@ class UploadManager:
             raise UploadError(422, "chunk_hash_mismatch",
                               f"chunk {index} does not match its declared hash")
         with s.lock:
-            if index not in s.received:  # (else a retried chunk: acked again, idempotent)
-                start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
-                _write_at(s.dir / "data", start, w.slices)
-                _journal(s.dir, index)
-                s.received.add(index)
+            fresh = index not in s.received  # (else a retried chunk: acked again, idempotent)
+        if fresh:
+            # outside the session lock, so the chunks in flight write and sync side by side:
+            # the bytes matched their declared hash, so two writers of one index (a retry
+            # racing the first try) write the same bytes; only the journal is serialized
+            start, _ = chunk_span(s.decl.size, s.decl.chunk_size, index)
+            try:
+                write_durable(s.dir / "data", start, w.buf.data())
+            except FileNotFoundError:  # published (or dropped) by a racing call meanwhile
+                return self.status(s.decl.blob_hash)
+            with s.lock:
+                if index not in s.received:
+                    _journal(s.dir, index)
+                    s.received.add(index)
         if not s.root_addressed:
-            self._extend_prefix(s, w)
+            self._extend_prefix(s, w)  # (reads the slices later: the buffer is not reused)
+        elif fresh:
+            self._buffers.put(w.buf)  # hashed and written: nothing reads it any more
         return self.status_of(s)
 
     def _extend_prefix(self, s: _Session, w: ChunkWriter) -> None:
@@ -412,25 +430,26 @@ class UploadManager:
 
 
 class ChunkWriter:
-    """One chunk in flight: its bytes in slices of about HASH_SLICE, hashed slice by
-    slice as they arrive, on two background threads side by side (keccak releases the
-    GIL): the chunk's keccak, and, if the chunk continues the in-order prefix, a private
-    copy of the whole-blob keccak. Nothing touches the staging file or the session's hash
+    """One chunk in flight: its bytes in one aligned buffer, hashed in views of about
+    HASH_SLICE as they arrive, in the background (keccak releases the GIL): the chunk's
+    keccak (batch hasher), and, if the chunk continues the in-order prefix, a private copy
+    of the whole-blob keccak. Nothing touches the staging file or the session's hash
     until :meth:`commit` has checked the chunk."""
 
     def __init__(self, mgr: UploadManager, session: _Session, index: int, expected: int) -> None:
         self.mgr, self.session, self.index, self.expected = mgr, session, index, expected
-        self.digest = whole_hasher()  # this chunk's keccak, fed as the bytes arrive
-        # the bytes received so far, in immutable slices of about HASH_SLICE (memory follows
-        # what arrived, never what was declared), plus the parts of the next slice
-        self.slices: list[bytes] = []
-        self._parts: list[bytes] = []
-        self._parts_len = 0
+        self.digest = chunk_hasher()  # this chunk's keccak, fed as the bytes arrive
+        mgr._chunk_hash.start_stream()  # ended at the commit, or when a failed writer dies
+        self._end_stream = weakref.finalize(self, mgr._chunk_hash.end_stream)
+        # the bytes received so far in one aligned buffer (O_DIRECT at the commit; pages
+        # allocated as bytes arrive), cut into views of about HASH_SLICE for hashing
+        self.buf = mgr._buffers.get(expected)
+        self.slices: list[memoryview] = []
+        self._cut = 0  # bytes [0, _cut) are in slices
         self.received = 0
         self._last: Future[Any] | None = None  # this chunk's latest job on the chunk thread
         self.whole: Any = None  # copy of the whole hash, extended by this chunk's bytes
         self.streams = False
-        self._lane = mgr._chunk_hashers[index % len(mgr._chunk_hashers)]
         with session.order:
             if (not session.root_addressed and index == session.submitted
                     and index not in session.received):
@@ -449,17 +468,16 @@ class ChunkWriter:
         n = len(part)
         if self.received + n > self.expected:
             raise UploadError(413, "bad_chunk_length", f"chunk must be {self.expected} bytes")
-        self._parts.append(bytes(part))
-        self._parts_len += n
+        self.buf.append(part)
         self.received += n
-        if self._parts_len >= HASH_SLICE:
+        if self.received - self._cut >= HASH_SLICE:
             self._cut_slice()
 
     def _cut_slice(self) -> None:
-        piece = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-        self._parts, self._parts_len = [], 0
+        piece = self.buf.view[self._cut:self.received]
+        self._cut = self.received
         self.slices.append(piece)
-        self._last = self._lane.submit(self.digest.update, piece)
+        self._last = self.mgr._chunk_hash.submit(self.digest, piece)
         if self.streams:
             self.mgr._hasher.submit(self._extend_own_whole, piece)
 
@@ -467,31 +485,18 @@ class ChunkWriter:
         """Hash what is left and wait for the chunk's own keccak (its thread is FIFO, so the
         latest job runs last). The whole-hash slices need no wait: the job that adopts
         them is queued behind them on their thread, after the chunk is stored."""
-        if self._parts:
+        if self.received > self._cut:
             self._cut_slice()
-        if self._last is not None:
-            self._last.result()
+        if self._last is not None:  # the commit waits: the slices left hash now
+            self.mgr._chunk_hash.submit(self.digest, b"", urgent=True).result()
+            self._last.result()  # done by now (a hasher's jobs run in order): its error
+        self._end_stream()
 
     def commit(self) -> dict[str, Any]:
         return self.mgr._commit_chunk(self)
 
 
 # ---------------------------------------------------------------------- file helpers
-
-
-def _write_at(path: Path, offset: int, pieces: list[bytes]) -> None:
-    """pwrite + fdatasync: the chunk is on disk before it is journalled (fdatasync also
-    flushes the size when a write extends the file, which is all a later read needs)."""
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        for piece in pieces:
-            mv = memoryview(piece)
-            while mv:
-                n = os.pwrite(fd, mv, offset)
-                mv, offset = mv[n:], offset + n
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
 
 
 def _journal(d: Path, index: int) -> None:

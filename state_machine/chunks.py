@@ -23,9 +23,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from state_machine import keccak_native
 from state_machine.crypto import ZERO32, keccak256
 
-try:  # C keccak (safe-pysha3): the streaming path hashes hundreds of MiB
+try:  # C keccak (safe-pysha3): a running hash with copy() for the whole-blob keccak
     from sha3 import keccak_256 as _keccak_256
 except ImportError:  # pragma: no cover - same digest, slower
     from Crypto.Hash import keccak as _keccak
@@ -43,7 +44,7 @@ MAX_UPLOAD_BYTES = 2 * MAX_BLOB_BYTES  # largest blob: a chunked genesis (d = 2^
 # protocol 4 (chunk root only): the one chunk size of a content hash, so the chunk root is a
 # function of the bytes alone (replay detection by hash needs one hash per content)
 CONTENT_CHUNK_SIZE = DEFAULT_CHUNK_SIZE
-ROOT_HASH_THREADS = 4  # chunks hashed side by side (keccak releases the GIL)
+ROOT_HASH_THREADS = 4  # threads hashing chunks side by side (keccak releases the GIL)
 
 
 class ChunkError(ValueError):
@@ -98,9 +99,36 @@ def chunk_root(size: int, chunk_size: int, chunk_hashes: Sequence[bytes]) -> byt
 
 
 def chunk_hashes_of(data: bytes | memoryview, chunk_size: int) -> list[bytes]:
-    """Chunk hashes of an in-memory blob (SDK side and tests)."""
+    """Chunk hashes of an in-memory blob (SDK side and tests), on the calling thread."""
     mv = memoryview(data)
-    return [keccak256(mv[i:i + chunk_size]) for i in range(0, len(mv), chunk_size)]
+    return hash_chunks([mv[i:i + chunk_size] for i in range(0, len(mv), chunk_size)], 1)
+
+
+def hash_chunks(views: Sequence[Any], threads: int = ROOT_HASH_THREADS,
+                after: Any = None) -> list[bytes]:
+    """keccak256 of each buffer, in order. With the native library, ``keccak_native.lanes()``
+    buffers at a time share one multi-buffer call (SIMD lanes), and ``threads`` such calls
+    run side by side; else one buffer per job (pysha3). ``after(first, last)``, if given,
+    runs once buffers [first, last) are hashed (``tiles.array_root`` releases their pages).
+    Why threads are allowed: the hashes are independent and the C code releases the GIL, so
+    the result is the sequential one."""
+    per = max(1, keccak_native.lanes())
+    groups = [(i, min(len(views), i + per)) for i in range(0, len(views), per)]
+
+    def one(g: tuple[int, int]) -> list[bytes]:
+        out = keccak_native.keccak256_many(views[g[0]:g[1]])
+        if after is not None:
+            after(*g)
+        return out
+
+    if threads <= 1 or len(groups) <= 1:
+        parts = [one(g) for g in groups]
+    else:
+        from concurrent.futures import ThreadPoolExecutor  # no I/O: CPU threads only
+
+        with ThreadPoolExecutor(min(threads, len(groups))) as pool:
+            parts = list(pool.map(one, groups))
+    return [h for part in parts for h in part]
 
 
 def root_of(data: bytes | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> bytes:
@@ -110,28 +138,17 @@ def root_of(data: bytes | memoryview, chunk_size: int = DEFAULT_CHUNK_SIZE) -> b
 
 def parallel_chunk_hashes(data: bytes | memoryview, chunk_size: int,
                           threads: int = ROOT_HASH_THREADS) -> list[bytes]:
-    """Chunk hashes of an in-memory blob, ``threads`` chunks at a time. Why threads are
-    allowed here: the chunk hashes are independent (no in-order whole-blob hash under
-    protocol 4) and the C keccak releases the GIL, so the result is the sequential one."""
+    """Chunk hashes of an in-memory blob, side by side (see :func:`hash_chunks`)."""
     mv = memoryview(data)
-    spans = range(0, len(mv), chunk_size)
-    if threads <= 1 or len(spans) <= 1:
-        return [keccak256(mv[i:i + chunk_size]) for i in spans]
-    from concurrent.futures import ThreadPoolExecutor  # no I/O: CPU threads only
-
-    def one(i: int) -> bytes:
-        return bytes(_keccak_256(mv[i:i + chunk_size]).digest())
-
-    with ThreadPoolExecutor(min(threads, len(spans))) as pool:
-        return list(pool.map(one, spans))
+    return hash_chunks([mv[i:i + chunk_size] for i in range(0, len(mv), chunk_size)], threads)
 
 
 def zeros_root(size: int) -> bytes:
     """``content_root(bytes(size))`` from two chunk hashes instead of ``size`` bytes: the
     zero Δ_prev of a genesis is 512 MiB at d = 2^28."""
     full, tail = divmod(size, CONTENT_CHUNK_SIZE)
-    hashes = [keccak256(bytes(CONTENT_CHUNK_SIZE))] * full + ([keccak256(bytes(tail))] if tail
-                                                             else [])
+    zero = keccak_native.keccak256(bytes(CONTENT_CHUNK_SIZE))
+    hashes = [zero] * full + ([keccak_native.keccak256(bytes(tail))] if tail else [])
     return chunk_root(size, CONTENT_CHUNK_SIZE, hashes)
 
 
@@ -150,7 +167,7 @@ class ChunkDigest:
     that arrives updates both running hashes and is then written out and dropped."""
 
     whole: Any
-    _chunk: Any = field(default_factory=_keccak_256)
+    _chunk: Any = field(default_factory=lambda: chunk_hasher())
     length: int = 0
 
     def update(self, buf: bytes | memoryview) -> None:
@@ -163,8 +180,15 @@ class ChunkDigest:
 
 
 def whole_hasher() -> Any:
-    """A running keccak256 (``update``/``digest``/``copy``) for a streamed blob."""
-    return _keccak_256()
+    """A running keccak256 (``update``/``digest``/``copy``) for a streamed blob: the native
+    library's when built, else pysha3's."""
+    return keccak_native.Hasher() if keccak_native.available() else _keccak_256()
+
+
+def chunk_hasher() -> Any:
+    """A running keccak256 (``update``/``digest``) for one chunk: the native library's
+    (several fed side by side by ``keccak_native.update_many``), else pysha3's."""
+    return keccak_native.new_hasher()
 
 
 @dataclass(frozen=True)

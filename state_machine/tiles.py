@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import mmap
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine.chunks import CONTENT_CHUNK_SIZE, ROOT_HASH_THREADS, chunk_root, whole_hasher
+from state_machine.chunks import (
+    CONTENT_CHUNK_SIZE,
+    ROOT_HASH_THREADS,
+    chunk_root,
+    hash_chunks,
+    whole_hasher,
+)
 from state_machine.constants import MIN_TILE_COLUMNS, TILE_ELEMENTS
-from state_machine.crypto import keccak256
 from state_machine.scoring import gram_int64
 
 
@@ -83,19 +87,13 @@ def array_root(arr: np.ndarray) -> bytes:
     flat = np.ascontiguousarray(arr.reshape(-1), dtype=arr.dtype.newbyteorder("<"))
     raw = memoryview(flat).cast("B") if flat.size else memoryview(b"")
     per = CONTENT_CHUNK_SIZE // flat.itemsize
+    size = flat.itemsize
+    views = [raw[lo * size:min(flat.size, lo + per) * size] for lo in range(0, flat.size, per)]
 
-    def one(k: int) -> bytes:
-        lo, hi = k * per, min(flat.size, (k + 1) * per)
-        h = keccak256(raw[lo * flat.itemsize:hi * flat.itemsize])
-        release(flat, lo, hi)
-        return h
+    def done(first: int, last: int) -> None:  # those chunks are hashed: drop their pages
+        release(flat, first * per, min(flat.size, last * per))
 
-    count = -(-flat.size // per)
-    if count <= 1:
-        hashes = [one(k) for k in range(count)]
-    else:
-        with ThreadPoolExecutor(min(ROOT_HASH_THREADS, count)) as pool:
-            hashes = list(pool.map(one, range(count)))
+    hashes = hash_chunks(views, ROOT_HASH_THREADS, done)
     return chunk_root(flat.nbytes, CONTENT_CHUNK_SIZE, hashes)
 
 
