@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from federated import attacks, attacks_adaptive, data, train
-from state_machine import scoring, verdicts
+from state_machine import recorded_vouching, scoring, verdicts
 from state_machine.aggregation import apply_delta, mean_round_half_even, norms_sq
 
 HONEST = "honest"
@@ -186,6 +186,7 @@ class Trajectory:
     prev_delta: np.ndarray
     last: dict[int, np.ndarray] = field(default_factory=dict)  # each client's last reveal
     replayable: set[bytes] = field(default_factory=set)
+    suspects: frozenset[bytes] = frozenset()  # left out by the last scored epoch
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, deltas: np.ndarray, aggregate: np.ndarray | None) -> None:
@@ -214,8 +215,10 @@ def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any,
     past = np.stack([traj.last[i] for i in sorted(traj.last)]) if traj.last else None
     hist = verdicts.History(traj.prev_delta, frozenset(traj.replayable),
                             frozenset(traj.replayable), b"\x01" * 32,
-                            past if fresh_gate else None)  # fmt: skip
+                            past if fresh_gate else None, traj.suspects)  # fmt: skip
     j = verdicts.judge_epoch(params, hist, pubkeys(n), deltas)
+    if j.aggregate is not None:  # recorded_vouched_mean's record (History.suspects)
+        traj.suspects = recorded_suspects(deltas, j, traj.suspects)
     traj.step(deltas, j.aggregate)
     v = j.verdicts
     att = [i for i in range(n) if sc.is_attacker(i)]
@@ -235,6 +238,15 @@ def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any,
         "honest_slash_reasons": [v[i].slash.value for i in hon if v[i].slash is not None],
         "discarded": j.aggregate is None,
     }
+
+
+def recorded_suspects(deltas: np.ndarray, j: Any, record: frozenset[bytes]) -> frozenset[bytes]:
+    """What the STF would keep for ``recorded_vouched_mean`` after this epoch's close."""
+    rows = deltas.astype(np.int64)
+    gram = (rows @ rows.T).tolist()
+    kept = [i for i, v in enumerate(j.verdicts) if v.verdict == verdicts.ACCEPTED]
+    ex = ["not_admitted" in v.reasons for v in j.verdicts]
+    return recorded_vouching.next_record([v.pubkey for v in j.verdicts], gram, kept, ex, record)
 
 
 def v1_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario) -> dict[str, Any]:

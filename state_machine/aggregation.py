@@ -23,6 +23,10 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
   whose part new relative to the public past updates and Δ_prev is more than 5 % of them;
   the near-copies of the past are left out without spending ``f`` and vouch for nobody
   (``vouched_mean`` exactly when the caller has no past updates).
+* ``recorded_vouched_mean`` (``state_machine.recorded_vouching``): ``fresh_vouched_mean``
+  where a row the previous epoch left out (``History.suspects``) is out first unless its
+  part orthogonal to Δ_prev is vouched for by the peers; ``vouched_drop_f`` in the
+  first scored epoch.
 
 ``multi_krum`` and the (fresh) vouched rules leave rows out entirely (:func:`admitted_rows`); the
 others give every row bounded influence.
@@ -43,7 +47,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from state_machine import fresh_vouching, tiles, vouching
+from state_machine import fresh_vouching, recorded_vouching, tiles, vouching
 from state_machine.constants import (
     AGGREGATORS,
     CC_BUCKET,
@@ -61,7 +65,9 @@ Gram = Sequence[Sequence[int]]
 # the rows' inner products with the public Δ_prev and |Δ_prev|² (history-aware rules)
 Anchor = tuple[Sequence[int], int]
 VOUCHED = ("vouched_mean", "vouched_drop_f")
-FRESH_VOUCHED = ("fresh_vouched_mean",)
+# rules that leave near-copies of the public past out first (``fresh_vouching.stale_rows``)
+FRESH_VOUCHED = ("fresh_vouched_mean", "recorded_vouched_mean")
+RECORDED = ("recorded_vouched_mean",)  # also read the previous epoch's exclusions
 ANCHORED = VOUCHED + FRESH_VOUCHED  # rules that read the public Δ_prev anchor
 
 
@@ -274,8 +280,11 @@ def vouched(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = No
 def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   cols: int | None = None, prev: Anchor | None = None,
                   past: np.ndarray | None = None,
-                  stale: Sequence[bool] | None = None) -> list[int]:
-    """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``); ``past``:
+                  stale: Sequence[bool] | None = None, rule: str = "fresh_vouched_mean",
+                  recorded: Sequence[bool] | None = None) -> list[int]:
+    """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``) or
+    ``recorded_vouched_mean`` (``recorded``: the rows the previous epoch left out; None:
+    none); ``past``:
     the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly);
     ``stale``: the rows' stale flags when the caller already has them (``verdicts`` reads
     them off its one Gram pass over [rows; past; Δ_prev]), instead of ``past``."""
@@ -284,30 +293,35 @@ def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
     dots, sq = prev if prev is not None else ([0] * src.shape[0], 0)
     if stale is None:
         stale = fresh_vouching.stale_rows(src, [g[i][i] for i in range(len(g))], past, cols)
+    if rule in RECORDED:
+        rec = list(recorded) if recorded is not None else [False] * src.shape[0]
+        return recorded_vouching.select(g, dots, sq, f, stale, rec)
     return fresh_vouching.select(g, dots, sq, f, stale)
 
 
 def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   cols: int | None = None, prev: Anchor | None = None,
                   past: np.ndarray | None = None,
-                  stale: Sequence[bool] | None = None) -> list[int]:
+                  stale: Sequence[bool] | None = None,
+                  recorded: Sequence[bool] | None = None) -> list[int]:
     """Rows that enter the aggregate at all (Multi-Krum and the vouched rules leave rows
     out); ``prev``: the rows' history anchor (only the vouched rules read it); ``past`` or
     ``stale``: the public past rows, or the rows' stale flags against them (only
-    ``fresh_vouched_mean`` reads them)."""
+    ``fresh_vouched_mean`` reads them); ``recorded``: which rows the previous epoch left
+    out (``recorded_vouched_mean``)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
     if rule in VOUCHED:
         return vouched(rule, deltas, f, gram, cols, prev)
     if rule in FRESH_VOUCHED:
-        return fresh_vouched(deltas, f, gram, cols, prev, past, stale)
+        return fresh_vouched(deltas, f, gram, cols, prev, past, stale, rule, recorded)
     return list(range(tiles.as_rows(deltas).shape[0]))
 
 
 def aggregate(
     rule: str, deltas: np.ndarray | Rows, f: int, keys: Sequence[bytes], seed: bytes,
     gram: Gram | None = None, cols: int | None = None, prev: Anchor | None = None,
-    past: np.ndarray | None = None,
+    past: np.ndarray | None = None, recorded: Sequence[bool] | None = None,
 ) -> np.ndarray:
     """The task's aggregation rule over int16 rows in pubkey order (``keys``).
 
@@ -332,7 +346,7 @@ def aggregate(
     if rule in VOUCHED:
         return mean_round_half_even(tiles.pick(src, vouched(rule, src, f, gram, cols, prev)), cols)
     if rule in FRESH_VOUCHED:
-        kept = fresh_vouched(src, f, gram, cols, prev, past)
+        kept = fresh_vouched(src, f, gram, cols, prev, past, rule=rule, recorded=recorded)
         return mean_round_half_even(tiles.pick(src, kept), cols)
     return mean_round_half_even(tiles.pick(src, multi_krum_rows(src, f, gram, cols)), cols)
 

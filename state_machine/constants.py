@@ -41,7 +41,8 @@ COS_ADVERSARIAL = (1, 20)
 # 0.020 (bench/efficacy.py --quick, alpha 0.1): the framing margin, docs/protocol.md.
 DUPLICATE_REL_SQ = (1, 400)
 AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum",
-               "vouched_mean", "vouched_drop_f", "fresh_vouched_mean")
+               "vouched_mean", "vouched_drop_f", "fresh_vouched_mean",
+               "recorded_vouched_mean")
 # measured at Dirichlet alpha = 0.1 (bench/efficacy.py --compare, docs/protocol.md): with
 # evidence slashing and the norm bound, the plain mean was best of the first six rules in 7
 # of 8 rows, and vouched_mean keeps its 79.7 % with no attacker while cutting the in-bound

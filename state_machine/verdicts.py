@@ -94,6 +94,9 @@ class History:
     bounded-memory); rewards are then paid only to updates whose part new relative to
     them and Δ_prev has a peer (``freshness``). ``None`` (protocols 1-4): the gate is
     skipped.
+    ``suspects``: the pubkeys the task's previous scored epoch left out of its aggregate
+    (``EXCLUDED``, ``not_admitted``); only ``recorded_vouched_mean`` reads it (the STF does
+    not keep it yet: it would be at most ``f`` keys per task, replaced at each close).
     """
 
     prev_delta: np.ndarray
@@ -101,6 +104,7 @@ class History:
     public: frozenset[bytes] = frozenset()
     seed: bytes = b"\x00" * 32
     past_updates: np.ndarray | tiles.Rows | None = None
+    suspects: frozenset[bytes] = frozenset()
 
 
 @dataclass
@@ -300,8 +304,9 @@ def admit(
         if past is None:
             past = past_gram(history, tiles.as_rows(deltas), cols)
         stale = past.stale(cand) if past is not None else None
+    recorded = [k in history.suspects for k in keys]
     local = aggregation.admitted_rows(params.aggregator, rows, f, sub, cols, anchor,
-                                      stale=stale)
+                                      stale=stale, recorded=recorded)
     inside = [cand[j] for j in local]
     for i in sorted(set(cand) - set(inside)):
         verdicts[i].verdict = EXCLUDED
