@@ -186,7 +186,7 @@ class Trajectory:
     prev_delta: np.ndarray
     last: dict[int, np.ndarray] = field(default_factory=dict)  # each client's last reveal
     replayable: set[bytes] = field(default_factory=set)
-    suspects: frozenset[bytes] = frozenset()  # left out by the last scored epoch
+    suspects: frozenset[bytes] = frozenset()  # recorded_vouched_mean's record
     records: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self, deltas: np.ndarray, aggregate: np.ndarray | None) -> None:
@@ -218,7 +218,7 @@ def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any,
                             past if fresh_gate else None, traj.suspects)  # fmt: skip
     j = verdicts.judge_epoch(params, hist, pubkeys(n), deltas)
     if j.aggregate is not None:  # recorded_vouched_mean's record (History.suspects)
-        traj.suspects = recorded_suspects(deltas, j, traj.suspects)
+        traj.suspects = recorded_suspects(deltas, j, traj.suspects, bool(traj.prev_delta.any()))
     traj.step(deltas, j.aggregate)
     v = j.verdicts
     att = [i for i in range(n) if sc.is_attacker(i)]
@@ -240,13 +240,15 @@ def v2_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario, params: Any,
     }
 
 
-def recorded_suspects(deltas: np.ndarray, j: Any, record: frozenset[bytes]) -> frozenset[bytes]:
+def recorded_suspects(deltas: np.ndarray, j: Any, record: frozenset[bytes],
+                      anchored: bool) -> frozenset[bytes]:
     """What the STF would keep for ``recorded_vouched_mean`` after this epoch's close."""
     rows = deltas.astype(np.int64)
     gram = (rows @ rows.T).tolist()
     kept = [i for i, v in enumerate(j.verdicts) if v.verdict == verdicts.ACCEPTED]
     ex = ["not_admitted" in v.reasons for v in j.verdicts]
-    return recorded_vouching.next_record([v.pubkey for v in j.verdicts], gram, kept, ex, record)
+    return recorded_vouching.next_record([v.pubkey for v in j.verdicts], gram, kept, ex, record,
+                                         anchored)  # fmt: skip
 
 
 def v1_round(traj: Trajectory, deltas: np.ndarray, sc: Scenario) -> dict[str, Any]:

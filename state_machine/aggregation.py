@@ -24,9 +24,8 @@ Rules (``TaskParams.aggregator``), each on the ``(k, d)`` int16 rows in pubkey o
   the near-copies of the past are left out without spending ``f`` and vouch for nobody
   (``vouched_mean`` exactly when the caller has no past updates).
 * ``recorded_vouched_mean`` (``state_machine.recorded_vouching``): ``fresh_vouched_mean``
-  where a row the previous epoch left out (``History.suspects``) is out first unless its
-  part orthogonal to Δ_prev is vouched for by the peers; ``vouched_drop_f`` in the
-  first scored epoch.
+  after holding out, within ``f``, the rows on the record (``History.suspects``: left out
+  of the task's first scored epoch while opposing its step, and held since).
 
 ``multi_krum`` and the (fresh) vouched rules leave rows out entirely (:func:`admitted_rows`); the
 others give every row bounded influence.
@@ -67,7 +66,7 @@ Anchor = tuple[Sequence[int], int]
 VOUCHED = ("vouched_mean", "vouched_drop_f")
 # rules that leave near-copies of the public past out first (``fresh_vouching.stale_rows``)
 FRESH_VOUCHED = ("fresh_vouched_mean", "recorded_vouched_mean")
-RECORDED = ("recorded_vouched_mean",)  # also read the previous epoch's exclusions
+RECORDED = ("recorded_vouched_mean",)  # also read the record (History.suspects)
 ANCHORED = VOUCHED + FRESH_VOUCHED  # rules that read the public Δ_prev anchor
 
 
@@ -283,8 +282,8 @@ def fresh_vouched(deltas: np.ndarray | Rows, f: int, gram: Gram | None = None,
                   stale: Sequence[bool] | None = None, rule: str = "fresh_vouched_mean",
                   recorded: Sequence[bool] | None = None) -> list[int]:
     """Rows kept by ``fresh_vouched_mean`` (``state_machine.fresh_vouching``) or
-    ``recorded_vouched_mean`` (``recorded``: the rows the previous epoch left out; None:
-    none); ``past``:
+    ``recorded_vouched_mean`` (``recorded``: which rows are on the record; None: none);
+    ``past``:
     the public past updates and Δ_prev as int16 rows (None: ``vouched_mean`` exactly);
     ``stale``: the rows' stale flags when the caller already has them (``verdicts`` reads
     them off its one Gram pass over [rows; past; Δ_prev]), instead of ``past``."""
@@ -307,8 +306,8 @@ def admitted_rows(rule: str, deltas: np.ndarray | Rows, f: int, gram: Gram | Non
     """Rows that enter the aggregate at all (Multi-Krum and the vouched rules leave rows
     out); ``prev``: the rows' history anchor (only the vouched rules read it); ``past`` or
     ``stale``: the public past rows, or the rows' stale flags against them (only
-    ``fresh_vouched_mean`` reads them); ``recorded``: which rows the previous epoch left
-    out (``recorded_vouched_mean``)."""
+    ``fresh_vouched_mean`` reads them); ``recorded``: which rows are on the record
+    (``recorded_vouched_mean``)."""
     if rule == "multi_krum":
         return multi_krum_rows(deltas, f, gram, cols)
     if rule in VOUCHED:

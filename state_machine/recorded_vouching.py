@@ -1,17 +1,17 @@
-"""Recorded vouched aggregation: a client caught opposing the crowd stays out while it is
-held, so that buying agreement with the public anchor later does not bring it back
-(issue 10, the rule-aware flip).
+"""Recorded vouched aggregation: a client caught opposing the crowd in the task's first
+scored epoch (no public anchor yet) stays out while it is held, so that buying agreement
+with the anchor later does not bring it back (issue 10, the rule-aware flip).
 
 Why (measured with ``bench/efficacy.py``, α = 0.1, the rule-aware ``aligned_flip``): in
 the task's first scored epoch there is no Δ_prev, the flippers are plain bound-sized sign
 flips, and ``fresh_vouched_mean`` leaves them out (all three in two of three seeds, one in
 the third). The next epoch each spends a share ``c`` of its norm along the now public
-Δ_prev, the anchor vouches for it as ``k`` peers (its vouch score ranks among the top
-half), it is kept, the step is bent (cos of Δ_prev with the honest mean 0.88 → 0.14) and
-the bent anchor keeps the flippers in from then on. Nothing in that epoch's rows tells
-them from honest specialists (their scores without the anchor, and with it, sit inside
-the honest range); what does is public and one epoch old: the step the crowd took
-opposed what they sent.
+Δ_prev, the anchor vouches for it as ``k`` peers (its score ranks in the top half), it is
+kept, the step is bent (cos of Δ_prev with the honest mean 0.88 → 0.14) and the bent
+anchor keeps the flippers in from then on. Nothing in that epoch's rows tells them from
+honest specialists (their scores with the anchor, and without it, sit inside the honest
+range); what does is public and one epoch old: the first step the crowd took opposed
+what they sent, when there was no anchor to buy.
 
 Rule ``recorded_vouched_mean`` (``History.suspects``, *the record*: pubkeys; the STF
 does not keep it yet, see :func:`next_record`):
@@ -22,32 +22,34 @@ does not keep it yet, see :func:`next_record`):
 3. ``vouched_mean`` among the remaining fresh rows with what is left of ``f``.
 4. The exact integer mean of the rest.
 
-The record after a scored epoch (:func:`next_record`): the rows the epoch left out that
-were held (step 2) or whose update opposes the step the epoch took — the sum ``S`` of the
-rows it kept — at cos <= −1/4 (``ENTRY_COS``). Measured at α = 0.1 (the excluded rows'
-cos with the step): flippers in their first epoch −0.25 to −0.40, honest rows left out
-by vouching −0.22 at the lowest (no honest row entered the record in any run, α 0.1 and
-0.5); the margin is thin and is the rule's assumption.
+The record (:func:`next_record`, at each scored close): the rows the epoch left out that
+were held; and, only in an epoch without Δ_prev (the task's first scored epoch), the rows
+it left out whose update opposes the step it took — the sum ``S`` of the kept rows — at
+cos <= −1/4 (``ENTRY_COS``). Measured at α = 0.1 (left-out rows' cos with that step):
+flippers −0.25 to −0.40, honest rows −0.22 at the lowest; the margin is thin and is the
+rule's assumption. So the record is fixed after the first scored epoch (at most ``f``
+keys: nothing is stale without a past) and only shrinks: a client leaves it when it is
+kept or stops proposing.
 
 Bounds. At most ``f`` rows are out per epoch besides stale rows, whatever the record
 (steps 2 and 3 share one budget): the record changes *which* rows fill the budget, never
-how many, so with no record the rule is ``fresh_vouched_mean`` exactly. Left-out rows are
-``EXCLUDED`` (unpaid that epoch), never slashed. A record ends when its client is kept
-(the budget is spent on lower-scored recorded rows) or stops proposing.
+how many; with an empty record the rule is ``fresh_vouched_mean`` exactly. Left-out rows
+are ``EXCLUDED`` (unpaid that epoch), never slashed.
 
-Framing (why an attacker cannot cheaply hold an honest client out, and what it can do).
-To enter the record, the honest client's own update must be (1) left out by the vouching
-of step 3 — among the ``f`` lowest vouch scores and not vouched for at all (score <= 0) —
-*and* (2) opposed at cos <= −1/4 by the sum of the rows the epoch kept, which holds at
-least ``k − 2f`` honest rows and every kept attacker row counted once at most at the norm
-bound. Pushing the whole kept step against one honest client takes kept attacker rows
-that oppose it (a visible, bound-limited IPM-like attack on that client, which is harm
-the attacker could do anyway), in the same epoch in which the client is left out. Once
-recorded it is held while it stays on the record; the loss is that client's rewards and
-its data's share of the step, at most ``f`` clients at any time. It is not zero: a
-release that the held client could earn in-round would also free the rule-aware flipper
-(whose in-round numbers are honest-looking by construction), so none is given; a task
-that fears framing more than flipping keeps ``fresh_vouched_mean``.
+Framing (why an attacker cannot get an honest client held, except in one epoch, and what
+that costs). Entry is possible in one epoch only, the first, where nobody can have
+prepared an anchor. There the honest client's own update must be (1) left out by plain
+vouching — among the ``f`` lowest scores and not vouched for at all (score <= 0) — *and*
+(2) opposed at cos <= −1/4 by the sum of the kept rows, which holds at least ``k − 2f``
+honest rows and each kept attacker row once, at most at the norm bound. Both at once
+take kept attacker rows aimed against that client (an IPM-like attack on it, visible in
+that epoch). After it, no attacker can add anyone to the record, however it steers the
+later steps (letting later epochs add rows held an honest client for the rest of the task
+under IPM in one seed, −3.7 points; docs/protocol.md). The cost of a wrong entry: that
+client's rewards and its data's share of the step, for the task, at most ``f`` clients.
+An attacker that behaves in the first epoch is never recorded, and then meets
+``fresh_vouched_mean``: the record is a lock on attackers that show themselves before an
+anchor exists, not a detector.
 
 Every decision is an integer comparison on the Gram matrix (isqrt only), so the
 selection and the record are the same for any tile width and any row order up to the
@@ -62,8 +64,8 @@ from state_machine import vouching
 
 Gram = Sequence[Sequence[int]]
 
-# an excluded row enters the record at cos <= -1/4 with the step taken (honest rows left
-# out: -0.22 at the lowest, flippers -0.25 to -0.40 in their first epoch; module docstring)
+# a row left out of the first scored epoch enters the record at cos <= -1/4 with the step
+# taken (honest rows left out: -0.22 at the lowest, flippers -0.25 to -0.40; docstring)
 ENTRY_COS = (1, 4)
 
 
@@ -75,18 +77,24 @@ def opposes(dot: int, n_sq: int, step_sq: int) -> bool:
 
 
 def next_record(keys: Sequence[bytes], gram: Gram, kept: Sequence[int],
-                excluded: Sequence[bool], record: frozenset[bytes]) -> frozenset[bytes]:
+                excluded: Sequence[bool], record: frozenset[bytes],
+                anchored: bool = False) -> frozenset[bytes]:
     """The record after a scored epoch, from the epoch's Gram matrix (rows in ``keys``
     order): the rows left out (``excluded``: ``not_admitted``) that were on ``record``
-    (held) or that oppose the kept rows' sum ``S`` at cos <= -1/4. ``<d_i, S> = Σ_{j∈kept}
-    g_ij`` and ``|S|² = Σ_{j,l∈kept} g_jl``: no pass over the rows beyond the Gram's."""
+    (held), and, when the epoch had no Δ_prev (``anchored`` False: the task's first scored
+    epoch), those that oppose the kept rows' sum ``S`` at cos <= -1/4. ``<d_i, S> =
+    Σ_{j∈kept} g_ij`` and ``|S|² = Σ_{j,l∈kept} g_jl``: no pass beyond the Gram's.
+
+    What the STF would keep: per task, this set (at most ``f`` pubkeys; replaced at each
+    scored close from ``judge_epoch``'s Gram matrix and verdicts, ``anchored`` = whether
+    ``prev_delta`` was non-zero), passed as ``History.suspects``."""
     step_sq = sum(gram[j][m] for j in kept for m in kept)
     out = []
     for i, key in enumerate(keys):
         if not excluded[i]:
             continue
         dot = sum(gram[i][j] for j in kept)
-        if key in record or (step_sq > 0 and opposes(dot, gram[i][i], step_sq)):
+        if key in record or (not anchored and step_sq > 0 and opposes(dot, gram[i][i], step_sq)):
             out.append(key)
     return frozenset(out)
 

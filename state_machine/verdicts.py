@@ -94,9 +94,9 @@ class History:
     bounded-memory); rewards are then paid only to updates whose part new relative to
     them and Δ_prev has a peer (``freshness``). ``None`` (protocols 1-4): the gate is
     skipped.
-    ``suspects``: the pubkeys the task's previous scored epoch left out of its aggregate
-    (``EXCLUDED``, ``not_admitted``); only ``recorded_vouched_mean`` reads it (the STF does
-    not keep it yet: it would be at most ``f`` keys per task, replaced at each close).
+    ``suspects``: the record of ``recorded_vouched_mean`` (the only rule that reads it):
+    pubkeys held out first (``recorded_vouching.next_record``; the STF does not keep it
+    yet: at most ``f`` keys per task, replaced at each scored close).
     """
 
     prev_delta: np.ndarray

@@ -1,4 +1,4 @@
-"""recorded_vouched_mean (issue 10): a client caught opposing the step stays out while held."""
+"""recorded_vouched_mean (issue 10): caught opposing the first step, held while out."""
 
 from __future__ import annotations
 
@@ -93,6 +93,10 @@ def test_next_record_enters_by_opposing_the_step_and_persists_while_held():
     # row 3 held (on the record and left out): stays; a kept row leaves the record
     assert RV.next_record(keys, g, [0, 1], out, frozenset({keys[3], keys[0]})) == {
         keys[2], keys[3]}
+    # an epoch with Δ_prev adds nobody (entry only in the first scored epoch); held stay
+    assert RV.next_record(keys, g, [0, 1], out, frozenset(), anchored=True) == frozenset()
+    assert RV.next_record(keys, g, [0, 1], out, frozenset({keys[3]}), anchored=True) == {
+        keys[3]}
     # nobody left out: empty record
     assert RV.next_record(keys, g, [0, 1, 2, 3], [False] * 4, frozenset(keys)) == frozenset()
 
