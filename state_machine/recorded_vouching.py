@@ -25,9 +25,12 @@ does not keep it yet, see :func:`next_record`):
 The record (:func:`next_record`, at each scored close): the rows the epoch left out that
 were held; and, only in an epoch without Δ_prev (the task's first scored epoch), the rows
 it left out whose update opposes the step it took — the sum ``S`` of the kept rows — at
-cos <= −1/4 (``ENTRY_COS``). Measured at α = 0.1 (left-out rows' cos with that step,
-c = 0.3, 3 seeds): flippers −0.20, −0.2475 and −0.33 to −0.40, honest rows −0.216 at the
-lowest; there is no margin, and the line is the rule's assumption. So the record is
+cos <= −1/4 (``ENTRY_COS``) *and* opposes some other row at cos <= −1/3 (``PEER_COS``).
+Measured at α = 0.1 (first-epoch left-out rows, 3 seeds, six attacks): flippers' cos with
+``S`` −0.20, −0.2475 and −0.33 to −0.40, honest rows down to −0.247 (label flip) and
+−0.216 (next to a flipper): no margin on ``S`` alone; the honest rows near the line have
+no peer below −0.22 unless a flipper opposes them (−0.65), flippers −0.44 to −0.71, and
+no honest row meets both. The lines are the rule's assumption. So the record is
 fixed after the first scored epoch (at most ``f`` keys: nothing is stale without a past)
 and only shrinks: a client leaves it when it is kept or stops proposing.
 
@@ -69,11 +72,22 @@ Gram = Sequence[Sequence[int]]
 ENTRY_COS = (1, 4)
 
 
-def opposes(dot: int, n_sq: int, step_sq: int) -> bool:
-    """cos(d, S) <= -p/q (``ENTRY_COS``), exactly: ``dot = <d, S>``, ``n_sq = |d|²``,
-    ``step_sq = |S|²``."""
-    p, q = ENTRY_COS
-    return dot < 0 and q * q * dot * dot >= p * p * n_sq * step_sq
+# ... and has a peer it opposes at cos <= -1/3 (first-epoch flippers: -0.44 to -0.71; honest
+# rows left out near the line above: -0.22; honest pairs without attack: 1st pct -0.32)
+PEER_COS = (1, 3)
+
+
+def opposes(dot: int, n_sq: int, m_sq: int, cos: tuple[int, int] = ENTRY_COS) -> bool:
+    """cos(a, b) <= -p/q, exactly: ``dot = <a, b>``, ``n_sq = |a|²``, ``m_sq = |b|²``
+    (``cos``: ``ENTRY_COS`` unless given)."""
+    p, q = cos
+    return dot < 0 and q * q * dot * dot >= p * p * n_sq * m_sq
+
+
+def opposed_peer(gram: Gram, i: int) -> bool:
+    """Row ``i`` opposes some other row at cos <= -1/3 (``PEER_COS``)."""
+    return any(opposes(gram[i][j], gram[i][i], gram[j][j], PEER_COS)
+               for j in range(len(gram)) if j != i)
 
 
 def next_record(keys: Sequence[bytes], gram: Gram, kept: Sequence[int],
@@ -82,7 +96,8 @@ def next_record(keys: Sequence[bytes], gram: Gram, kept: Sequence[int],
     """The record after a scored epoch, from the epoch's Gram matrix (rows in ``keys``
     order): the rows left out (``excluded``: ``not_admitted``) that were on ``record``
     (held), and, when the epoch had no Δ_prev (``anchored`` False: the task's first scored
-    epoch), those that oppose the kept rows' sum ``S`` at cos <= -1/4. ``<d_i, S> =
+    epoch), those that oppose the kept rows' sum ``S`` at cos <= -1/4 and some other row
+    at cos <= -1/3. ``<d_i, S> =
     Σ_{j∈kept} g_ij`` and ``|S|² = Σ_{j,l∈kept} g_jl``: no pass beyond the Gram's.
 
     What the STF would keep: per task, this set (at most ``f`` pubkeys; replaced at each
@@ -94,7 +109,8 @@ def next_record(keys: Sequence[bytes], gram: Gram, kept: Sequence[int],
         if not excluded[i]:
             continue
         dot = sum(gram[i][j] for j in kept)
-        if key in record or (not anchored and step_sq > 0 and opposes(dot, gram[i][i], step_sq)):
+        if key in record or (not anchored and step_sq > 0 and opposes(dot, gram[i][i], step_sq)
+                             and opposed_peer(gram, i)):
             out.append(key)
     return frozenset(out)
 

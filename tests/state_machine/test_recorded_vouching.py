@@ -85,7 +85,7 @@ def test_entry_at_cos_minus_a_quarter_exactly():
 
 def test_next_record_enters_by_opposing_the_step_and_persists_while_held():
     keys = KEYS[:4]
-    # rows 0, 1 kept (S = d0 + d1); row 2 opposes S; row 3 is orthogonal to it
+    # rows 0, 1 kept (S = d0 + d1); row 2 opposes S (and rows 0, 1); row 3 is orthogonal
     rows = np.array([[4, 0, 0], [4, 1, 0], [-4, -1, 0], [0, 0, 5]])
     g = gram_of(rows)
     out = [False, False, True, True]
@@ -97,6 +97,11 @@ def test_next_record_enters_by_opposing_the_step_and_persists_while_held():
     assert RV.next_record(keys, g, [0, 1], out, frozenset(), anchored=True) == frozenset()
     assert RV.next_record(keys, g, [0, 1], out, frozenset({keys[3]}), anchored=True) == {
         keys[3]}
+    # opposing the step but no single row at cos <= -1/3: not recorded
+    rows2 = np.array([[4, 0, 0, 0], [0, 4, 0, 0], [-1, -1, 3, 0], [0, 0, 0, 5]])
+    assert RV.next_record(keys, gram_of(rows2), [0, 1], out, frozenset()) == frozenset()
+    rows2[2] = [-3, -1, 2, 0]  # cos with row 0 = -3/sqrt(14) < -1/3: recorded
+    assert RV.next_record(keys, gram_of(rows2), [0, 1], out, frozenset()) == {keys[2]}
     # nobody left out: empty record
     assert RV.next_record(keys, g, [0, 1, 2, 3], [False] * 4, frozenset(keys)) == frozenset()
 
