@@ -146,3 +146,19 @@ def test_any_row_order_and_tile_width_give_the_same_verdicts_and_bits(seed, perm
     ex_p = [ex[i] for i in perm]
     assert RV.next_record(k, g, kept, ex, hist.suspects) == RV.next_record(
         [k[i] for i in perm], gp, kept_p, ex_p, hist.suspects)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 9), st.sets(st.integers(0, 8)))
+def test_after_the_first_epoch_the_record_only_shrinks(seed, k, rec_idx):
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(-50, 50, size=(k, 8))
+    g = gram_of(rows)
+    keys = KEYS[:k]
+    record = frozenset(keys[i] for i in rec_idx if i < k)
+    kept = sorted(int(i) for i in rng.choice(k, size=max(1, k // 2), replace=False))
+    out = [i not in kept for i in range(k)]
+    later = RV.next_record(keys, g, kept, out, record, anchored=True)
+    assert later == {keys[i] for i in range(k) if out[i] and keys[i] in record}
+    first = RV.next_record(keys, g, kept, out, record)
+    assert later <= first and all(out[keys.index(x)] for x in first)
