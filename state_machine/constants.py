@@ -43,6 +43,10 @@ DUPLICATE_REL_SQ = (1, 400)
 AGGREGATORS = ("mean", "median", "trimmed_mean", "clipped_mean", "centered_clip", "multi_krum",
                "vouched_mean", "vouched_drop_f", "fresh_vouched_mean",
                "recorded_vouched_mean")
+# what a task may name on chain: recorded_vouched_mean reads a per-task record
+# (History.suspects) that the STF does not keep yet, so on chain it would silently be
+# fresh_vouched_mean; it stays a simulation rule (bench/efficacy.py) until it does
+TASK_AGGREGATORS = tuple(r for r in AGGREGATORS if r != "recorded_vouched_mean")
 # measured at Dirichlet alpha = 0.1 (bench/efficacy.py --compare, docs/protocol.md): with
 # evidence slashing and the norm bound, the plain mean was best of the first six rules in 7
 # of 8 rows, and vouched_mean keeps its 79.7 % with no attacker while cutting the in-bound

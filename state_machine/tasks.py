@@ -12,7 +12,6 @@ from typing import Any
 
 from state_machine import codec
 from state_machine.constants import (
-    AGGREGATORS,
     BPS,
     DEFAULT_AGGREGATOR,
     DEFAULT_SCALE_BITS,
@@ -24,6 +23,7 @@ from state_machine.constants import (
     MAX_WINDOW_BLOCKS,
     MIN_WINDOW_BLOCKS,
     PROTOCOL_CHUNK_ROOT_ONLY,
+    TASK_AGGREGATORS,
 )
 
 
@@ -95,8 +95,8 @@ def decode_task_params(data: bytes, max_params: int = MAX_NUM_PARAMS) -> TaskPar
             raise TaskParamsError(f"{name} must be a non-negative integer")
     if not isinstance(raw["model"], str) or not 0 < len(raw["model"]) <= 64:
         raise TaskParamsError("model must be a short non-empty string")
-    if raw["aggregator"] not in AGGREGATORS:
-        raise TaskParamsError(f"aggregator must be one of {list(AGGREGATORS)}")
+    if raw["aggregator"] not in TASK_AGGREGATORS:
+        raise TaskParamsError(f"aggregator must be one of {list(TASK_AGGREGATORS)}")
     if raw["norm_bound"] > MAX_NORM_BOUND:
         raise TaskParamsError(f"norm_bound must be <= {MAX_NORM_BOUND}")
     g = raw["genesis_model_hash"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,24 @@ def gram_of(rows: np.ndarray) -> list[list[int]]:
 def test_registered_and_named_in_the_rule_lists():
     assert RULE in AGGREGATORS
     assert RULE in A.RECORDED and RULE in A.FRESH_VOUCHED and RULE in A.ANCHORED
+
+
+def test_a_task_cannot_name_it_on_chain():
+    """The STF keeps no record yet: a task naming the rule would silently get
+    fresh_vouched_mean, so task params refuse it (simulations only)."""
+    from dataclasses import asdict, replace
+
+    from state_machine import codec
+    from state_machine.constants import TASK_AGGREGATORS
+    from state_machine.tasks import TaskParamsError, decode_task_params
+    from tests.stf_harness import default_params
+
+    assert RULE not in TASK_AGGREGATORS and "fresh_vouched_mean" in TASK_AGGREGATORS
+    ok = default_params(4, np.zeros(4, dtype=np.int32))
+    assert decode_task_params(codec.encode(asdict(ok))) == ok
+    bad = codec.encode(asdict(replace(ok, aggregator=RULE)))
+    with pytest.raises(TaskParamsError, match="aggregator must be one of"):
+        decode_task_params(bad)
 
 
 @settings(max_examples=40, deadline=None)
