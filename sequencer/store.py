@@ -433,6 +433,9 @@ class Store:
         return _row(BatchRow, r) if r else None
 
 
+ACTION_COLUMNS = tuple(c.name for c in actions.c)
+
+
 class StoreWriter:
     """The writer thread's own connection: no pool checkout per transaction, and the
     hottest statement (inserting a group of acknowledged actions) precompiled and run as
@@ -470,6 +473,21 @@ class StoreWriter:
             [tuple(r[k] for k in self._order) for r in rows] if self._order is not None
             else list(rows)
         )
+        with self.begin() as conn:
+            conn.exec_driver_sql(self._sql, params)
+
+    def insert_action_values(self, values: list[tuple[Any, ...]]) -> None:
+        """:meth:`insert_actions` for rows given as tuples in :data:`ACTION_COLUMNS` order
+        (the group-commit writer builds them so, without a dict per action)."""
+        if not values:
+            return
+        if self._order is None:  # named parameters (PostgreSQL's driver)
+            params: list[Any] = [dict(zip(ACTION_COLUMNS, v, strict=True)) for v in values]
+        elif self._order == ACTION_COLUMNS:  # SQLite: the table's own column order
+            params = values
+        else:
+            idx = [ACTION_COLUMNS.index(k) for k in self._order]
+            params = [tuple(v[i] for i in idx) for v in values]
         with self.begin() as conn:
             conn.exec_driver_sql(self._sql, params)
 
