@@ -246,3 +246,20 @@ def test_settle_ignores_a_second_completion_so_the_writer_keeps_going() -> None:
     settle(done, "ack")  # type: ignore[arg-type]
     settle(done, exc=RuntimeError("late"))
     assert done.result() == "ack"
+
+
+def test_ack_signature_is_pynacl_s() -> None:
+    """Acks are signed by libsodium through ctypes (``sequencer.sodium``, GIL held): the very
+    signature PyNaCl's ``SigningKey.sign`` makes, so every SDK check still passes."""
+    from nacl.bindings import crypto_sign_seed_keypair
+    from nacl.signing import SigningKey
+
+    from sequencer.sodium import sign_detached
+    from state_machine.crypto import ack_message, verify_ack
+
+    for i in range(4):
+        seed = bytes([i + 1]) * 32
+        msg = ack_message(bytes([i]) * 32, 2**40 + i)
+        sig = sign_detached(msg, crypto_sign_seed_keypair(seed)[1])
+        assert sig == SigningKey(seed).sign(msg).signature
+        assert verify_ack(bytes(SigningKey(seed).verify_key), bytes([i]) * 32, 2**40 + i, sig)
