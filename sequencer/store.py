@@ -466,28 +466,22 @@ class StoreWriter:
             self.reset()
             raise
 
-    def insert_actions(self, rows: Sequence[dict[str, Any]]) -> None:
+    def insert_actions(self, rows: Sequence[dict[str, Any] | tuple[Any, ...]]) -> None:
+        """Insert acknowledged actions: dicts, or tuples in :data:`ACTION_COLUMNS` order
+        (what the group-commit writer builds: no dict per action)."""
         if not rows:
             return
-        params: list[Any] = (
-            [tuple(r[k] for k in self._order) for r in rows] if self._order is not None
-            else list(rows)
-        )
-        with self.begin() as conn:
-            conn.exec_driver_sql(self._sql, params)
-
-    def insert_action_values(self, values: list[tuple[Any, ...]]) -> None:
-        """:meth:`insert_actions` for rows given as tuples in :data:`ACTION_COLUMNS` order
-        (the group-commit writer builds them so, without a dict per action)."""
-        if not values:
-            return
-        if self._order is None:  # named parameters (PostgreSQL's driver)
-            params: list[Any] = [dict(zip(ACTION_COLUMNS, v, strict=True)) for v in values]
+        params: list[Any]
+        if not isinstance(rows[0], tuple):
+            params = ([tuple(r[k] for k in self._order) for r in rows]  # type: ignore[call-overload]
+                      if self._order is not None else list(rows))
+        elif self._order is None:  # named parameters (PostgreSQL's driver)
+            params = [dict(zip(ACTION_COLUMNS, v, strict=True)) for v in rows]
         elif self._order == ACTION_COLUMNS:  # SQLite: the table's own column order
-            params = values
+            params = list(rows)
         else:
             idx = [ACTION_COLUMNS.index(k) for k in self._order]
-            params = [tuple(v[i] for i in idx) for v in values]
+            params = [tuple(v[i] for i in idx) for v in rows]  # type: ignore[index]
         with self.begin() as conn:
             conn.exec_driver_sql(self._sql, params)
 

@@ -154,7 +154,7 @@ class GroupCommitWriter:
         assert self._w is not None
         t0 = time.perf_counter()
         try:
-            self._w.insert_action_values([_values(e) for e in group])
+            self._w.insert_actions([_values(e) for e in group])
         except Exception as exc:
             self.health.failed(exc)
             _write_log.exception("ack commit failed for %d actions", len(group))
