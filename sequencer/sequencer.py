@@ -73,8 +73,8 @@ class Sequencer(SubmitPath):
         self.config = config
         self.chain_id = config.chain_id
         self._sk = SigningKey(key_seed)
-        # the 64-byte secret key for acks signed by libsodium directly (SigningKey.sign
-        # wraps each signature in a SignedMessage object: Python work per action)
+        # the 64-byte secret key: acks are signed with nacl.bindings.crypto_sign directly
+        # (SigningKey.sign wraps each signature in a SignedMessage object per action)
         self._ack_sk = crypto_sign_seed_keypair(key_seed)[1]
         self.pubkey = bytes(self._sk.verify_key)
         self._clock = clock or (lambda: int(time.time()))

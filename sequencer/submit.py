@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from nacl.bindings import crypto_sign
+
 from sequencer import admission
 from sequencer.bounded import check_msgpack_shape
 from sequencer.envelope import verify_env as _verify_env
@@ -28,7 +30,6 @@ from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth
 from sequencer.intake import Intake
 from sequencer.mempool_guard import AdmissionGate
-from sequencer.sodium import sign_detached
 from sequencer.store import Store
 from sequencer.types import Ack, SequencerConfig, SequencerHooks
 from sequencer.types import Entry as _Entry
@@ -268,7 +269,8 @@ class SubmitPath:
         except SubmitError as exc:
             self.hooks.action_rejected(exc.reason)
             raise
-        ack = sign_detached(ack_message(h, state.height), self._ack_sk)  # = SigningKey.sign
+        # = SigningKey.sign(...).signature, without a SignedMessage object per action
+        ack = crypto_sign(ack_message(h, state.height), self._ack_sk)[:64]
         entry = (_Entry(self._next_seq, sa, raw, h, state.height, ack, sig_verified=not system)
                  if future is None else
                  _Entry(self._next_seq, sa, raw, h, state.height, ack, future, not system))

@@ -248,18 +248,19 @@ def test_settle_ignores_a_second_completion_so_the_writer_keeps_going() -> None:
     assert done.result() == "ack"
 
 
-def test_ack_signature_is_pynacl_s() -> None:
-    """Acks are signed by libsodium through ctypes (``sequencer.sodium``, GIL held): the very
-    signature PyNaCl's ``SigningKey.sign`` makes, so every SDK check still passes."""
-    from nacl.bindings import crypto_sign_seed_keypair
+def test_ack_signature_is_signing_key_s(tmp_path: Path) -> None:
+    """Acks are signed with ``nacl.bindings.crypto_sign`` and the sequencer's 64-byte
+    secret key: the very signature ``SigningKey.sign`` makes, so every SDK check passes."""
     from nacl.signing import SigningKey
 
-    from sequencer.sodium import sign_detached
     from state_machine.crypto import ack_message, verify_ack
 
-    for i in range(4):
-        seed = bytes([i + 1]) * 32
-        msg = ack_message(bytes([i]) * 32, 2**40 + i)
-        sig = sign_detached(msg, crypto_sign_seed_keypair(seed)[1])
-        assert sig == SigningKey(seed).sign(msg).signature
-        assert verify_ack(bytes(SigningKey(seed).verify_key), bytes([i]) * 32, 2**40 + i, sig)
+    seq = open_seq(tmp_path, "acksig")
+    try:
+        a = members(1)[0]
+        ack = seq.submit_batched(act(a, 0)).result(10)
+        msg = ack_message(ack.action_hash, ack.received_height)
+        assert ack.signature == SigningKey(SEQ_SEED).sign(msg).signature
+        assert verify_ack(seq.pubkey, ack.action_hash, ack.received_height, ack.signature)
+    finally:
+        seq.close()
