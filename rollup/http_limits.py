@@ -64,10 +64,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._hdr_lines = 0
         self._hdr_size = 0
         self._too_large = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None  # header / body-rate checks
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._last_active = time.monotonic()
+        self._idle_since = self._last_active
         self._body_start = 0.0
         self._body_bytes = 0
+        self._feeding = False  # inside data_received: timers are decided after the feed
 
     # ---------------------------------------------------------------- timers
 
@@ -81,6 +84,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer.cancel()
             self._timer = None
 
+    def _arm_idle(self) -> None:
+        """The idle check, armed once and re-armed when it fires (not per request: a
+        keep-alive connection serving thousands of requests per second would otherwise
+        create and cancel a timer for each)."""
+        if self._idle_timer is None:
+            self._idle_timer = self.loop.call_later(self.limits.idle_timeout,
+                                                    self._on_idle_timeout)
+
     def _idle(self) -> bool:
         """No request in progress: between requests and no header bytes pending."""
         return self._in_headers and self._hdr_bytes == 0 and (
@@ -88,12 +99,26 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _close(self) -> None:
         self._disarm()
+        self._disarm_idle()
         if not self.transport.is_closing():
             self.transport.close()
 
+    def _disarm_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
     def _on_idle_timeout(self) -> None:
-        if self._idle():
-            self._close()
+        self._idle_timer = None
+        if self.transport.is_closing():
+            return
+        left = self.limits.idle_timeout
+        if self._idle():  # idle since the last response (or since connecting)
+            left -= time.monotonic() - self._idle_since
+            if left <= 0:
+                self._close()
+                return
+        self._idle_timer = self.loop.call_later(left, self._on_idle_timeout)
 
     def _on_header_timeout(self) -> None:
         if self._in_headers:
@@ -128,7 +153,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self.limits.max_connections and not self._evict_one():
             self._reply(503, "too many connections")
             return
-        self._arm(self.limits.idle_timeout, self._on_idle_timeout)
+        self._arm_idle()
 
     def _evict_one(self) -> bool:
         idle = [c for c in self.connections if c is not self
@@ -140,18 +165,33 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_idle()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._last_active = time.monotonic()
+        """Timers are armed after the parser has seen ``data``: a request that arrives
+        whole in one read (every small action) needs neither the header timer nor the
+        body-rate check, so none is created for it."""
+        now = self._last_active = time.monotonic()
+        started = self._in_headers and self._hdr_bytes == 0  # first bytes of a request
         if self._in_headers:
-            if self._hdr_bytes == 0:
-                self._arm(self.limits.header_timeout, self._on_header_timeout)
             self._hdr_bytes += len(data)
-        super().data_received(data)
-        if self._in_headers and self._hdr_bytes > self.limits.max_header_bytes \
-                and not self.transport.is_closing():
-            self._reply_431()
+        self._feeding = True
+        try:
+            super().data_received(data)
+        finally:
+            self._feeding = False
+        if self.transport.is_closing():
+            return
+        if self._in_headers:
+            if self._hdr_bytes > self.limits.max_header_bytes:
+                self._reply_431()
+            elif started and self._hdr_bytes > 0 and self._timer is None:
+                # headers incomplete: they must be complete header_timeout after this read
+                self._arm(self.limits.header_timeout - (time.monotonic() - now),
+                          self._on_header_timeout)
+        elif self._timer is None and self.cycle is not None and self.cycle.more_body:
+            self._arm(1.0, self._check_body_rate)  # a body still streaming in
 
     def _reply_431(self) -> None:
         self._too_large = False
@@ -190,9 +230,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_headers = False
         self._disarm()
         super().on_headers_complete()
-        self._body_start = time.monotonic()
+        self._body_start = self._last_active
         self._body_bytes = 0
-        self._arm(1.0, self._check_body_rate)
+        if not self._feeding:  # (always feeding with httptools; data_received arms it)
+            self._arm(1.0, self._check_body_rate)
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
@@ -207,7 +248,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if not self.transport.is_closing() and not self.pipeline:
-            self._arm(self.limits.idle_timeout, self._on_idle_timeout)
+            self._idle_since = time.monotonic()
+            self._arm_idle()
 
 
 def protocol_class(limits: HttpLimits) -> type[GuardedHttpToolsProtocol]:

@@ -74,12 +74,36 @@ def _header(data: Any, pos: int) -> tuple[int, int, int]:
     raise _malformed("msgpack ext types (or byte 0xc1) are not allowed")
 
 
+def _table() -> list[tuple[int, int, int, int]]:
+    """Per header byte: (payload bytes to skip, child count, size of a length field,
+    children per counted element); a length field of size 0 with skip -1 marks a byte that
+    is refused (float, ext, 0xc1). What :func:`_header` computes, looked up once per
+    object instead of branching (the walk runs on the event loop for every action)."""
+    out = []
+    for b in range(256):
+        if b in (0xCA, 0xCB) or not (b <= 0xBF or b >= 0xE0 or b in _FIXED or b in _LEN
+                                     or b in _CONTAINER):
+            out.append((-1, 0, 0, 0))
+        elif b in _LEN:
+            out.append((0, 0, _LEN[b], 0))
+        elif b in _CONTAINER:
+            out.append((0, 0, _CONTAINER[b][0], _CONTAINER[b][1]))
+        else:
+            skip, children, _ = _header(bytes([b]) + b"\0" * 8, 0)
+            out.append((skip, children, 0, 0))
+    return out
+
+
+_TABLE = _table()
+
+
 def check_msgpack_shape(data: Any, max_items: int = MAX_ITEMS,
                         max_depth: int = MAX_DEPTH) -> None:
     """Walk the msgpack headers of ``data`` (bytes-like) without building objects.
     Raises SubmitError (``too_complex`` / ``malformed``)."""
     n = len(data)
     pos, items = 0, 0
+    table = _TABLE
     stack = [1]  # objects still expected at each open level
     while stack:
         if stack[-1] == 0:
@@ -91,7 +115,19 @@ def check_msgpack_shape(data: Any, max_items: int = MAX_ITEMS,
         items += 1
         if items > max_items:
             raise _too_complex(f"more than {max_items} msgpack objects")
-        skip, children, pos = _header(data, pos)
+        skip, children, size, mult = table[data[pos]]
+        pos += 1
+        if size:  # bin / str / array16+ / map16+: a big-endian length follows
+            if pos + size > n:
+                raise _malformed("truncated msgpack header")
+            count = int.from_bytes(data[pos:pos + size], "big")
+            pos += size
+            if mult:
+                children = count * mult
+            else:
+                skip = count
+        elif skip < 0:
+            _header(data, pos - 1)  # raises the refusal for this byte
         pos += skip
         if pos > n:
             raise _malformed("truncated msgpack payload")

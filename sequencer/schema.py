@@ -49,7 +49,9 @@ actions = Table(
 Index("ix_actions_hash", actions.c.hash)
 Index("ix_actions_status_seq", actions.c.status, actions.c.seq)
 Index("ix_actions_block", actions.c.block_height, actions.c.block_index)
-Index("ix_actions_sender_nonce", actions.c.sender, actions.c.nonce)
+# No (sender, nonce) index: no query reads one, and a random-keyed index costs every ack
+# commit a B-tree leaf page per action (written to the WAL and fsynced). Databases created
+# before keep theirs (create_all never drops an index); nothing depends on it either way.
 
 blocks = Table(
     "blocks",

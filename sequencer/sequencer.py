@@ -26,6 +26,7 @@ from collections.abc import Callable
 from itertools import islice
 from typing import Any
 
+from nacl.bindings import crypto_sign_seed_keypair
 from nacl.signing import SigningKey
 from sqlalchemy import Connection
 
@@ -72,6 +73,9 @@ class Sequencer(SubmitPath):
         self.config = config
         self.chain_id = config.chain_id
         self._sk = SigningKey(key_seed)
+        # the 64-byte secret key: acks are signed with nacl.bindings.crypto_sign directly
+        # (SigningKey.sign wraps each signature in a SignedMessage object per action)
+        self._ack_sk = crypto_sign_seed_keypair(key_seed)[1]
         self.pubkey = bytes(self._sk.verify_key)
         self._clock = clock or (lambda: int(time.time()))
         self.hooks = hooks or SequencerHooks()

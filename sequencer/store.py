@@ -433,6 +433,9 @@ class Store:
         return _row(BatchRow, r) if r else None
 
 
+ACTION_COLUMNS = tuple(c.name for c in actions.c)
+
+
 class StoreWriter:
     """The writer thread's own connection: no pool checkout per transaction, and the
     hottest statement (inserting a group of acknowledged actions) precompiled and run as
@@ -463,13 +466,22 @@ class StoreWriter:
             self.reset()
             raise
 
-    def insert_actions(self, rows: Sequence[dict[str, Any]]) -> None:
+    def insert_actions(self, rows: Sequence[dict[str, Any] | tuple[Any, ...]]) -> None:
+        """Insert acknowledged actions: dicts, or tuples in :data:`ACTION_COLUMNS` order
+        (what the group-commit writer builds: no dict per action)."""
         if not rows:
             return
-        params: list[Any] = (
-            [tuple(r[k] for k in self._order) for r in rows] if self._order is not None
-            else list(rows)
-        )
+        params: list[Any]
+        if not isinstance(rows[0], tuple):
+            params = ([tuple(r[k] for k in self._order) for r in rows]  # type: ignore[call-overload]
+                      if self._order is not None else list(rows))
+        elif self._order is None:  # named parameters (PostgreSQL's driver)
+            params = [dict(zip(ACTION_COLUMNS, v, strict=True)) for v in rows]
+        elif self._order == ACTION_COLUMNS:  # SQLite: the table's own column order
+            params = list(rows)
+        else:
+            idx = [ACTION_COLUMNS.index(k) for k in self._order]
+            params = [tuple(v[i] for i in idx) for v in rows]  # type: ignore[index]
         with self.begin() as conn:
             conn.exec_driver_sql(self._sql, params)
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from nacl.bindings import crypto_sign
+
 from sequencer import admission
 from sequencer.bounded import check_msgpack_shape
 from sequencer.envelope import verify_env as _verify_env
@@ -59,6 +61,7 @@ class SubmitPath:
     hooks: SequencerHooks
     write_health: WriteHealth
     _sk: SigningKey
+    _ack_sk: bytes
     _lock: threading.RLock
     _stopping: threading.Event
     _started: bool
@@ -266,11 +269,11 @@ class SubmitPath:
         except SubmitError as exc:
             self.hooks.action_rejected(exc.reason)
             raise
-        entry = _Entry(self._next_seq, sa, raw, h, state.height, b"",
-                       sig_verified=not system)
-        if future is not None:
-            entry.future = future
-        entry.ack = self._sk.sign(ack_message(h, state.height)).signature
+        # = SigningKey.sign(...).signature, without a SignedMessage object per action
+        ack = crypto_sign(ack_message(h, state.height), self._ack_sk)[:64]
+        entry = (_Entry(self._next_seq, sa, raw, h, state.height, ack, sig_verified=not system)
+                 if future is None else
+                 _Entry(self._next_seq, sa, raw, h, state.height, ack, future, not system))
         self._next_seq += 1
         self._by_hash[h] = entry
         self._pending[a.sender] = self._pending.get(a.sender, 0) + 1

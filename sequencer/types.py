@@ -94,6 +94,7 @@ class Entry:
     hash: bytes
     received_height: int
     ack: bytes
+    # the caller's future when it has one (the intake's): not built twice per action
     future: Future[Ack] = field(default_factory=Future)
     # set only right after admission verified the ed25519 signature of these bytes (never
     # for entries re-read from the database): block production then skips the STF's check

@@ -20,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sequencer.errors import SubmitError
 from sequencer.health import WriteHealth
 from sequencer.ratelog import RateLimitedLog
-from sequencer.store import Store, StoreWriter
+from sequencer.store import ACTION_COLUMNS, Store, StoreWriter
 from sequencer.types import STOP, Entry, Job
 from state_machine.reasons import Reason
 
@@ -28,14 +28,16 @@ log = logging.getLogger("flockchain.sequencer")
 _write_log = RateLimitedLog(log, every_s=30.0)  # a full disk fails every write
 
 
-def _row(e: Entry) -> dict[str, Any]:
+def _values(e: Entry) -> tuple[Any, ...]:
+    """The action's row in ``ACTION_COLUMNS`` order (status ``queued``)."""
     a = e.sa.action
-    return {
-        "seq": e.seq, "hash": e.hash, "bytes": e.raw, "sender": a.sender, "nonce": a.nonce,
-        "type": a.type, "size": len(e.raw), "status": "queued", "reason": None,
-        "detail": None, "received_height": e.received_height, "ack": e.ack,
-        "block_height": None, "block_index": None,
-    }
+    return (e.seq, e.hash, e.raw, a.sender, a.nonce, a.type, len(e.raw), "queued", None,
+            None, e.received_height, e.ack, None, None)
+
+
+assert ACTION_COLUMNS == (
+    "seq", "hash", "bytes", "sender", "nonce", "type", "size", "status", "reason", "detail",
+    "received_height", "ack", "block_height", "block_index"), "update _values"
 
 
 class GroupCommitWriter:
@@ -152,7 +154,7 @@ class GroupCommitWriter:
         assert self._w is not None
         t0 = time.perf_counter()
         try:
-            self._w.insert_actions([_row(e) for e in group])
+            self._w.insert_actions([_values(e) for e in group])
         except Exception as exc:
             self.health.failed(exc)
             _write_log.exception("ack commit failed for %d actions", len(group))

@@ -64,20 +64,22 @@ async def _drain(receive: Any, more: bool) -> None:
 
 
 async def read_limited(receive: Any, limit: int, expected: int | None = None
-                       ) -> bytearray | None:
+                       ) -> bytes | bytearray | None:
     """The request body from ASGI ``receive``, or None as soon as it exceeds ``limit``
     bytes (never buffering more than ``limit``; the rest is drained, up to DRAIN_BYTES, so
     the client gets the 413 rather than a reset). With ``expected`` (Content-Length) the
-    buffer is allocated once, so peak memory is the body, not a growing copy of it."""
+    buffer is allocated once, so peak memory is the body, not a growing copy of it; a
+    body that arrives as one message is returned as is (``bytes``)."""
+    msg = await receive()
+    if msg["type"] == "http.disconnect":
+        return None
+    chunk = msg.get("body", b"")
+    more = msg.get("more_body", False)
+    if not more and len(chunk) <= limit and (expected is None or len(chunk) == expected):
+        return chunk  # the whole body in one message (every small action): no copy
     buf = bytearray(expected) if expected else bytearray()
     n = 0
-    more = True
-    while more:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            return None
-        chunk = msg.get("body", b"")
-        more = msg.get("more_body", False)
+    while True:
         if n + len(chunk) > limit or (expected is not None and n + len(chunk) > expected):
             await _drain(receive, more)
             return None
@@ -86,6 +88,13 @@ async def read_limited(receive: Any, limit: int, expected: int | None = None
         else:
             buf += chunk
         n += len(chunk)
+        if not more:
+            break
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunk = msg.get("body", b"")
+        more = msg.get("more_body", False)
     if expected is not None and n != expected:
         del buf[n:]
     return buf
@@ -153,7 +162,8 @@ class Ingress:
         self.metrics = metrics
         self.bridge = FutureBridge()
 
-    async def body(self, headers: dict[bytes, bytes], receive: Any) -> bytearray | Reply:
+    async def body(self, headers: dict[bytes, bytes], receive: Any
+                   ) -> bytes | bytearray | Reply:
         limit = self.config.max_body_bytes
         cl = headers.get(b"content-length")
         expected = None
@@ -172,7 +182,7 @@ class Ingress:
         self.metrics.body_received(len(raw))
         return raw
 
-    def _wire(self, kind: str, body: bytearray) -> bytes:
+    def _wire(self, kind: str, body: bytes | bytearray) -> bytes:
         """Canonical wire bytes of a body, structure checked first (may run on a worker
         thread). Raises SubmitError / ActionError."""
         if kind == "msgpack":
@@ -183,14 +193,15 @@ class Ingress:
     async def _call(self, fn: Callable[..., Any], *args: Any, big: bool) -> Any:
         return await run_in_threadpool(fn, *args) if big else fn(*args)
 
-    async def submit(self, kind: str, body: bytearray) -> Reply:
+    async def submit(self, kind: str, body: bytes | bytearray) -> Reply:
         big = len(body) > OFFLOAD_BYTES
         try:
             raw = await self._call(self._wire, kind, body, big=big)
         except (SubmitError, ActionError) as exc:
             self.metrics.action_rejected(exc.reason)
             return err(exc.reason, exc.detail)
-        body.clear()  # the caller's buffer: free it before the action is held elsewhere
+        if isinstance(body, bytearray):  # the caller's buffer: free it before the action
+            body.clear()  # is held elsewhere (bytes(bytearray) was a copy)
         try:  # refusals below are counted by the sequencer's hooks
             if big:  # hashing/verifying MBs on a worker thread of its own
                 fut = await run_in_threadpool(self.seq.submit_nowait, raw)

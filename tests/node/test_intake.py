@@ -246,3 +246,21 @@ def test_settle_ignores_a_second_completion_so_the_writer_keeps_going() -> None:
     settle(done, "ack")  # type: ignore[arg-type]
     settle(done, exc=RuntimeError("late"))
     assert done.result() == "ack"
+
+
+def test_ack_signature_is_signing_key_s(tmp_path: Path) -> None:
+    """Acks are signed with ``nacl.bindings.crypto_sign`` and the sequencer's 64-byte
+    secret key: the very signature ``SigningKey.sign`` makes, so every SDK check passes."""
+    from nacl.signing import SigningKey
+
+    from state_machine.crypto import ack_message, verify_ack
+
+    seq = open_seq(tmp_path, "acksig")
+    try:
+        a = members(1)[0]
+        ack = seq.submit_batched(act(a, 0)).result(10)
+        msg = ack_message(ack.action_hash, ack.received_height)
+        assert ack.signature == SigningKey(SEQ_SEED).sign(msg).signature
+        assert verify_ack(seq.pubkey, ack.action_hash, ack.received_height, ack.signature)
+    finally:
+        seq.close()
