@@ -33,9 +33,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from state_machine.constants import DUPLICATE_REL_SQ, REWARD_SIGMAS
 
-Fresh = tuple[list[list[int]], int, int]  # (c · fresh Gram, rank of the past, c)
+Fresh = tuple[Sequence[Sequence[int]], int, int]  # (c · fresh Gram, rank of the past, c)
 
 
 def fresh_gram(gram: Sequence[Sequence[int]], k: int) -> Fresh:
@@ -86,3 +88,184 @@ def has_fresh_peer(fresh: Sequence[Sequence[int]], i: int, dim: int) -> bool:
         if j != i and g > 0 and dim * g * g >= s2 * fresh[i][i] * fresh[j][j]:
             return True
     return False
+
+
+# ------------------------------------------------- the same integers, multi-modular
+
+_PRIME_BITS = 21  # r (p-1)^2 < 2^53 for r <= 2^11 rows: float64 products and sums exact
+_PRIMES: list[int] = []
+
+
+def _primes() -> list[int]:
+    """Every prime in [2^20, 2^21), largest first (a sieve, once)."""
+    if not _PRIMES:
+        top = 1 << _PRIME_BITS
+        sieve = np.ones(top, dtype=bool)
+        sieve[:2] = False
+        for q in range(2, int(top ** 0.5) + 1):
+            if sieve[q]:
+                sieve[q * q :: q] = False
+        _PRIMES.extend(int(q) for q in np.flatnonzero(sieve)[::-1] if q >= top >> 1)
+    return _PRIMES
+
+
+def past_pivots(gram: Sequence[Sequence[int]], k: int) -> tuple[list[int], list[int]]:
+    """(independent past rows, Bareiss pivots) of rows ``k..`` of ``gram``, in the order
+    :func:`fresh_gram` eliminates them (a zero pivot: in the span of the earlier ones).
+
+    The past block alone, upper triangle: ``O(m^3 / 6)`` big-integer steps."""
+    idx = list(range(k, len(gram)))
+    a = [[int(gram[x][y]) for y in idx] for x in idx]
+    basis, pivots, prev = [], [], 1
+    for t in range(len(idx)):
+        row_t, piv = a[t], a[t][t]
+        if piv == 0:
+            continue
+        for x in range(t + 1, len(idx)):
+            row_x, mtx = a[x], row_t[x]
+            for y in range(x, len(idx)):
+                row_x[y] = (piv * row_x[y] - mtx * row_t[y]) // prev
+        prev = piv
+        basis.append(idx[t])
+        pivots.append(piv)
+    return basis, pivots
+
+
+def _inverse_mod(a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Inverse of every ``a[s]`` modulo ``p[s]`` (Gauss-Jordan, no row exchanges: every
+    leading minor is a unit mod ``p[s]``); int64, residues < 2^21."""
+    q, r, _ = a.shape
+    aug = np.zeros((q, r, 2 * r), dtype=np.int64)
+    aug[:, :, :r] = a
+    aug[:, :, r:] = np.eye(r, dtype=np.int64)
+    p3 = p[:, None, None]
+    for t in range(r):
+        inv = _pow_mod(aug[:, t, t], p - 2, p)
+        row = aug[:, t, :] * inv[:, None] % p[:, None]
+        aug -= aug[:, :, t : t + 1] * row[:, None, :]
+        aug %= p3
+        aug[:, t, :] = row
+    return aug[:, :, r:]
+
+
+def _pow_mod(x: np.ndarray, e: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``x ** e % p`` elementwise (square and multiply; every factor < 2^21)."""
+    out = np.ones_like(x)
+    x, e = x % p, e.copy()
+    while e.any():
+        odd = (e & 1).astype(bool)
+        out = np.where(odd, out * x % p, out)
+        x, e = x * x % p, e >> 1
+    return out
+
+
+def _mat_mod(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``a @ b % p`` per modulus, exact in float64 (inner length <= 2^11, residues
+    < 2^21: every partial sum < 2^53)."""
+    prod = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    return (prod.astype(np.int64)) % p[:, None, None]
+
+
+class FreshPast:
+    """:func:`fresh_gram`'s and ``fresh_vouching.fresh_diagonal``'s integers for any rows
+    of the first ``k`` of ``gram`` (a Gram matrix: positive semi-definite, entries below
+    2^63), without their ``O(m k^2)`` big-integer steps.
+
+    With ``B`` the past rows that :func:`past_pivots` keeps, ``c = det G[B, B]`` (the last
+    pivot) and ``u_i = G[B, i]``, Bareiss leaves (Sylvester's identity) the bordered minor
+    ``c G_ij - u_i^T adj(G[B, B]) u_j``. ``W = adj(G[B, B]) U`` is computed modulo enough
+    21-bit primes (none divides a pivot, so Gauss-Jordan needs no row exchange), its
+    column ``i`` rebuilt by the Chinese remainder theorem when row ``i``'s off-diagonal
+    entries are first asked for; the diagonal is rebuilt for every row at once. Bounds
+    (``H = G[B + i, B + i]`` is PSD, Hadamard, Cauchy-Binet): ``0 <= c G_ii - ... <=
+    prod G_aa * G_ii`` and ``|W_bi| <= prod_{a in B} G_aa * max(G_ii, 1)``: the primes'
+    product exceeds twice that."""
+
+    def __init__(self, gram: Sequence[Sequence[int]], k: int) -> None:
+        self.k = k
+        self.basis, pivots = past_pivots(gram, k)
+        self.rank = len(self.basis)
+        self.scale = pivots[-1] if pivots else 1
+        self._gram = gram
+        self._w: dict[int, list[int]] = {}
+        self._u = [[int(gram[b][i]) for b in self.basis] for i in range(k)]
+        diag = [int(gram[i][i]) for i in range(k)]
+        if not self.basis:
+            self.diag = diag
+            return
+        if self.rank > 1 << (53 - 2 * _PRIME_BITS):
+            raise ValueError("too many past rows for exact float64 residues")
+        bound = 1
+        for b in self.basis:
+            bound *= int(gram[b][b])
+        bound *= max([1, *diag])
+        primes, mod = [], 1
+        for q in _primes():
+            if all(piv % q for piv in pivots):
+                primes.append(q)
+                mod *= q
+                if mod > 2 * bound + 1:
+                    break
+        self._mod = mod
+        self._crt = [mod // q * pow(mod // q, -1, q) for q in primes]
+        p = np.array(primes, dtype=np.int64)
+        g_bb = np.array([[int(gram[a][b]) for b in self.basis] for a in self.basis],
+                        dtype=np.int64)
+        u = np.array(self._u, dtype=np.int64).reshape(k, self.rank).T  # (r, k)
+        adj = _inverse_mod(g_bb[None, :, :] % p[:, None, None], p)
+        adj = adj * np.array([self.scale % q for q in primes], dtype=np.int64)[:, None, None]
+        adj %= p[:, None, None]
+        u_p = u[None, :, :] % p[:, None, None]
+        self._wres = _mat_mod(adj, u_p, p)  # (P, r, k): W mod p
+        quad = (self._wres * u_p % p[:, None, None]).sum(axis=1) % p[:, None]  # (P, k)
+        sc = np.array([self.scale % q for q in primes], dtype=np.int64)[:, None]
+        cg = np.array(diag, dtype=np.int64)[None, :] % p[:, None] * sc % p[:, None]
+        dres = ((cg - quad) % p[:, None]).T.tolist()
+        self.diag = [self._rebuild(col) for col in dres]
+
+    def _rebuild(self, res: Sequence[int]) -> int:
+        x = sum(map(int.__mul__, res, self._crt)) % self._mod
+        return x - self._mod if 2 * x > self._mod else x
+
+    def _col(self, i: int) -> list[int]:
+        if i not in self._w:
+            self._w[i] = [self._rebuild(col) for col in self._wres[:, :, i].T.tolist()]
+        return self._w[i]
+
+    def entry(self, i: int, j: int) -> int:
+        """``c`` times the inner product of rows ``i`` and ``j``'s fresh parts."""
+        if i == j:
+            return self.diag[i]
+        g = int(self._gram[i][j])
+        if not self.basis:
+            return g
+        if j in self._w and i not in self._w:
+            i, j = j, i
+        return self.scale * g - sum(map(int.__mul__, self._col(i), self._u[j]))
+
+    def view(self, idx: Sequence[int]) -> Fresh:
+        """:func:`fresh_gram` of ``gram``'s rows ``idx`` and the past: the same triple, its
+        matrix read lazily (row ``i``'s entries computed on first use)."""
+        return _LazyGram(self, list(idx)), self.rank, self.scale
+
+
+class _LazyRow:
+    def __init__(self, src: FreshPast, idx: list[int], i: int) -> None:
+        self.src, self.idx, self.i = src, idx, i
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, j: int) -> int:
+        return self.src.entry(self.idx[self.i], self.idx[j])
+
+
+class _LazyGram(Sequence[Sequence[int]]):
+    def __init__(self, src: FreshPast, idx: list[int]) -> None:
+        self.src, self.idx = src, idx
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> _LazyRow:  # type: ignore[override]
+        return _LazyRow(self.src, self.idx, i)
