@@ -31,6 +31,7 @@ complement of the past's block in the Gram matrix of [rows; past], computed frac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -92,21 +93,18 @@ def has_fresh_peer(fresh: Sequence[Sequence[int]], i: int, dim: int) -> bool:
 
 # ------------------------------------------------- the same integers, multi-modular
 
-_PRIME_BITS = 21  # r (p-1)^2 < 2^53 for r <= 2^11 rows: float64 products and sums exact
-_PRIMES: list[int] = []
+_PRIMES: dict[int, list[int]] = {}
 
 
-def _primes() -> list[int]:
-    """Every prime in [2^20, 2^21), largest first (a sieve, once)."""
-    if not _PRIMES:
-        top = 1 << _PRIME_BITS
-        sieve = np.ones(top, dtype=bool)
-        sieve[:2] = False
-        for q in range(2, int(top ** 0.5) + 1):
-            if sieve[q]:
-                sieve[q * q :: q] = False
-        _PRIMES.extend(int(q) for q in np.flatnonzero(sieve)[::-1] if q >= top >> 1)
-    return _PRIMES
+def _primes(bits: int) -> list[int]:
+    """The primes in ``[2^bits - 2^17, 2^bits)``, largest first (sieved once per width)."""
+    if bits not in _PRIMES:
+        top, lo = 1 << bits, (1 << bits) - (1 << 17)
+        live = np.ones(top - lo, dtype=bool)
+        for q in range(2, math.isqrt(top) + 1):
+            live[(-lo) % q :: q] = False
+        _PRIMES[bits] = [lo + int(i) for i in np.flatnonzero(live)[::-1]]
+    return _PRIMES[bits]
 
 
 def past_pivots(gram: Sequence[Sequence[int]], k: int) -> tuple[list[int], list[int]]:
@@ -132,24 +130,23 @@ def past_pivots(gram: Sequence[Sequence[int]], k: int) -> tuple[list[int], list[
 
 
 def _inverse_mod(a: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """Inverse of every ``a[s]`` modulo ``p[s]`` (Gauss-Jordan, no row exchanges: every
-    leading minor is a unit mod ``p[s]``); int64, residues < 2^21."""
-    q, r, _ = a.shape
-    aug = np.zeros((q, r, 2 * r), dtype=np.int64)
-    aug[:, :, :r] = a
-    aug[:, :, r:] = np.eye(r, dtype=np.int64)
+    """Inverse of every ``a[s]`` modulo ``p[s]``, in place (Gauss-Jordan, no row
+    exchanges: every leading minor is a unit mod ``p[s]``); int64 residues < 2^23."""
     p3 = p[:, None, None]
-    for t in range(r):
-        inv = _pow_mod(aug[:, t, t], p - 2, p)
-        row = aug[:, t, :] * inv[:, None] % p[:, None]
-        aug -= aug[:, :, t : t + 1] * row[:, None, :]
-        aug %= p3
-        aug[:, t, :] = row
-    return aug[:, :, r:]
+    for t in range(a.shape[1]):
+        inv = _pow_mod(a[:, t, t], p - 2, p)
+        row = a[:, t, :] * inv[:, None] % p[:, None]  # row[t] == 1
+        col = a[:, :, t].copy()
+        a -= col[:, :, None] * row[:, None, :]
+        a %= p3
+        a[:, t, :] = row
+        a[:, :, t] = -col * inv[:, None] % p[:, None]
+        a[:, t, t] = inv
+    return a
 
 
 def _pow_mod(x: np.ndarray, e: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``x ** e % p`` elementwise (square and multiply; every factor < 2^21)."""
+    """``x ** e % p`` elementwise (square and multiply; every factor < 2^23)."""
     out = np.ones_like(x)
     x, e = x % p, e.copy()
     while e.any():
@@ -157,13 +154,6 @@ def _pow_mod(x: np.ndarray, e: np.ndarray, p: np.ndarray) -> np.ndarray:
         out = np.where(odd, out * x % p, out)
         x, e = x * x % p, e >> 1
     return out
-
-
-def _mat_mod(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """``a @ b % p`` per modulus, exact in float64 (inner length <= 2^11, residues
-    < 2^21: every partial sum < 2^53)."""
-    prod = np.matmul(a.astype(np.float64), b.astype(np.float64))
-    return (prod.astype(np.int64)) % p[:, None, None]
 
 
 class FreshPast:
@@ -174,7 +164,7 @@ class FreshPast:
     With ``B`` the past rows that :func:`past_pivots` keeps, ``c = det G[B, B]`` (the last
     pivot) and ``u_i = G[B, i]``, Bareiss leaves (Sylvester's identity) the bordered minor
     ``c G_ij - u_i^T adj(G[B, B]) u_j``. ``W = adj(G[B, B]) U`` is computed modulo enough
-    21-bit primes (none divides a pivot, so Gauss-Jordan needs no row exchange), its
+    23-bit primes (none divides a pivot, so Gauss-Jordan needs no row exchange), its
     column ``i`` rebuilt by the Chinese remainder theorem when row ``i``'s off-diagonal
     entries are first asked for; the diagonal is rebuilt for every row at once. Bounds
     (``H = G[B + i, B + i]`` is PSD, Hadamard, Cauchy-Binet): ``0 <= c G_ii - ... <=
@@ -193,33 +183,38 @@ class FreshPast:
         if not self.basis:
             self.diag = diag
             return
-        if self.rank > 1 << (53 - 2 * _PRIME_BITS):
+        # r (p - 1)^2 < 2^53: float64 products and sums of r of them are exact
+        bits = min(23, (53 - self.rank.bit_length()) // 2)
+        if bits < 18:
             raise ValueError("too many past rows for exact float64 residues")
         bound = 1
         for b in self.basis:
             bound *= int(gram[b][b])
         bound *= max([1, *diag])
         primes, mod = [], 1
-        for q in _primes():
+        for q in _primes(bits):
             if all(piv % q for piv in pivots):
                 primes.append(q)
                 mod *= q
                 if mod > 2 * bound + 1:
                     break
+        if mod <= 2 * bound + 1:
+            raise ValueError("entries too large for the prime table")
         self._mod = mod
         self._crt = [mod // q * pow(mod // q, -1, q) for q in primes]
         p = np.array(primes, dtype=np.int64)
+        p3 = p[:, None, None]
         g_bb = np.array([[int(gram[a][b]) for b in self.basis] for a in self.basis],
                         dtype=np.int64)
         u = np.array(self._u, dtype=np.int64).reshape(k, self.rank).T  # (r, k)
-        adj = _inverse_mod(g_bb[None, :, :] % p[:, None, None], p)
-        adj = adj * np.array([self.scale % q for q in primes], dtype=np.int64)[:, None, None]
-        adj %= p[:, None, None]
-        u_p = u[None, :, :] % p[:, None, None]
-        self._wres = _mat_mod(adj, u_p, p)  # (P, r, k): W mod p
-        quad = (self._wres * u_p % p[:, None, None]).sum(axis=1) % p[:, None]  # (P, k)
-        sc = np.array([self.scale % q for q in primes], dtype=np.int64)[:, None]
-        cg = np.array(diag, dtype=np.int64)[None, :] % p[:, None] * sc % p[:, None]
+        sc = np.array([self.scale % q for q in primes], dtype=np.int64)
+        adj = _inverse_mod(g_bb[None, :, :] % p3, p) * sc[:, None, None] % p3
+        u_p = (u[None, :, :] % p3).astype(np.float64)
+        w = np.matmul(adj.astype(np.float64), u_p).astype(np.int64)  # exact: < 2^53
+        w %= p3
+        self._wres = w  # (P, r, k): W mod p
+        quad = np.einsum("prk,prk->pk", w.astype(np.float64), u_p).astype(np.int64)
+        cg = np.array(diag, dtype=np.int64)[None, :] % p[:, None] * sc[:, None]
         dres = ((cg - quad) % p[:, None]).T.tolist()
         self.diag = [self._rebuild(col) for col in dres]
 
