@@ -326,8 +326,7 @@ def _at_rev(rev: str, flags: list[str]) -> dict[str, Any]:
 
 
 def close_table(n: int, log_d: int, pasts: list[int], revs: list[str], reps: int) -> str:
-    """:func:`bench_close` on every rev in turn, ``reps`` rounds (old and new alternately,
-    so they share the load); medians, with the load average before and after."""
+    """:func:`bench_close` on every rev in turn, ``reps`` rounds (alternately: one load)."""
     flags = ["--only-close", "--krum-n", str(n), "--krum-log-d", str(log_d), "--past",
              ",".join(map(str, pasts))]
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in revs}
@@ -353,20 +352,7 @@ def close_table(n: int, log_d: int, pasts: list[int], revs: list[str], reps: int
 
 def old_apply(rev: str, sizes: list[int]) -> dict[str, float]:
     """The same ``bench_apply`` on commit ``rev`` (exported to a temp dir)."""
-    tmp = Path(tempfile.mkdtemp(prefix="scale-old-"))
-    try:
-        arch = subprocess.run(["git", "-C", str(REPO), "archive", rev, "state_machine", "tests"],
-                              check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch, check=True)
-        (tmp / "bench").mkdir()
-        shutil.copy(__file__, tmp / "bench" / "scale.py")
-        env = dict(os.environ, PYTHONPATH=str(tmp))
-        cmd = [sys.executable, str(tmp / "bench" / "scale.py"), "--only-apply",
-               ",".join(map(str, sizes))]
-        res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=tmp)
-        return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return _at_rev(rev, ["--only-apply", ",".join(map(str, sizes))])
 
 
 def bench_epoch(n: int, mib: float, check_mib: float = 4) -> dict[str, Any]:
@@ -449,9 +435,8 @@ def main() -> None:
     ap.add_argument("--past", default="",
                     help="epoch close (judge_epoch) at --krum-n x 2^--krum-log-d with these "
                          "numbers of public past rows, e.g. 0,64, vs one GEMM; only that")
-    ap.add_argument("--close-revs", default="",
-                    help="with --past: the git revisions to measure in turn ('' or HEAD+: "
-                         "the working tree), e.g. main,2fba8db,HEAD+")
+    ap.add_argument("--close-revs", default="", help="with --past: revisions to measure "
+                    "in turn (HEAD+: the working tree), e.g. main,2fba8db,HEAD+")
     ap.add_argument("--close-reps", type=int, default=1, help="rounds over --close-revs")
     ap.add_argument("--only-close", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--only-chain", action="store_true", help="only the chain figures")

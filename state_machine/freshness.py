@@ -244,23 +244,31 @@ class FreshPast:
         return _LazyGram(self, list(idx)), self.rank, self.scale
 
 
-class _LazyRow:
+class _LazyRow(Sequence[int]):
+    """Row ``i`` of :meth:`FreshPast.view`: an entry is computed when read."""
+
     def __init__(self, src: FreshPast, idx: list[int], i: int) -> None:
-        self.src, self.idx, self.i = src, idx, i
+        self.src, self.idx, self.i = src, idx, idx[i]
 
     def __len__(self) -> int:
         return len(self.idx)
 
-    def __getitem__(self, j: int) -> int:
-        return self.src.entry(self.idx[self.i], self.idx[j])
+    def __getitem__(self, j: int) -> int:  # type: ignore[override]
+        return self.src.entry(self.i, self.idx[j])
 
 
 class _LazyGram(Sequence[Sequence[int]]):
+    """:meth:`FreshPast.view`'s matrix: rows made on first use, entries when read."""
+
     def __init__(self, src: FreshPast, idx: list[int]) -> None:
         self.src, self.idx = src, idx
+        self.rows: dict[int, _LazyRow] = {}
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> _LazyRow:  # type: ignore[override]
-        return _LazyRow(self.src, self.idx, i)
+        row = self.rows.get(i)
+        if row is None:
+            row = self.rows[i] = _LazyRow(self.src, self.idx, i)
+        return row

@@ -19,7 +19,7 @@ def _gram(seed: int, k: int, m: int, d: int, big: bool, dependent: int, zeros: i
     rng = np.random.default_rng(seed)
     lim = 32767 if big else 4
     x = rng.integers(-lim, lim + 1, (k + m, d)).astype(object)
-    for t in range(min(dependent, m)):
+    for _ in range(min(dependent, m)):
         b = k + int(rng.integers(0, m))
         if b > k:
             coef = rng.integers(-2, 3, b - k).astype(object)
