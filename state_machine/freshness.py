@@ -27,6 +27,10 @@ Gate, two tests, one per way of hiding a copy (:func:`is_fresh`):
 Exact integers: the fresh parts' Gram matrix is the Schur
 complement of the past's block in the Gram matrix of [rows; past], computed fraction-free
 (Bareiss), so it is that Gram matrix times a positive integer — cosines are unchanged.
+Epoch close reads the same integers from :class:`FreshPast` (one elimination of the past
+block, the rest modulo small primes; off-diagonal entries only when the gate reads them):
+at n = 512, m = 64 past rows and d = 2^18 the elimination of :func:`fresh_gram` took
+~90 CPU s, ~25× one GEMM of the epoch's shape; ``FreshPast`` ~0.6 s.
 """
 
 from __future__ import annotations
