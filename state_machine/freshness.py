@@ -173,7 +173,7 @@ class FreshPast:
     entries are first asked for; the diagonal is rebuilt for every row at once. Bounds
     (``H = G[B + i, B + i]`` is PSD, Hadamard, Cauchy-Binet): ``0 <= c G_ii - ... <=
     prod G_aa * G_ii`` and ``|W_bi| <= prod_{a in B} G_aa * max(G_ii, 1)``: the primes'
-    product exceeds twice that."""
+    product exceeds twice that (beyond the table of primes: :func:`fresh_gram` itself)."""
 
     def __init__(self, gram: Sequence[Sequence[int]], k: int) -> None:
         self.k = k
@@ -184,26 +184,27 @@ class FreshPast:
         self._w: dict[int, list[int]] = {}
         self._u = [[int(gram[b][i]) for b in self.basis] for i in range(k)]
         diag = [int(gram[i][i]) for i in range(k)]
+        self._exact: Sequence[Sequence[int]] | None = None
         if not self.basis:
             self.diag = diag
             return
         # r (p - 1)^2 < 2^53: float64 products and sums of r of them are exact
         bits = min(23, (53 - self.rank.bit_length()) // 2)
-        if bits < 18:
-            raise ValueError("too many past rows for exact float64 residues")
         bound = 1
         for b in self.basis:
             bound *= int(gram[b][b])
         bound *= max([1, *diag])
         primes, mod = [], 1
-        for q in _primes(bits):
+        for q in _primes(bits) if bits >= 18 else []:
             if all(piv % q for piv in pivots):
                 primes.append(q)
                 mod *= q
                 if mod > 2 * bound + 1:
                     break
-        if mod <= 2 * bound + 1:
-            raise ValueError("entries too large for the prime table")
+        if mod <= 2 * bound + 1:  # beyond the prime table (not at PAST_UPDATES_MAX rows)
+            self._exact = fresh_gram(gram, k)[0]
+            self.diag = [self._exact[i][i] for i in range(k)]
+            return
         self._mod = mod
         self._crt = [mod // q * pow(mod // q, -1, q) for q in primes]
         p = np.array(primes, dtype=np.int64)
@@ -235,6 +236,8 @@ class FreshPast:
         """``c`` times the inner product of rows ``i`` and ``j``'s fresh parts."""
         if i == j:
             return self.diag[i]
+        if self._exact is not None:
+            return self._exact[i][j]
         g = int(self._gram[i][j])
         if not self.basis:
             return g

@@ -81,3 +81,13 @@ def test_past_gram_gives_the_old_flags_and_gate(seed, k, m):
     for i in range(len(idx)):
         assert freshness.is_fresh(got, i, big[idx[i]][idx[i]], d) == \
             freshness.is_fresh(want, i, big[idx[i]][idx[i]], d)
+
+
+def test_fresh_past_falls_back_to_bareiss_beyond_the_prime_table(monkeypatch):
+    g = _gram(3, 4, 5, 6, True, 1, 0)
+    monkeypatch.setattr(freshness, "_primes", lambda bits: [8388593])
+    fp = freshness.FreshPast(g, 4)
+    lazy, rank, c = fp.view(range(4))
+    assert ([[lazy[i][j] for j in range(4)] for i in range(4)], rank, c) == \
+        freshness.fresh_gram(g, 4)
+    assert (fp.diag, fp.rank, fp.scale) == fresh_vouching.fresh_diagonal(g, 4)
