@@ -10,6 +10,7 @@ Not a test: prints a Markdown table and one JSON line. Databases live on ``--dir
 
     python bench/scale.py [--accounts 1000,10000,100000] [--blocks 10000] [--old c64452e]
     python bench/scale.py --only-waiting 1000,10000,100000   # block start vs accounts
+    python bench/scale.py --past 0,64 --close-revs main,2fba8db,HEAD+  # epoch close vs GEMM
 """
 
 from __future__ import annotations
@@ -271,22 +272,87 @@ def bench_krum(n: int, log_d: int) -> dict[str, float]:
     return {"krum_gemm": gemm, "krum_score": time.perf_counter() - t0}
 
 
-def old_apply(rev: str, sizes: list[int]) -> dict[str, float]:
-    """The same ``bench_apply`` on commit ``rev`` (exported to a temp dir)."""
+def bench_close(n: int, log_d: int, pasts: list[int]) -> dict[str, float]:
+    """Epoch close (``judge_epoch``, the default aggregator of the code measured) at n
+    proposers, d = 2^log_d, with ``m`` public past rows for each ``m`` in ``pasts`` (random
+    int16, seed 0, like :func:`bench_krum`), beside one float64 GEMM of the same shape.
+    CPU seconds of this process (every BLAS thread counts; BLAS threads as numpy sets
+    them), wall seconds beside."""
+    import numpy as np
+
+    from state_machine import verdicts
+
+    d = 1 << log_d
+    rng = np.random.default_rng(0)
+    deltas = rng.integers(-3000, 3000, (n, d), dtype=np.int16)
+    prev = rng.integers(-3000, 3000, d, dtype=np.int16)
+    past = rng.integers(-3000, 3000, (max([0, *pasts]), d), dtype=np.int16)
+    pks = [i.to_bytes(32, "big") for i in range(n)]
+    a = deltas.astype(np.float64)
+    c0, t0 = time.process_time(), time.perf_counter()
+    a @ a.T
+    out = {"gemm_cpu": time.process_time() - c0, "gemm_wall": time.perf_counter() - t0}
+    del a
+    params = verdicts.SimParams(f=max(1, n // 50))
+    for m in pasts:
+        hist = verdicts.History(prev_delta=prev, past_updates=past[:m] if m else None)
+        c0, t0 = time.process_time(), time.perf_counter()
+        verdicts.judge_epoch(params, hist, pks, deltas)
+        out[f"close_cpu_{m}"] = time.process_time() - c0
+        out[f"close_wall_{m}"] = time.perf_counter() - t0
+    out["aggregator"] = params.aggregator  # type: ignore[assignment]
+    return out
+
+
+def _at_rev(rev: str, flags: list[str]) -> dict[str, Any]:
+    """This script with ``flags`` on commit ``rev``'s ``state_machine`` ("" or "HEAD+":
+    the working tree), in a child process; its JSON line."""
     tmp = Path(tempfile.mkdtemp(prefix="scale-old-"))
     try:
-        arch = subprocess.run(["git", "-C", str(REPO), "archive", rev, "state_machine", "tests"],
-                              check=True, capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch, check=True)
-        (tmp / "bench").mkdir()
-        shutil.copy(__file__, tmp / "bench" / "scale.py")
-        env = dict(os.environ, PYTHONPATH=str(tmp))
-        cmd = [sys.executable, str(tmp / "bench" / "scale.py"), "--only-apply",
-               ",".join(map(str, sizes))]
-        res = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=tmp)
+        root = REPO
+        if rev not in ("", "HEAD+"):
+            arch = subprocess.run(["git", "-C", str(REPO), "archive", rev, "state_machine",
+                                   "tests"], check=True, capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(tmp)], input=arch, check=True)
+            (tmp / "bench").mkdir()
+            shutil.copy(__file__, tmp / "bench" / "scale.py")
+            root = tmp
+        env = dict(os.environ, PYTHONPATH=str(root))
+        res = subprocess.run([sys.executable, str(root / "bench" / "scale.py"), *flags],
+                             env=env, check=True, capture_output=True, text=True, cwd=root)
         return json.loads(res.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def close_table(n: int, log_d: int, pasts: list[int], revs: list[str], reps: int) -> str:
+    """:func:`bench_close` on every rev in turn, ``reps`` rounds (alternately: one load)."""
+    flags = ["--only-close", "--krum-n", str(n), "--krum-log-d", str(log_d), "--past",
+             ",".join(map(str, pasts))]
+    runs: dict[str, list[dict[str, Any]]] = {r: [] for r in revs}
+    load = [os.getloadavg()[0]]
+    for _ in range(reps):
+        for rev in revs:
+            runs[rev].append(_at_rev(rev, flags))
+            load.append(os.getloadavg()[0])
+    head = ["code", "aggregator", "GEMM cpu s"]
+    head += [f"close cpu s, m={m} (x GEMM)" for m in pasts]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for rev in revs:
+        med = {key: statistics.median(r[key] for r in runs[rev]) for key in runs[rev][0]
+               if key != "aggregator"}
+        cells = [rev or "worktree", runs[rev][0]["aggregator"], f"{med['gemm_cpu']:.2f}"]
+        cells += [f"{med[f'close_cpu_{m}']:.2f} ({med[f'close_cpu_{m}'] / med['gemm_cpu']:.2f}x)"
+                  for m in pasts]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append(f"n={n}, d=2^{log_d}, {reps} rounds, medians; load average 1 min: "
+                 + " ".join(f"{x:.2f}" for x in load))
+    return "\n".join(lines) + "\n" + json.dumps(runs)
+
+
+def old_apply(rev: str, sizes: list[int]) -> dict[str, float]:
+    """The same ``bench_apply`` on commit ``rev`` (exported to a temp dir)."""
+    return _at_rev(rev, ["--only-apply", ",".join(map(str, sizes))])
 
 
 def bench_epoch(n: int, mib: float, check_mib: float = 4) -> dict[str, Any]:
@@ -366,6 +432,13 @@ def main() -> None:
     ap.add_argument("--only-apply", default="", help=argparse.SUPPRESS)
     ap.add_argument("--only-waiting", default="",
                     help="only apply_block while a task waits for clients, at these sizes")
+    ap.add_argument("--past", default="",
+                    help="epoch close (judge_epoch) at --krum-n x 2^--krum-log-d with these "
+                         "numbers of public past rows, e.g. 0,64, vs one GEMM; only that")
+    ap.add_argument("--close-revs", default="", help="with --past: revisions to measure "
+                    "in turn (HEAD+: the working tree), e.g. main,2fba8db,HEAD+")
+    ap.add_argument("--close-reps", type=int, default=1, help="rounds over --close-revs")
+    ap.add_argument("--only-close", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--only-chain", action="store_true", help="only the chain figures")
     ap.add_argument("--blob-mib", type=int, default=0,
                     help="also run bench/blobs.py (large-update ingest) with this size; 0: skip")
@@ -376,6 +449,15 @@ def main() -> None:
     args = ap.parse_args()
     if args.epoch_proposers:  # node + STF + verifier, bounded-memory epoch close
         print(json.dumps(bench_epoch(args.epoch_proposers, args.epoch_mib)))
+        return
+    if args.past:
+        pasts = [int(x) for x in args.past.split(",")]
+        if args.only_close:
+            print(json.dumps(bench_close(args.krum_n, args.krum_log_d, pasts)))
+        else:
+            print(close_table(args.krum_n, args.krum_log_d, pasts,
+                              args.close_revs.split(",") if args.close_revs else [""],
+                              args.close_reps))
         return
     if args.only_chain:  # e.g. --blocks 100000: restart and proofs on a longer chain
         root = Path(tempfile.mkdtemp(prefix="scale-", dir=args.dir))

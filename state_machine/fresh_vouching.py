@@ -106,5 +106,5 @@ def stale_rows(src: Rows, norms: Sequence[int], past: np.ndarray | Rows | None,
         return None
     both = tiles.ConcatRows([src, tiles.as_rows(np.asarray(past, dtype=np.int16).reshape(
         -1, src.shape[1]) if isinstance(past, np.ndarray) else past)])
-    diag, _, scale = fresh_diagonal(tiles.gram(both, cols), src.shape[0])
-    return stale(diag, scale, norms)
+    fp = freshness.FreshPast(tiles.gram(both, cols), src.shape[0])  # fresh_diagonal's integers
+    return stale(fp.diag, fp.scale, norms)

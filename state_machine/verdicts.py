@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import numpy as np
@@ -253,14 +254,24 @@ class PastGram:
         keep = [*idx, *range(self.n, len(self.big))]
         return [[self.big[a][b] for b in keep] for a in keep]
 
+    @cached_property
+    def _fresh(self) -> freshness.FreshPast:
+        """Every row's fresh parts, from one elimination of the past (the stale test's
+        rows and the gate's are both rows of ``big``: an entry depends only on its pair
+        and the past block)."""
+        return freshness.FreshPast(self.big, self.n)
+
     def stale(self, idx: Sequence[int]) -> list[bool]:
-        """``fresh_vouching.stale`` flags of rows ``idx`` (diagonal-only elimination)."""
-        diag, _, scale = fresh_vouching.fresh_diagonal(self.block(idx), len(idx))
-        return fresh_vouching.stale(diag, scale, [self.big[i][i] for i in idx])
+        """``fresh_vouching.stale`` flags of rows ``idx`` (the diagonal of
+        ``fresh_vouching.fresh_diagonal``, the same integers)."""
+        fp = self._fresh
+        return fresh_vouching.stale([fp.diag[i] for i in idx], fp.scale,
+                                    [self.big[i][i] for i in idx])
 
     def fresh(self, idx: Sequence[int]) -> freshness.Fresh:
-        """Rows ``idx``' fresh Gram, the past's rank and the scale (``freshness``)."""
-        return freshness.fresh_gram(self.block(idx), len(idx))
+        """Rows ``idx``' fresh Gram, the past's rank and the scale (``freshness.fresh_gram``'s
+        integers; entries computed when first read)."""
+        return self._fresh.view(idx)
 
 
 def admit(
