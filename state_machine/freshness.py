@@ -215,15 +215,16 @@ class FreshPast:
         u = np.array(self._u, dtype=np.int64).reshape(k, self.rank).T  # (r, k)
         sc = np.array([self.scale % q for q in primes], dtype=np.int64)
         adj = _inverse_mod(g_bb[None, :, :] % p3, p) * sc[:, None, None] % p3
-        adj_f = adj.astype(np.float64)
+        adj_f = adj.astype(np.float64)  # residues < 2^23: exact in float64
         self._wres = np.empty((len(primes), self.rank, k), dtype=np.int32)  # W mod p
         quad = np.empty((len(primes), k), dtype=np.int64)
         for lo in range(0, k, _COLUMNS):  # bounded scratch: ~8 MiB a block at r = 65
-            u_p = (u[None, :, lo : lo + _COLUMNS] % p3).astype(np.float64)
+            u_p = (u[None, :, lo : lo + _COLUMNS] % p3).astype(np.float64)  # exact residues
             w = np.matmul(adj_f, u_p).astype(np.int64)  # exact: every sum < 2^53
             w %= p3
             self._wres[:, :, lo : lo + _COLUMNS] = w
-            quad[:, lo : lo + _COLUMNS] = np.einsum("prk,prk->pk", w.astype(np.float64), u_p)
+            w_f = w.astype(np.float64)  # exact: r products of residues < 2^23 sum below 2^53
+            quad[:, lo : lo + _COLUMNS] = np.einsum("prk,prk->pk", w_f, u_p)
         cg = np.array(diag, dtype=np.int64)[None, :] % p[:, None] * sc[:, None]
         dres = ((cg - quad) % p[:, None]).T.tolist()
         self.diag = [self._rebuild(col) for col in dres]
