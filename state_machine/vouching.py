@@ -99,10 +99,10 @@ def capped_matrix(g: np.ndarray) -> np.ndarray:
     times the rounding error of its few float64 steps (each entry ≤ 2^60, so every
     conversion, square root, product and difference errs by at most a few 2^-53), and the
     −2 covers the −1 where √N is small; a pair it passes satisfies the exact inequality,
-    so the screen only decides which pairs need no integer work, never a result. Every other pair (the
-    near-copies the cap is for, and pairs too close to call) is computed with Python
-    integers (``isqrt``) by :func:`capped_agreement` itself. The result is an int64 array
-    (``|capped| <= |g_ij|``)."""
+    so the screen only decides which pairs need no integer work, never a result. Every
+    other pair (the near-copies the cap is for, and pairs too close to call) is computed
+    with Python integers (``isqrt``) by :func:`capped_agreement` itself. The result is an
+    int64 array (``|capped| <= |g_ij|``)."""
     p, q = PAIR_COS_CAP
     out = g.copy()
     if g.size == 0:
