@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, fresh_vouching, freshness, tiles, vouching
+from state_machine import aggregation, fresh_vouching, freshness, pairs, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
@@ -196,26 +196,15 @@ def duplicate_pairs(
 
 
 def near_duplicate_pairs(gram: Sequence[Sequence[int]], n: int) -> list[tuple[int, int]]:
-    """Every pair ``i < j < n`` with :func:`near_duplicate`, in ``(i, j)`` order.
-
-    Vectorised exactly when the entries fit int64 (``vouching.as_int64``: ≤ 2^60, so
-    ``dist = g_ii + g_jj − 2 g_ij`` does too): ``q · dist <= p · mn`` (``mn`` the smaller
-    norm, ``p/q = DUPLICATE_REL_SQ``) is, for an integer ``dist``,
-    ``dist <= floor(p · mn / q) = p · (mn // q) + (p · (mn % q)) // q``, all in int64.
-    Otherwise pair by pair with Python integers."""
-    g = vouching.as_int64(gram)
+    """Every pair ``i < j < n`` with :func:`near_duplicate`, in ``(i, j)`` order:
+    ``pairs.near_duplicates`` (exact int64 arithmetic) when the entries fit int64, else
+    pair by pair with Python integers."""
+    g = pairs.as_int64(gram)
     if g is None or g.shape[0] < n:
         return [(i, j) for i in range(n) for j in range(i + 1, n)
                 if near_duplicate(gram[i][i] + gram[j][j] - 2 * gram[i][j], gram[i][i],
                                   gram[j][j])]
-    g = g[:n, :n]
-    p, q = DUPLICATE_REL_SQ
-    diag = np.diagonal(g)
-    mn = np.minimum.outer(diag, diag)
-    dist = diag[:, None] + diag[None, :] - 2 * g
-    hit = (mn > 0) & (dist <= p * (mn // q) + (p * (mn % q)) // q)
-    hit &= np.triu(np.ones((n, n), dtype=bool), 1)
-    return [(int(i), int(j)) for i, j in zip(*np.nonzero(hit), strict=True)]
+    return pairs.near_duplicates(g, n)
 
 
 def find_evidence(
@@ -387,58 +376,6 @@ def has_novel_peer(res: Sequence[Sequence[int]], i: int) -> bool:
     return False
 
 
-def novel_peers(gram: Sequence[Sequence[int]], rows: Sequence[int]) -> list[bool]:
-    """``[has_novel_peer(residual_gram(gram, rows), i) for i in range(len(rows))]``, with
-    the ``k²`` residual entries (Python ints up to ~2^111) computed only for the pairs a
-    float64 screen cannot rule out.
-
-    Why it equals the integer rule: the rule needs ``res_ij > 0`` and
-    ``q · res_ij >= p · √(res_ii res_jj)`` (``p/q = NOVELTY_COS``). The screen computes
-    ``res_ij`` in float64 with an error bound ``E = 1e-12 (|P g_ij| + |a_i a_j|) + 1``
-    (a few 2^-53 relative per step, so the true value is at most ``res_f + E``) and
-    ``√res_ii`` from the exact diagonal (rounded down by a factor 1 − 1e-9): a pair with
-    ``res_f + E <= 0`` or ``q (res_f + E) < p √res_ii √res_jj (1 − 1e-9)`` cannot satisfy
-    the rule. Every other pair is checked with Python integers, as :func:`has_novel_peer`
-    does; a row is True iff one of its pairs passes. Entries beyond int64
-    (``vouching.as_int64``): the plain loops."""
-    k = len(rows)
-    g = vouching.as_int64(gram)
-    if g is None:
-        res = residual_gram(gram, rows)
-        return [has_novel_peer(res, i) for i in range(k)]
-    if k == 0:
-        return []
-    pos = len(gram) - 1
-    big_p = int(g[pos, pos])
-    idx = np.asarray(rows, dtype=np.intp)
-    sub = g[np.ix_(idx, idx)]
-    a = g[idx, pos]
-    sub_l, a_l = sub.tolist(), a.tolist()
-    if big_p == 0:
-        diag = [sub_l[i][i] for i in range(k)]
-        res_f = sub.astype(np.float64)
-        err = 1e-12 * np.abs(res_f) + 1
-    else:
-        diag = [big_p * sub_l[i][i] - a_l[i] * a_l[i] for i in range(k)]
-        pg = float(big_p) * sub.astype(np.float64)
-        aa = np.multiply.outer(a.astype(np.float64), a.astype(np.float64))
-        res_f = pg - aa
-        err = 1e-12 * (np.abs(pg) + np.abs(aa)) + 1
-    p, q = NOVELTY_COS
-    upper = res_f + err
-    root = np.sqrt(np.maximum(np.asarray([float(x) for x in diag]), 0.0))
-    maybe = (upper > 0) & (q * upper >= p * np.multiply.outer(root, root) * (1 - 1e-9))
-    np.fill_diagonal(maybe, False)
-    out = [False] * k
-    for i, j in zip(*np.nonzero(maybe), strict=True):
-        if out[i]:
-            continue
-        r = sub_l[i][j] if big_p == 0 else big_p * sub_l[i][j] - a_l[i] * a_l[j]
-        if r > 0 and q * q * r * r >= p * p * diag[i] * diag[j]:
-            out[i] = True
-    return out
-
-
 def pair_credit(g_ij: int, g_ii: int, g_jj: int) -> int:
     """<d_i, d_j> counted at most as if cos = PAIR_COS_CAP: near-copies (colluders paying
     each other) get no more credit than two clients that merely agree (the same cap as
@@ -469,46 +406,30 @@ def contribution_weights(
     the cap left 84 % of honest proposals unpaid there (a specialist's f largest terms are
     its class-mates).
     """
-    g = vouching.as_int64(gram)
-    if g is None:
-        return contribution_weights_py(gram, admitted, dim, fresh)
     k = len(admitted)
-    idx = np.asarray(admitted, dtype=np.intp)
-    sub = g[np.ix_(idx, idx)]
-    capped = vouching.capped_matrix(sub)  # pair_credit of every pair, exactly
-    np.fill_diagonal(capped, 0)
-    agree = vouching.row_sums(capped)
-    sums = vouching.row_sums(sub)
+    g = pairs.as_int64(gram)
+    if g is None:  # the definition: pair by pair, Python integers
+        m = [[gram[i][j] for j in admitted] for i in admitted]
+        res = residual_gram(gram, admitted)
+        agree = [sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
+                 for i in range(k)]
+        sums, diag = [sum(row) for row in m], [m[i][i] for i in range(k)]
+        novel = [has_novel_peer(res, i) for i in range(k)]
+    else:  # the same integers (pairs: exact row sums, screens decide no result)
+        idx = np.asarray(admitted, dtype=np.intp)
+        sub = g[np.ix_(idx, idx)]
+        capped = pairs.capped_matrix(sub)  # pair_credit of every pair
+        np.fill_diagonal(capped, 0)
+        agree, sums = pairs.row_sums(capped), pairs.row_sums(sub)
+        diag = np.diagonal(sub).tolist()
+        novel = pairs.novel_peers(g, admitted)
     total = sum(sums)
-    diag = np.diagonal(sub).tolist()
-    novel = novel_peers(g, admitted)
     out = []
     for i in range(k):
         s_sq = total - 2 * sums[i] + diag[i]
         chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * diag[i] * max(s_sq, 0) // dim)
         paid = novel[i] and (fresh is None or freshness.is_fresh(fresh, i, diag[i], dim))
         out.append(max(0, agree[i] - chance) if paid else 0)
-    return out
-
-
-def contribution_weights_py(
-    gram: Sequence[Sequence[int]], admitted: Sequence[int], dim: int,
-    fresh: freshness.Fresh | None = None,
-) -> list[int]:
-    """:func:`contribution_weights` pair by pair with Python integers (the definition;
-    used when the entries do not fit int64)."""
-    k = len(admitted)
-    m = [[gram[i][j] for j in admitted] for i in admitted]
-    res = residual_gram(gram, admitted)
-    total = sum(sum(row) for row in m)
-    out = []
-    for i in range(k):
-        agree = sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
-        s_sq = total - 2 * sum(m[i]) + m[i][i]
-        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        paid = has_novel_peer(res, i) and (
-            fresh is None or freshness.is_fresh(fresh, i, m[i][i], dim))
-        out.append(max(0, agree - chance) if paid else 0)
     return out
 
 

@@ -43,6 +43,7 @@ from functools import cmp_to_key
 
 import numpy as np
 
+from state_machine import pairs
 from state_machine.constants import PAIR_COS_CAP
 
 Gram = Sequence[Sequence[int]]
@@ -55,81 +56,20 @@ def capped_agreement(g_ij: int, g_ii: int, g_jj: int) -> int:
     return min(g_ij, math.isqrt(g_ii * g_jj) * p // q)
 
 
-# entries of at most this size take the vectorised paths: sums of two (or a difference of
-# three) stay inside int64 and float64 carries them with relative error 2^-53
-INT64_SAFE = 1 << 60
-
-
-def as_int64(gram: Gram | np.ndarray) -> np.ndarray | None:
-    """``gram`` as a square int64 array when every entry is within ``±INT64_SAFE`` (the
-    epoch's Gram entries are at most ``d · 2^30``); None otherwise (callers then take the
-    plain Python-integer path: the same integers, slower)."""
-    try:
-        a = np.asarray(gram, dtype=np.int64)
-    except (OverflowError, TypeError, ValueError):
-        return None
-    if a.ndim != 2 or a.shape[0] != a.shape[1]:
-        return None
-    if a.size and int(np.abs(a).max()) > INT64_SAFE:  # abs of -2^63 wraps: caught too
-        return None
-    if a.size and int(a.min()) < -INT64_SAFE:
-        return None
-    return a
-
-
-def row_sums(a: np.ndarray) -> list[int]:
-    """Exact row sums of an int64 array whose entries are within ``±INT64_SAFE``, as
-    Python ints: each entry splits into ``hi · 2^32 + lo`` (``0 <= lo < 2^32``), and the
-    halves are summed separately (``|hi| <= 2^28``, so both sums stay far inside int64 for
-    fewer than 2^30 columns)."""
-    hi = (a >> 32).sum(axis=1, dtype=np.int64)
-    lo = (a & 0xFFFFFFFF).sum(axis=1, dtype=np.int64)
-    return [(int(h) << 32) + int(lo_) for h, lo_ in zip(hi.tolist(), lo.tolist(), strict=True)]
-
-
-def capped_matrix(g: np.ndarray) -> np.ndarray:
-    """``capped_agreement(g[i, j], g[i, i], g[j, j])`` for every entry of an int64 Gram
-    matrix from :func:`as_int64`, exactly.
-
-    Why it equals the integer rule: with ``p/q = PAIR_COS_CAP`` and ``s = isqrt(g_ii g_jj)``
-    the cap is ``c = s · p // q >= 0``, so ``min(g_ij, c) = g_ij`` whenever ``g_ij <= 0``,
-    and whenever ``q · g_ij < p · (√(g_ii g_jj) − 1)``: then ``q g_ij < p s`` (``s > √N − 1``),
-    so ``g_ij <= c`` (``g_ij`` is an integer). That test is a float64 *screen*
-    ``q g (1 + 1e-9) < p (√g_ii √g_jj (1 − 1e-9) − 2)``: its relative margins are a million
-    times the rounding error of its few float64 steps (each entry ≤ 2^60, so every
-    conversion, square root, product and difference errs by at most a few 2^-53), and the
-    −2 covers the −1 where √N is small; a pair it passes satisfies the exact inequality,
-    so the screen only decides which pairs need no integer work, never a result. Every
-    other pair (the near-copies the cap is for, and pairs too close to call) is computed
-    with Python integers (``isqrt``) by :func:`capped_agreement` itself. The result is an
-    int64 array (``|capped| <= |g_ij|``)."""
-    p, q = PAIR_COS_CAP
-    out = g.copy()
-    if g.size == 0:
-        return out
-    diag = np.sqrt(np.diagonal(g).astype(np.float64))
-    bound = p * (np.multiply.outer(diag, diag) * (1 - 1e-9) - 2)
-    sure = (g <= 0) | (q * g.astype(np.float64) * (1 + 1e-9) < bound)
-    dg = np.diagonal(g).tolist()
-    for i, j in zip(*np.nonzero(~sure), strict=True):
-        out[i, j] = capped_agreement(int(g[i, j]), dg[i], dg[j])
-    return out
-
-
 def vouch_numerators(gram: Gram, prev_dots: Sequence[int], prev_sq: int) -> list[int]:
     """``x_i`` for every row of ``gram`` (see the module docstring).
 
     ``prev_dots[i] = <d_i, Δ_prev>``, ``prev_sq = |Δ_prev|²``; with ``prev_sq = 0`` (no
-    accepted step yet) only the peers vouch. The peers' sum is :func:`capped_matrix`'s
+    accepted step yet) only the peers vouch. The peers' sum is ``pairs.capped_matrix``'s
     exact row sums (the diagonal zeroed) when the entries fit int64, else
     :func:`vouch_numerators_py` (the same integers)."""
     k = len(gram)
-    g = as_int64(gram) if k else None
+    g = pairs.as_int64(gram) if k else None
     if g is None:
         return vouch_numerators_py(gram, prev_dots, prev_sq)
-    c = capped_matrix(g)
+    c = pairs.capped_matrix(g)
     np.fill_diagonal(c, 0)
-    out = row_sums(c)
+    out = pairs.row_sums(c)
     if prev_sq > 0:
         dg = np.diagonal(g).tolist()
         for i in range(k):

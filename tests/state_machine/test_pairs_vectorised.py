@@ -9,14 +9,17 @@ large d).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from state_machine import pairs as P
 from state_machine import tiles
 from state_machine import verdicts as V
 from state_machine import vouching as W
-from state_machine.constants import NOVELTY_COS
+from state_machine.constants import NOVELTY_COS, REWARD_SIGMAS
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -59,6 +62,25 @@ def gram_of(rows: np.ndarray, scale: int) -> list[list[int]]:
     return [[scale * sum(a * b for a, b in zip(x, y, strict=True)) for y in r] for x in r]
 
 
+def old_weights(gram, admitted, dim):
+    """contribution_weights as it was (pair by pair, Python integers; no fresh gate)."""
+    k = len(admitted)
+    m = [[gram[i][j] for j in admitted] for i in admitted]
+    res = V.residual_gram(gram, admitted)
+    total = sum(sum(row) for row in m)
+    out = []
+    for i in range(k):
+        agree = sum(V.pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
+        s_sq = total - 2 * sum(m[i]) + m[i][i]
+        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
+        out.append(max(0, agree - chance) if V.has_novel_peer(res, i) else 0)
+    return out
+
+
+def novel(gram, rows):
+    return P.novel_peers(P.as_int64(gram), rows)
+
+
 def old_duplicate_pairs(gram, n):
     return [(i, j) for i in range(n) for j in range(i + 1, n)
             if V.near_duplicate(gram[i][i] + gram[j][j] - 2 * gram[i][j], gram[i][i],
@@ -69,9 +91,9 @@ def old_duplicate_pairs(gram, n):
 @given(rows_and_prev())
 def test_capped_matrix_equals_capped_agreement(case):
     g = gram_of(*case)
-    arr = W.as_int64(g)
+    arr = P.as_int64(g)
     assert arr is not None
-    c = W.capped_matrix(arr).tolist()
+    c = P.capped_matrix(arr).tolist()
     k = len(g)
     assert c == [[W.capped_agreement(g[i][j], g[i][i], g[j][j]) for j in range(k)]
                  for i in range(k)]
@@ -95,15 +117,15 @@ def test_novel_peers_and_weights_equal_the_pair_loops(case, rnd):
     n = len(g) - 1
     admitted = sorted(rnd.sample(range(n), rnd.randint(0, n)))
     res = V.residual_gram(g, admitted)
-    assert V.novel_peers(g, admitted) == [V.has_novel_peer(res, i) for i in range(len(admitted))]
+    assert novel(g, admitted) == [V.has_novel_peer(res, i) for i in range(len(admitted))]
     for dim in (1, 7, 1 << 18):
         assert V.contribution_weights(g, admitted, dim) == \
-            V.contribution_weights_py(g, admitted, dim)
+            old_weights(g, admitted, dim)
     g0 = [[*row[:n], 0] for row in g[:n]] + [[0] * (n + 1)]  # no Δ_prev yet: P = 0
     res0 = V.residual_gram(g0, admitted)
-    assert V.novel_peers(g0, admitted) == [V.has_novel_peer(res0, i)
+    assert novel(g0, admitted) == [V.has_novel_peer(res0, i)
                                            for i in range(len(admitted))]
-    assert V.contribution_weights(g0, admitted, 9) == V.contribution_weights_py(g0, admitted, 9)
+    assert V.contribution_weights(g0, admitted, 9) == old_weights(g0, admitted, 9)
 
 
 @SETTINGS
@@ -119,10 +141,10 @@ def test_ties_at_the_exact_thresholds():
     for scale in (1, 1 << 40):
         rows = np.array([[1, 0, 0, 0], [1, 1, 1, 1], [1, 2, 2, 4], [0, 0, 0, 0]])
         g = gram_of(rows, scale)
-        assert W.capped_matrix(W.as_int64(g)).tolist() == [
+        assert P.capped_matrix(P.as_int64(g)).tolist() == [
             [W.capped_agreement(g[i][j], g[i][i], g[j][j]) for j in range(4)] for i in range(4)]
         res = V.residual_gram(g, [0, 1, 2])
-        assert V.novel_peers(g, [0, 1, 2]) == [V.has_novel_peer(res, i) for i in range(3)]
+        assert novel(g, [0, 1, 2]) == [V.has_novel_peer(res, i) for i in range(3)]
     p, q = NOVELTY_COS
     assert (p, q) == (1, 5)
 
@@ -130,18 +152,16 @@ def test_ties_at_the_exact_thresholds():
 def test_entries_beyond_int64_take_the_python_path():
     big = 1 << 70
     g = [[big, big // 2, 0], [big // 2, big, 0], [0, 0, 0]]
-    assert W.as_int64(g) is None
+    assert P.as_int64(g) is None
     assert W.vouch_numerators(g, [0, 0, 0], 0) == W.vouch_numerators_py(g, [0, 0, 0], 0)
-    assert V.contribution_weights(g, [0, 1], 5) == V.contribution_weights_py(g, [0, 1], 5)
+    assert V.contribution_weights(g, [0, 1], 5) == old_weights(g, [0, 1], 5)
     assert V.near_duplicate_pairs(g, 2) == old_duplicate_pairs(g, 2)
-    res = V.residual_gram(g, [0, 1])
-    assert V.novel_peers(g, [0, 1]) == [V.has_novel_peer(res, i) for i in range(2)]
 
 
 def test_row_sums_are_exact_near_int64_limits():
-    a = np.array([[W.INT64_SAFE] * 600, [-W.INT64_SAFE] * 600, [W.INT64_SAFE, -1, 3] * 200],
+    a = np.array([[P.INT64_SAFE] * 600, [-P.INT64_SAFE] * 600, [P.INT64_SAFE, -1, 3] * 200],
                  dtype=np.int64)
-    assert W.row_sums(a) == [sum(int(x) for x in row) for row in a]
+    assert P.row_sums(a) == [sum(int(x) for x in row) for row in a]
 
 
 def test_pick_returns_views_with_the_same_tiles():
@@ -152,3 +172,22 @@ def test_pick_returns_views_with_the_same_tiles():
     twice = tiles.pick(tiles.pick(rows, [4, 2, 0, 1]), [3, 0, 2])
     assert isinstance(twice, tiles.PickedRows)
     assert twice.tile(2, 6).tolist() == rows[[1, 4, 0], 2:6].tolist()
+
+
+@SETTINGS
+@given(rows_and_prev())
+def test_python_fallbacks_equal_the_vectorised_paths(case):
+    g = gram_of(*case)
+    n = len(g) - 1
+    sub = [row[:n] for row in g[:n]]
+    dots = [g[i][n] for i in range(n)]
+    fast = (W.vouch_numerators(sub, dots, g[n][n]), V.contribution_weights(g, range(n), 5),
+            V.near_duplicate_pairs(g, n))
+    real = P.as_int64
+    try:
+        P.as_int64 = lambda gram: None  # every caller takes the Python-integer definition
+        slow = (W.vouch_numerators(sub, dots, g[n][n]), V.contribution_weights(g, range(n), 5),
+                V.near_duplicate_pairs(g, n))
+    finally:
+        P.as_int64 = real
+    assert fast == slow
