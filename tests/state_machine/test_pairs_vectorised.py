@@ -191,3 +191,19 @@ def test_python_fallbacks_equal_the_vectorised_paths(case):
     finally:
         P.as_int64 = real
     assert fast == slow
+
+
+def test_gram_of_parts_equals_gram_of_the_stacked_rows():
+    rng = np.random.default_rng(3)
+    a = rng.integers(-32768, 32767, (5, 300), dtype=np.int16)
+    b = rng.integers(-32768, 32767, (3, 300), dtype=np.int16)
+    e = np.full(300, -32768, dtype=np.int16)
+    from state_machine.scoring import gram_int64
+    assert gram_int64([a, b, e[None, :]], 128).tolist() == \
+        gram_int64(np.vstack([a, b, e]), 128).tolist()
+    both = tiles.ConcatRows([tiles.ArrayRows(a), tiles.ArrayRows(b)])
+    g, h = tiles.gram_and_hashes(both, e, cols=70)  # hashed rows span both parts
+    assert g == gram_int64(np.vstack([a, b, e])).tolist()
+    assert h == [V.delta_hash(r) for r in np.vstack([a, b])]
+    g2, h2 = tiles.gram_and_hashes(both, e, cols=70, hashed=5)
+    assert (g2, h2) == (g, h[:5])
