@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -273,17 +274,15 @@ def bench_krum(n: int, log_d: int) -> dict[str, float]:
 
 
 def bench_close(n: int, log_d: int, pasts: list[int]) -> dict[str, float]:
-    """Epoch close (``judge_epoch``, the default aggregator of the code measured) at n
-    proposers, d = 2^log_d, with ``m`` public past rows for each ``m`` in ``pasts`` (random
-    int16, seed 0, like :func:`bench_krum`), beside one float64 GEMM of the same shape.
-    CPU seconds of this process (every BLAS thread counts; BLAS threads as numpy sets
-    them), wall seconds beside."""
+    """Epoch close (``judge_epoch``, the default aggregator of the code measured; row hashes
+    given, as the STF does) at n proposers, d = 2^log_d, with ``m`` public past rows for each
+    ``m`` in ``pasts`` (random int16, seed 0), beside one float64 GEMM of the same shape.
+    CPU seconds of this process (all BLAS threads), wall seconds beside."""
     import numpy as np
 
     from state_machine import verdicts
 
-    d = 1 << log_d
-    rng = np.random.default_rng(0)
+    d, rng = 1 << log_d, np.random.default_rng(0)
     deltas = rng.integers(-3000, 3000, (n, d), dtype=np.int16)
     prev = rng.integers(-3000, 3000, d, dtype=np.int16)
     past = rng.integers(-3000, 3000, (max([0, *pasts]), d), dtype=np.int16)
@@ -292,12 +291,14 @@ def bench_close(n: int, log_d: int, pasts: list[int]) -> dict[str, float]:
     c0, t0 = time.process_time(), time.perf_counter()
     a @ a.T
     out = {"gemm_cpu": time.process_time() - c0, "gemm_wall": time.perf_counter() - t0}
-    del a
+    del a  # the hashes below: as the STF recorded them at reveal, outside the timing
     params = verdicts.SimParams(f=max(1, n // 50))
+    kw = {"row_hashes": [verdicts.delta_hash(r) for r in deltas]} \
+        if "row_hashes" in inspect.signature(verdicts.judge_epoch).parameters else {}
     for m in pasts:
         hist = verdicts.History(prev_delta=prev, past_updates=past[:m] if m else None)
         c0, t0 = time.process_time(), time.perf_counter()
-        verdicts.judge_epoch(params, hist, pks, deltas)
+        verdicts.judge_epoch(params, hist, pks, deltas, **kw)
         out[f"close_cpu_{m}"] = time.process_time() - c0
         out[f"close_wall_{m}"] = time.perf_counter() - t0
     out["aggregator"] = params.aggregator  # type: ignore[assignment]

@@ -49,19 +49,27 @@ def gram_matrix(rows: np.ndarray, block: int = GRAM_BLOCK) -> list[list[int]]:
     return gram_int64(rows, block).tolist()
 
 
-def gram_int64(rows: np.ndarray, block: int = GRAM_BLOCK) -> np.ndarray:
-    """:func:`gram_matrix` as an int64 array (tiles of an epoch add these up)."""
-    if rows.dtype != np.int16 or rows.ndim != 2:
+def gram_int64(rows: np.ndarray | Sequence[np.ndarray], block: int = GRAM_BLOCK) -> np.ndarray:
+    """:func:`gram_matrix` as an int64 array (tiles of an epoch add these up).
+
+    ``rows`` may also be a list of 2-D int16 arrays of the same width, the matrix's rows
+    part after part: each is converted straight into the float64 buffer (an epoch tile,
+    its past rows and Δ_prev without stacking them first: one copy instead of three)."""
+    parts = [rows] if isinstance(rows, np.ndarray) else list(rows)
+    if not parts or any(r.dtype != np.int16 or r.ndim != 2 for r in parts) \
+            or len({r.shape[1] for r in parts}) != 1:
         raise ScoringError("rows must be a 2-D int16 array")
     if not 0 < block <= GRAM_EXACT_MAX_BLOCK:
         raise ScoringError("block length breaks float64 exactness")
-    m, d = rows.shape
+    m, d = sum(r.shape[0] for r in parts), parts[0].shape[1]
     acc = np.zeros((m, m), dtype=np.int64)
     buf = np.empty((m, min(block, max(d, 1))), dtype=np.float64)  # exact int16 -> float64
     for start in range(0, d, block):
         width = min(block, d - start)
-        part = buf[:, :width]
-        np.copyto(part, rows[:, start : start + width], casting="unsafe")
+        part, at = buf[:, :width], 0
+        for r in parts:
+            np.copyto(part[at:at + r.shape[0]], r[:, start : start + width], casting="unsafe")
+            at += r.shape[0]
         acc += (part @ part.T).astype(np.int64)  # exact: every partial sum < 2^53
     return acc
 

@@ -226,7 +226,12 @@ class ConcatRows:
         return sum(p.shape[0] for p in self.parts), self.parts[0].shape[1]
 
     def tile(self, lo: int, hi: int) -> np.ndarray:
-        return np.vstack([p.tile(lo, hi) for p in self.parts])
+        return np.vstack(self.tile_parts(lo, hi))
+
+    def tile_parts(self, lo: int, hi: int) -> list[np.ndarray]:
+        """:meth:`tile` part by part, not stacked (the Gram pass converts each straight into
+        its float64 buffer)."""
+        return [p.tile(lo, hi) for p in self.parts]
 
 
 def as_rows(x: np.ndarray | Rows) -> Rows:
@@ -237,10 +242,17 @@ def as_rows(x: np.ndarray | Rows) -> Rows:
 
 
 def pick(src: np.ndarray | Rows, idx: Sequence[int]) -> Rows:
-    """Rows ``idx`` of ``src``, in that order."""
+    """Rows ``idx`` of ``src``, in that order, without copying them: ``src`` itself when
+    ``idx`` is every row in order, else a :class:`PickedRows` view (a pick of a pick
+    composes the indices) whose tiles gather only the picked rows. Why: epoch close picks
+    the rows in pubkey order, then the candidates, then the admitted rows; copying the
+    ``(n, d)`` updates each time cost as much as a third of the Gram pass (issue 14)."""
     s = as_rows(src)
-    if isinstance(s, ArrayRows):
-        return ArrayRows(s.array[list(idx)])
+    idx = list(idx)
+    if idx == list(range(s.shape[0])):
+        return s
+    if isinstance(s, PickedRows):
+        return PickedRows(s.src, [s.idx[i] for i in idx])
     return PickedRows(s, idx)
 
 
@@ -274,12 +286,15 @@ def gram_and_hashes(
     acc = np.zeros((m, m), dtype=np.int64)
     hashers = [whole_hasher() for _ in range(n if hashed is None else hashed)] if hash_rows else []
     for lo, hi in spans(d, cols, m):
-        t = src.tile(lo, hi)
+        parts = src.tile_parts(lo, hi) if isinstance(src, ConcatRows) else [src.tile(lo, hi)]
+        parts = [np.asarray(p, dtype=np.int16) for p in parts]
+        if len(hashers) > parts[0].shape[0]:  # hashed rows span parts: stack them
+            parts = [np.vstack(parts)]
         if extra is not None:
-            t = np.vstack([t, np.asarray(extra[lo:hi], dtype=np.int16)[None, :]])
-        acc += gram_int64(np.ascontiguousarray(t, dtype=np.int16))
-        for i, h in enumerate(hashers):
-            h.update(np.ascontiguousarray(t[i], dtype="<i2").tobytes())
+            parts.append(np.asarray(extra[lo:hi], dtype=np.int16)[None, :])
+        acc += gram_int64(parts)  # the parts as one matrix, stacked only in float64
+        for i, h in enumerate(hashers):  # the first rows: the first part's
+            h.update(np.ascontiguousarray(parts[0][i], dtype="<i2").tobytes())
     return acc.tolist(), [bytes(h.digest()) for h in hashers]
 
 

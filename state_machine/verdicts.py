@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from state_machine import aggregation, fresh_vouching, freshness, tiles, vouching
+from state_machine import aggregation, fresh_vouching, freshness, pairs, tiles, vouching
 from state_machine.constants import (
     DEFAULT_AGGREGATOR,
     DUPLICATE_REL_SQ,
@@ -186,17 +186,25 @@ def duplicate_pairs(
     n = len(hashes)
     partners: list[list[int]] = [[] for _ in range(n)]
     exempt = [False] * n
-    for i in range(n):
-        for j in range(i + 1, n):
-            d_ij = gram[i][i] + gram[j][j] - 2 * gram[i][j]
-            if not near_duplicate(d_ij, gram[i][i], gram[j][j]):
-                continue
-            if hashes[i] in history.public or hashes[j] in history.public:
-                exempt[i] = exempt[j] = True
-            else:
-                partners[i].append(j)
-                partners[j].append(i)
+    for i, j in near_duplicate_pairs(gram, n):
+        if hashes[i] in history.public or hashes[j] in history.public:
+            exempt[i] = exempt[j] = True
+        else:
+            partners[i].append(j)
+            partners[j].append(i)
     return partners, exempt
+
+
+def near_duplicate_pairs(gram: Sequence[Sequence[int]], n: int) -> list[tuple[int, int]]:
+    """Every pair ``i < j < n`` with :func:`near_duplicate`, in ``(i, j)`` order:
+    ``pairs.near_duplicates`` (exact int64 arithmetic) when the entries fit int64, else
+    pair by pair with Python integers."""
+    g = pairs.as_int64(gram)
+    if g is None or g.shape[0] < n:
+        return [(i, j) for i in range(n) for j in range(i + 1, n)
+                if near_duplicate(gram[i][i] + gram[j][j] - 2 * gram[i][j], gram[i][i],
+                                  gram[j][j])]
+    return pairs.near_duplicates(g, n)
 
 
 def find_evidence(
@@ -399,17 +407,29 @@ def contribution_weights(
     its class-mates).
     """
     k = len(admitted)
-    m = [[gram[i][j] for j in admitted] for i in admitted]
-    res = residual_gram(gram, admitted)
-    total = sum(sum(row) for row in m)
+    g = pairs.as_int64(gram)
+    if g is None:  # the definition: pair by pair, Python integers
+        m = [[gram[i][j] for j in admitted] for i in admitted]
+        res = residual_gram(gram, admitted)
+        agree = [sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
+                 for i in range(k)]
+        sums, diag = [sum(row) for row in m], [m[i][i] for i in range(k)]
+        novel = [has_novel_peer(res, i) for i in range(k)]
+    else:  # the same integers (pairs: exact row sums, screens decide no result)
+        idx = np.asarray(admitted, dtype=np.intp)
+        sub = g[np.ix_(idx, idx)]
+        capped = pairs.capped_matrix(sub)  # pair_credit of every pair
+        np.fill_diagonal(capped, 0)
+        agree, sums = pairs.row_sums(capped), pairs.row_sums(sub)
+        diag = np.diagonal(sub).tolist()
+        novel = pairs.novel_peers(g, admitted)
+    total = sum(sums)
     out = []
     for i in range(k):
-        agree = sum(pair_credit(m[i][j], m[i][i], m[j][j]) for j in range(k) if j != i)
-        s_sq = total - 2 * sum(m[i]) + m[i][i]
-        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * m[i][i] * max(s_sq, 0) // dim)
-        paid = has_novel_peer(res, i) and (
-            fresh is None or freshness.is_fresh(fresh, i, m[i][i], dim))
-        out.append(max(0, agree - chance) if paid else 0)
+        s_sq = total - 2 * sums[i] + diag[i]
+        chance = math.isqrt(REWARD_SIGMAS * REWARD_SIGMAS * diag[i] * max(s_sq, 0) // dim)
+        paid = novel[i] and (fresh is None or freshness.is_fresh(fresh, i, diag[i], dim))
+        out.append(max(0, agree[i] - chance) if paid else 0)
     return out
 
 

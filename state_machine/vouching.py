@@ -41,6 +41,9 @@ import math
 from collections.abc import Sequence
 from functools import cmp_to_key
 
+import numpy as np
+
+from state_machine import pairs
 from state_machine.constants import PAIR_COS_CAP
 
 Gram = Sequence[Sequence[int]]
@@ -57,7 +60,25 @@ def vouch_numerators(gram: Gram, prev_dots: Sequence[int], prev_sq: int) -> list
     """``x_i`` for every row of ``gram`` (see the module docstring).
 
     ``prev_dots[i] = <d_i, Δ_prev>``, ``prev_sq = |Δ_prev|²``; with ``prev_sq = 0`` (no
-    accepted step yet) only the peers vouch."""
+    accepted step yet) only the peers vouch. The peers' sum is ``pairs.capped_matrix``'s
+    exact row sums (the diagonal zeroed) when the entries fit int64, else
+    :func:`vouch_numerators_py` (the same integers)."""
+    k = len(gram)
+    g = pairs.as_int64(gram) if k else None
+    if g is None:
+        return vouch_numerators_py(gram, prev_dots, prev_sq)
+    c = pairs.capped_matrix(g)
+    np.fill_diagonal(c, 0)
+    out = pairs.row_sums(c)
+    if prev_sq > 0:
+        dg = np.diagonal(g).tolist()
+        for i in range(k):
+            out[i] += k * capped_agreement(prev_dots[i], dg[i], prev_sq)
+    return out
+
+
+def vouch_numerators_py(gram: Gram, prev_dots: Sequence[int], prev_sq: int) -> list[int]:
+    """:func:`vouch_numerators` with Python integers, pair by pair (the definition)."""
     k = len(gram)
     out = []
     for i in range(k):
