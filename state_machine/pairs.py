@@ -75,9 +75,9 @@ def capped_matrix(g: np.ndarray) -> np.ndarray:
     out = g.copy()
     if g.size == 0:
         return out
-    diag = np.sqrt(np.diagonal(g).astype(np.float64))
+    diag = np.sqrt(np.diagonal(g).astype(np.float64))  # screen; exact ints decide
     bound = p * (np.multiply.outer(diag, diag) * (1 - 1e-9) - 2)
-    sure = (g <= 0) | (q * g.astype(np.float64) * (1 + 1e-9) < bound)
+    sure = (g <= 0) | (q * g.astype(np.float64) * (1 + 1e-9) < bound)  # screen; exact ints decide
     dg = np.diagonal(g).tolist()
     for i, j in zip(*np.nonzero(~sure), strict=True):
         out[i, j] = min(int(g[i, j]), math.isqrt(dg[i] * dg[j]) * p // q)
@@ -109,17 +109,17 @@ def novel_peers(g: np.ndarray, rows: Sequence[int]) -> list[bool]:
     sub_l, a_l = sub.tolist(), a.tolist()
     if big_p == 0:
         diag = [sub_l[i][i] for i in range(k)]
-        res_f = sub.astype(np.float64)
+        res_f = sub.astype(np.float64)  # screen; exact ints decide
         err = 1e-12 * np.abs(res_f) + 1
     else:
         diag = [big_p * sub_l[i][i] - a_l[i] * a_l[i] for i in range(k)]
-        pg = float(big_p) * sub.astype(np.float64)
-        aa = np.multiply.outer(a.astype(np.float64), a.astype(np.float64))
+        pg = float(big_p) * sub.astype(np.float64)  # screen; exact ints decide
+        aa = np.multiply.outer(a.astype(np.float64), a.astype(np.float64))  # screen only
         res_f = pg - aa
         err = 1e-12 * (np.abs(pg) + np.abs(aa)) + 1
     p, q = NOVELTY_COS
     upper = res_f + err
-    root = np.sqrt(np.maximum(np.asarray([float(x) for x in diag]), 0.0))
+    root = np.sqrt(np.maximum(np.asarray([float(x) for x in diag]), 0.0))  # screen only
     maybe = (upper > 0) & (q * upper >= p * np.multiply.outer(root, root) * (1 - 1e-9))
     np.fill_diagonal(maybe, False)
     out = [False] * k
